@@ -1,0 +1,50 @@
+# tunefleet — set-up, local fleet, demo and tests. Run as root on Debian/Ubuntu.
+SHELL := /bin/bash
+PYTHON ?= /usr/bin/python3
+VENV := .venv
+BIN := $(VENV)/bin
+HOSTS ?= 3
+PG ?= 1
+APT_PACKAGES := openssh-server sudo iproute2 util-linux procps sysbench apache2-utils postgresql postgresql-client
+
+.PHONY: setup apt venv fleet-up fleet-down demo test test-unit test-e2e bench clean
+
+setup: apt venv
+
+apt: .stamp-apt
+.stamp-apt:
+	@command -v apt-get >/dev/null || { echo "make setup: apt-get not found (Debian/Ubuntu only; see README for other systems)"; exit 1; }
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(APT_PACKAGES)
+	touch $@
+
+venv: .stamp-venv
+.stamp-venv: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	# torch pinned in the same command, or pip resolves a multi-GB CUDA build
+	$(BIN)/pip install -q torch==2.13.0 -e '.[test]'
+	touch $@
+
+fleet-up: setup
+	HOSTS=$(HOSTS) PG=$(PG) deploy/fleet-up.sh
+
+fleet-down:
+	deploy/fleet-down.sh
+
+demo: fleet-up
+	$(BIN)/tunefleet check --hosts inventory/local.yml
+	$(BIN)/tunefleet run "make new connections to my web servers faster" --hosts inventory/local.yml --yes --budget 24 --seed 1
+
+test: setup
+	HOSTS=3 PG=1 deploy/fleet-up.sh
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests; rc=$$?; deploy/fleet-down.sh; exit $$rc
+
+test-unit: venv
+	$(BIN)/python -m pytest -q tests/unit
+
+bench: fleet-up
+	$(BIN)/python bench/strategies.py --out docs/benchmarks.md
+
+clean: fleet-down
+	rm -rf $(VENV) .stamp-* build *.egg-info
