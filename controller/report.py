@@ -1,0 +1,60 @@
+"""What the CLI shows: host tables and result summaries (rich), and their JSON forms."""
+
+from __future__ import annotations
+
+from controller.fleet.fleet import Fleet
+
+
+def check_rows(specs, fleet: Fleet, rtt_ms: dict[str, float]) -> list[dict]:
+    """One object per host, in inventory order, whether it answered or not."""
+    shared = {n: boot for boot, names in fleet.shared_kernels().items() for n in names}
+    rows = []
+    for spec in specs:
+        host = fleet.hosts.get(spec.name)
+        if host is None:
+            err = fleet.failed.get(spec.name)
+            rows.append({"name": spec.name, "address": spec.address, "ok": False, "kernel": None, "boot_id": None,
+                         "python": None, "error": err.message if err else "not connected"})
+            continue
+        f = host.facts
+        rows.append({
+            "name": spec.name, "address": spec.address, "ok": True, "error": None,
+            "hostname": f.get("hostname"), "kernel": f.get("kernel"), "boot_id": f.get("boot_id"),
+            "shares_kernel_with": sorted(n for n, b in shared.items() if b == f.get("boot_id") and n != spec.name),
+            "distro": (f.get("distro") or {}).get("name"), "python": f.get("python"),
+            "cpus": f.get("cpus"), "mem_total_mb": (f.get("mem_total_kb") or 0) // 1024,
+            "user": f.get("user"), "agent_hash": f.get("agent_hash"), "uploaded": host.uploaded,
+            "tools": sorted(k for k, v in (f.get("tools") or {}).items() if v),
+            "services": sorted(k for k, v in (f.get("services") or {}).items() if v),
+            "recovered": f.get("recovered") or {},
+            "rtt_ms": round(rtt_ms[spec.name], 3) if spec.name in rtt_ms else None,
+        })
+    return rows
+
+
+def print_check(console, rows: list[dict], elapsed: float) -> None:
+    from rich.table import Table
+
+    table = Table(title=None, show_lines=False)
+    for col in ("host", "address", "status", "kernel", "distro", "python", "cpus", "mem", "kernel shared with", "rtt"):
+        table.add_column(col)
+    for r in rows:
+        if not r["ok"]:
+            table.add_row(r["name"], r["address"], "[red]failed[/]", "", "", "", "", "", "", "")
+            continue
+        table.add_row(
+            r["name"], r["address"], "[green]ok[/]" + (" (agent uploaded)" if r["uploaded"] else ""),
+            r["kernel"] or "", r["distro"] or "", r["python"] or "", str(r["cpus"] or ""),
+            f"{r['mem_total_mb']} MB", ", ".join(r["shares_kernel_with"]) or "-",
+            f"{r['rtt_ms']:.2f} ms" if r["rtt_ms"] is not None else "",
+        )
+    console.print(table)
+    ok = sum(r["ok"] for r in rows)
+    console.print(f"{ok}/{len(rows)} hosts healthy in {elapsed:.2f} s")
+    if any(r.get("shares_kernel_with") for r in rows):
+        console.print("[yellow]note:[/] hosts that share a kernel share every kernel-wide knob (vm.*, kernel.*); "
+                      "only per-namespace knobs can be tuned on them in parallel")
+    for r in rows:
+        if r.get("recovered"):
+            console.print(f"[yellow]note:[/] {r['name']}: restored values left by an interrupted run: "
+                          + ", ".join(f"{k} = {v}" for k, v in r["recovered"].items()))
