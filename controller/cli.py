@@ -118,6 +118,190 @@ def restore(
         raise typer.Exit(1)
 
 
+def _load_catalog(extra: Optional[Path]):
+    from controller.catalog import Catalog
+
+    catalog = Catalog.default()
+    if extra is not None:
+        catalog = catalog.load_extra(extra)
+    return catalog
+
+
+def _make_plan(goal: Optional[str], spec_file: Optional[Path], facts: dict | None = None):
+    """A spec from a file, or from the goal through the strategist. Returns (spec, plan-or-None)."""
+    from controller.spec import TuningSpec
+
+    if spec_file is not None:
+        return TuningSpec.load(spec_file), None
+    if not goal:
+        raise UserError("say what the hosts are for (a GOAL such as \"optimize for PostgreSQL\") or give --spec FILE")
+    from controller.strategist import choose
+
+    plan = choose(goal, facts)
+    return plan.spec, plan
+
+
+@app.command()
+def plan(
+    goal: Optional[str] = typer.Argument(None, help="What the hosts are for, in plain words."),
+    hosts: Optional[Path] = typer.Option(None, "--hosts", "-i", help="Inventory: check the plan against these hosts."),
+    limit: Optional[str] = LimitOpt,
+    spec_file: Optional[Path] = typer.Option(None, "--spec", help="Validate this spec file instead of planning."),
+    catalog_file: Optional[Path] = typer.Option(None, "--catalog", help="Extra tunables (YAML/JSON)."),
+    output: Optional[Path] = typer.Option(None, "-o", "--output", help="Write the spec to this file (JSON)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the plan as JSON."),
+    list_workloads: bool = typer.Option(False, "--list", help="List the built-in workloads."),
+    accept_new_host_keys: bool = AcceptOpt,
+    connect_timeout: float = TimeoutOpt,
+) -> None:
+    """Turn a goal into a tuning spec (benchmark, reward, knobs and ranges) and show why."""
+    from controller.catalog import validate
+    from controller.report import print_plan
+
+    if list_workloads:
+        from controller.strategist.builtin import workloads
+
+        for w in workloads():
+            print(f"{w.key:18} {w.description}")
+        return
+    catalog = _load_catalog(catalog_file)
+    facts = None
+    if hosts is not None:
+        facts = _host_facts(hosts, limit, accept_new_host_keys, connect_timeout)
+    spec, chosen = _make_plan(goal, spec_file, facts)
+    validate(spec, catalog, facts)
+    if output is not None:
+        from controller.runs import write_json_atomic
+
+        write_json_atomic(output, spec.to_dict())
+    if as_json:
+        print(json.dumps(_plan_record(spec, chosen), indent=2))
+    else:
+        print_plan(_console(), spec, reason=chosen.reason if chosen else f"from {spec_file}",
+                   rationale=chosen.rationale if chosen else None,
+                   warnings=chosen.warnings if chosen else (), hosts=list(facts or ()))
+        if output is not None:
+            _console().print(f"spec written to {output}")
+
+
+def _plan_record(spec, chosen) -> dict:
+    record = {"spec": spec.to_dict()}
+    if chosen is not None:
+        record.update({"strategist": getattr(chosen, "strategist", "builtin"), "workload": chosen.workload,
+                       "reason": chosen.reason, "rationale": chosen.rationale, "warnings": list(chosen.warnings)})
+    return record
+
+
+def _host_facts(hosts: Path, limit: Optional[str], accept_new: bool, connect_timeout: float) -> dict:
+    from controller.fleet.fleet import ConnectOptions, Fleet
+
+    specs = _select(hosts, limit)
+    with Fleet.connect(specs, ConnectOptions(connect_timeout=connect_timeout, accept_new_host_keys=accept_new)) as fleet:
+        if fleet.failed:
+            raise next(iter(fleet.failed.values()))
+        return {n: h.facts for n, h in fleet.hosts.items()}
+
+
+@app.command()
+def run(
+    goal: Optional[str] = typer.Argument(None, help="What the hosts are for, in plain words."),
+    hosts: Path = HostsOpt,
+    limit: Optional[str] = LimitOpt,
+    spec_file: Optional[Path] = typer.Option(None, "--spec", help="Run this spec file (JSON or YAML) instead of planning."),
+    strategy: str = typer.Option("ppo", "--strategy", help="Search strategy: ppo, random."),
+    budget: int = typer.Option(24, "--budget", min=1, help="Benchmark evaluations to spend on the search, across the fleet."),
+    seed: int = typer.Option(0, "--seed", help="Seed for the search (runs are repeatable up to benchmark noise)."),
+    verify_repeats: int = typer.Option(5, "--verify-repeats", min=2, help="Original-vs-best pairs measured per host."),
+    baseline_repeats: Optional[int] = typer.Option(None, "--baseline-repeats", min=1, help="Baseline runs per host (default: the spec's)."),
+    catalog_file: Optional[Path] = typer.Option(None, "--catalog", help="Extra tunables (YAML/JSON)."),
+    run_dir: Optional[Path] = typer.Option(None, "--run-dir", help="Run folder (default runs/<time>-<workload>)."),
+    keep_best: bool = typer.Option(False, "--keep-best", help="Leave the best configuration applied (not persisted across reboots)."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask before changing hosts."),
+    as_json: bool = typer.Option(False, "--json", help="Print only the result JSON on stdout."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Plan and validate against the hosts, change nothing."),
+    accept_new_host_keys: bool = AcceptOpt,
+    connect_timeout: float = TimeoutOpt,
+) -> None:
+    """Learn better kernel settings by running the benchmark on every host, then restore them."""
+    from controller.catalog import validate
+    from controller.fleet.fleet import ConnectOptions, Fleet
+    from controller.report import print_plan, print_result
+
+    out = _console(stderr=True)
+    catalog = _load_catalog(catalog_file)
+    specs = _select(hosts, limit)
+    spec, chosen = _make_plan(goal, spec_file)
+    validate(spec, catalog)  # everything that can be refused without a host
+    from controller.learn.search import STRATEGIES
+
+    if strategy not in STRATEGIES:
+        raise UserError(f"--strategy {strategy}: unknown (choose from {', '.join(STRATEGIES)})")
+
+    options = ConnectOptions(connect_timeout=connect_timeout, accept_new_host_keys=accept_new_host_keys,
+                             knobs=tuple(spec.knob_names))
+    fleet = Fleet.connect(specs, options)
+    result = None
+    try:
+        for name, err in fleet.failed.items():
+            out.print(f"[red]error:[/] {name}: {err.message}")
+        if not fleet.hosts:
+            raise UserError("no host could be reached; nothing was changed")
+        facts = {n: h.facts for n, h in fleet.hosts.items()}
+        validate(spec, catalog, facts)
+        print_plan(out, spec, reason=chosen.reason if chosen else f"from {spec_file}",
+                   rationale=chosen.rationale if chosen else None, warnings=chosen.warnings if chosen else (),
+                   hosts=fleet.names)
+        if dry_run:
+            out.print("dry run: nothing was changed")
+            return
+        if not yes:
+            if not sys.stdin.isatty():
+                raise UserError("refusing to change hosts without confirmation: pass --yes")
+            if not typer.confirm(f"Run this benchmark and change these knobs on {len(fleet.hosts)} host(s)?", err=True):
+                raise typer.Exit(1)
+        result = _run(spec, chosen, fleet, out, strategy=strategy, budget=budget, seed=seed,
+                      verify_repeats=verify_repeats, baseline_repeats=baseline_repeats, run_dir=run_dir,
+                      keep_best=keep_best)
+    finally:
+        # Every agent writes its journaled originals back on bye, whatever happened above.
+        restored = fleet.close(keep=keep_best and result is not None)
+    bad = {n: o.error for n, o in restored.items() if not o.ok}
+    for name, err in bad.items():
+        out.print(f"[red]error:[/] {name}: could not restore: {err.message}; run `tunefleet restore --hosts {hosts}`")
+    if as_json:
+        print(json.dumps(result, indent=2))
+    else:
+        print_result(_console(), result)
+        if keep_best:
+            _console().print("kept the best configuration on every host; `tunefleet restore` brings the originals back")
+        else:
+            _console().print("every host is back on its original values")
+    if fleet.failed or bad:
+        raise typer.Exit(1)
+
+
+def _run(spec, chosen, fleet, out, *, strategy, budget, seed, verify_repeats, baseline_repeats, run_dir, keep_best):
+    from controller.live import LiveReporter
+    from controller.runs import RunDir
+    from controller.tuner import RunOptions, tune
+
+    run = RunDir.create(spec.workload_name, run_dir)
+    run.write("spec.json", spec.to_dict())
+    run.write("plan.json", _plan_record(spec, chosen))
+    options = RunOptions(strategy=strategy, budget=budget, seed=seed, verify_repeats=verify_repeats,
+                         baseline_repeats=baseline_repeats)
+    try:
+        with LiveReporter(out, fleet.names, budget, spec.goal, spec.reward_metric) as reporter:
+            result = tune(spec, fleet, run, options, reporter)
+        if keep_best:
+            applied = fleet.map(lambda h: h.request("apply", {"values": result["best_config"]}))
+            result["kept"] = {n: o.value["applied"] if o.ok else str(o.error) for n, o in applied.items()}
+        run.write("result.json", result)
+    finally:
+        run.close()
+    return result
+
+
 def main() -> None:
     try:
         app()

@@ -58,3 +58,61 @@ def print_check(console, rows: list[dict], elapsed: float) -> None:
         if r.get("recovered"):
             console.print(f"[yellow]note:[/] {r['name']}: restored values left by an interrupted run: "
                           + ", ".join(f"{k} = {v}" for k, v in r["recovered"].items()))
+
+
+def print_plan(console, spec, *, reason: str = "", rationale: dict | None = None, warnings=(), hosts=()) -> None:
+    """What is about to run, before anything changes."""
+    from rich.table import Table
+
+    console.print(f"[bold]workload[/]: {spec.workload_name}" + (f"  ({reason})" if reason else ""))
+    console.print(f"[bold]benchmark[/]: {spec.benchmark_command}")
+    console.print(f"[bold]reward[/]: {spec.reward_metric} ({spec.goal})")
+    if hosts:
+        console.print(f"[bold]hosts[/]: {', '.join(hosts)}")
+    table = Table(box=None, pad_edge=False)
+    for col in ("knob", "range", "scale", "why"):
+        table.add_column(col)
+    rationale = rationale or {}
+    for knob in spec.action_space:
+        rng = " | ".join(map(str, knob.values)) if knob.values else f"{knob.min} .. {knob.max}"
+        why = rationale.get(knob.param) or getattr(knob, "rationale", None) or ""
+        table.add_row(knob.param, rng, "choice" if knob.values else str(getattr(knob, "scale", "") or ""), why)
+    console.print(table)
+    for w in warnings:
+        console.print(f"[yellow]warning:[/] {w}")
+
+
+def print_result(console, result: dict) -> None:
+    from rich.table import Table
+
+    v = result.get("verification")
+    ok = result.get("success")
+    console.print()
+    console.print(f"[bold]{result['workload_name']}[/] — {result['reward_metric']} ({result['goal']}), "
+                  f"{result['evaluations']} evaluations with {result['strategy']}")
+    colour = "green" if ok else "yellow"
+    console.print(f"[bold {colour}]{result['verdict']}[/]")
+    table = Table(box=None, pad_edge=False)
+    for col in ("host", "baseline (median)", "cv", "best seen", "verified change", "95% CI", "p"):
+        table.add_column(col, justify="left" if col == "host" else "right")
+    for name, h in result["hosts"].items():
+        base = h.get("baseline") or {}
+        hv = h.get("verification") or {}
+        seen = h.get("best_seen") or {}
+        table.add_row(
+            name + (" (dropped)" if h.get("dropped") else ""),
+            f"{base['median']:.4g}" if base else "-",
+            f"{base['cv'] * 100:.1f}%" if base else "-",
+            f"{seen['reward'] * 100:+.1f}%" if seen else "-",
+            f"{hv['change_pct']:+.1f}%" if hv else "-",
+            f"{hv['ci_low_pct']:+.1f}% .. {hv['ci_high_pct']:+.1f}%" if hv else "-",
+            f"{hv['p_value']:.3g}" if hv else "-",
+        )
+    console.print(table)
+    console.print("[bold]best configuration[/]: " + ", ".join(f"{k} = {val}" for k, val in result["best_config"].items()))
+    if not ok and v:
+        seen = result["best_seen"]
+        console.print(f"(best single sample seen: {seen['change_pct']:+.1f}% on {seen['host']} — unverified)")
+    for name, why in (result.get("dropped") or {}).items():
+        console.print(f"[yellow]dropped[/] {name}: {why}")
+    console.print(f"run folder: {result['run_dir']}")

@@ -1,0 +1,96 @@
+"""What every search strategy gets: the hosts' evaluators, the budget, the executor, a seed.
+
+A strategy is a function `search(ctx)`; it spends at most `ctx.budget` benchmark evaluations
+(counted across the fleet) through `ctx.evaluate_round` or a FleetVecEnv built from
+`ctx.make_envs()`. Strategies are looked up by name in STRATEGIES.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from controller.errors import TunefleetError
+from controller.fleet.executor import Executor, gather
+from controller.learn.evaluation import HostEvaluator, Recorder, Trial
+
+# A host whose evaluations keep failing this many times in a row is dropped from the run.
+DROP_AFTER_FAILURES = 6
+
+
+@dataclass
+class SearchContext:
+    spec: object
+    evaluators: dict[str, HostEvaluator]
+    originals: dict[str, dict[str, str]]
+    baseline_metrics: dict[str, dict[str, float]]
+    executor: Executor
+    recorder: Recorder
+    budget: int
+    seed: int = 0
+    checkpoint_dir: object = None
+    episode_steps: int = 4
+    log: Callable[[str], None] = print
+
+    @property
+    def dropped(self) -> dict[str, str]:
+        return {n: ev.dropped for n, ev in self.evaluators.items() if ev.dropped}
+
+    @property
+    def remaining(self) -> int:
+        return max(0, self.budget - self.recorder.search_evaluations)
+
+    def live(self) -> list[HostEvaluator]:
+        return [ev for ev in self.evaluators.values() if not ev.dropped]
+
+    def evaluate_round(self, candidates: dict[str, dict[str, str]]) -> dict[str, Trial]:
+        """Evaluate one candidate per host, all hosts at once; never beyond the budget."""
+        names = [n for n in candidates if n not in self.dropped][: self.remaining]
+        futures = [self.executor.submit(self.evaluators[n].evaluate, candidates[n]) for n in names]
+        trials = dict(zip(names, gather(futures)))
+        for name in names:
+            self.note_outcome(name)
+        if not self.live():
+            raise TunefleetError("every host failed: " + "; ".join(f"{n}: {why}" for n, why in self.dropped.items()))
+        return trials
+
+    def note_outcome(self, name: str) -> None:
+        """Drop a host that lost its agent or keeps failing; say so once, clearly."""
+        ev = self.evaluators[name]
+        if ev.dropped:
+            return
+        recent = self.recorder.search_trials(name)[-DROP_AFTER_FAILURES:]
+        if ev.lost:
+            why = ev.lost
+        elif len(recent) == DROP_AFTER_FAILURES and not any(t.ok for t in recent):
+            why = f"{DROP_AFTER_FAILURES} evaluations in a row failed (last: {recent[-1].error})"
+        else:
+            return
+        ev.dropped = why
+        self.log(f"dropping {name} from the run: {why}")
+
+
+def random_search(ctx: SearchContext) -> None:
+    """Uniform samples of the action box, one per host per round: the baseline every smarter
+    strategy must beat at equal budget."""
+    rng = np.random.default_rng(ctx.seed)
+    while ctx.remaining > 0:
+        candidates = {}
+        for ev in ctx.live():
+            action = rng.uniform(-1.0, 1.0, size=ctx.spec.action_dim)
+            candidates[ev.name] = ctx.spec.to_values(action)
+        ctx.evaluate_round(candidates)
+
+
+def _ppo(ctx: SearchContext) -> None:
+    from controller.learn.ppo import ppo_search
+
+    ppo_search(ctx)
+
+
+STRATEGIES: dict[str, Callable[[SearchContext], None]] = {
+    "ppo": _ppo,
+    "random": random_search,
+}

@@ -1,0 +1,100 @@
+"""The live view of a tuning run: progress toward the budget, each host's last and best reward,
+failures. A rich Live panel on a terminal; plain lines otherwise (CI logs, pipes)."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from controller.learn.evaluation import Trial
+
+
+class LiveReporter:
+    def __init__(self, console, hosts: list[str], budget: int, goal: str, unit: str):
+        self.console = console
+        self.budget = budget
+        self.goal = goal
+        self.unit = unit
+        self.phase_name = "starting"
+        self.detail = ""
+        self.started = time.monotonic()
+        self.rows = {h: {"last": None, "best": None, "raw": None, "evals": 0, "fail": 0, "note": ""} for h in hosts}
+        self.search_done = 0
+        self._lock = threading.Lock()
+        self._live = None
+
+    # -- Reporter protocol
+    def phase(self, name: str, detail: str = "") -> None:
+        with self._lock:
+            self.phase_name, self.detail = name, detail
+        self._print(f"[bold]{name}[/]: {detail}")
+        self._refresh()
+
+    def trial(self, t: Trial) -> None:
+        with self._lock:
+            row = self.rows.setdefault(t.host, {"last": None, "best": None, "raw": None, "evals": 0, "fail": 0, "note": ""})
+            if t.phase == "search":
+                self.search_done += 1
+                row["evals"] += 1
+                if t.ok:
+                    row["last"] = t.reward
+                    if row["best"] is None or t.reward > row["best"]:
+                        row["best"] = t.reward
+                else:
+                    row["fail"] += 1
+                    row["note"] = (t.error or "")[:60]
+            if t.ok:
+                row["raw"] = t.raw
+        if self._live is None and t.phase == "search" and not t.ok:
+            self.console.print(f"  {t.host}: evaluation failed: {t.error}")
+        self._refresh()
+
+    def message(self, text: str) -> None:
+        self.console.print(f"[yellow]{text}[/]")
+
+    # -- display
+    def __enter__(self) -> "LiveReporter":
+        if self.console.is_terminal:
+            from rich.live import Live
+
+            self._live = Live(self._render(), console=self.console, refresh_per_second=4, transient=False)
+            self._live.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._live is not None:
+            self._live.update(self._render())
+            self._live.__exit__(*exc)
+            self._live = None
+
+    def _print(self, text: str) -> None:
+        if self._live is None:
+            self.console.print(text)
+
+    def _refresh(self) -> None:
+        if self._live is not None:
+            self._live.update(self._render())
+
+    def _render(self):
+        from rich.console import Group
+        from rich.table import Table
+
+        with self._lock:
+            elapsed = time.monotonic() - self.started
+            done = min(self.search_done, self.budget)
+            width = 30
+            filled = int(width * done / self.budget) if self.budget else 0
+            head = (f"{self.phase_name}: {self.detail}\n"
+                    f"search [{'#' * filled}{'.' * (width - filled)}] {done}/{self.budget} evaluations, {elapsed:.0f} s")
+            table = Table(box=None, pad_edge=False)
+            for col in ("host", "evals", "last reward", "best reward", f"last {self.unit}", "failures"):
+                table.add_column(col, justify="right" if col != "host" else "left")
+            for host, r in self.rows.items():
+                table.add_row(host, str(r["evals"]), _pct(r["last"]), _pct(r["best"]),
+                              "" if r["raw"] is None else f"{r['raw']:.4g}",
+                              f"{r['fail']} {r['note']}".strip() if r["fail"] else "0")
+        return Group(head, table)
+
+
+def _pct(reward: float | None) -> str:
+    return "" if reward is None else f"{reward * 100:+.1f}%"

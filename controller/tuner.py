@@ -1,0 +1,217 @@
+"""A tuning run from validated spec to verified result.
+
+    originals -> baseline (repeats) -> search (a strategy, within the budget) -> best candidate
+    -> verification (original vs best, interleaved A B A B on every host) -> result
+
+Hosts are restored by the caller closing the fleet (each agent writes its journal back on bye).
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+from typing import Callable, Protocol
+
+from controller.errors import SpecError, TunefleetError
+from controller.fleet.executor import ThreadExecutor, gather
+from controller.fleet.fleet import Fleet
+from controller.learn import stats
+from controller.learn.evaluation import HostEvaluator, Recorder, Trial
+from controller.learn.search import STRATEGIES, SearchContext
+from controller.runs import RunDir
+
+
+@dataclass
+class RunOptions:
+    strategy: str = "ppo"
+    budget: int = 24
+    seed: int = 0
+    baseline_repeats: int | None = None   # default: the spec's
+    verify_repeats: int = 5               # A/B pairs per host
+    episode_steps: int = 4
+
+
+class Reporter(Protocol):
+    def phase(self, name: str, detail: str = "") -> None: ...
+    def trial(self, trial: Trial) -> None: ...
+    def message(self, text: str) -> None: ...
+
+
+class QuietReporter:
+    def phase(self, name: str, detail: str = "") -> None:
+        pass
+
+    def trial(self, trial: Trial) -> None:
+        pass
+
+    def message(self, text: str) -> None:
+        pass
+
+
+def agent_bounds(spec) -> dict[str, dict]:
+    """What the agent re-checks on the node before each write."""
+    out = {}
+    for knob in spec.action_space:
+        if knob.values:
+            out[knob.param] = {"choices": [str(v) for v in knob.values]}
+        else:
+            out[knob.param] = {"min": knob.min, "max": knob.max}
+    return out
+
+
+def read_originals(fleet: Fleet, names: list[str]) -> dict[str, dict[str, str]]:
+    outcomes = fleet.map(lambda h: h.request("read", {"names": names}))
+    originals = {}
+    for name, out in outcomes.items():
+        if not out.ok:
+            raise out.error
+        if out.value.get("missing"):
+            raise SpecError(f"{name}: knob(s) missing on the host: {', '.join(out.value['missing'])}")
+        originals[name] = out.value["values"]
+    return originals
+
+
+def tune(spec, fleet: Fleet, run: RunDir, options: RunOptions, reporter: Reporter | None = None) -> dict:
+    reporter = reporter or QuietReporter()
+    if options.strategy not in STRATEGIES:
+        raise SpecError(f"unknown strategy '{options.strategy}' (known: {', '.join(STRATEGIES)})")
+    names = spec.knob_names
+    originals = read_originals(fleet, names)
+    run.write("hosts.json", {n: {"facts": h.facts, "originals": originals[n]} for n, h in fleet.hosts.items()})
+
+    recorder = Recorder(run.append_trial, [reporter.trial])
+    bounds = agent_bounds(spec)
+    evaluators = {n: HostEvaluator(h, spec, recorder, bounds) for n, h in fleet.hosts.items()}
+    executor = ThreadExecutor(len(evaluators))
+    try:
+        # 1. baseline, with repeats, each host on its own original values
+        repeats = options.baseline_repeats or spec.baseline_repeats
+        reporter.phase("baseline", f"{repeats} runs per host")
+        baselines = _baseline(evaluators, executor, repeats, reporter)
+        if not any(ev.baseline is not None for ev in evaluators.values()):
+            raise TunefleetError("no host produced a baseline: " +
+                                 "; ".join(f"{n}: {ev.dropped}" for n, ev in evaluators.items()))
+
+        # 2. search
+        reporter.phase("search", f"{options.strategy}, budget {options.budget} evaluations")
+        ctx = SearchContext(
+            spec=spec, evaluators=evaluators, originals=originals,
+            baseline_metrics={n: b["metrics"] for n, b in baselines.items()},
+            executor=executor, recorder=recorder, budget=options.budget, seed=options.seed,
+            checkpoint_dir=run.checkpoints if options.strategy == "ppo" else None,
+            episode_steps=options.episode_steps, log=reporter.message,
+        )
+        STRATEGIES[options.strategy](ctx)
+        search = [t for t in recorder.search_trials() if t.ok]
+        if not search:
+            raise TunefleetError("the search produced no successful evaluation; see trials.jsonl in " + str(run.path))
+        best = max(search, key=lambda t: t.reward)
+
+        # 3. verification: original (A) against best (B), interleaved, on every live host
+        reporter.phase("verify", f"original vs best, {options.verify_repeats} pairs per host")
+        samples = _verify(ctx, best.values, options.verify_repeats)
+    finally:
+        executor.shutdown()
+    return _result(spec, options, run, recorder, ctx, baselines, best, samples)
+
+
+def _baseline(evaluators: dict[str, HostEvaluator], executor, repeats: int, reporter: Reporter) -> dict[str, dict]:
+    def measure(ev: HostEvaluator) -> dict:
+        trials = [ev.evaluate(None, phase="baseline") for _ in range(repeats)]
+        good = [t for t in trials if t.ok]
+        if not good:
+            ev.dropped = f"the baseline benchmark failed: {trials[-1].error}"
+            reporter.message(f"dropping {ev.name} from the run: {ev.dropped}")
+            return {}
+        raws = [t.raw for t in good]
+        ev.baseline = statistics.median(raws)
+        summary = stats.summarize(raws)
+        keys = set().union(*(t.metrics for t in good))
+        metrics = {k: statistics.fmean(t.metrics.get(k, 0.0) for t in good) for k in keys}
+        return {"samples": raws, "summary": summary.to_dict(), "metrics": metrics}
+
+    names = list(evaluators)
+    results = gather([executor.submit(measure, evaluators[n]) for n in names])
+    return {n: r for n, r in zip(names, results) if r}
+
+
+def _verify(ctx: SearchContext, best: dict[str, str], repeats: int) -> dict[str, tuple[list[float], list[float]]]:
+    def one(ev: HostEvaluator, first: str) -> tuple[list[float], list[float]]:
+        a, b = [], []
+        for label in stats.interleaved_schedule(repeats, first=first):
+            values = ctx.originals[ev.name] if label == "A" else best
+            t = ev.evaluate(values, phase="verify", label=label)
+            if t.ok:
+                (a if label == "A" else b).append(t.raw)
+        return a, b
+
+    live = ctx.live()
+    # Alternate which arm goes first across hosts, so a drift over time cancels out.
+    futures = [ctx.executor.submit(one, ev, "A" if i % 2 == 0 else "B") for i, ev in enumerate(live)]
+    return {ev.name: s for ev, s in zip(live, gather(futures)) if s[0] and s[1]}
+
+
+def _result(spec, options: RunOptions, run: RunDir, recorder: Recorder, ctx: SearchContext,
+            baselines: dict, best: Trial, samples: dict) -> dict:
+    goal = spec.goal
+    per_host = {}
+    for name, ev in ctx.evaluators.items():
+        host_trials = [t for t in recorder.search_trials(name) if t.ok]
+        host_best = max(host_trials, key=lambda t: t.reward) if host_trials else None
+        entry = {
+            "baseline": baselines.get(name, {}).get("summary"),
+            "best_seen": ({"values": host_best.values, "raw": host_best.raw, "reward": round(host_best.reward, 4)}
+                          if host_best else None),
+            "evaluations": len(recorder.search_trials(name)),
+            "failures": sum(1 for t in recorder.search_trials(name) if not t.ok),
+            "dropped": ev.dropped,
+        }
+        if name in samples:
+            a, b = samples[name]
+            entry["verification"] = stats.relative_change(a, b, goal=goal, seed=options.seed).to_dict()
+        per_host[name] = entry
+
+    verification = stats.fleet_change(samples, goal=goal, seed=options.seed).to_dict() if samples else None
+    improvement = verification["change_pct"] if verification else None
+    significant = bool(verification and verification["significant"])
+    best_seen_pct = best.reward * 100.0
+    raw_base = [b["summary"]["median"] for b in baselines.values() if b]
+    result = {
+        # the seed's fields
+        "success": bool(significant and improvement is not None and improvement > 0),
+        "workload_name": spec.workload_name,
+        "best_reward": verification["best_median"] if verification else best.raw,
+        "best_config": best.values,
+        "baseline_reward": verification["baseline_median"] if verification else statistics.median(raw_base),
+        "improvement": improvement,
+        "total_episodes": -(-recorder.search_evaluations // max(1, options.episode_steps)),
+        # and what makes them trustworthy
+        "reward_metric": spec.reward_metric,
+        "goal": goal,
+        "verdict": _verdict(verification),
+        "verification": verification,
+        "best_seen": {"host": best.host, "values": best.values, "raw": best.raw,
+                      "change_pct": round(best_seen_pct, 2), "verified": False},
+        "strategy": options.strategy,
+        "budget": options.budget,
+        "seed": options.seed,
+        "evaluations": recorder.search_evaluations,
+        "evaluations_total": len(recorder.trials),
+        "hosts": per_host,
+        "dropped": ctx.dropped,
+        "run_dir": str(run.path),
+    }
+    return result
+
+
+def _verdict(v: dict | None) -> str:
+    if not v:
+        return "not verified: no host completed the verification"
+    if v["significant"] and v["change_pct"] > 0:
+        return (f"improvement of {v['change_pct']:.1f}% "
+                f"(95% CI {v['ci_low_pct']:.1f}% to {v['ci_high_pct']:.1f}%, p={v['p_value']:.3g})")
+    if v["significant"]:
+        return (f"the best candidate is WORSE than the original by {-v['change_pct']:.1f}% "
+                f"(95% CI {v['ci_low_pct']:.1f}% to {v['ci_high_pct']:.1f}%)")
+    return (f"no significant improvement: {v['change_pct']:+.1f}% "
+            f"(95% CI {v['ci_low_pct']:.1f}% to {v['ci_high_pct']:.1f}%, p={v['p_value']:.3g})")
