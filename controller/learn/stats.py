@@ -267,8 +267,7 @@ def interleaved_schedule(repeats: int, first: Literal["A", "B"] = "A") -> list[s
         raise ValueError("repeats must be >= 0")
     if first not in ("A", "B"):
         raise ValueError("first must be 'A' or 'B'")
-    second = "B" if first == "A" else "A"
-    return [first, second] * repeats
+    return [first, "B" if first == "A" else "A"] * repeats
 
 
 def noise_warning(summary: Summary, min_effect_pct: float, repeats: int | None = None) -> str | None:
@@ -278,14 +277,17 @@ def noise_warning(summary: Summary, min_effect_pct: float, repeats: int | None =
     many as the baseline has) finds 80 % of the time at the 5 % level is about
     ``2.8 * cv * sqrt(2 / repeats / 0.64)`` (normal noise; 0.64 = 2/pi is the
     efficiency of a median against a mean, and the interval is on medians). With
-    a 3 % CV and 10 repeats per arm that is about 4.7 %, as measured by simulation. A warning is given when that exceeds ``min_effect_pct``,
-    or when the baseline has fewer than two samples so its noise is unknown.
+    a 3 % CV and 10 repeats per arm that is about 4.7 %, which simulation confirms.
+    A warning is given when that exceeds ``min_effect_pct``, or when fewer than two
+    samples leave the noise unknown.
     """
     if min_effect_pct <= 0:
         raise ValueError("min_effect_pct must be positive")
     n = summary.n if repeats is None else repeats
-    if summary.n < 2 or n < 2:
+    if summary.n < 2:
         return "The baseline has fewer than 2 repeats, so its run-to-run noise is unknown; no change can be verified."
+    if n < 2:
+        return "With fewer than 2 repeats per arm no change can be verified."
     cv_pct = summary.cv * 100.0
     detectable = 2.8 * cv_pct * math.sqrt(2.0 / n) / math.sqrt(_MEDIAN_EFFICIENCY)
     if detectable <= min_effect_pct:
