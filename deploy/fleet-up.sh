@@ -1,0 +1,426 @@
+#!/usr/bin/env bash
+# Bring up the local fleet: N SSH hosts on this machine, each one a network namespace with
+# its own address, hostname, sshd, private ~/.tunefleet and (PG=1) PostgreSQL server.
+#
+#   HOSTS=3 PG=1 deploy/fleet-up.sh        (as root; defaults HOSTS=3 PG=1)
+#
+# Idempotent: a fleet that is already up is taken down first (deploy/fleet-down.sh).
+# Keys, host keys and PostgreSQL data dirs under deploy/.fleet/ are kept between runs.
+# See deploy/README.md for the address plan and what this changes on the machine.
+set -euo pipefail
+
+HOSTS=${HOSTS:-3}
+PG=${PG:-1}
+# QUICKACK=1 (default): the fleet route ACKs at once instead of after the 40 ms delayed-ACK
+# timer, here and inside each host. An OpenSSH exec without a tty runs with Nagle on, and
+# twice per connection a small packet waits for the peer's delayed ACK: ~150 ms per fresh
+# `ssh host true` instead of ~55 ms. Only traffic on the fleet net is affected; benchmarks on
+# a host's loopback are not. QUICKACK=0 gives the delayed ACKs of a real network (a client
+# without TCP_NODELAY then pays ~45 ms per exec, as it would against real hosts).
+QUICKACK=${QUICKACK:-1}
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+FLEET=$ROOT/deploy/.fleet
+INVENTORY=$ROOT/inventory/local.yml
+SUDOERS_SRC=$ROOT/deploy/sudoers.d/tunefleet
+SUDOERS_DST=/etc/sudoers.d/tunefleet-fleet   # not "tunefleet": a real bootstrap of this machine may own that one
+
+BRIDGE=tfbr0
+NET=10.87.77          # /24; the bridge is .1, host i is .(10+i)
+TFUSER=tfuser
+SSH_WAIT_S=10         # bound for "every sshd accepts TCP"
+# Daemons get a small, predictable environment, not the caller's (pyenv shims, venvs, ...).
+CLEAN_ENV=(env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8)
+
+say() { printf 'fleet-up: %s\n' "$*"; }
+die() { printf 'fleet-up: error: %s\n' "$*" >&2; exit 1; }
+
+usage() {
+    cat <<EOF
+usage: [HOSTS=N] [PG=0|1] [QUICKACK=0|1] $0
+
+Creates HOSTS (default 3) SSH hosts from network namespaces tf-h1..tf-hN on bridge $BRIDGE
+($NET.1/24; host i at $NET.\$((10+i))), each with sshd on port 22 and, with PG=1 (default),
+PostgreSQL on port 5432 with a 'pgbench' database (scale 5). Writes inventory/local.yml.
+Run as root. Undo with deploy/fleet-down.sh [--purge].
+EOF
+}
+
+case "${1:-}" in
+    -h|--help) usage; exit 0 ;;
+    "") ;;
+    *) usage >&2; exit 2 ;;
+esac
+
+# ---------------------------------------------------------------------------- checks
+[[ $EUID -eq 0 ]] || die "must run as root (it creates network namespaces, mounts and daemons); try: sudo $0"
+if ! [[ $HOSTS =~ ^[0-9]+$ ]] || (( HOSTS < 1 || HOSTS > 200 )); then
+    die "HOSTS must be a number from 1 to 200, got '$HOSTS'"
+fi
+[[ $PG == 0 || $PG == 1 ]] || die "PG must be 0 or 1, got '$PG'"
+[[ $QUICKACK == 0 || $QUICKACK == 1 ]] || die "QUICKACK must be 0 or 1, got '$QUICKACK'"
+ROUTE_OPTS=()
+if (( QUICKACK )); then ROUTE_OPTS=(quickack 1); fi
+
+need() {
+    local t missing=()
+    for t in "$@"; do command -v "$t" >/dev/null 2>&1 || missing+=("$t"); done
+    (( ${#missing[@]} == 0 )) || die "missing tool(s): ${missing[*]} (Debian/Ubuntu: make setup, or apt-get install openssh-server iproute2 util-linux passwd)"
+}
+need ip unshare nsenter setsid runuser timeout hostname ssh ssh-keygen useradd usermod install
+SSHD=$(command -v sshd || true)
+[[ -n $SSHD ]] || SSHD=/usr/sbin/sshd
+[[ -x $SSHD ]] || die "sshd not found (apt-get install openssh-server)"
+
+if (( PG )); then
+    # Prefer pg_config's answer; Debian also keeps versioned trees in /usr/lib/postgresql.
+    PGBIN=${PGBIN:-}
+    if [[ -z $PGBIN ]] && command -v pg_config >/dev/null 2>&1; then PGBIN=$(pg_config --bindir); fi
+    if [[ -z $PGBIN || ! -x $PGBIN/initdb ]]; then
+        PGBIN=$(printf '%s\n' /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
+    fi
+    for t in initdb pg_ctl postgres psql pgbench; do
+        [[ -n $PGBIN && -x $PGBIN/$t ]] || die "PostgreSQL tool '$t' not found (apt-get install postgresql postgresql-client), or run with PG=0"
+    done
+    id postgres >/dev/null 2>&1 || die "no 'postgres' user (it comes with the postgresql package)"
+    PG_MAJOR=$("$PGBIN/postgres" --version | sed -E 's/.* ([0-9]+)(\.[0-9]+)*.*/\1/')
+fi
+
+# ---------------------------------------------------------------------------- start clean
+"$ROOT/deploy/fleet-down.sh" --quiet
+
+if [[ -n $(ip -4 route show "$NET.0/24") ]]; then
+    die "$NET.0/24 is already routed on this machine ($(ip -4 route show "$NET.0/24")); the fleet needs that range for itself"
+fi
+
+T0=$(date +%s%N)
+mkdir -p /run/sshd
+chmod 0755 /run/sshd
+install -d -m 0755 -o root -g root "$FLEET" "$FLEET/authorized_keys"
+
+# ---------------------------------------------------------------------------- users, keys
+if ! id "$TFUSER" >/dev/null 2>&1; then
+    useradd --create-home --shell /bin/bash --comment "tunefleet fleet user" "$TFUSER"
+    touch "$FLEET/created-$TFUSER"   # fleet-down --purge deletes the account only when we made it
+    say "created user $TFUSER"
+fi
+[[ $(getent passwd "$TFUSER" | cut -d: -f7) == /bin/bash ]] || usermod --shell /bin/bash "$TFUSER"
+# sshd without PAM refuses even key logins to a locked account ('!' password): '*' = no
+# password, not locked.
+if [[ $(getent shadow "$TFUSER" | cut -d: -f2) == '!'* ]]; then usermod -p '*' "$TFUSER"; fi
+TF_UID=$(id -u "$TFUSER"); TF_GID=$(id -g "$TFUSER")
+TF_HOME=$(getent passwd "$TFUSER" | cut -d: -f6)
+
+# Mount points for the per-host tmpfs state folders. They must exist on the real filesystem;
+# inside each host they are covered by a private tmpfs, here they stay empty.
+install -d -m 0700 /root/.tunefleet
+install -d -m 0700 -o "$TFUSER" -g "$TF_GID" "$TF_HOME/.tunefleet"
+
+[[ -f $FLEET/id_ed25519 ]] || ssh-keygen -q -t ed25519 -N '' -C "tunefleet-local-fleet" -f "$FLEET/id_ed25519"
+# authorized_keys live in a root-owned 0755 folder: sshd's StrictModes accepts that path.
+for u in root "$TFUSER"; do
+    install -m 0644 -o root -g root "$FLEET/id_ed25519.pub" "$FLEET/authorized_keys/$u"
+done
+# An empty rc file, bind-mounted over ~/.bashrc inside the hosts: root's bashrc on dev
+# machines may run pyenv init (~75 ms on every SSH exec).
+install -m 0644 -o root -g root /dev/null "$FLEET/empty-rc"
+
+# Let tfuser start the agent (and only the agent) as root, to exercise the non-root path.
+if command -v sudo >/dev/null 2>&1 && command -v visudo >/dev/null 2>&1; then
+    tmp=$(mktemp)
+    sed -e "s#/home/tfuser/#$TF_HOME/#g" -e "s/\btfuser\b/$TFUSER/g" "$SUDOERS_SRC" >"$tmp"
+    visudo -cqf "$tmp" || { rm -f "$tmp"; die "$SUDOERS_SRC does not pass visudo -c"; }
+    install -m 0440 -o root -g root "$tmp" "$SUDOERS_DST"
+    rm -f "$tmp"
+else
+    say "sudo not installed: $TFUSER cannot start the agent as root (apt-get install sudo)"
+fi
+
+# ---------------------------------------------------------------------------- PostgreSQL template
+# initdb + pgbench -i once into a template; new host data dirs are copies of it (a copy of
+# a cleanly stopped cluster takes a fraction of a second, initdb + pgbench -i several).
+pg_template() {
+    local tpl=$FLEET/pg-template tmp sock
+    if [[ -f $tpl/PG_VERSION && $(cat "$tpl/PG_VERSION") == "$PG_MAJOR" ]]; then return; fi
+    rm -rf "$tpl" "$tpl.tmp"
+    say "building the PostgreSQL $PG_MAJOR template (initdb, pgbench -i -s 5; once)"
+    tmp=$tpl.tmp
+    install -d -m 0700 -o postgres -g postgres "$tmp"
+    install -m 0644 -o postgres -g postgres /dev/null "$FLEET/pg-template.log"   # pg_ctl -l writes as postgres
+    runuser -u postgres -- "${CLEAN_ENV[@]}" "$PGBIN/initdb" -D "$tmp" -U postgres --auth=trust \
+        -E UTF8 --locale=C.UTF-8 >"$FLEET/pg-template.log" 2>&1 \
+        || die "initdb failed, see $FLEET/pg-template.log"
+    cat >"$tmp/pg_hba.conf" <<EOF
+# written by deploy/fleet-up.sh: a throw-away test fleet, trust on loopback and the fleet net only
+local all all                trust
+host  all all 127.0.0.1/32   trust
+host  all all ::1/128        trust
+host  all all $NET.0/24  trust
+EOF
+    cat >>"$tmp/postgresql.conf" <<'EOF'
+
+# deploy/fleet-up.sh: per-host settings (addresses, sizes) are rewritten on every fleet-up
+include_if_exists = 'fleet.conf'
+EOF
+    chown postgres:postgres "$tmp/pg_hba.conf" "$tmp/postgresql.conf"
+    # Served on a private unix socket only (no TCP) while pgbench fills it.
+    sock=$(mktemp -d /tmp/tf-pgtpl.XXXXXX)
+    chown postgres "$sock"
+    runuser -u postgres -- "${CLEAN_ENV[@]}" "$PGBIN/pg_ctl" start -w -t 30 -D "$tmp" -l "$FLEET/pg-template.log" \
+        -o "-c listen_addresses='' -c unix_socket_directories='$sock' -c fsync=off" >/dev/null </dev/null \
+        || die "template server did not start, see $FLEET/pg-template.log"
+    local ok=1
+    runuser -u postgres -- "${CLEAN_ENV[@]}" "$PGBIN/psql" -qX -h "$sock" -U postgres -c 'CREATE DATABASE pgbench' postgres \
+        >>"$FLEET/pg-template.log" 2>&1 \
+      && runuser -u postgres -- "${CLEAN_ENV[@]}" "$PGBIN/pgbench" -i -s 5 -q -h "$sock" -U postgres pgbench \
+        >>"$FLEET/pg-template.log" 2>&1 \
+      || ok=0
+    # A clean shutdown (checkpoint) makes the data dir safe to copy.
+    runuser -u postgres -- "${CLEAN_ENV[@]}" "$PGBIN/pg_ctl" stop -w -t 30 -m fast -D "$tmp" >/dev/null </dev/null || ok=0
+    rm -rf "$sock"
+    (( ok )) || die "pgbench -i failed in the template, see $FLEET/pg-template.log"
+    mv "$tmp" "$tpl"
+}
+
+pg_datadir() {   # $1 = host index: make sure h$i/pgdata exists and is current
+    local i=$1 d=$FLEET/h$1/pgdata
+    if [[ -f $d/PG_VERSION && $(cat "$d/PG_VERSION") != "$PG_MAJOR" ]]; then
+        say "h$i: data dir is from PostgreSQL $(cat "$d/PG_VERSION"), binaries are $PG_MAJOR: re-creating it"
+        rm -rf "$d"
+    fi
+    if [[ ! -f $d/PG_VERSION ]]; then
+        rm -rf "$d" "$d.tmp"
+        cp -a "$FLEET/pg-template" "$d.tmp"
+        mv "$d.tmp" "$d"
+    fi
+    [[ -f $FLEET/h$i/postgres.log ]] || install -m 0644 -o postgres -g postgres /dev/null "$FLEET/h$i/postgres.log"
+    cat >"$d/fleet.conf" <<EOF
+# written by deploy/fleet-up.sh on every run
+listen_addresses = '127.0.0.1,$NET.$((10 + i))'
+port = 5432
+unix_socket_directories = '/run/postgresql'   # a private tmpfs inside host h$i
+shared_buffers = 64MB
+max_connections = 100
+fsync = on
+EOF
+    chown postgres:postgres "$d/fleet.conf"
+}
+
+if (( PG )); then
+    # Mount point for each host's private socket dir (the package normally creates it).
+    [[ -d /run/postgresql ]] || install -d -m 2775 -o postgres -g postgres /run/postgresql
+    pg_template
+fi
+
+# ---------------------------------------------------------------------------- network
+ip link add "$BRIDGE" type bridge
+ip addr add "$NET.1/24" dev "$BRIDGE"
+# Keep the fleet net IPv4-only (no link-local IPv6 chatter), only if IPv6 exists at all.
+if [[ -e /proc/sys/net/ipv6/conf/$BRIDGE/disable_ipv6 ]]; then echo 1 >"/proc/sys/net/ipv6/conf/$BRIDGE/disable_ipv6"; fi
+ip link set "$BRIDGE" up
+ip route replace "$NET.0/24" dev "$BRIDGE" proto kernel scope link src "$NET.1" "${ROUTE_OPTS[@]}"
+
+# Commands run inside a new host's UTS + mount namespaces (already inside its network
+# namespace): set the hostname, cover the per-user state folders with private tmpfs, mask
+# the rc files, give PostgreSQL a private socket dir and the host its own /etc/hosts, then
+# become sshd. sshd daemonizes (setsid, stdio to /dev/null) and writes its pid file once it
+# listens; everything it starts later lives in these namespaces too.
+# shellcheck disable=SC2016  # expanded by the inner bash
+INSIDE='
+set -euo pipefail
+name=$1 dir=$2 empty=$3 tf_uid=$4 tf_gid=$5 tf_home=$6 sshd=$7
+hostname "$name"
+mount -t tmpfs -o mode=0700,size=64m tunefleet-state /root/.tunefleet
+mount -t tmpfs -o "mode=0700,size=64m,uid=$tf_uid,gid=$tf_gid" tunefleet-state "$tf_home/.tunefleet"
+for rc in /root/.bashrc "$tf_home/.bashrc"; do
+    if [ -f "$rc" ]; then mount --bind "$empty" "$rc"; fi
+done
+if [ -d /run/postgresql ] && id postgres >/dev/null 2>&1; then
+    mount -t tmpfs -o mode=2775,size=1m,uid=$(id -u postgres),gid=$(id -g postgres) pg-socket /run/postgresql
+fi
+mount --bind "$dir/hosts" /etc/hosts
+exec "$sshd" -f "$dir/sshd_config" -E "$dir/sshd.log"
+'
+
+write_host_files() {   # $1 = host index
+    local i=$1 name=tf-h$1 ip=$NET.$((10 + $1)) dir=$FLEET/h$1 j
+    install -d -m 0755 -o root -g root "$dir"
+    if [[ ! -f $dir/ssh_host_ed25519_key ]]; then
+        ssh-keygen -q -t ed25519 -N '' -C "$name" -f "$dir/ssh_host_ed25519_key"
+    fi
+    cat >"$dir/sshd_config" <<EOF
+# written by deploy/fleet-up.sh for fleet host h$i ($name, $ip)
+ListenAddress $ip:22
+HostKey $dir/ssh_host_ed25519_key
+PidFile $dir/sshd.pid
+AuthorizedKeysFile $FLEET/authorized_keys/%u
+AllowUsers root $TFUSER
+PermitRootLogin prohibit-password
+AuthenticationMethods publickey
+PubkeyAuthentication yes
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+HostbasedAuthentication no
+UsePAM no
+UseDNS no
+StrictModes yes
+PrintMotd no
+PrintLastLog no
+X11Forwarding no
+AllowAgentForwarding no
+AllowTcpForwarding no
+PermitTunnel no
+# Tests and parallel rollouts open many connections at once.
+MaxStartups 100:30:200
+MaxSessions 64
+Subsystem sftp internal-sftp
+# OpenSSH's default key exchange (sntrup761x25519) costs ~200 ms of CPU per connection on a
+# small CI machine; curve25519 ~10 ms. ecdh-nistp256 kept for older clients.
+KexAlgorithms curve25519-sha256,curve25519-sha256@libssh.org,ecdh-sha2-nistp256
+LogLevel INFO
+EOF
+    {
+        echo "# written by deploy/fleet-up.sh: /etc/hosts inside fleet host h$i"
+        echo "127.0.0.1 localhost"
+        echo "::1 localhost ip6-localhost ip6-loopback"
+        echo "$NET.1 tf-gw"
+        for ((j = 1; j <= HOSTS; j++)); do echo "$NET.$((10 + j)) tf-h$j"; done
+    } >"$dir/hosts"
+    chmod 0644 "$dir/hosts"
+    rm -f "$dir/sshd.pid"
+}
+
+net_host() {   # $1 = host index: namespace, veth, addresses
+    local i=$1 ns=tf-h$1 ip=$NET.$((10 + $1)) veth=tfv-h$1
+    ip netns add "$ns"
+    ip link add "$veth" type veth peer name eth0 netns "$ns"
+    if [[ -e /proc/sys/net/ipv6/conf/$veth/disable_ipv6 ]]; then echo 1 >"/proc/sys/net/ipv6/conf/$veth/disable_ipv6"; fi
+    ip link set "$veth" master "$BRIDGE" up
+    ip -n "$ns" addr add "$ip/24" dev eth0
+    ip -n "$ns" link set lo up
+    ip -n "$ns" link set eth0 up
+    ip -n "$ns" route replace "$NET.0/24" dev eth0 proto kernel scope link src "$ip" "${ROUTE_OPTS[@]}"
+    # No default route: the only reachable addresses are loopback and $NET.0/24.
+    #
+    # A fresh network namespace on a 6.x kernel starts with net.core.somaxconn=4096, but
+    # openEuler 20.03 (kernel 4.19) and many older hosts ship 128: the fleet starts where the
+    # demo's real targets start, so tuning the accept queue has something to find. Set before
+    # sshd/postgres listen (listen() takes the value at that moment). IPv6 off on eth0 as on
+    # the bridge.
+    ip netns exec "$ns" sh -c 'echo 128 > /proc/sys/net/core/somaxconn'
+    if ip netns exec "$ns" test -e /proc/sys/net/ipv6/conf/eth0/disable_ipv6; then
+        ip netns exec "$ns" sh -c 'echo 1 > /proc/sys/net/ipv6/conf/eth0/disable_ipv6'
+    fi
+}
+
+start_sshd() {   # $1 = host index
+    local i=$1 dir=$FLEET/h$1
+    "$SSHD" -t -f "$dir/sshd_config" || die "h$i: sshd rejects $dir/sshd_config"
+    setsid "${CLEAN_ENV[@]}" ip netns exec "tf-h$i" unshare --uts --mount --propagation private -- \
+        bash -c "$INSIDE" inside "tf-h$i" "$dir" "$FLEET/empty-rc" "$TF_UID" "$TF_GID" "$TF_HOME" "$SSHD" \
+        </dev/null >>"$dir/launch.log" 2>&1 \
+        || die "h$i: could not start sshd in its namespaces, see $dir/launch.log"
+}
+
+sshd_pid() {   # $1 = host index; waits (bounded) for sshd's pid file
+    local f=$FLEET/h$1/sshd.pid n
+    for ((n = 0; n < 100; n++)); do
+        if [[ -s $f ]]; then cat "$f"; return 0; fi
+        sleep 0.05
+    done
+    die "h$1: sshd wrote no pid file within 5 s, see $FLEET/h$1/sshd.log"
+}
+
+start_pg() {   # $1 = host index: postgres inside the host's namespaces (those of its sshd)
+    local i=$1 d=$FLEET/h$1/pgdata pid
+    pid=$(sshd_pid "$i")
+    (cd / && nsenter --target "$pid" --net --uts --mount -- \
+        runuser -u postgres -- "${CLEAN_ENV[@]}" "$PGBIN/pg_ctl" start -w -t 30 -D "$d" -l "$FLEET/h$i/postgres.log") \
+        </dev/null >/dev/null 2>&1 \
+        || { echo "fleet-up: error: h$i: PostgreSQL did not start, see $FLEET/h$i/postgres.log" >&2; return 1; }
+}
+
+wait_tcp() {   # $1 = address, $2 = port, $3 = deadline (epoch seconds)
+    until timeout 1 bash -c "exec 3<>/dev/tcp/$1/$2" 2>/dev/null; do
+        (( $(date +%s) < $3 )) || return 1
+        sleep 0.05
+    done
+}
+
+for ((i = 1; i <= HOSTS; i++)); do
+    write_host_files "$i"
+    net_host "$i"
+    start_sshd "$i"
+done
+
+# ---------------------------------------------------------------------------- PostgreSQL per host
+if (( PG )); then
+    for ((i = 1; i <= HOSTS; i++)); do pg_datadir "$i"; done
+    # pg_ctl start -w takes a few hundred ms: start all hosts at once.
+    pids=()
+    for ((i = 1; i <= HOSTS; i++)); do start_pg "$i" & pids+=($!); done
+    failed=0
+    for p in "${pids[@]}"; do wait "$p" || failed=1; done
+    (( failed == 0 )) || die "PostgreSQL failed on some host(s); the fleet is half up: run deploy/fleet-down.sh"
+fi
+
+# ---------------------------------------------------------------------------- known_hosts, inventory
+{
+    for ((i = 1; i <= HOSTS; i++)); do
+        printf '%s %s\n' "$NET.$((10 + i))" "$(cut -d' ' -f1,2 "$FLEET/h$i/ssh_host_ed25519_key.pub")"
+    done
+} >"$FLEET/known_hosts"
+chmod 0644 "$FLEET/known_hosts"
+
+mkdir -p "$(dirname "$INVENTORY")"
+{
+    echo "# written by deploy/fleet-up.sh — the local fleet (network namespaces on this machine)"
+    echo "defaults:"
+    echo "  user: root"
+    echo "  key: $FLEET/id_ed25519"
+    echo "  known_hosts: $FLEET/known_hosts"
+    echo "hosts:"
+    for ((i = 1; i <= HOSTS; i++)); do echo "  h$i: {host: $NET.$((10 + i)), port: 22}"; done
+    names="h1"
+    for ((i = 2; i <= HOSTS; i++)); do names+=", h$i"; done
+    echo "groups:"
+    echo "  local: [$names]"
+} >"$INVENTORY.tmp"
+mv "$INVENTORY.tmp" "$INVENTORY"
+
+# ---------------------------------------------------------------------------- ready?
+deadline=$(( $(date +%s) + SSH_WAIT_S ))
+for ((i = 1; i <= HOSTS; i++)); do
+    ip=$NET.$((10 + i))
+    wait_tcp "$ip" 22 "$deadline" || die "h$i: sshd at $ip:22 does not accept connections after ${SSH_WAIT_S}s, see $FLEET/h$i/sshd.log"
+done
+
+# One real login per host and user (in parallel): catches key, known_hosts and StrictModes
+# problems (e.g. a group-writable folder above deploy/.fleet) here rather than in a test.
+SSH=(ssh -F /dev/null -i "$FLEET/id_ed25519" -o UserKnownHostsFile="$FLEET/known_hosts" -o StrictHostKeyChecking=yes
+     -o BatchMode=yes -o ConnectTimeout=5)
+pids=()
+for ((i = 1; i <= HOSTS; i++)); do
+    for u in root "$TFUSER"; do
+        "${SSH[@]}" "$u@$NET.$((10 + i))" true </dev/null >/dev/null 2>"$FLEET/h$i/login-$u.err" & pids+=($!)
+    done
+done
+failed=0
+for p in "${pids[@]}"; do wait "$p" || failed=1; done
+if (( failed )); then
+    for ((i = 1; i <= HOSTS; i++)); do
+        for u in root "$TFUSER"; do
+            if [[ -s $FLEET/h$i/login-$u.err ]]; then echo "h$i $u: $(tail -n 1 "$FLEET/h$i/login-$u.err")" >&2; fi
+        done
+    done
+    die "SSH login failed (details above and in $FLEET/h*/sshd.log; a folder above $FLEET that is group- or world-writable makes sshd refuse the keys)"
+fi
+T1=$(date +%s%N)
+
+for ((i = 1; i <= HOSTS; i++)); do
+    line="h$i  tf-h$i  $NET.$((10 + i)):22  sshd pid $(cat "$FLEET/h$i/sshd.pid")"
+    if (( PG )); then line+="  postgres :5432 pid $(head -n 1 "$FLEET/h$i/pgdata/postmaster.pid")"; fi
+    echo "$line"
+done
+say "$HOSTS host(s) up in $(( (T1 - T0) / 1000000 )) ms; inventory: $INVENTORY"
+say "try: ssh -i $FLEET/id_ed25519 -o UserKnownHostsFile=$FLEET/known_hosts root@$NET.11 hostname"
