@@ -94,6 +94,16 @@ if [[ -n $(ip -4 route show "$NET.0/24") ]]; then
 fi
 
 T0=$(date +%s%N)
+# From here on a failure takes down what was started, so no half fleet stays behind; the
+# logs under deploy/.fleet/ remain for a look.
+on_exit() {
+    local rc=$?
+    if (( rc != 0 )); then
+        echo "fleet-up: failed; taking down what was started (logs: $FLEET/h*/)" >&2
+        "$ROOT/deploy/fleet-down.sh" --quiet >&2 || true
+    fi
+}
+trap on_exit EXIT
 mkdir -p /run/sshd
 chmod 0755 /run/sshd
 install -d -m 0755 -o root -g root "$FLEET" "$FLEET/authorized_keys"
@@ -182,6 +192,16 @@ EOF
     mv "$tmp" "$tpl"
 }
 
+running_postgres() {   # $1 = pid: a live (not zombie) postgres process?
+    local key val
+    [[ $1 =~ ^[0-9]+$ && -r /proc/$1/status ]] || return 1
+    [[ $(readlink "/proc/$1/exe" 2>/dev/null) == */postgres ]] || return 1
+    while read -r key val _; do
+        if [[ $key == State: ]]; then [[ $val != [ZX] ]]; return; fi
+    done <"/proc/$1/status"
+    return 1
+}
+
 pg_datadir() {   # $1 = host index: make sure h$i/pgdata exists and is current
     local i=$1 d=$FLEET/h$1/pgdata
     if [[ -f $d/PG_VERSION && $(cat "$d/PG_VERSION") != "$PG_MAJOR" ]]; then
@@ -192,6 +212,14 @@ pg_datadir() {   # $1 = host index: make sure h$i/pgdata exists and is current
         rm -rf "$d" "$d.tmp"
         cp -a "$FLEET/pg-template" "$d.tmp"
         mv "$d.tmp" "$d"
+    fi
+    # A server that died without cleaning up leaves postmaster.pid behind; postgres refuses to
+    # start while that pid exists, even as an unreaped zombie or a reused pid. fleet-down has
+    # stopped every postgres of ours by now, so a pid file here is stale.
+    if [[ -f $d/postmaster.pid ]]; then
+        local old
+        old=$(head -n 1 "$d/postmaster.pid")
+        if ! running_postgres "$old"; then rm -f "$d/postmaster.pid"; fi
     fi
     [[ -f $FLEET/h$i/postgres.log ]] || install -m 0644 -o postgres -g postgres /dev/null "$FLEET/h$i/postgres.log"
     cat >"$d/fleet.conf" <<EOF
@@ -361,7 +389,7 @@ if (( PG )); then
     for ((i = 1; i <= HOSTS; i++)); do start_pg "$i" & pids+=($!); done
     failed=0
     for p in "${pids[@]}"; do wait "$p" || failed=1; done
-    (( failed == 0 )) || die "PostgreSQL failed on some host(s); the fleet is half up: run deploy/fleet-down.sh"
+    (( failed == 0 )) || die "PostgreSQL failed on some host(s)"
 fi
 
 # ---------------------------------------------------------------------------- known_hosts, inventory
