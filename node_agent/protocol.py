@@ -28,7 +28,7 @@ E_INTERNAL = "InternalError"
 
 # A plain sysctl name: dotted words, no path separators, no shell characters.
 # Interface names inside a name may contain '-' (net.ipv4.conf.veth-a.rp_filter).
-SYSCTL_NAME_RE = re.compile(r"^[a-z][a-z0-9_]*(\.[A-Za-z0-9_][A-Za-z0-9_\-]*)+$")
+SYSCTL_NAME_RE = re.compile(r"^[a-z][a-z0-9_]*(\.[A-Za-z0-9_][A-Za-z0-9_\-]*)+\Z")  # \Z: no trailing newline
 MAX_LINE = 16 * 1024 * 1024
 
 
