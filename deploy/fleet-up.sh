@@ -108,6 +108,26 @@ mkdir -p /run/sshd
 chmod 0755 /run/sshd
 install -d -m 0755 -o root -g root "$FLEET" "$FLEET/authorized_keys"
 
+# The folders above deploy/.fleet: postgres (data dirs) and tfuser (sshd reads authorized_keys
+# as the user) must be able to pass through them, so add o+x where it is missing (e.g. a
+# clone under /root). sshd's StrictModes also wants them root-owned and not group- or
+# world-writable; a clone under /tmp is neither, and then the fleet's sshds run with
+# StrictModes off (key-only logins, a throw-away test fleet) rather than fail.
+STRICT_MODES=yes
+d=$FLEET
+while [[ $d != / ]]; do
+    d=$(dirname "$d")
+    read -r mode owner < <(stat -c '%a %u' "$d")
+    if (( (8#$mode & 1) == 0 )); then
+        chmod o+x "$d"
+        say "made $d traversable (o+x) for postgres and $TFUSER"
+    fi
+    if [[ $owner != 0 ]] || (( 8#$mode & 8#022 )); then
+        [[ $STRICT_MODES == no ]] || say "$d is not a root-owned, non-writable folder: sshd runs with StrictModes no"
+        STRICT_MODES=no
+    fi
+done
+
 # ---------------------------------------------------------------------------- users, keys
 if ! id "$TFUSER" >/dev/null 2>&1; then
     useradd --create-home --shell /bin/bash --comment "tunefleet fleet user" "$TFUSER"
@@ -291,7 +311,7 @@ KbdInteractiveAuthentication no
 HostbasedAuthentication no
 UsePAM no
 UseDNS no
-StrictModes yes
+StrictModes $STRICT_MODES
 PrintMotd no
 PrintLastLog no
 X11Forwarding no
