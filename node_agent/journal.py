@@ -1,0 +1,211 @@
+"""The originals journal and the state-folder lock.
+
+Before the first write of a knob its original value is added to ``journal.json`` in the state
+folder (tmp file + fsync + rename + fsync of the folder), so a crash at any point leaves a record
+of what to put back. Restores go in reverse order of first change. ``journal.kept.json`` holds the
+originals of values the controller chose to keep (``bye {"keep": true}``). A lock on
+``agent.lock`` lets one agent at a time own the folder. Stdlib only, Python >= 3.7.
+"""
+
+import errno
+import fcntl
+import json
+import logging
+import os
+import time
+
+JOURNAL = "journal.json"
+KEPT = "journal.kept.json"
+LOCK = "agent.lock"
+FORMAT = 1
+
+log = logging.getLogger("tunefleet.agent")
+
+
+class Locked(OSError):
+    """Another agent holds the state folder."""
+
+
+def read_boot_id(path="/proc/sys/kernel/random/boot_id"):
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+def take_lock(state_dir):
+    """Open and lock ``agent.lock`` (kept open for the life of the agent); write our pid in it.
+
+    Raises Locked naming the holder's pid when another agent has it.
+    """
+    path = os.path.join(state_dir, LOCK)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as e:
+        if e.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+            os.close(fd)
+            raise
+        holder = os.read(fd, 64).decode("ascii", "replace").strip() or "unknown"
+        os.close(fd)
+        raise Locked(errno.EBUSY, "another agent (pid %s) holds %s" % (holder, path))
+    os.ftruncate(fd, 0)
+    os.write(fd, ("%d\n" % os.getpid()).encode("ascii"))
+    return fd
+
+
+def _write_atomic(directory, name, document):
+    path = os.path.join(directory, name)
+    tmp = "%s.tmp.%d" % (path, os.getpid())
+    data = json.dumps(document, indent=1, sort_keys=True).encode("utf-8")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.rename(tmp, path)
+    _fsync_dir(directory)
+
+
+def _remove(directory, name):
+    try:
+        os.unlink(os.path.join(directory, name))
+    except OSError as e:
+        if e.errno != errno.ENOENT:
+            raise
+    else:
+        _fsync_dir(directory)
+
+
+def _fsync_dir(directory):
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _load(directory, name):
+    """Entries ``[[name, original], ...]`` and the boot_id of a journal file, or None."""
+    path = os.path.join(directory, name)
+    try:
+        with open(path) as f:
+            document = json.load(f)
+        entries = [(str(k), str(v)) for k, v in document["entries"]]
+        return entries, str(document.get("boot_id", ""))
+    except OSError as e:
+        if e.errno == errno.ENOENT:
+            return None
+        raise
+    except (ValueError, KeyError, TypeError) as e:
+        log.warning("ignoring unreadable %s: %s", path, e)
+        return None
+
+
+class Journal:
+    """Originals of the knobs this agent changed, in order of first change, mirrored on disk."""
+
+    def __init__(self, state_dir, boot_id, filename=JOURNAL):
+        self.state_dir = state_dir
+        self.boot_id = boot_id
+        self.filename = filename
+        self.entries = []  # [(name, original)] in order of first change
+
+    def names(self):
+        return [name for name, _ in self.entries]
+
+    def _save(self):
+        if self.entries:
+            _write_atomic(self.state_dir, self.filename, {
+                "format": FORMAT, "boot_id": self.boot_id, "pid": os.getpid(),
+                "updated": time.time(), "entries": [list(e) for e in self.entries]})
+        else:
+            _remove(self.state_dir, self.filename)
+
+    def _load_same_boot(self, what):
+        """Entries of this journal's file if written during this boot; an older one is removed."""
+        loaded = _load(self.state_dir, self.filename)
+        if loaded is None:
+            return []
+        entries, boot_id = loaded
+        if boot_id != self.boot_id:
+            log.info("discarding %s %s from an earlier boot (%s): %d knob(s) already reset by "
+                     "the reboot", what, self.filename, boot_id or "unknown", len(entries))
+            _remove(self.state_dir, self.filename)
+            return []
+        return entries
+
+    def record(self, originals):
+        """Journal ``[(name, original)]`` not journaled yet; on disk before this returns."""
+        known = set(self.names())
+        new = [(n, v) for n, v in originals if n not in known]
+        if new:
+            self.entries.extend(new)
+            try:
+                self._save()
+            except OSError:
+                del self.entries[-len(new):]
+                raise
+
+    def restore(self, write, names=None):
+        """Write back originals (all, or ``names``) in reverse order of first change.
+
+        ``write(name, value)`` raises on failure. Returns (restored, errors). A knob that could not
+        be written stays journaled, unless it no longer exists (nothing left to restore).
+        """
+        restored, errors, keep = {}, {}, []
+        wanted = None if names is None else set(names)
+        for name, original in reversed(self.entries):
+            if wanted is not None and name not in wanted:
+                keep.append((name, original))
+                continue
+            try:
+                write(name, original)
+                restored[name] = original
+            except Exception as e:  # one knob failing never stops the others
+                errors[name] = str(e)
+                if getattr(e, "errno", None) != errno.ENOENT:
+                    keep.append((name, original))
+        self.entries = list(reversed(keep))
+        self._save()
+        return restored, errors
+
+    def kept(self):
+        """The journal of kept originals (``journal.kept.json``) of this boot."""
+        kept = Journal(self.state_dir, self.boot_id, KEPT)
+        kept.entries = kept._load_same_boot("kept journal")
+        return kept
+
+    def keep(self):
+        """Leave the applied values in place: move the originals to ``journal.kept.json``.
+        Originals kept by an earlier session win (they are older). Returns the names moved."""
+        moved = self.names()
+        if moved:
+            kept = self.kept()
+            known = set(kept.names())
+            kept.entries.extend((n, v) for n, v in self.entries if n not in known)
+            kept._save()
+            self.entries = []
+            self._save()
+        return moved
+
+    def restore_kept(self, write, names=None):
+        """Undo this session's changes, then put back the kept originals (all, or ``names``)."""
+        restored, errors = self.restore(write, names)
+        more, more_errors = self.kept().restore(write, names)
+        restored.update(more)
+        errors.update(more_errors)
+        return restored, errors
+
+    def recover(self, write):
+        """At start: restore a stale journal left by an agent that died during this boot.
+        A journal from an earlier boot is discarded. Returns (restored, errors)."""
+        self.entries = self._load_same_boot("stale journal")
+        if not self.entries:
+            return {}, {}
+        log.info("restoring %d knob(s) from a stale %s", len(self.entries), self.filename)
+        return self.restore(write)
