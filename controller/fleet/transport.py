@@ -94,21 +94,23 @@ class LocalProcess:
 class LocalTransport:
     """Runs commands on this machine through /bin/sh, as the SSH transport does on a host."""
 
-    def __init__(self, name: str = "local", env: dict | None = None):
+    def __init__(self, name: str = "local", env: dict | None = None, wrap: list[str] | None = None):
+        """`wrap` prefixes every command (e.g. ["unshare", "--net"] for a private network namespace)."""
         self.name = name
         self.user = getpass.getuser()
         self._env = env
+        self._wrap = list(wrap or [])
 
     def start(self, command: str) -> LocalProcess:
         popen = subprocess.Popen(
-            ["/bin/sh", "-c", command],
+            [*self._wrap, "/bin/sh", "-c", command],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             env=self._env, start_new_session=True,
         )
         return LocalProcess(popen)
 
     def run(self, command: str, stdin: bytes = b"", timeout: float = 30.0) -> tuple[int, str, str]:
-        p = subprocess.run(["/bin/sh", "-c", command], input=stdin, capture_output=True, timeout=timeout, env=self._env)
+        p = subprocess.run([*self._wrap, "/bin/sh", "-c", command], input=stdin, capture_output=True, timeout=timeout, env=self._env)
         return p.returncode, p.stdout.decode("utf-8", "replace"), p.stderr.decode("utf-8", "replace")
 
     def close(self) -> None:

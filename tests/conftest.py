@@ -1,0 +1,81 @@
+"""Shared test fixtures: the local fleet (real sshd hosts in network namespaces) and a local
+network namespace for driving the agent without SSH."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import uuid
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+LOCAL_INVENTORY = ROOT / "inventory" / "local.yml"
+
+
+def _need_root():
+    if os.geteuid() != 0:
+        pytest.skip("needs root (network namespaces, sysctl writes)")
+
+
+@pytest.fixture(scope="session")
+def fleet_inventory() -> Path:
+    """inventory/local.yml of a running local fleet (`make fleet-up`). Under CI a missing fleet fails."""
+    _need_root()
+    if not LOCAL_INVENTORY.exists():
+        if os.environ.get("CI"):
+            pytest.fail("the local fleet is not up: run deploy/fleet-up.sh (make test does)")
+        pytest.skip("the local fleet is not up: run `make fleet-up`")
+    return LOCAL_INVENTORY
+
+
+@pytest.fixture(scope="session")
+def inventory(fleet_inventory):
+    from controller.fleet.inventory import load_inventory
+
+    return load_inventory(fleet_inventory)
+
+
+@pytest.fixture()
+def netns():
+    """A throwaway network namespace of our own: per-namespace knobs written there touch nothing else."""
+    _need_root()
+    name = f"tf-test-{uuid.uuid4().hex[:8]}"
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True)
+    try:
+        yield name
+    finally:
+        subprocess.run(["ip", "netns", "delete", name], check=False)
+
+
+@pytest.fixture()
+def local_transport(netns, tmp_path):
+    """The local transport: the agent runs as a subprocess inside `netns`, HOME in a temp folder."""
+    from controller.fleet.transport import LocalTransport
+
+    env = {"HOME": str(tmp_path), "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
+    return LocalTransport("local", env=env, wrap=["ip", "netns", "exec", netns])
+
+
+@pytest.fixture()
+def ssh_transport(inventory):
+    """An SSH connection to host h1 of the local fleet; its agent state folder is emptied first."""
+    from controller.fleet.transport import SSHTransport
+
+    t = SSHTransport(inventory.hosts["h1"])
+    t.run('rm -rf "$HOME/.tunefleet"/* "$HOME/.tunefleet"/.[!.]*')
+    yield t
+    t.close()
+
+
+@pytest.fixture(params=["local", "ssh"])
+def transport(request):
+    """The same contract, over a local subprocess and over SSH."""
+    return request.getfixturevalue(f"{request.param}_transport")
+
+
+def which(tool: str) -> bool:
+    return shutil.which(tool) is not None
