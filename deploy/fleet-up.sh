@@ -169,9 +169,14 @@ fi
 # ---------------------------------------------------------------------------- PostgreSQL template
 # initdb + pgbench -i once into a template; new host data dirs are copies of it (a copy of
 # a cleanly stopped cluster takes a fraction of a second, initdb + pgbench -i several).
+# Bump when the template's contents change: existing templates and data dirs are re-made.
+TEMPLATE_VERSION=2   # 2: role pgbench owns the pgbench database
 pg_template() {
     local tpl=$FLEET/pg-template tmp sock
-    if [[ -f $tpl/PG_VERSION && $(cat "$tpl/PG_VERSION") == "$PG_MAJOR" ]]; then return; fi
+    if [[ -f $tpl/PG_VERSION && $(cat "$tpl/PG_VERSION") == "$PG_MAJOR" ]] \
+        && [[ $(cat "$tpl/fleet-template" 2>/dev/null) == "$TEMPLATE_VERSION" ]]; then
+        return
+    fi
     rm -rf "$tpl" "$tpl.tmp"
     say "building the PostgreSQL $PG_MAJOR template (initdb, pgbench -i -s 5; once)"
     tmp=$tpl.tmp
@@ -200,11 +205,16 @@ EOF
         -o "-c listen_addresses='' -c unix_socket_directories='$sock' -c fsync=off" >/dev/null </dev/null \
         || die "template server did not start, see $FLEET/pg-template.log"
     local ok=1
-    runuser -u postgres -- "${CLEAN_ENV[@]}" "$PGBIN/psql" -qX -h "$sock" -U postgres -c 'CREATE DATABASE pgbench' postgres \
+    # Role and database 'pgbench' as deploy/bootstrap-node.sh makes them on real hosts, so one
+    # benchmark command (pgbench -h 127.0.0.1 -U pgbench ... pgbench) works on both; here the
+    # superuser postgres may connect too.
+    runuser -u postgres -- "${CLEAN_ENV[@]}" "$PGBIN/psql" -qX -h "$sock" -U postgres \
+        -c 'CREATE ROLE pgbench LOGIN' -c 'CREATE DATABASE pgbench OWNER pgbench' postgres \
         >>"$FLEET/pg-template.log" 2>&1 \
-      && runuser -u postgres -- "${CLEAN_ENV[@]}" "$PGBIN/pgbench" -i -s 5 -q -h "$sock" -U postgres pgbench \
+      && runuser -u postgres -- "${CLEAN_ENV[@]}" "$PGBIN/pgbench" -i -s 5 -q -h "$sock" -U pgbench pgbench \
         >>"$FLEET/pg-template.log" 2>&1 \
       || ok=0
+    echo "$TEMPLATE_VERSION" >"$tmp/fleet-template"
     # A clean shutdown (checkpoint) makes the data dir safe to copy.
     runuser -u postgres -- "${CLEAN_ENV[@]}" "$PGBIN/pg_ctl" stop -w -t 30 -m fast -D "$tmp" >/dev/null </dev/null || ok=0
     rm -rf "$sock"
@@ -226,6 +236,10 @@ pg_datadir() {   # $1 = host index: make sure h$i/pgdata exists and is current
     local i=$1 d=$FLEET/h$1/pgdata
     if [[ -f $d/PG_VERSION && $(cat "$d/PG_VERSION") != "$PG_MAJOR" ]]; then
         say "h$i: data dir is from PostgreSQL $(cat "$d/PG_VERSION"), binaries are $PG_MAJOR: re-creating it"
+        rm -rf "$d"
+    fi
+    if [[ -f $d/PG_VERSION && $(cat "$d/fleet-template" 2>/dev/null) != "$TEMPLATE_VERSION" ]]; then
+        say "h$i: data dir is from an older fleet template: re-creating it"
         rm -rf "$d"
     fi
     if [[ ! -f $d/PG_VERSION ]]; then
