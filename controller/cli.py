@@ -31,9 +31,16 @@ TimeoutOpt = typer.Option(5.0, "--connect-timeout", help="Seconds to wait for ea
 
 
 def _console(stderr: bool = False):
+    """Rich output; on a pipe or a CI log, wide enough that tables and messages don't wrap."""
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False)
+    stream = sys.stderr if stderr else sys.stdout
+    return Console(stderr=stderr, highlight=False, width=None if stream.isatty() else 200)
+
+
+def _error(message: str) -> None:
+    """One line on stderr, never wrapped."""
+    print(f"error: {message}", file=sys.stderr)
 
 
 def _select(hosts: Path, limit: Optional[str]):
@@ -67,9 +74,8 @@ def check(
         print_check(_console(), rows, elapsed)
     failed = [r for r in rows if not r["ok"]]
     if failed:
-        err = _console(stderr=True)
         for r in failed:
-            err.print(f"[red]error:[/] {r['name']}: {r['error']}")
+            _error(f"{r['name']}: {r['error']}")
         raise typer.Exit(1)
 
 
@@ -112,9 +118,8 @@ def restore(
             else:
                 out.print(f"{name}: nothing to restore")
     if failed:
-        err = _console(stderr=True)
         for name, e in failed.items():
-            err.print(f"[red]error:[/] {e if e.host else f'{name}: {e}'}")
+            _error(str(e) if e.host else f"{name}: {e}")
         raise typer.Exit(1)
 
 
@@ -208,11 +213,12 @@ def run(
     hosts: Path = HostsOpt,
     limit: Optional[str] = LimitOpt,
     spec_file: Optional[Path] = typer.Option(None, "--spec", help="Run this spec file (JSON or YAML) instead of planning."),
-    strategy: str = typer.Option("ppo", "--strategy", help="Search strategy: ppo, random."),
+    strategy: str = typer.Option("ppo", "--strategy", help="Search strategy: ppo, bo (Bayesian, optuna), random."),
     budget: int = typer.Option(24, "--budget", min=1, help="Benchmark evaluations to spend on the search, across the fleet."),
     seed: int = typer.Option(0, "--seed", help="Seed for the search (runs are repeatable up to benchmark noise)."),
     verify_repeats: int = typer.Option(5, "--verify-repeats", min=2, help="Original-vs-best pairs measured per host."),
     baseline_repeats: Optional[int] = typer.Option(None, "--baseline-repeats", min=1, help="Baseline runs per host (default: the spec's)."),
+    confirm_top: int = typer.Option(3, "--confirm-top", min=0, help="Re-measure the search's top K configurations before choosing the best (0: trust the best sample)."),
     catalog_file: Optional[Path] = typer.Option(None, "--catalog", help="Extra tunables (YAML/JSON)."),
     run_dir: Optional[Path] = typer.Option(None, "--run-dir", help="Run folder (default runs/<time>-<workload>)."),
     keep_best: bool = typer.Option(False, "--keep-best", help="Leave the best configuration applied (not persisted across reboots)."),
@@ -243,7 +249,7 @@ def run(
     result = None
     try:
         for name, err in fleet.failed.items():
-            out.print(f"[red]error:[/] {name}: {err.message}")
+            _error(f"{name}: {err.message}")
         if not fleet.hosts:
             raise UserError("no host could be reached; nothing was changed")
         facts = {n: h.facts for n, h in fleet.hosts.items()}
@@ -261,13 +267,13 @@ def run(
                 raise typer.Exit(1)
         result = _run(spec, chosen, fleet, out, strategy=strategy, budget=budget, seed=seed,
                       verify_repeats=verify_repeats, baseline_repeats=baseline_repeats, run_dir=run_dir,
-                      keep_best=keep_best)
+                      keep_best=keep_best, confirm_top=confirm_top)
     finally:
         # Every agent writes its journaled originals back on bye, whatever happened above.
         restored = fleet.close(keep=keep_best and result is not None)
     bad = {n: o.error for n, o in restored.items() if not o.ok}
     for name, err in bad.items():
-        out.print(f"[red]error:[/] {name}: could not restore: {err.message}; run `tunefleet restore --hosts {hosts}`")
+        _error(f"{name}: could not restore: {err.message}; run `tunefleet restore --hosts {hosts}`")
     if as_json:
         print(json.dumps(result, indent=2))
     else:
@@ -280,7 +286,8 @@ def run(
         raise typer.Exit(1)
 
 
-def _run(spec, chosen, fleet, out, *, strategy, budget, seed, verify_repeats, baseline_repeats, run_dir, keep_best):
+def _run(spec, chosen, fleet, out, *, strategy, budget, seed, verify_repeats, baseline_repeats, run_dir, keep_best,
+         confirm_top=3):
     from controller.live import LiveReporter
     from controller.runs import RunDir
     from controller.tuner import RunOptions, tune
@@ -289,7 +296,7 @@ def _run(spec, chosen, fleet, out, *, strategy, budget, seed, verify_repeats, ba
     run.write("spec.json", spec.to_dict())
     run.write("plan.json", _plan_record(spec, chosen))
     options = RunOptions(strategy=strategy, budget=budget, seed=seed, verify_repeats=verify_repeats,
-                         baseline_repeats=baseline_repeats)
+                         baseline_repeats=baseline_repeats, confirm_top=confirm_top)
     try:
         with LiveReporter(out, fleet.names, budget, spec.goal, spec.reward_metric) as reporter:
             result = tune(spec, fleet, run, options, reporter)

@@ -43,12 +43,14 @@ def print_check(console, rows: list[dict], elapsed: float) -> None:
             table.add_row(r["name"], r["address"], "[red]failed[/]", "", "", "", "", "", "", "")
             continue
         table.add_row(
-            r["name"], r["address"], "[green]ok[/]" + (" (agent uploaded)" if r["uploaded"] else ""),
+            r["name"], r["address"], "[green]ok[/]" + (" *" if r["uploaded"] else ""),
             r["kernel"] or "", r["distro"] or "", r["python"] or "", str(r["cpus"] or ""),
             f"{r['mem_total_mb']} MB", ", ".join(r["shares_kernel_with"]) or "-",
             f"{r['rtt_ms']:.2f} ms" if r["rtt_ms"] is not None else "",
         )
     console.print(table)
+    if any(r.get("uploaded") for r in rows):
+        console.print("* agent uploaded (new version); later runs reuse it")
     ok = sum(r["ok"] for r in rows)
     console.print(f"{ok}/{len(rows)} hosts healthy in {elapsed:.2f} s")
     if any(r.get("shares_kernel_with") for r in rows):
@@ -113,6 +115,15 @@ def print_result(console, result: dict) -> None:
     if not ok and v:
         seen = result["best_seen"]
         console.print(f"(best single sample seen: {seen['change_pct']:+.1f}% on {seen['host']} — unverified)")
+    console.print(importance_line(result.get("importance")))
     for name, why in (result.get("dropped") or {}).items():
         console.print(f"[yellow]dropped[/] {name}: {why}")
     console.print(f"run folder: {result['run_dir']}")
+
+
+def importance_line(importance: dict | None) -> str:
+    """Which knobs mattered, as shares of the explained variation; plain words when none stood out."""
+    shown = [(k, v) for k, v in (importance or {}).items() if v >= 0.005]
+    if not shown:
+        return "knobs that mattered: none stood out from the noise in these evaluations"
+    return "knobs that mattered: " + ", ".join(f"{k} ({v * 100:.0f}%)" for k, v in shown)

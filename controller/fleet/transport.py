@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import collections
 import getpass
+import logging
 import os
 import socket
 import subprocess
@@ -151,6 +152,10 @@ class SSHTransport:
     def __init__(self, spec: HostSpec, *, connect_timeout: float = 5.0, accept_new_host_keys: bool = False,
                  ssh_config: str | None = "~/.ssh/config"):
         import paramiko  # paramiko costs ~0.1 s to import: only when a host is really contacted
+
+        # paramiko logs failed handshakes as tracebacks; the errors below say it in one line.
+        logging.getLogger("paramiko").addHandler(logging.NullHandler())
+        logging.getLogger("paramiko").propagate = False
 
         self.name = spec.name
         cfg = _ssh_config(ssh_config, spec.host)

@@ -22,6 +22,9 @@ def start(transport, **kw):
     return start_agent(transport.name, transport, sudo=False, **kw)
 
 
+# Hosts here share the test's transport: close only the agent (Host.close would drop the connection).
+
+
 def read(host, *names):
     return host.request("read", {"names": list(names)})["values"]
 
@@ -45,14 +48,14 @@ def test_hello_reports_the_host(transport):
         assert f["knobs"][KNOB]["exists"] and f["knobs"][KNOB]["writable"]
         assert f["knobs"]["net.no.such_knob"]["exists"] is False
     finally:
-        host.close()
+        host.agent.close()
 
 
 def test_payload_is_uploaded_once_per_hash(transport):
     first = start(transport)
-    first.close()
+    first.agent.close()
     second = start(transport)
-    second.close()
+    second.agent.close()
     assert first.uploaded is True
     assert second.uploaded is False
     listing = sh(transport, 'ls "$HOME/.tunefleet"')
@@ -70,7 +73,7 @@ def test_apply_reads_back_and_bye_restores(transport):
         # read back independently of the agent: the kernel really has it
         assert sh(transport, f"cat /proc/sys/net/core/somaxconn") == target
     finally:
-        host.close()
+        host.agent.close()
     assert sh(transport, "cat /proc/sys/net/core/somaxconn") == original[KNOB]
     assert sh(transport, "cat /proc/sys/net/ipv4/tcp_fin_timeout") == original[FIN]
 
@@ -85,7 +88,7 @@ def test_kernel_refusal_is_reported_with_errno_and_changes_nothing(transport):
         assert result["applied"] == {}
         assert read(host, "net.ipv4.ip_local_port_range") == before
     finally:
-        host.close()
+        host.agent.close()
 
 
 def test_agent_rechecks_names_and_bounds(transport):
@@ -100,7 +103,7 @@ def test_agent_rechecks_names_and_bounds(transport):
         assert all(r["type"] == "ValidationError" for r in result["refused"].values())
         assert read(host, KNOB)[KNOB] == original
     finally:
-        host.close()
+        host.agent.close()
 
 
 def test_closing_the_channel_restores(transport):
@@ -126,7 +129,7 @@ def test_stale_journal_is_recovered_at_next_start(transport):
         assert again.facts["recovered"] == {KNOB: original}
         assert read(again, KNOB)[KNOB] == original
     finally:
-        again.close()
+        again.agent.close()
 
 
 def test_run_streams_samples_and_summarizes(transport):
@@ -144,4 +147,4 @@ def test_run_streams_samples_and_summarizes(transport):
         slow = host.request("run", {"cmd": "sleep 30", "timeout": 0.5}, timeout=20)
         assert slow["timed_out"] is True
     finally:
-        host.close()
+        host.agent.close()
