@@ -31,8 +31,8 @@ sysbench and ab (httpd-tools / apache2-utils).
   -h, --help        this text
 
 Copy the whole deploy/ folder to the host first, e.g.
-  scp -r deploy tuner@vm:/tmp/tunefleet-deploy
-  ssh -t tuner@vm sudo /tmp/tunefleet-deploy/bootstrap-node.sh --postgres --user tuner --pubkey /tmp/key.pub
+  scp -r deploy ~/.ssh/tunefleet_ed25519.pub admin@vm:/tmp/
+  ssh -t admin@vm sudo /tmp/deploy/bootstrap-node.sh --postgres --user tuner --pubkey /tmp/tunefleet_ed25519.pub
 EOF
 }
 
