@@ -267,6 +267,13 @@ class StateMetric(BaseModel):
 
 
 class TuningSpec(BaseModel):
+    """Required: workload_name, reward_metric, benchmark_command, action_space.
+
+    Optional: description, state_space, training_config, reward_pattern (regex, group 1 is the
+    number), reward_goal (default: the metric's own, see controller.rewards), benchmark_cwd,
+    benchmark_timeout (s), baseline_repeats. Anything else is kept as given.
+    """
+
     model_config = ConfigDict(extra="allow", validate_assignment=False)
 
     workload_name: str = Field(min_length=1)
@@ -278,6 +285,7 @@ class TuningSpec(BaseModel):
     description: str | None = None
     reward_pattern: str | None = None
     reward_goal: Goal | None = None  # filled from the metric's default when not given
+    benchmark_cwd: str | None = None  # folder the benchmark runs in (sysbench fileio's test files)
     benchmark_timeout: float = Field(default=120.0, gt=0, le=24 * 3600)
     baseline_repeats: int = Field(default=3, ge=1, le=100)
 

@@ -1,0 +1,250 @@
+"""The built-in strategist: a small catalog of workloads, matched to a goal by its words.
+
+Offline and deterministic. Each workload is a benchmark with a measured signal, the reward it
+prints, the knobs worth turning for it with a reason each, and what the hosts need (tools as named
+in hello's ``tools``, services as in hello's ``services``). ``plan(goal, facts)`` picks the workload
+whose keywords the goal matches best and says which words decided it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from controller.errors import SpecError
+from controller.spec import TuningSpec
+
+PGBENCH = "pgbench -h 127.0.0.1 -U postgres -c 8 -j 2 -T 10 pgbench"
+PG_ADAPT = ("Adapt -h/-U and the database name (last argument) to your server; initialize the tables once "
+            "by hand with `pgbench -i -s 5 pgbench` (the local fleet: database pgbench, user postgres, trust "
+            "auth on 127.0.0.1).")
+SERVICE_HINTS = {"postgresql": "nothing listens on TCP 5432"}
+
+
+def _knob(param: str, rationale: str, **range_) -> dict:
+    return {"param": param, **range_, "rationale": rationale}
+
+
+@dataclass(frozen=True)
+class Workload:
+    key: str
+    name: str
+    description: str
+    keywords: dict[str, int]          # word or phrase -> weight
+    spec_data: dict
+    tools: tuple[str, ...] = ()       # as in hello's `tools`; built-in benchmarks need none
+    services: tuple[str, ...] = ()    # as in hello's `services`
+    caveats: tuple[str, ...] = ()     # said with every plan of this workload
+
+    @property
+    def spec(self) -> TuningSpec:
+        """A fresh spec each time: callers may change theirs."""
+        return TuningSpec.from_dict({"workload_name": self.name, "description": self.description,
+                                     **self.spec_data}, f"built-in workload {self.key}")
+
+    @property
+    def rationale(self) -> dict[str, str]:
+        return {k["param"]: k.get("rationale", "") for k in self.spec_data["action_space"]}
+
+
+@dataclass
+class Plan:
+    spec: TuningSpec
+    workload: str                     # the workload's key
+    reason: str                       # which words matched
+    rationale: dict[str, str]         # knob -> why it is in the plan
+    warnings: list[str] = field(default_factory=list)
+    strategist: str = "builtin"
+
+
+WORKLOADS: tuple[Workload, ...] = (
+    Workload(
+        "pg-oltp", "PostgreSQL OLTP",
+        "pgbench TPC-B-like transactions (8 clients, 10 s) against a local PostgreSQL; reward: tps. " + PG_ADAPT,
+        {"postgres": 3, "pgbench": 3, "database": 2, "db": 2, "oltp": 3, "transaction": 2, "sql": 1},
+        {"reward_metric": "transactions_per_second", "benchmark_command": PGBENCH, "benchmark_timeout": 60,
+         "action_space": [
+             _knob("vm.dirty_ratio", "how much dirty page cache writers may build up before they are throttled; "
+                   "matters when WAL and checkpoints write faster than the disk absorbs", min=5, max=60),
+             _knob("vm.dirty_background_ratio", "when background writeback starts; lower smooths checkpoints",
+                   min=1, max=30),
+             _knob("vm.swappiness", "keep PostgreSQL's shared buffers and backends out of swap", min=0, max=100),
+             _knob("net.core.somaxconn", "accept queue of the postmaster's listener for client bursts",
+                   min=128, max=4096)],
+         "state_space": [{"metric": m} for m in ("cpu_util", "cpu_iowait", "psi_io_some", "ctxt_per_s")]},
+        tools=("pgbench",), services=("postgresql",),
+        caveats=("at a small scale (data in RAM, 10 s runs) the vm.dirty_* knobs often show no effect beyond "
+                 "pgbench's ~3% noise: expect 'no significant improvement' unless the data outgrows memory",)),
+    Workload(
+        "pg-connect", "PostgreSQL with many short connections",
+        "pgbench -C: a new TCP connection per transaction, as with an application without a connection pool; "
+        "reward: tps. " + PG_ADAPT,
+        {"postgres": 3, "pgbench": 2, "short connection": 5, "short lived": 3, "many connection": 3,
+         "new connection": 3, "reconnect": 4, "connection per": 4, "connect": 1, "pool": 2, "pgbouncer": 2},
+        {"reward_metric": "transactions_per_second", "benchmark_command": PGBENCH.replace(" -c 8", " -C -c 8"),
+         "benchmark_timeout": 60,
+         "action_space": [
+             _knob("net.core.somaxconn", "connection bursts overflow a short accept queue (1 s SYN retransmit)",
+                   min=128, max=4096, scale="log"),
+             _knob("net.ipv4.tcp_max_syn_backlog", "half-open connections kept while the postmaster forks",
+                   min=128, max=4096, scale="log"),
+             _knob("net.ipv4.tcp_fin_timeout", "how long closed connections hold resources in FIN_WAIT_2",
+                   min=5, max=60),
+             _knob("net.ipv4.tcp_tw_reuse", "lets the client reuse TIME_WAIT ports for new connections",
+                   values=["0", "1", "2"]),
+             _knob("net.ipv4.ip_local_port_range", "more ephemeral ports before TIME_WAIT exhausts them "
+                   "(the upper end stays fixed)", min="1024 60999", max="32768 60999")],
+         "state_space": [{"metric": m} for m in ("cpu_util", "tcp_active_opens_per_s", "tcp_listen_overflows",
+                                                 "ctxt_per_s")]},
+        tools=("pgbench",), services=("postgresql",),
+        caveats=("with 8 clients the connection rate rarely exhausts ports or backlogs; raise -c to stress them",)),
+    Workload(
+        "web", "Web server (HTTP requests)",
+        "ab: 20000 HTTP requests from 64 concurrent clients, a new connection each; reward: requests/s. "
+        "Point the URL at your server (ab needs a path, e.g. http://127.0.0.1:8080/).",
+        {"web": 3, "website": 3, "http": 3, "nginx": 4, "apache": 4, "server": 1, "request": 1,
+         "requests per second": 3, "ab": 2},
+        {"reward_metric": "requests_per_second", "benchmark_command": "ab -r -n 20000 -c 64 http://127.0.0.1/",
+         "benchmark_timeout": 120,
+         "action_space": [
+             _knob("net.core.somaxconn", "the web server's accept queue under a burst of clients",
+                   min=128, max=4096, scale="log"),
+             _knob("net.ipv4.tcp_max_syn_backlog", "half-open connections kept per listener",
+                   min=128, max=4096, scale="log"),
+             _knob("net.ipv4.tcp_fin_timeout", "how fast closed connections free their resources", min=5, max=60),
+             _knob("net.ipv4.tcp_tw_reuse", "reuse of TIME_WAIT ports by the load generator",
+                   values=["0", "1", "2"])],
+         "state_space": [{"metric": m} for m in ("cpu_util", "tcp_passive_opens_per_s", "tcp_listen_overflows",
+                                                 "tcp_listen_drops")]},
+        tools=("ab",),
+        caveats=("the default URL http://127.0.0.1/ must be served on every host; change it in the spec",)),
+    Workload(
+        "connection-storm", "Connection storm (accept backlog)",
+        "the agent's built-in accept storm: 256 clients connect at once on loopback; reward: elapsed_ms "
+        "until every connection is accepted (lower is better). No tool or server needed.",
+        {"new connection": 4, "connect": 2, "accept": 3, "backlog": 3, "storm": 4, "burst": 3, "syn": 3,
+         "handshake": 3, "somaxconn": 4, "listen": 2, "spike": 2, "thundering herd": 4},
+        {"reward_metric": "elapsed_ms", "reward_goal": "minimize",
+         "benchmark_command": "tunefleet-bench accept-storm --clients 256", "benchmark_timeout": 60,
+         "action_space": [
+             _knob("net.core.somaxconn", "caps the accept queue: when it is shorter than the burst, dropped SYNs "
+                   "cost a 1 s retransmit", min=16, max=4096, scale="log"),
+             _knob("net.ipv4.tcp_max_syn_backlog", "half-open connections kept during the burst",
+                   min=16, max=4096, scale="log")],
+         "state_space": [{"metric": m} for m in ("tcp_listen_overflows", "tcp_listen_drops", "tcp_retrans_per_s")]}),
+    Workload(
+        "cpu", "CPU bound (null workload)",
+        "sysbench cpu (prime numbers, 2 threads, 10 s); reward: events/s. No sysctl is expected to move it "
+        "(CV ~0.2%): a control that the tuner reports 'no improvement' honestly. Match --threads to the CPUs.",
+        {"cpu": 4, "cpu bound": 2, "compute": 3, "processor": 3, "scheduler": 2, "number crunching": 3,
+         "calculation": 2, "null workload": 4, "sysbench": 1},
+        {"reward_metric": "events_per_second", "benchmark_command": "sysbench cpu --threads=2 --time=10 run",
+         "benchmark_timeout": 60,
+         "action_space": [
+             _knob("kernel.sched_autogroup_enabled", "groups tasks by session for fairness; matters for "
+                   "interactive mixes, not for one batch job", values=["0", "1"]),
+             _knob("vm.swappiness", "irrelevant to a CPU loop: should show no effect", min=0, max=100)],
+         "state_space": [{"metric": m} for m in ("cpu_util", "ctxt_per_s", "procs_running")]},
+        tools=("sysbench",),
+        caveats=("a null workload: any 'improvement' beyond noise here would be a measurement artefact",)),
+    Workload(
+        "fileio", "File I/O (page cache writeback)",
+        "sysbench fileio random writes without fsync over 2 GiB of test files, 10 s; reward: events/s. "
+        "Prepare the files once per host: `mkdir -p /var/tmp/tunefleet-fileio && cd /var/tmp/tunefleet-fileio "
+        "&& sysbench fileio --file-total-size=2G prepare`; keep the folder on the disk you care about.",
+        {"file": 2, "fileio": 4, "disk": 3, "io": 3, "storage": 3, "write": 2, "writeback": 4, "dirty": 3,
+         "fsync": 3, "ssd": 3, "nvme": 3, "iops": 3, "filesystem": 2},
+        {"reward_metric": "events_per_second",
+         "benchmark_command": "sysbench fileio --file-total-size=2G --file-test-mode=rndwr --file-fsync-freq=0 "
+                              "--time=10 run",
+         "benchmark_cwd": "/var/tmp/tunefleet-fileio", "benchmark_timeout": 90,
+         "action_space": [
+             _knob("vm.dirty_ratio", "dirty data allowed before writers block", min=5, max=60),
+             _knob("vm.dirty_background_ratio", "when background writeback starts", min=1, max=30),
+             _knob("vm.dirty_expire_centisecs", "age at which dirty data must be written", min=500, max=6000),
+             _knob("vm.dirty_writeback_centisecs", "how often the writeback threads wake", min=100, max=1500)],
+         "state_space": [{"metric": m} for m in ("cpu_iowait", "psi_io_some", "psi_io_full", "mem_used_pct")]},
+        tools=("sysbench",),
+        caveats=("sysbench fileio needs its test files: run the prepare step in the description once per host",)),
+    Workload(
+        "stream", "Network throughput (bulk TCP transfer)",
+        "the agent's built-in stream: 64 MiB TCP transfers over loopback, median of 3; reward: MB/s. "
+        "Loopback has no RTT: it shows the buffer effect, not what a WAN path needs.",
+        {"throughput": 2, "network throughput": 4, "bulk": 3, "transfer": 3, "bandwidth": 3, "download": 2,
+         "upload": 2, "tcp buffer": 4, "rmem": 4, "wmem": 4, "stream": 3, "network": 2},
+        {"reward_metric": "throughput_mb_s", "benchmark_command": "tunefleet-bench stream --mb 64 --rounds 3",
+         "benchmark_timeout": 60,
+         "action_space": [
+             _knob("net.ipv4.tcp_rmem", "receive buffer default and ceiling bound the TCP window",
+                   min="4096 4096 4096", max="4096 131072 6291456"),
+             _knob("net.ipv4.tcp_wmem", "send buffer default and ceiling bound data in flight",
+                   min="4096 4096 4096", max="4096 65536 4194304")],
+         "state_space": [{"metric": m} for m in ("net_rx_mb_per_s", "tcp_retrans_per_s", "cpu_util")]}),
+)
+
+
+def workloads() -> list[Workload]:
+    return list(WORKLOADS)
+
+
+def _tokens(text: str) -> list[str]:
+    text = text.lower().replace("i/o", "io")
+    return re.findall(r"[a-z0-9]+", text)
+
+
+def _word_matches(token: str, word: str) -> bool:
+    # short words must match exactly ("io", "db", "ab"); longer ones also match inflections
+    return token == word or (len(word) >= 4 and token.startswith(word))
+
+
+def _matches(tokens: list[str], phrase: str) -> bool:
+    words = phrase.split()
+    return any(all(_word_matches(tokens[i + j], w) for j, w in enumerate(words))
+               for i in range(len(tokens) - len(words) + 1))
+
+
+def score(goal: str, workload: Workload) -> tuple[int, list[str]]:
+    tokens = _tokens(goal)
+    matched = [p for p in workload.keywords if _matches(tokens, p)]
+    total = sum(workload.keywords[p] for p in matched)
+    named = goal.strip().lower() == workload.key or (
+        "-" in workload.key and re.search(rf"(?<![\w-]){re.escape(workload.key)}(?![\w-])", goal.lower()))
+    if named:  # `tunefleet plan connection-storm`
+        total += 10
+        if workload.key not in matched:
+            matched.insert(0, workload.key)
+    return total, matched
+
+
+def plan(goal: str, facts: dict | None = None) -> Plan:
+    """The best-matching workload for ``goal``; ``facts`` (host -> hello facts) add warnings."""
+    scored = [(score(goal, w), i, w) for i, w in enumerate(WORKLOADS)]
+    best = max(scored, key=lambda s: (s[0][0], -s[1]))
+    (points, matched), _, workload = best
+    if points <= 0:
+        known = "; ".join(f"{w.key} ({w.name})" for w in WORKLOADS)
+        raise SpecError(f"no built-in workload matches {goal!r}: known workloads are {known}. Use their words in "
+                        "the goal, or write a spec file and pass --spec FILE")
+    reason = f"matched {', '.join(repr(m) for m in matched)}"
+    others = sorted(((p, -i, w.key) for (p, _), i, w in scored if 0 < p and w is not workload), reverse=True)
+    if others:
+        reason += "; also matched: " + ", ".join(f"{key} ({p})" for p, _, key in others)
+    reason = f"{workload.key} scored {points}: " + reason
+    warnings = list(workload.caveats) + _host_warnings(workload, facts or {})
+    return Plan(workload.spec, workload.key, reason, workload.rationale, warnings)
+
+
+def _host_warnings(workload: Workload, facts: dict) -> list[str]:
+    out = []
+    hosts = sorted(h for h, f in facts.items() if isinstance(f, dict))
+    for tool in workload.tools:
+        lacking = [h for h in hosts if isinstance(facts[h].get("tools"), dict) and not facts[h]["tools"].get(tool)]
+        if lacking:
+            out.append(f"{tool} is not installed on {', '.join(lacking)}; the benchmark cannot run there")
+    for service in workload.services:
+        down = [h for h in hosts if isinstance(facts[h].get("services"), dict)
+                and not facts[h]["services"].get(service)]
+        if down:
+            hint = SERVICE_HINTS.get(service, "it is not running")
+            out.append(f"{service} is needed but {hint} on {', '.join(down)}")
+    return out

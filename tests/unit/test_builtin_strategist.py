@@ -1,0 +1,115 @@
+"""The built-in strategist: goals in plain words -> a workload, a valid spec, honest warnings."""
+
+import pytest
+
+from controller.catalog import Catalog, validate
+from controller.errors import SpecError
+from controller.strategist import builtin
+from controller.strategist.builtin import plan, workloads
+
+
+@pytest.mark.parametrize("goal, key", [
+    ("optimize this system for a PostgreSQL database", "pg-oltp"),
+    ("tune my postgres OLTP box", "pg-oltp"),
+    ("many short connections postgres", "pg-connect"),
+    ("our app opens a new connection to PostgreSQL for every query, no pgbouncer", "pg-connect"),
+    ("make new connections to my web servers faster", "connection-storm"),
+    ("accept backlog overflows during connection bursts", "connection-storm"),
+    ("nginx serving HTTP requests", "web"),
+    ("cpu bound", "cpu"),
+    ("CPU-bound number crunching", "cpu"),
+    ("network throughput", "stream"),
+    ("bulk transfer of backups between hosts", "stream"),
+    ("disk I/O heavy, lots of dirty page writeback", "fileio"),
+    ("connection-storm", "connection-storm"),
+])
+def test_goal_picks_workload(goal, key):
+    p = plan(goal)
+    assert p.workload == key, p.reason
+    assert p.strategist == "builtin"
+
+
+def test_reason_names_the_words():
+    p = plan("optimize this system for a PostgreSQL database")
+    assert "postgres" in p.reason and "database" in p.reason
+
+
+def test_no_match_lists_the_workloads():
+    with pytest.raises(SpecError) as e:
+        plan("make the coffee machine faster")
+    msg = str(e.value)
+    for w in workloads():
+        assert w.key in msg
+    assert "--spec" in msg
+
+
+def test_every_workload_passes_the_catalog_and_its_own_shape():
+    catalog = Catalog.default()
+    assert len(workloads()) >= 7
+    for w in workloads():
+        spec = w.spec
+        validate(spec, catalog)
+        assert spec.action_dim >= 1
+        assert set(w.rationale) == set(spec.knob_names)
+        assert all(w.rationale.values()), w.key
+        assert all(k.rationale for k in spec.action_space)
+        assert w.keywords and w.description and w.name == spec.workload_name
+
+
+def test_storm_as_specified():
+    p = plan("connection storm")
+    spec = p.spec
+    assert spec.benchmark_command == "tunefleet-bench accept-storm --clients 256"
+    assert spec.reward_metric == "elapsed_ms" and spec.goal == "minimize"
+    somax, syn = spec.action_space
+    assert (somax.param, somax.min, somax.max, somax.scale) == ("net.core.somaxconn", 16, 4096, "log")
+    assert (syn.param, syn.min, syn.max, syn.scale) == ("net.ipv4.tcp_max_syn_backlog", 16, 4096, "log")
+    assert p.warnings == []  # built-in benchmark: no tool, no service
+
+
+def test_stream_tunes_tcp_buffers_as_vectors():
+    spec = plan("network throughput").spec
+    assert spec.knob_names == ["net.ipv4.tcp_rmem", "net.ipv4.tcp_wmem"]
+    assert all(k.components == 3 and k.dims == 2 for k in spec.action_space)
+    assert spec.parse_reward("throughput_mb_s = 812.5\n") == 812.5
+
+
+def test_pgbench_commands_use_the_local_fleet_layout():
+    oltp = plan("postgres").spec
+    assert oltp.benchmark_command == "pgbench -h 127.0.0.1 -U postgres -c 8 -j 2 -T 10 pgbench"
+    assert "pgbench -i" in oltp.description  # how to adapt it
+    connect = plan("short connections to postgres").spec
+    assert " -C " in connect.benchmark_command
+
+
+def test_honest_caveat_on_dirty_knobs():
+    p = plan("PostgreSQL")
+    assert any("no effect" in w for w in p.warnings)
+
+
+def test_specs_are_fresh_copies():
+    a = plan("cpu bound").spec
+    a.action_space[0].values.append("7")
+    assert plan("cpu bound").spec.action_space[0].values == ["0", "1"]
+
+
+def _facts(**hosts):
+    return {name: {"tools": {"pgbench": tool, "sysbench": None, "ab": None}, "services": {"postgresql": pg}}
+            for name, (tool, pg) in hosts.items()}
+
+
+def test_warnings_for_missing_tools_and_services():
+    facts = _facts(db1=("/usr/bin/pgbench", True), db2=(None, True), db3=("/usr/bin/pgbench", False))
+    p = plan("PostgreSQL database", facts)
+    assert any("pgbench" in w and "db2" in w and "db1" not in w for w in p.warnings)
+    assert any("postgresql" in w and "db3" in w and "db1" not in w for w in p.warnings)
+    clean = plan("PostgreSQL database", _facts(db1=("/usr/bin/pgbench", True)))
+    assert not any("db1" in w for w in clean.warnings)
+    storm = plan("connection storm", facts)
+    assert storm.warnings == []
+
+
+def test_matching_is_by_words_not_substrings():
+    # "io" inside "ratio" or "ab" inside "table" must not count
+    assert builtin.score("improve the ratio", next(w for w in workloads() if w.key == "fileio"))[0] == 0
+    assert builtin.score("a stable table", next(w for w in workloads() if w.key == "web"))[0] == 0
