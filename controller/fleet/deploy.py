@@ -72,9 +72,13 @@ def agent_command(payload: Payload, *, sudo: bool, python: str | None = None, id
 
 
 def upload_command(payload: Payload) -> str:
-    """Write stdin to the payload path atomically; old payloads of other hashes are removed."""
+    """Write stdin to the payload path atomically.
+
+    Payloads of other versions stay: another controller may be running one right now. Only
+    those untouched for 30 days are removed.
+    """
     return (
         f'D="{STATE_DIR}"; umask 077; mkdir -p "$D" && T="$D/.upload.$$" && cat > "$T" && '
         f'mv -f "$T" "$D/{payload.filename}" && '
-        f'find "$D" -maxdepth 1 -name "agent-*.pyz" ! -name "{payload.filename}" -delete'
+        f'find "$D" -maxdepth 1 -name "agent-*.pyz" ! -name "{payload.filename}" -mtime +30 -delete'
     )
