@@ -35,12 +35,14 @@ class Workload:
     tools: tuple[str, ...] = ()       # as in hello's `tools`; built-in benchmarks need none
     services: tuple[str, ...] = ()    # as in hello's `services`
     caveats: tuple[str, ...] = ()     # said with every plan of this workload
+    notes: str = ""                   # how to adapt it to your hosts
 
     @property
     def spec(self) -> TuningSpec:
         """A fresh spec each time: callers may change theirs."""
-        return TuningSpec.from_dict({"workload_name": self.name, "description": self.description,
-                                     **self.spec_data}, f"built-in workload {self.key}")
+        text = f"{self.description} {self.notes}".strip()
+        return TuningSpec.from_dict({"workload_name": self.name, "description": text, **self.spec_data},
+                                    f"built-in workload {self.key}")
 
     @property
     def rationale(self) -> dict[str, str]:
@@ -60,7 +62,7 @@ class Plan:
 WORKLOADS: tuple[Workload, ...] = (
     Workload(
         "pg-oltp", "PostgreSQL OLTP",
-        "pgbench TPC-B-like transactions (8 clients, 10 s) against a local PostgreSQL; reward: tps. " + PG_ADAPT,
+        "pgbench TPC-B-like transactions (8 clients, 10 s) against PostgreSQL; reward: tps.",
         {"postgres": 3, "pgbench": 3, "database": 2, "db": 2, "oltp": 3, "transaction": 2, "sql": 1},
         {"reward_metric": "transactions_per_second", "benchmark_command": PGBENCH, "benchmark_timeout": 60,
          "action_space": [
@@ -72,13 +74,12 @@ WORKLOADS: tuple[Workload, ...] = (
              _knob("net.core.somaxconn", "accept queue of the postmaster's listener for client bursts",
                    min=128, max=4096)],
          "state_space": [{"metric": m} for m in ("cpu_util", "cpu_iowait", "psi_io_some", "ctxt_per_s")]},
-        tools=("pgbench",), services=("postgresql",),
+        tools=("pgbench",), services=("postgresql",), notes=PG_ADAPT,
         caveats=("at a small scale (data in RAM, 10 s runs) the vm.dirty_* knobs often show no effect beyond "
                  "pgbench's ~3% noise: expect 'no significant improvement' unless the data outgrows memory",)),
     Workload(
         "pg-connect", "PostgreSQL with many short connections",
-        "pgbench -C: a new TCP connection per transaction, as with an application without a connection pool; "
-        "reward: tps. " + PG_ADAPT,
+        "pgbench -C: a new TCP connection per transaction, like an application without a pool; reward: tps.",
         {"postgres": 3, "pgbench": 2, "short connection": 5, "short lived": 3, "many connection": 3,
          "new connection": 3, "reconnect": 4, "connection per": 4, "connect": 1, "pool": 2, "pgbouncer": 2},
         {"reward_metric": "transactions_per_second", "benchmark_command": PGBENCH.replace(" -c 8", " -C -c 8"),
@@ -96,12 +97,11 @@ WORKLOADS: tuple[Workload, ...] = (
                    "(the upper end stays fixed)", min="1024 60999", max="32768 60999")],
          "state_space": [{"metric": m} for m in ("cpu_util", "tcp_active_opens_per_s", "tcp_listen_overflows",
                                                  "ctxt_per_s")]},
-        tools=("pgbench",), services=("postgresql",),
+        tools=("pgbench",), services=("postgresql",), notes=PG_ADAPT,
         caveats=("with 8 clients the connection rate rarely exhausts ports or backlogs; raise -c to stress them",)),
     Workload(
         "web", "Web server (HTTP requests)",
-        "ab: 20000 HTTP requests from 64 concurrent clients, a new connection each; reward: requests/s. "
-        "Point the URL at your server (ab needs a path, e.g. http://127.0.0.1:8080/).",
+        "ab: 20000 HTTP requests from 64 concurrent clients, a new connection each; reward: requests/s.",
         {"web": 3, "website": 3, "http": 3, "nginx": 4, "apache": 4, "server": 1, "request": 1,
          "requests per second": 3, "ab": 2},
         {"reward_metric": "requests_per_second", "benchmark_command": "ab -r -n 20000 -c 64 http://127.0.0.1/",
@@ -116,12 +116,11 @@ WORKLOADS: tuple[Workload, ...] = (
                    values=["0", "1", "2"])],
          "state_space": [{"metric": m} for m in ("cpu_util", "tcp_passive_opens_per_s", "tcp_listen_overflows",
                                                  "tcp_listen_drops")]},
-        tools=("ab",),
+        tools=("ab",), notes="Point the URL at your server (ab needs a path, e.g. http://127.0.0.1:8080/).",
         caveats=("the default URL http://127.0.0.1/ must be served on every host; change it in the spec",)),
     Workload(
         "connection-storm", "Connection storm (accept backlog)",
-        "the agent's built-in accept storm: 256 clients connect at once on loopback; reward: elapsed_ms "
-        "until every connection is accepted (lower is better). No tool or server needed.",
+        "built-in: 256 loopback clients connect at once; reward: ms until all are accepted (lower is better).",
         {"new connection": 4, "connect": 2, "accept": 3, "backlog": 3, "storm": 4, "burst": 3, "syn": 3,
          "handshake": 3, "somaxconn": 4, "listen": 2, "spike": 2, "thundering herd": 4},
         {"reward_metric": "elapsed_ms", "reward_goal": "minimize",
@@ -131,11 +130,11 @@ WORKLOADS: tuple[Workload, ...] = (
                    "cost a 1 s retransmit", min=16, max=4096, scale="log"),
              _knob("net.ipv4.tcp_max_syn_backlog", "half-open connections kept during the burst",
                    min=16, max=4096, scale="log")],
-         "state_space": [{"metric": m} for m in ("tcp_listen_overflows", "tcp_listen_drops", "tcp_retrans_per_s")]}),
+         "state_space": [{"metric": m} for m in ("tcp_listen_overflows", "tcp_listen_drops", "tcp_retrans_per_s")]},
+        notes="Needs no tool or server: the agent runs it. Raise --clients to model bigger bursts."),
     Workload(
         "cpu", "CPU bound (null workload)",
-        "sysbench cpu (prime numbers, 2 threads, 10 s); reward: events/s. No sysctl is expected to move it "
-        "(CV ~0.2%): a control that the tuner reports 'no improvement' honestly. Match --threads to the CPUs.",
+        "sysbench cpu (primes, 2 threads, 10 s); reward: events/s. A control: no sysctl should move it.",
         {"cpu": 4, "cpu bound": 2, "compute": 3, "processor": 3, "scheduler": 2, "number crunching": 3,
          "calculation": 2, "null workload": 4, "sysbench": 1},
         {"reward_metric": "events_per_second", "benchmark_command": "sysbench cpu --threads=2 --time=10 run",
@@ -145,13 +144,11 @@ WORKLOADS: tuple[Workload, ...] = (
                    "interactive mixes, not for one batch job", values=["0", "1"]),
              _knob("vm.swappiness", "irrelevant to a CPU loop: should show no effect", min=0, max=100)],
          "state_space": [{"metric": m} for m in ("cpu_util", "ctxt_per_s", "procs_running")]},
-        tools=("sysbench",),
+        tools=("sysbench",), notes="Match --threads to the hosts' CPUs. Its noise is about 0.2%.",
         caveats=("a null workload: any 'improvement' beyond noise here would be a measurement artefact",)),
     Workload(
         "fileio", "File I/O (page cache writeback)",
-        "sysbench fileio random writes without fsync over 2 GiB of test files, 10 s; reward: events/s. "
-        "Prepare the files once per host: `mkdir -p /var/tmp/tunefleet-fileio && cd /var/tmp/tunefleet-fileio "
-        "&& sysbench fileio --file-total-size=2G prepare`; keep the folder on the disk you care about.",
+        "sysbench fileio random writes without fsync over 2 GiB of files, 10 s; reward: events/s.",
         {"file": 2, "fileio": 4, "disk": 3, "io": 3, "storage": 3, "write": 2, "writeback": 4, "dirty": 3,
          "fsync": 3, "ssd": 3, "nvme": 3, "iops": 3, "filesystem": 2},
         {"reward_metric": "events_per_second",
@@ -165,11 +162,12 @@ WORKLOADS: tuple[Workload, ...] = (
              _knob("vm.dirty_writeback_centisecs", "how often the writeback threads wake", min=100, max=1500)],
          "state_space": [{"metric": m} for m in ("cpu_iowait", "psi_io_some", "psi_io_full", "mem_used_pct")]},
         tools=("sysbench",),
+        notes="Prepare the files once per host: `mkdir -p /var/tmp/tunefleet-fileio && cd /var/tmp/tunefleet-fileio "
+              "&& sysbench fileio --file-total-size=2G prepare`; keep the folder on the disk you care about.",
         caveats=("sysbench fileio needs its test files: run the prepare step in the description once per host",)),
     Workload(
         "stream", "Network throughput (bulk TCP transfer)",
-        "the agent's built-in stream: 64 MiB TCP transfers over loopback, median of 3; reward: MB/s. "
-        "Loopback has no RTT: it shows the buffer effect, not what a WAN path needs.",
+        "built-in: 64 MiB TCP transfers over loopback, median of 3; reward: MB/s.",
         {"throughput": 2, "network throughput": 4, "bulk": 3, "transfer": 3, "bandwidth": 3, "download": 2,
          "upload": 2, "tcp buffer": 4, "rmem": 4, "wmem": 4, "stream": 3, "network": 2},
         {"reward_metric": "throughput_mb_s", "benchmark_command": "tunefleet-bench stream --mb 64 --rounds 3",
@@ -179,7 +177,8 @@ WORKLOADS: tuple[Workload, ...] = (
                    min="4096 4096 4096", max="4096 131072 6291456"),
              _knob("net.ipv4.tcp_wmem", "send buffer default and ceiling bound data in flight",
                    min="4096 4096 4096", max="4096 65536 4194304")],
-         "state_space": [{"metric": m} for m in ("net_rx_mb_per_s", "tcp_retrans_per_s", "cpu_util")]}),
+         "state_space": [{"metric": m} for m in ("net_rx_mb_per_s", "tcp_retrans_per_s", "cpu_util")]},
+        notes="Loopback has no RTT: it shows the buffer effect, not what a long-distance path needs."),
 )
 
 
