@@ -109,10 +109,11 @@ def _load(directory, name):
 class Journal:
     """Originals of the knobs this agent changed, in order of first change, mirrored on disk."""
 
-    def __init__(self, state_dir, boot_id, filename=JOURNAL):
+    def __init__(self, state_dir, boot_id, filename=JOURNAL, coupled=None):
         self.state_dir = state_dir
         self.boot_id = boot_id
         self.filename = filename
+        self.coupled = coupled or {}  # name -> the knob the kernel zeroes when name is written
         self.entries = []  # [(name, original)] in order of first change
 
     def names(self):
@@ -159,9 +160,16 @@ class Journal:
         """
         restored, errors, keep = {}, {}, []
         wanted = None if names is None else set(names)
+        if wanted is not None:  # a coupled pair is restored together
+            wanted.update(self.coupled[n] for n in list(wanted) if n in self.coupled)
+        originals = dict(self.entries)
         for name, original in reversed(self.entries):
             if wanted is not None and name not in wanted:
                 keep.append((name, original))
+                continue
+            partner = self.coupled.get(name)
+            if original == "0" and originals.get(partner, "0") != "0":
+                restored[name] = original  # the kernel zeroes it when the partner is written
                 continue
             try:
                 write(name, original)
@@ -176,7 +184,7 @@ class Journal:
 
     def kept(self):
         """The journal of kept originals (``journal.kept.json``) of this boot."""
-        kept = Journal(self.state_dir, self.boot_id, KEPT)
+        kept = Journal(self.state_dir, self.boot_id, KEPT, self.coupled)
         kept.entries = kept._load_same_boot("kept journal")
         return kept
 

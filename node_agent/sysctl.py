@@ -12,6 +12,14 @@ from node_agent import protocol
 
 PROC_SYS = "/proc/sys"
 
+# Pairs where writing one makes the kernel zero the other (only one of them is in force).
+# Writing 0 back to the idle one is refused (EINVAL): restore the one that was in force.
+COUPLED = {
+    "vm.dirty_bytes": "vm.dirty_ratio", "vm.dirty_ratio": "vm.dirty_bytes",
+    "vm.dirty_background_bytes": "vm.dirty_background_ratio",
+    "vm.dirty_background_ratio": "vm.dirty_background_bytes",
+}
+
 
 class Refused(Exception):
     """A knob that is not written: a failed check (errno None) or the kernel said no."""

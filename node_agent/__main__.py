@@ -1,0 +1,55 @@
+"""Entry point of the agent payload.
+
+    python3 -I agent.pyz --state DIR [--idle-timeout S]      serve the protocol on stdin/stdout
+    python3 -I agent.pyz bench accept-storm|stream [...]     run a built-in benchmark
+
+Also runs as ``python3 -m node_agent`` and as ``python3 path/to/node_agent``.
+"""
+
+import os
+import sys
+
+if not __package__:  # run as a folder (`python3 path/to/node_agent`): import it as a package
+    _here = os.path.dirname(os.path.abspath(__file__))
+    sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _here]
+    sys.path.insert(0, os.path.dirname(_here))
+
+
+def _serve(argv):
+    import argparse
+    import logging
+
+    from node_agent import agent
+
+    parser = argparse.ArgumentParser(prog="node_agent", description="tunefleet node agent")
+    parser.add_argument("--state", required=True, help="private state folder (journal, lock)")
+    parser.add_argument("--idle-timeout", type=float, default=0.0,
+                        help="restore and exit after this many seconds without a request (0 = never)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(stream=sys.stderr, level=logging.INFO,
+                        format="tunefleet-agent[%d] %%(levelname)s %%(message)s" % os.getpid())
+    # The protocol owns the original stdout; anything else that prints lands on stderr.
+    sys.stdout.flush()
+    out_fd = os.dup(1)
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    server = agent.Agent(args.state, args.idle_timeout, in_fd=0, out_fd=out_fd)
+    try:
+        server.start()
+    except OSError as e:
+        logging.error("cannot use the state folder %s: %s", args.state, e)
+        return 1
+    server.serve()
+    return 0
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] == "bench":
+        from node_agent import benchmarks
+        return sys.exit(benchmarks.main(argv[1:]))
+    return sys.exit(_serve(argv))
+
+
+if __name__ == "__main__":
+    main()

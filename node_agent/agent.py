@@ -1,0 +1,270 @@
+"""The agent's request loop: newline-delimited JSON on stdin/stdout, one request at a time.
+
+Every journaled original is written back on ``bye``, when stdin closes (the controller is gone),
+on SIGTERM/SIGHUP/SIGINT, and after ``idle_timeout`` seconds without a request. A bad request
+gets an error reply; the loop itself never dies of one. Logs go to stderr only.
+Stdlib only, Python >= 3.7.
+"""
+
+import errno
+import logging
+import os
+import select
+import signal
+import time
+import traceback
+
+from node_agent import facts, journal, metrics, protocol, runner, sysctl
+from node_agent.channel import Channel
+
+log = logging.getLogger("tunefleet.agent")
+
+
+class BadArgs(ValueError):
+    pass
+
+
+def _names(args, key="names", required=True):
+    names = args.get(key)
+    if names is None and not required:
+        return None
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise BadArgs("%s must be a list of strings" % key)
+    return names
+
+
+class Agent:
+    def __init__(self, state_dir, idle_timeout=0.0, in_fd=0, out_fd=1):
+        self.state_dir = os.path.abspath(state_dir)
+        self.idle_timeout = idle_timeout
+        self.channel = Channel(in_fd, out_fd)
+        self.boot_id = journal.read_boot_id()
+        self.journal = journal.Journal(self.state_dir, self.boot_id, coupled=sysctl.COUPLED)
+        self.locked_out = None  # message when another agent owns the state folder
+        self.recovered, self.recover_errors = {}, {}
+        self.stopping = None
+        self.last_activity = time.monotonic()
+        self.sampler = None
+
+    # -- life cycle -------------------------------------------------------------------------
+    def start(self):
+        """Take the lock (or note who has it), recover a stale journal, trap signals."""
+        os.makedirs(self.state_dir, mode=0o700, exist_ok=True)
+        try:
+            self.lock_fd = journal.take_lock(self.state_dir)
+        except journal.Locked as e:
+            self.locked_out = e.strerror
+            log.error("%s; answering every request with an error", e.strerror)
+        else:
+            self.recovered, self.recover_errors = self.journal.recover(sysctl.write)
+            for name, message in sorted(self.recover_errors.items()):
+                log.error("could not restore %s: %s", name, message)
+        self.sampler = metrics.Sampler()
+        self.wake_r, wake_w = os.pipe()
+        for fd in (self.wake_r, wake_w):
+            os.set_blocking(fd, False)
+        signal.set_wakeup_fd(wake_w)
+        for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+            signal.signal(sig, self._on_signal)
+
+    def _on_signal(self, signum, _frame):
+        self.stopping = self.stopping or signal.Signals(signum).name
+
+    def _drain_wakeups(self):
+        try:
+            while os.read(self.wake_r, 512):
+                pass
+        except OSError:
+            pass
+
+    def interrupted(self):
+        """Why a running command must stop now: a signal, or the controller is gone (stdin
+        closed and nobody reads our output). A half-closed stdin lets queued work finish."""
+        if self.stopping:
+            return self.stopping
+        if self.channel.eof and self.channel.peer_gone():
+            return "controller gone"
+        return None
+
+    def serve(self):
+        """Answer requests until bye, EOF, a signal or the idle timeout; then restore."""
+        try:
+            while not self.stopping:
+                if self.channel.lines:
+                    self.handle(self.channel.lines.popleft())
+                    self.last_activity = time.monotonic()
+                    continue
+                if self.channel.eof:
+                    self.stopping = "stdin closed"
+                    break
+                wait = None
+                if self.idle_timeout > 0:
+                    wait = self.idle_timeout - (time.monotonic() - self.last_activity)
+                    if wait <= 0:
+                        self.stopping = "idle for %g s" % self.idle_timeout
+                        break
+                ready, _, _ = select.select([self.channel.in_fd, self.wake_r], [], [], wait)
+                if self.wake_r in ready:
+                    self._drain_wakeups()
+                if self.channel.in_fd in ready:
+                    self.channel.pump()
+        except ConnectionError:
+            self.stopping = "stdout closed"
+        self.finish()
+
+    def finish(self):
+        if self.locked_out:
+            log.info("stopping (%s)", self.stopping)
+            return
+        restored, errors = self.restore_all()
+        log.info("stopping (%s): restored %d knob(s)%s", self.stopping, len(restored),
+                 ", %d failed" % len(errors) if errors else "")
+
+    def restore_all(self):
+        try:
+            restored, errors = self.journal.restore(sysctl.write)
+        except OSError as e:
+            log.error("could not update the journal: %s", e)
+            return {}, {"journal": str(e)}
+        for name, message in sorted(errors.items()):
+            log.error("could not restore %s: %s", name, message)
+        return restored, errors
+
+    # -- requests ---------------------------------------------------------------------------
+    def handle(self, line):
+        rid = None
+        try:
+            if line is None:
+                raise protocol.ProtocolError("line longer than %d bytes" % protocol.MAX_LINE)
+            message = protocol.decode(line)
+            if isinstance(message.get("id"), int) and not isinstance(message.get("id"), bool):
+                rid = message["id"]
+            rid, op, args = protocol.check_request(message)
+        except protocol.ProtocolError as e:
+            self.channel.send(protocol.failure(rid, protocol.E_BAD_REQUEST, e))
+            return
+        self.channel.send(self.dispatch(rid, op, args))
+
+    def dispatch(self, rid, op, args):
+        if op not in protocol.OPS:
+            return protocol.failure(rid, protocol.E_UNKNOWN_OP, "unknown op %r" % op[:80])
+        if self.locked_out:
+            if op == "bye":
+                self.stopping = "bye"
+            return _os_failure(rid, errno.EBUSY, self.locked_out)
+        try:
+            return protocol.reply(rid, getattr(self, "op_" + op)(rid, args))
+        except (BadArgs, runner.BadArgs) as e:
+            return protocol.failure(rid, protocol.E_BAD_REQUEST, e)
+        except sysctl.Refused as e:
+            if e.etype == protocol.E_OS:
+                return _os_failure(rid, e.errno, e.message)
+            return protocol.failure(rid, e.etype, e.message)
+        except runner.Interrupted as e:
+            return _os_failure(rid, errno.EINTR, "run interrupted, the agent is stopping (%s)" % e)
+        except ConnectionError:  # our stdout is gone: serve() stops
+            raise
+        except OSError as e:
+            return _os_failure(rid, e.errno, e.strerror or str(e))
+        except Exception as e:
+            log.error("%s failed:\n%s", op, traceback.format_exc())
+            return protocol.failure(rid, protocol.E_INTERNAL, "%s: %s" % (type(e).__name__, e))
+
+    def op_hello(self, _rid, args):
+        result = facts.host_facts()
+        result.update({
+            "protocol": protocol.PROTOCOL_VERSION, "agent_hash": facts.payload_hash(),
+            "pid": os.getpid(), "boot_id": self.boot_id, "state_dir": self.state_dir,
+            "recovered": self.recovered, "recover_errors": self.recover_errors,
+            "journaled": self.journal.names(), "kept": self.journal.kept().names(),
+            "knobs": self.op_describe(None, {"names": _names(args, "knobs", False) or []}),
+        })
+        return result
+
+    def op_ping(self, _rid, _args):
+        return {"time": time.time()}
+
+    def op_describe(self, _rid, args):
+        return dict((name, sysctl.describe(name)) for name in _names(args))
+
+    def op_read(self, _rid, args):
+        values, missing, errors = {}, [], {}
+        for name in _names(args):
+            if not sysctl.exists(name):
+                missing.append(name)
+                continue
+            try:
+                values[name] = sysctl.read(name)
+            except sysctl.Refused as e:
+                errors[name] = e.message
+        return {"values": values, "missing": missing, "errors": errors}
+
+    def op_apply(self, _rid, args):
+        values, bounds = args.get("values"), args.get("bounds") or {}
+        if not isinstance(values, dict) or not isinstance(bounds, dict):
+            raise BadArgs("values and bounds must be objects")
+        plan, refused = [], {}
+        for name, value in values.items():
+            try:
+                if not sysctl.exists(name):
+                    raise sysctl.Refused(name, protocol.E_VALIDATION, "%s: no such sysctl" % name)
+                text = sysctl.normalize(name, value)
+                sysctl.check_bounds(name, text, bounds.get(name))
+                original = sysctl.read(name)
+                sysctl.check_shape(name, text, original)
+                plan.append((name, text, original))
+            except sysctl.Refused as e:
+                refused[name] = e.as_dict()
+        self.journal.record(self._originals(plan))
+        applied = {}
+        for name, text, _ in plan:
+            try:
+                sysctl.write(name, text)
+                applied[name] = sysctl.read(name)
+            except sysctl.Refused as e:
+                refused[name] = e.as_dict()
+        return {"applied": applied, "refused": refused}
+
+    def _originals(self, plan):
+        """What to journal for a plan: each knob's original, preceded by the original of its
+        coupled partner (the kernel zeroes the partner when the knob is written)."""
+        originals, planned = [], set(name for name, _, _ in plan)
+        for name, _, original in plan:
+            partner = sysctl.COUPLED.get(name)
+            if partner and partner not in planned and sysctl.exists(partner):
+                originals.append((partner, sysctl.read(partner)))
+            originals.append((name, original))
+        return originals
+
+    def op_restore(self, _rid, args):
+        names = _names(args, required=False)
+        if args.get("kept"):
+            restored, errors = self.journal.restore_kept(sysctl.write, names)
+        else:
+            restored, errors = self.journal.restore(sysctl.write, names)
+        return {"restored": restored, "errors": errors}
+
+    def op_sample(self, _rid, _args):
+        return self.sampler.sample()
+
+    def op_run(self, rid, args):
+        def emit(data):
+            self.channel.send(protocol.event(rid, "sample", data))
+        # requests that arrive meanwhile wait in the channel; EOF or a signal stops the command
+        watch = {self.channel.in_fd: self.channel.pump, self.wake_r: self._drain_wakeups}
+        return runner.run(args, emit, watch, self.interrupted)
+
+    def op_bye(self, _rid, args):
+        self.stopping = "bye"
+        if args.get("keep"):
+            kept = self.journal.keep()
+            log.info("bye: keeping %d knob(s); originals in %s", len(kept), journal.KEPT)
+            return {"restored": {}, "errors": {}, "kept": kept}
+        restored, errors = self.restore_all()
+        return {"restored": restored, "errors": errors}
+
+
+def _os_failure(rid, code, message):
+    reply = protocol.failure(rid, protocol.E_OS, message)
+    reply["error"]["errno"] = code
+    return reply

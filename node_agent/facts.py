@@ -1,0 +1,119 @@
+"""What ``hello`` tells the controller about the host, and where programs are found.
+
+Stdlib only, Python >= 3.7.
+"""
+
+import glob
+import hashlib
+import os
+import platform
+import pwd
+import socket
+import zipfile
+
+from node_agent import metrics
+
+TOOLS = ("pgbench", "sysbench", "ab", "wrk", "fio", "iperf3", "psql")
+EXTRA_DIRS = ("/usr/local/sbin", "/usr/sbin", "/sbin")
+POSTGRESQL_PORT = 5432
+
+
+def search_dirs():
+    """PATH, then the sbin folders, then PostgreSQL's versioned bin folders (newest first)."""
+    dirs = [d for d in os.environ.get("PATH", os.defpath).split(os.pathsep) if d]
+    dirs += EXTRA_DIRS
+    pg = glob.glob("/usr/lib/postgresql/*/bin")
+    pg.sort(key=lambda d: [int(p) if p.isdigit() else 0 for p in d.split("/")[4].split(".")],
+            reverse=True)
+    seen, out = set(), []
+    for d in dirs + pg:
+        if d not in seen:
+            seen.add(d)
+            out.append(d)
+    return out
+
+
+def find_program(name):
+    """Absolute path of an executable ``name`` (a bare name is looked up in search_dirs())."""
+    if "/" in name:
+        return name if os.path.isfile(name) and os.access(name, os.X_OK) else None
+    for d in search_dirs():
+        path = os.path.join(d, name)
+        if os.path.isfile(path) and os.access(path, os.X_OK):
+            return path
+    return None
+
+
+def payload_path():
+    """The zipapp this agent runs from, else the node_agent package folder."""
+    package = os.path.dirname(os.path.abspath(__file__))
+    if os.path.isdir(package):
+        return package
+    archive = os.path.dirname(package)
+    return archive if os.path.isfile(archive) else package
+
+
+def payload_hash():
+    """sha256 of the zipapp file (the controller names uploads after it); run from a source
+    folder, ``src-`` and a sha256 over its *.py files in name order."""
+    path = payload_path()
+    digest = hashlib.sha256()
+    if os.path.isfile(path) and zipfile.is_zipfile(path):
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 16), b""):
+                digest.update(block)
+        return digest.hexdigest()
+    for name in sorted(n for n in os.listdir(path) if n.endswith(".py")):
+        with open(os.path.join(path, name), "rb") as f:
+            digest.update(name.encode("utf-8") + b"\0" + f.read() + b"\0")
+    return "src-" + digest.hexdigest()
+
+
+def _read(path, default=""):
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError:
+        return default
+
+
+def distro():
+    """``{id, name, version}`` from /etc/os-release (null fields when absent)."""
+    fields = {}
+    for line in _read("/etc/os-release", _read("/usr/lib/os-release")).splitlines():
+        key, sep, value = line.partition("=")
+        if sep:
+            fields[key.strip()] = value.strip().strip('"').strip("'")
+    return {"id": fields.get("ID"), "name": fields.get("NAME"),
+            "version": fields.get("VERSION_ID")}
+
+
+def user():
+    try:
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:
+        return str(os.geteuid())
+
+
+def listening(port):
+    """Something listens on TCP ``port`` in this network namespace (IPv4 or IPv6)."""
+    for name in ("/proc/net/tcp", "/proc/net/tcp6"):
+        if port in metrics.parse_listen_ports(_read(name)):
+            return True
+    return False
+
+
+def host_facts():
+    """Everything in ``hello`` that describes the host rather than the agent's state."""
+    mem = metrics.parse_meminfo(_read("/proc/meminfo"))
+    return {
+        "kernel": platform.release(),
+        "hostname": socket.gethostname(),
+        "distro": distro(),
+        "python": platform.python_version(),
+        "cpus": os.cpu_count() or 1,
+        "mem_total_kb": mem.get("MemTotal", 0),
+        "user": user(),
+        "tools": dict((tool, find_program(tool)) for tool in TOOLS),
+        "services": {"postgresql": listening(POSTGRESQL_PORT)},
+    }

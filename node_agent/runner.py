@@ -1,0 +1,173 @@
+"""The ``run`` operation: one command, no shell, bounded, with metrics while it runs.
+
+The command gets its own session (process group), so a timeout kills everything it started.
+Every ``interval`` seconds a ``sample`` event carries the metrics since the previous one; the
+summary comes from a snapshot at start and one at the end (plus the samples for gauges).
+Stdlib only, Python >= 3.7.
+"""
+
+import errno
+import os
+import select
+import shlex
+import signal
+import subprocess
+import sys
+import time
+
+from node_agent import facts, metrics
+
+BENCH = "tunefleet-bench"
+TAIL_BYTES = 8192
+KILL_GRACE_S = 2.0   # SIGTERM, then SIGKILL to the whole group
+DRAIN_GRACE_S = 1.0  # after exit, how long to wait for a straggler holding the output pipes
+
+
+class BadArgs(ValueError):
+    """Arguments ``run`` cannot accept."""
+
+
+class Interrupted(Exception):
+    """The agent is stopping (stdin closed, a signal): the command was killed."""
+
+
+def parse_args(args):
+    """Validated (argv, timeout, interval, cwd, env) from the request's args."""
+    cmd = args.get("cmd")
+    if isinstance(cmd, str):
+        try:
+            argv = shlex.split(cmd)
+        except ValueError as e:
+            raise BadArgs("cannot split cmd: %s" % e)
+    elif isinstance(cmd, list) and all(isinstance(a, str) for a in cmd):
+        argv = list(cmd)
+    else:
+        raise BadArgs("cmd must be a string or a list of strings")
+    if not argv:
+        raise BadArgs("cmd is empty")
+    timeout, interval = args.get("timeout"), args.get("interval", 1.0)
+    for label, value in (("timeout", timeout), ("interval", interval)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+            raise BadArgs("%s must be a positive number of seconds" % label)
+    cwd, env = args.get("cwd"), args.get("env") or {}
+    if cwd is not None and not isinstance(cwd, str):
+        raise BadArgs("cwd must be a string")
+    if not isinstance(env, dict) or not all(isinstance(k, str) and isinstance(v, str)
+                                            for k, v in env.items()):
+        raise BadArgs("env must map strings to strings")
+    return argv, float(timeout), max(float(interval), 0.05), cwd, env
+
+
+def resolve(argv):
+    """The argv to execute: ``tunefleet-bench`` runs the agent's own benchmarks; a bare program
+    name is looked up on PATH and the usual sbin / PostgreSQL folders."""
+    if argv[0] == BENCH:
+        return [sys.executable, "-I", facts.payload_path(), "bench"] + argv[1:]
+    path = facts.find_program(argv[0])
+    if path is None:
+        raise OSError(errno.ENOENT, "command not found: %s" % argv[0])
+    return [path] + argv[1:]
+
+
+class _Tail:
+    def __init__(self):
+        self.data = bytearray()
+
+    def add(self, chunk):
+        self.data += chunk
+        if len(self.data) > TAIL_BYTES:
+            del self.data[:len(self.data) - TAIL_BYTES]
+
+    def text(self):
+        return self.data.decode("utf-8", "replace")
+
+
+def _kill_group(proc):
+    """SIGTERM to the command's process group, SIGKILL to whatever is left after a grace."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, sig)
+        except OSError:
+            pass
+        if sig == signal.SIGTERM:
+            try:
+                proc.wait(KILL_GRACE_S)
+            except subprocess.TimeoutExpired:
+                pass
+    proc.wait()
+
+
+def run(args, emit, watch, interrupted):
+    """Run the command in ``args``; ``emit(data)`` sends a sample event.
+
+    ``watch`` maps file descriptors the agent must keep serving (its stdin, its signal pipe)
+    to callbacks; ``interrupted()`` returns a reason when the agent must stop, and then the
+    command's group is killed and Interrupted raised.
+    """
+    argv, timeout, interval, cwd, env = parse_args(args)
+    argv = resolve(argv)
+    child_env = dict(os.environ)
+    child_env.update(env)
+    snaps = [metrics.snapshot()]
+    start = time.monotonic()
+    try:
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, cwd=cwd, env=child_env,
+                                start_new_session=True, close_fds=True)
+    except OSError as e:
+        raise OSError(e.errno, "cannot start %s: %s" % (argv[0], e.strerror or e))
+    out_tail, err_tail = _Tail(), _Tail()
+    tails = {proc.stdout.fileno(): out_tail, proc.stderr.fileno(): err_tail}
+    open_fds = set(tails)
+    deadline, next_sample = start + timeout, start + interval
+    timed_out, samples, exited_at, end = False, 0, None, None
+    try:
+        while True:
+            now = time.monotonic()
+            if exited_at is None and proc.poll() is not None:
+                exited_at, end = now, metrics.snapshot()
+            if exited_at is not None and (not open_fds or now - exited_at > DRAIN_GRACE_S):
+                break
+            reason = interrupted()
+            if reason:
+                _kill_group(proc)
+                raise Interrupted(reason)
+            if exited_at is None and now >= deadline:
+                timed_out = True
+                _kill_group(proc)
+                continue
+            if exited_at is None and now >= next_sample:
+                snap = metrics.snapshot()
+                emit({"t": round(snap["mono"] - start, 3), "metrics": metrics.derive(snaps[-1], snap)})
+                snaps.append(snap)
+                samples += 1
+                while next_sample <= now:
+                    next_sample += interval
+                continue
+            wait = min(deadline, next_sample) - now
+            if exited_at is not None or not open_fds:
+                wait = min(wait, 0.02)  # reaping or draining: poll briefly
+            ready, _, _ = select.select(list(open_fds) + list(watch), [], [], max(0.0, min(wait, 0.5)))
+            for fd in ready:
+                if fd in tails:
+                    chunk = os.read(fd, 65536)
+                    if chunk:
+                        tails[fd].add(chunk)
+                    else:
+                        open_fds.discard(fd)
+                else:
+                    watch[fd]()
+    finally:
+        if proc.poll() is None:
+            _kill_group(proc)
+        proc.stdout.close()
+        proc.stderr.close()
+    return {
+        "exit_code": proc.returncode,
+        "duration_s": round(exited_at - start, 4),
+        "timed_out": timed_out,
+        "stdout_tail": out_tail.text(),
+        "stderr_tail": err_tail.text(),
+        "metrics": metrics.summarize(snaps + [end]),
+        "samples": samples,
+    }
