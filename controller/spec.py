@@ -274,7 +274,7 @@ class TuningSpec(BaseModel):
     benchmark_timeout (s), baseline_repeats. Anything else is kept as given.
     """
 
-    model_config = ConfigDict(extra="allow", validate_assignment=False)
+    model_config = ConfigDict(extra="allow")
 
     workload_name: str = Field(min_length=1)
     reward_metric: str = Field(min_length=1)
