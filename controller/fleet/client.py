@@ -91,6 +91,13 @@ class AgentClient:
     def stderr_tail(self) -> str:
         return self._proc.stderr_tail()
 
+    def abandon(self) -> None:
+        """Let go of an agent that failed to start or answer: close its stdin, stop waiting."""
+        self._gone = self._gone or "agent abandoned"
+        self._proc.close_stdin()
+        if self._proc.wait(2.0) is None:
+            self._proc.kill()
+
     def close(self, *, keep: bool = False, timeout: float = 30.0) -> dict | None:
         """Say bye (the agent restores originals unless keep) and wait for it to exit."""
         result = None

@@ -7,7 +7,7 @@ import concurrent.futures as cf
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
-from controller.errors import AgentGone, HostError, NoPython, SudoPasswordRequired, TunefleetError
+from controller.errors import AgentError, AgentGone, HostError, NoPython, SudoPasswordRequired, TunefleetError
 from controller.fleet.client import AgentClient
 from controller.fleet.deploy import EXIT_NO_PAYLOAD, EXIT_NO_PYTHON, Payload, agent_command, build_payload, upload_command
 from controller.fleet.inventory import HostSpec
@@ -59,11 +59,15 @@ def start_agent(name: str, transport: Transport, *, sudo: bool | None = None, py
             facts = agent.request("hello", {"knobs": list(options.knobs)}, timeout=30.0)
         except AgentGone as e:
             status = agent.exit_status()
+            agent.abandon()
             if status == EXIT_NO_PAYLOAD and attempt == 0:
                 _upload(transport, payload, name)
                 uploaded = True
                 continue
             raise _explain_start_failure(name, status, agent.stderr_tail(), e) from None
+        except AgentError:
+            agent.abandon()  # e.g. another run's agent holds this host: leave it alone
+            raise
         if facts.get("protocol") != protocol.PROTOCOL_VERSION:
             agent.close()
             raise HostError(f"agent speaks protocol {facts.get('protocol')}, controller {protocol.PROTOCOL_VERSION}", name)

@@ -121,19 +121,58 @@ class LocalTransport:
 # --------------------------------------------------------------------------- SSH
 
 
+class _ChannelStream:
+    """Minimal file-like ends of an SSH channel (paramiko's own file wrappers misbehave when
+    garbage-collected after the channel closed)."""
+
+    def __init__(self, channel, stderr: bool = False):
+        self._ch = channel
+        self._recv = channel.recv_stderr if stderr else channel.recv
+        self._buf = b""
+
+    # reading (stdout / stderr)
+    def readline(self) -> bytes:
+        while b"\n" not in self._buf:
+            chunk = self._recv(65536)
+            if not chunk:
+                line, self._buf = self._buf, b""
+                return line
+            self._buf += chunk
+        line, _, self._buf = self._buf.partition(b"\n")
+        return line + b"\n"
+
+    def read(self) -> bytes:
+        chunks = [self._buf]
+        self._buf = b""
+        while chunk := self._recv(65536):
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    # writing (stdin)
+    def write(self, data: bytes) -> int:
+        self._ch.sendall(data)
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        self._ch.shutdown_write()
+
+
 class SSHProcess:
     def __init__(self, channel):
         self._ch = channel
-        self.stdin = channel.makefile_stdin("wb")
-        self.stdout = channel.makefile("rb")
-        self._err = _StderrTail(channel.makefile_stderr("rb"))
+        self.stdin = _ChannelStream(channel)
+        self.stdout = _ChannelStream(channel)
+        self._err = _StderrTail(_ChannelStream(channel, stderr=True))
 
     def stderr_tail(self) -> str:
         return self._err.text(wait=0.5 if self._ch.exit_status_ready() else 0.0)
 
     def close_stdin(self) -> None:
         try:
-            self._ch.shutdown_write()
+            self._ch.shutdown_write()  # EOF for the command
         except (OSError, EOFError):
             pass
 
@@ -221,8 +260,8 @@ class SSHTransport:
         if stdin:
             channel.sendall(stdin)
         channel.shutdown_write()
-        out = channel.makefile("rb").read()
-        err = channel.makefile_stderr("rb").read()
+        out = _ChannelStream(channel).read()
+        err = _ChannelStream(channel, stderr=True).read()
         return channel.recv_exit_status(), out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
 
     def close(self) -> None:
