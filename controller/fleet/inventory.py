@@ -204,7 +204,8 @@ def _from_own(data: dict, base: Path, source: str) -> Inventory:
 def _from_ansible(root, base: Path, source: str) -> Inventory:
     if not isinstance(root, dict):
         raise InventoryError(f"{source}: 'all' must be a mapping")
-    fields: dict[str, dict] = {}
+    fields: dict[str, dict] = {}     # inherited from all: and groups, later groups win
+    own: dict[str, dict] = {}        # the host's own variables win over any group's (as in Ansible)
     groups: dict[str, list[str]] = {}
 
     def walk(node: dict, group: str | None, inherited: dict) -> list[str]:
@@ -213,8 +214,8 @@ def _from_ansible(root, base: Path, source: str) -> Inventory:
         members: list[str] = []
         for name, hvars in (node.get("hosts") or {}).items():
             name = str(name)
-            merged = {**fields.get(name, {}), **scope, **_translate(hvars or {})}
-            fields[name] = merged
+            fields[name] = {**fields.get(name, {}), **scope}
+            own[name] = {**own.get(name, {}), **_translate(hvars or {})}
             members.append(name)
         for child, sub in (node.get("children") or {}).items():
             members.extend(m for m in walk(sub, str(child), scope) if m not in members)
@@ -224,7 +225,8 @@ def _from_ansible(root, base: Path, source: str) -> Inventory:
 
     walk(root, None, {})
     hosts = {
-        n: _host(n, f, base, source, tuple(g for g, m in groups.items() if n in m)) for n, f in fields.items()
+        n: _host(n, {**f, **own[n]}, base, source, tuple(g for g, m in groups.items() if n in m))
+        for n, f in fields.items()
     }
     return Inventory(hosts, groups)
 

@@ -43,6 +43,19 @@ def write(tmp_path, text, name="inv.yml"):
     return p
 
 
+def test_ansible_host_vars_win_over_group_vars_listed_later(tmp_path):
+    text = """
+all:
+  hosts:
+    db3: {ansible_host: 198.51.100.13, ansible_user: root}
+  children:
+    db:
+      vars: {ansible_user: tuner}
+      hosts: {db3: {}}
+"""
+    assert load_inventory(write(tmp_path, text)).hosts["db3"].user == "root"
+
+
 def test_own_format_defaults_groups_and_relative_paths(tmp_path):
     inv = load_inventory(write(tmp_path, OWN))
     assert list(inv.hosts) == ["db1", "db2", "web1"]
