@@ -123,10 +123,10 @@ class HostEvaluator:
 
     def _benchmark(self, trial: Trial) -> None:
         timeout = float(self.spec.benchmark_timeout)
-        result = self.host.request(
-            "run", {"cmd": self.spec.benchmark_command, "timeout": timeout, "interval": 1.0},
-            timeout=timeout + 30.0,
-        )
+        args = {"cmd": self.spec.benchmark_command, "timeout": timeout, "interval": 1.0}
+        if getattr(self.spec, "benchmark_cwd", None):
+            args["cwd"] = self.spec.benchmark_cwd
+        result = self.host.request("run", args, timeout=timeout + 30.0)
         trial.metrics = {k: round(float(v), 4) for k, v in (result.get("metrics") or {}).items()}
         if result.get("timed_out"):
             raise AgentError(f"benchmark timed out after {timeout:g} s", self.name, "Timeout")
