@@ -65,6 +65,7 @@ class Netns:
     def close(self):
         self.holder.kill()
         self.holder.wait(10)
+        self.holder.stdout.close()
 
 
 @pytest.fixture()
@@ -93,9 +94,13 @@ class Agent:
         threading.Thread(target=self._read, daemon=True).start()
 
     def _read(self):
-        for raw in iter(self.proc.stdout.readline, b""):
-            self.lines.put(json.loads(raw))
+        try:
+            for raw in iter(self.proc.stdout.readline, b""):
+                self.lines.put(json.loads(raw))
+        except (OSError, ValueError):  # a test closed our end of the pipe
+            pass
         self.lines.put(None)
+        self.proc.stdout.close()
 
     def send(self, raw):
         self.proc.stdin.write(raw if isinstance(raw, bytes) else raw.encode())
@@ -137,6 +142,9 @@ class Agent:
         if self.proc.poll() is None:
             self.proc.kill()
         self.proc.wait(10)
+        for pipe in (self.proc.stdin, self.proc.stderr):
+            if not pipe.closed:
+                pipe.close()
 
 
 @pytest.fixture()
@@ -191,6 +199,7 @@ def test_hello_sees_a_postgresql_listener(netns, agents):
     finally:
         listener.kill()
         listener.wait(10)
+        listener.stdout.close()
 
 
 def test_ping_describe_read_and_sample(netns, agents):
@@ -478,6 +487,32 @@ def _alive(pid):
             return f.read().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return False
+
+
+def test_a_controller_that_vanishes_mid_run_stops_the_command_and_restores(netns, agents, tmp_path):
+    agent = agents()
+    original = netns.sysctl(FIN)
+    agent.call("apply", {"values": {FIN: other_value(original, "23", "24")}})
+    pidfile = tmp_path / "pid"
+    agent.send(json.dumps({"id": 1, "op": "run", "args": {
+        "cmd": ["sh", "-c", "echo $$ > %s; exec sleep 60" % pidfile], "timeout": 60}}) + "\n")
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and not pidfile.exists():
+        time.sleep(0.02)
+    agent.proc.stdin.close()
+    agent.proc.stdout.close()  # both ends gone, as when an SSH channel drops
+    assert agent.wait(10) == 0
+    assert not _alive(int(pidfile.read_text()))
+    assert netns.sysctl(FIN) == original
+
+
+def test_a_half_closed_stdin_lets_a_run_finish(agents):
+    agent = agents()
+    agent.send(json.dumps({"id": 1, "op": "run", "args": {"cmd": "sleep 0.3", "timeout": 10}}) + "\n")
+    agent.close_stdin()
+    reply = agent.next_reply()
+    assert reply["ok"] is True and reply["result"]["exit_code"] == 0
+    assert agent.wait() == 0
 
 
 def test_a_missing_command_is_an_oserror(agents):
