@@ -250,8 +250,12 @@ class Agent:
     def op_run(self, rid, args):
         def emit(data):
             self.channel.send(protocol.event(rid, "sample", data))
-        # requests that arrive meanwhile wait in the channel; EOF or a signal stops the command
-        watch = {self.channel.in_fd: self.channel.pump, self.wake_r: self._drain_wakeups}
+        def pump():  # requests that arrive meanwhile wait in the channel
+            self.channel.pump()
+            if self.channel.eof:  # always readable from now on: stop watching it
+                watch.pop(self.channel.in_fd, None)
+
+        watch = {self.channel.in_fd: pump, self.wake_r: self._drain_wakeups}
         return runner.run(args, emit, watch, self.interrupted)
 
     def op_bye(self, _rid, args):

@@ -101,7 +101,7 @@ def run(args, emit, watch, interrupted):
     """Run the command in ``args``; ``emit(data)`` sends a sample event.
 
     ``watch`` maps file descriptors the agent must keep serving (its stdin, its signal pipe)
-    to callbacks; ``interrupted()`` returns a reason when the agent must stop, and then the
+    to callbacks (which may remove their own entry); ``interrupted()`` returns a reason when the agent must stop, and then the
     command's group is killed and Interrupted raised.
     """
     argv, timeout, interval, cwd, env = parse_args(args)
@@ -146,7 +146,7 @@ def run(args, emit, watch, interrupted):
                 continue
             wait = min(deadline, next_sample) - now
             if exited_at is not None or not open_fds:
-                wait = min(wait, 0.02)  # reaping or draining: poll briefly
+                wait = min(wait, 0.05)  # reaping or draining: poll briefly
             ready, _, _ = select.select(list(open_fds) + list(watch), [], [], max(0.0, min(wait, 0.5)))
             for fd in ready:
                 if fd in tails:
