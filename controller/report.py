@@ -5,6 +5,11 @@ from __future__ import annotations
 from controller.fleet.fleet import Fleet
 
 
+_ROW_KEYS = ("name", "address", "ok", "error", "hostname", "kernel", "boot_id", "shares_kernel_with", "distro",
+             "python", "cpus", "mem_total_mb", "user", "agent_hash", "uploaded", "tools", "services", "recovered",
+             "rtt_ms")
+
+
 def check_rows(specs, fleet: Fleet, rtt_ms: dict[str, float]) -> list[dict]:
     """One object per host, in inventory order, whether it answered or not."""
     shared = {n: boot for boot, names in fleet.shared_kernels().items() for n in names}
@@ -13,8 +18,9 @@ def check_rows(specs, fleet: Fleet, rtt_ms: dict[str, float]) -> list[dict]:
         host = fleet.hosts.get(spec.name)
         if host is None:
             err = fleet.failed.get(spec.name)
-            rows.append({"name": spec.name, "address": spec.address, "ok": False, "kernel": None, "boot_id": None,
-                         "python": None, "error": err.message if err else "not connected"})
+            rows.append({**dict.fromkeys(_ROW_KEYS), "name": spec.name, "address": spec.address, "ok": False,
+                         "shares_kernel_with": [], "tools": [], "services": [], "recovered": {},
+                         "error": err.message if err else "not connected"})
             continue
         f = host.facts
         rows.append({
