@@ -2,8 +2,8 @@
 protocol (POST /v1/chat/completions) and answers from a script.
 
 Each script entry is one answer: a chat completion built with `reply()` / `call()` / `text()`,
-or an HTTP failure built with `status()`. Every request is recorded (parsed body and headers)
-so tests can count them and read what the model was sent. When the script runs out the server
+an HTTP failure built with `status()`, or a function of the request body returning either. Every request is recorded (parsed body and headers)
+so tests can count them and read what the model was sent; GET /v1/models answers `models`. When the script runs out the server
 answers 500 "script exhausted" (or repeats the last entry with ``repeat_last=True``).
 """
 
@@ -62,9 +62,11 @@ def text(content: str, **kw) -> dict:
 
 
 class FakeLLM:
-    def __init__(self, script=(), repeat_last: bool = False):
+    def __init__(self, script=(), repeat_last: bool = False, models=("fake-model",)):
         self.script = list(script)
         self.repeat_last = repeat_last
+        self.models = list(models)
+        self.gets: list[str] = []  # GET /v1/models lookups, kept apart from the counted completions
         self.requests: list[dict] = []
         self.headers: list[dict] = []
         self.paths: list[str] = []
@@ -118,6 +120,14 @@ class FakeLLM:
             def log_message(self, *args) -> None:  # keep test output clean
                 pass
 
+            def do_GET(self) -> None:
+                with fake._lock:
+                    fake.gets.append(self.path)
+                if self.path.rstrip("/").endswith("/models") and fake.models:
+                    return self._send(200, {"object": "list", "data": [
+                        {"id": m, "object": "model", "created": 0, "owned_by": "fake"} for m in fake.models]})
+                self._send(404, {"error": {"message": f"no route {self.path}", "type": "not_found"}})
+
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("content-length") or 0))
                 with fake._lock:
@@ -127,6 +137,8 @@ class FakeLLM:
                 if not self.path.rstrip("/").endswith("/chat/completions"):
                     return self._send(404, {"error": {"message": f"no route {self.path}", "type": "not_found"}})
                 answer = fake._next()
+                if callable(answer):  # decides from what the model was sent
+                    answer = answer(fake.requests[-1])
                 if isinstance(answer, Status):
                     return self._send(answer.code, {"error": {"message": answer.message, "type": "fake",
                                                               "code": str(answer.code)}}, answer.headers)

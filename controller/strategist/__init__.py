@@ -3,9 +3,28 @@
 
 from __future__ import annotations
 
+from typing import Callable, Mapping
 
-def choose(goal: str, facts: dict | None = None):
-    """The plan for a goal: the built-in catalog (the LLM strategist plugs in here when configured)."""
-    from controller.strategist.builtin import plan
 
-    return plan(goal, facts)
+def choose(goal: str, facts: dict | None = None, *, model: str | None = None, catalog=None,
+           on_event: Callable[[str, str], None] | None = None, config=None, env: Mapping[str, str] | None = None):
+    """The plan for a goal: designed by the model when an endpoint is configured (see
+    strategist.config), else by the built-in catalog, and `on_event("fallback", ...)` says so.
+
+    facts: host name -> hello facts (tools, services, knobs), or None when planning without hosts.
+    model: --model (`builtin` forces the built-in catalog). config: a resolved LLMConfig (tests).
+    """
+    from controller.strategist.config import BUILTIN, resolve
+
+    cfg = config if config is not None else resolve(model, env)
+    if cfg is None:
+        from controller.strategist.builtin import plan
+
+        if on_event:
+            on_event("fallback", "planned with the built-in workload catalog (--model builtin)" if model == BUILTIN
+                     else "no model endpoint configured (OPENAI_BASE_URL / OPENAI_API_KEY): planned with the "
+                          "built-in workload catalog")
+        return plan(goal, facts)
+    from controller.strategist import llm
+
+    return llm.plan(goal, facts, config=cfg, catalog=catalog, on_event=on_event)
