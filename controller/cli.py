@@ -28,6 +28,8 @@ HostsOpt = typer.Option(..., "--hosts", "-i", help="Inventory file (tunefleet or
 LimitOpt = typer.Option(None, "--limit", "-l", help="Hosts to use: names, groups or globs, comma separated; !x excludes.")
 AcceptOpt = typer.Option(False, "--accept-new-host-keys", help="Trust and record unknown host keys (ssh's accept-new).")
 TimeoutOpt = typer.Option(5.0, "--connect-timeout", help="Seconds to wait for each host's SSH port.")
+ModelOpt = typer.Option(None, "--model", "-m", help="Model to plan with (default: TUNEFLEET_MODEL, the config "
+                        "file, or what the endpoint serves); 'builtin' uses the built-in workload catalog.")
 
 
 def _console(stderr: bool = False):
@@ -132,7 +134,8 @@ def _load_catalog(extra: Optional[Path]):
     return catalog
 
 
-def _make_plan(goal: Optional[str], spec_file: Optional[Path], facts: dict | None = None):
+def _make_plan(goal: Optional[str], spec_file: Optional[Path], facts: dict | None = None,
+               model: Optional[str] = None, catalog=None):
     """A spec from a file, or from the goal through the strategist. Returns (spec, plan-or-None)."""
     from controller.spec import TuningSpec
 
@@ -142,8 +145,23 @@ def _make_plan(goal: Optional[str], spec_file: Optional[Path], facts: dict | Non
         raise UserError("say what the hosts are for (a GOAL such as \"optimize for PostgreSQL\") or give --spec FILE")
     from controller.strategist import choose
 
-    plan = choose(goal, facts)
+    plan = choose(goal, facts, model=model, catalog=catalog, on_event=_strategist_events())
     return plan.spec, plan
+
+
+def _strategist_events():
+    """Planning progress on stderr (stdout stays clean for --json)."""
+    err = _console(stderr=True)
+
+    def show(kind: str, text: str) -> None:
+        err.print(f"note: {text}" if kind == "fallback" else f"[dim]strategist: {text}[/]")
+    return show
+
+
+def _uses_llm(goal: Optional[str], spec_file: Optional[Path], model: Optional[str]) -> bool:
+    from controller.strategist.config import resolve
+
+    return bool(goal) and spec_file is None and resolve(model) is not None
 
 
 @app.command()
@@ -156,6 +174,7 @@ def plan(
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="Write the spec to this file (JSON)."),
     as_json: bool = typer.Option(False, "--json", help="Print the plan as JSON."),
     list_workloads: bool = typer.Option(False, "--list", help="List the built-in workloads."),
+    model: Optional[str] = ModelOpt,
     accept_new_host_keys: bool = AcceptOpt,
     connect_timeout: float = TimeoutOpt,
 ) -> None:
@@ -172,8 +191,8 @@ def plan(
     catalog = _load_catalog(catalog_file)
     facts = None
     if hosts is not None:
-        facts = _host_facts(hosts, limit, accept_new_host_keys, connect_timeout)
-    spec, chosen = _make_plan(goal, spec_file, facts)
+        facts = _host_facts(hosts, limit, accept_new_host_keys, connect_timeout, knobs=catalog.names())
+    spec, chosen = _make_plan(goal, spec_file, facts, model=model, catalog=catalog)
     validate(spec, catalog, facts)
     if output is not None:
         from controller.runs import write_json_atomic
@@ -194,15 +213,20 @@ def _plan_record(spec, chosen) -> dict:
     if chosen is not None:
         record.update({"strategist": getattr(chosen, "strategist", "builtin"), "workload": chosen.workload,
                        "reason": chosen.reason, "rationale": chosen.rationale, "warnings": list(chosen.warnings)})
+        if getattr(chosen, "llm", None):  # which model, how many tokens (never the key)
+            record.update({"model": chosen.model, "usage": chosen.usage, "llm": chosen.llm})
     return record
 
 
-def _host_facts(hosts: Path, limit: Optional[str], accept_new: bool, connect_timeout: float) -> dict:
+def _host_facts(hosts: Path, limit: Optional[str], accept_new: bool, connect_timeout: float,
+                knobs=(), strict: bool = True) -> dict:
+    """hello from every host, describing `knobs`; with strict=False, the hosts that answered."""
     from controller.fleet.fleet import ConnectOptions, Fleet
 
     specs = _select(hosts, limit)
-    with Fleet.connect(specs, ConnectOptions(connect_timeout=connect_timeout, accept_new_host_keys=accept_new)) as fleet:
-        if fleet.failed:
+    options = ConnectOptions(connect_timeout=connect_timeout, accept_new_host_keys=accept_new, knobs=tuple(knobs))
+    with Fleet.connect(specs, options) as fleet:
+        if fleet.failed and (strict or not fleet.hosts):
             raise next(iter(fleet.failed.values()))
         return {n: h.facts for n, h in fleet.hosts.items()}
 
@@ -225,6 +249,7 @@ def run(
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask before changing hosts."),
     as_json: bool = typer.Option(False, "--json", help="Print only the result JSON on stdout."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Plan and validate against the hosts, change nothing."),
+    model: Optional[str] = ModelOpt,
     accept_new_host_keys: bool = AcceptOpt,
     connect_timeout: float = TimeoutOpt,
 ) -> None:
@@ -236,7 +261,10 @@ def run(
     out = _console(stderr=True)
     catalog = _load_catalog(catalog_file)
     specs = _select(hosts, limit)
-    spec, chosen = _make_plan(goal, spec_file)
+    facts = None
+    if _uses_llm(goal, spec_file, model):  # the model designs for what the hosts have (hello only: no change)
+        facts = _host_facts(hosts, limit, accept_new_host_keys, connect_timeout, knobs=catalog.names(), strict=False)
+    spec, chosen = _make_plan(goal, spec_file, facts, model=model, catalog=catalog)
     validate(spec, catalog)  # everything that can be refused without a host
     from controller.learn.search import STRATEGIES
 
@@ -286,6 +314,80 @@ def run(
         raise typer.Exit(1)
 
 
+@app.command()
+def chat(
+    hosts: Path = HostsOpt,
+    limit: Optional[str] = LimitOpt,
+    model: Optional[str] = ModelOpt,
+    strategy: str = typer.Option("ppo", "--strategy", help="Search strategy: ppo, bo (Bayesian, optuna), random."),
+    budget: int = typer.Option(24, "--budget", min=1, help="Benchmark evaluations per optimization, across the fleet."),
+    seed: int = typer.Option(0, "--seed", help="Seed for the search."),
+    verify_repeats: int = typer.Option(5, "--verify-repeats", min=2, help="Original-vs-best pairs measured per host."),
+    catalog_file: Optional[Path] = typer.Option(None, "--catalog", help="Extra tunables (YAML/JSON)."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Run every validated plan without asking (never keeps results)."),
+    accept_new_host_keys: bool = AcceptOpt,
+    connect_timeout: float = TimeoutOpt,
+) -> None:
+    """Talk to the strategist: it plans, asks before it runs, tunes the hosts and reports what it measured."""
+    from controller.catalog import validate
+    from controller.fleet.fleet import ConnectOptions, Fleet
+    from controller.report import print_plan, print_result
+    from controller.strategist.chat import ChatIO, chat as converse
+    from controller.strategist.config import resolve
+
+    config = resolve(model)
+    if config is None:
+        raise UserError("chat needs a model endpoint: set OPENAI_BASE_URL (and OPENAI_API_KEY if it needs one), "
+                        "or use `tunefleet run GOAL` with the built-in strategist")
+    if not yes and not sys.stdin.isatty():
+        raise UserError("chat asks before it changes hosts: run it in a terminal, or pass --yes")
+    out, console = _console(stderr=True), _console()
+    catalog = _load_catalog(catalog_file)
+    options = ConnectOptions(connect_timeout=connect_timeout, accept_new_host_keys=accept_new_host_keys,
+                             knobs=tuple(catalog.names()))
+    fleet = Fleet.connect(_select(hosts, limit), options)
+    kept = []
+    try:
+        for name, err in fleet.failed.items():
+            _error(f"{name}: {err.message}")
+        if not fleet.hosts:
+            raise UserError("no host could be reached; nothing was changed")
+        facts = {n: h.facts for n, h in fleet.hosts.items()}
+
+        def ask():
+            try:
+                return console.input("[bold]you>[/] ")
+            except EOFError:
+                return None
+
+        def run_plan(chosen):
+            validate(chosen.spec, catalog, facts)  # the same gate as `run`, against these hosts
+            try:
+                return _run(chosen.spec, chosen, fleet, out, strategy=strategy, budget=budget, seed=seed,
+                            verify_repeats=verify_repeats, baseline_repeats=None, run_dir=None, keep_best=False)
+            finally:  # the next experiment, and a "no" to keeping, start from the original values
+                fleet.map(lambda h: h.request("restore", {}))
+
+        io = ChatIO(
+            ask=ask, say=lambda t: console.print(f"[bold]tunefleet>[/] {t}"), note=lambda t: out.print(f"note: {t}"),
+            show_plan=lambda p: print_plan(out, p.spec, reason=p.reason, rationale=p.rationale, warnings=p.warnings,
+                                           hosts=fleet.names),
+            confirm_run=lambda q: yes or typer.confirm(q, err=True),
+            confirm_keep=lambda q: not yes and typer.confirm(q, err=True),  # --yes never keeps
+            run=run_plan, show_result=lambda r: print_result(console, r),
+            keep=lambda r: kept.append(_keep_best(fleet, r)))
+        summary = converse(config, facts, io, catalog=catalog, hosts=len(fleet.hosts), on_event=_strategist_events())
+        out.print(f"[dim]{config.describe()}: {summary.usage['requests']} requests, "
+                  f"{summary.usage['total_tokens']} tokens[/]")
+    finally:
+        restored = fleet.close(keep=bool(kept))
+    for name, o in restored.items():
+        if not o.ok:
+            _error(f"{name}: could not restore: {o.error.message}; run `tunefleet restore --hosts {hosts}`")
+    if fleet.failed or any(not o.ok for o in restored.values()):
+        raise typer.Exit(1)
+
+
 def _run(spec, chosen, fleet, out, *, strategy, budget, seed, verify_repeats, baseline_repeats, run_dir, keep_best,
          confirm_top=3):
     from controller.live import LiveReporter
@@ -301,12 +403,16 @@ def _run(spec, chosen, fleet, out, *, strategy, budget, seed, verify_repeats, ba
         with LiveReporter(out, fleet.names, budget, spec.goal, spec.reward_metric) as reporter:
             result = tune(spec, fleet, run, options, reporter)
         if keep_best:
-            applied = fleet.map(lambda h: h.request("apply", {"values": result["best_config"]}))
-            result["kept"] = {n: o.value["applied"] if o.ok else str(o.error) for n, o in applied.items()}
+            result["kept"] = _keep_best(fleet, result)
         run.write("result.json", result)
     finally:
         run.close()
     return result
+
+
+def _keep_best(fleet, result: dict) -> dict:
+    applied = fleet.map(lambda h: h.request("apply", {"values": result["best_config"]}))
+    return {n: o.value["applied"] if o.ok else str(o.error) for n, o in applied.items()}
 
 
 def main() -> None:
