@@ -249,7 +249,7 @@ def _check_knob(knob, t: Tunable) -> list[str]:
             return [f"{name}: {', '.join(repr(b) for b in bad)} not allowed (allowed: {', '.join(t.choices)})"]
         return []
     if knob.is_choice:
-        from controller.spec import parse_ints
+        from controller.knob import parse_ints
 
         problems = []
         for v in knob.values:
@@ -342,7 +342,7 @@ def _read_extra(path: Path, builtin: dict[str, Tunable]) -> dict[str, Tunable]:
 
 def _entry(name: str, fields: Any, base: Tunable | None) -> Tunable:
     """One entry; raises ValueError('.field: message') (or ': message')."""
-    from controller.spec import parse_ints
+    from controller.knob import parse_ints
 
     if not is_sysctl_name(name):
         raise ValueError(": not a plain sysctl name")
