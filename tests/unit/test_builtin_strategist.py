@@ -63,7 +63,7 @@ def test_storm_as_specified():
     assert spec.reward_metric == "elapsed_ms" and spec.goal == "minimize"
     somax, syn = spec.action_space
     assert (somax.param, somax.min, somax.max, somax.scale) == ("net.core.somaxconn", 64, 4096, "log")
-    assert (syn.param, syn.min, syn.max, syn.scale) == ("net.ipv4.tcp_max_syn_backlog", 16, 4096, "log")
+    assert (syn.param, syn.min, syn.max, syn.scale) == ("net.ipv4.tcp_max_syn_backlog", 64, 4096, "log")
     assert p.warnings == []  # built-in benchmark: no tool, no service
 
 
