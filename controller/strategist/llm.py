@@ -231,8 +231,11 @@ def plan(goal: str, facts: dict | None, *, config: LLMConfig, catalog=None, on_e
 def finish(plan_obj, session: Session):
     """Stamp the plan with where it came from: strategist, model, token usage."""
     record = session.record()
-    for name, value in (("strategist", "llm"), ("model", record["model"]), ("usage", record["usage"]),
-                        ("llm", record)):
+    usage = record["usage"]
+    reason = str(getattr(plan_obj, "reason", "")).replace("the model", record["model"], 1)
+    reason += f"; {usage['requests']} request(s), {usage['total_tokens']} tokens"
+    for name, value in (("strategist", "llm"), ("model", record["model"]), ("usage", usage),
+                        ("llm", record), ("reason", reason)):
         try:
             setattr(plan_obj, name, value)
         except (AttributeError, TypeError):  # a frozen plan: the toolbox builds ours mutable
