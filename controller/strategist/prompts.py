@@ -42,22 +42,31 @@ config_json is a JSON object with these fields:
   workload_name      short name of the workload, e.g. "PostgreSQL OLTP"
   benchmark_command  ONE invocation of a benchmark tool, run on every host without a shell,
                      repeated many times: it must finish in well under a minute and leave the
-                     host as it found it. No ; && | backticks $( ) redirections or $VARIABLES.
-  reward_metric      what to read from the benchmark output, e.g. "tps", "requests_per_second",
-                     "latency_ms", "elapsed_ms", "throughput_mb_s"
-  goal               "maximize" or "minimize" (the reward metric)
+                     host as it found it. No ; && | backticks $( ) redirections or $VARIABLES,
+                     no setup steps (pgbench -i, sysbench prepare/cleanup).
+  reward_metric      the number to read from the benchmark's output (the list below)
+  reward_goal        optional: "maximize" or "minimize" (default: the metric's own)
   action_space       2 to 6 knobs: {"param": sysctl name, "min": n, "max": n, "rationale": "..."}
-                     or {"param": name, "values": [choices], "rationale": "..."}. Names and bounds
-                     must come from list_tunables; a range must lie within the safe bounds.
+                     or {"param": name, "values": [choices], "rationale": "..."}; vectors such as
+                     net.ipv4.tcp_rmem take "min": "4096 4096 4096", "max": "4096 131072 6291456".
+                     Names and bounds must come from list_tunables; ranges must lie within the
+                     safe bounds.
   state_space        optional: metrics to observe, e.g. [{"metric": "cpu_util"}, {"metric": "psi_io_some"}]
-  training_config    optional: {"baseline_repeats": n}
+  benchmark_timeout  optional: seconds before one benchmark run is stopped (default 120)
+  benchmark_cwd      optional: folder the benchmark runs in
 Every knob needs a "rationale": one or two sentences on why it could move the reward metric
 for THIS workload on THESE hosts. Knobs with no plausible effect waste benchmark runs."""
 
 
+def reward_metrics() -> str:
+    from controller import rewards
+
+    return "\n".join(f"- {m.name} ({m.goal}): {m.example}" for m in rewards.METRICS.values())
+
+
 def system_prompt(examples: list[dict]) -> str:
     shown = "\n\n".join(f"Example ({e.get('workload', 'workload')}): {e.get('description', '')}\n"
-                        + json.dumps(e["config"], indent=1) for e in examples[:4])
+                        + json.dumps(e["config"]) for e in examples)
     return f"""You are an expert Linux sysadmin and performance engineer. A user describes what their \
 hosts are for; you design an experiment that tunes the hosts' kernel settings (sysctls) by measurement: \
 a benchmark that represents the workload, the metric that rewards it, and a few knobs with safe ranges. \
@@ -74,10 +83,15 @@ Work like this:
 Known benchmark tools:
 {tools_summary()}
 
+Reward metrics (what each reads from the output):
+{reward_metrics()}
+
 Be honest: if no knob plausibly affects the workload, say so in the rationale rather than invent an effect. \
 Prefer a benchmark whose result the knobs can move (for example pgbench -C opens a connection per \
 transaction, so TCP connection knobs matter). Hosts that share one kernel share every kernel-wide knob \
 (vm.*, kernel.*): on them, prefer per-namespace knobs (net.*).
+
+The built-in workload catalog, as worked examples of good designs (adapt them to the hosts):
 
 {shown}"""
 
