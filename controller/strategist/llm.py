@@ -12,6 +12,7 @@ leaves this module is one line, and the API key is scrubbed from it.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 from typing import Callable
@@ -173,30 +174,29 @@ class Session:
     def step(self) -> Step:
         """One model request, and its tool calls answered with real data."""
         msg = self.complete()
-        calls = list(msg.tool_calls or [])
+        calls = [_normalize(c, i, self.usage.requests) for i, c in enumerate(msg.tool_calls or [])]
         entry = {"role": "assistant", "content": msg.content or ""}
         if calls:
-            entry["tool_calls"] = [{"id": c.id, "type": "function",
-                                    "function": {"name": c.function.name, "arguments": c.function.arguments}}
-                                   for c in calls]
+            entry["tool_calls"] = [{"id": cid, "type": "function", "function": {"name": name, "arguments": args}}
+                                   for cid, name, args in calls]
         self.messages.append(entry)
         if not calls:
             return Step(text=(msg.content or "").strip())
         out = Step(text=(msg.content or "").strip() or None, calls=len(calls))
-        for c in calls:
+        for cid, name, args in calls:
             if out.plan is not None:
-                self.answer(c.id, "skipped: a spec was already accepted in this turn")
+                self.answer(cid, "skipped: a spec was already accepted in this turn")
                 continue
-            self.event("tool", f"the model calls {c.function.name}")
-            result = self.toolbox.call(c.function.name, c.function.arguments)
+            self.event("tool", f"the model calls {name}")
+            result = self.toolbox.call(name, args)
             if result.plan is not None:
-                out.plan, out.call_id = result.plan, c.id
+                out.plan, out.call_id = result.plan, cid
                 self.event("accepted", "the spec passed validation")
                 continue
             if result.problems:
                 self.event("rejected", f"spec rejected ({len(result.problems)} problem(s)): "
                            + "; ".join(result.problems[:3]))
-            self.answer(c.id, result.content)
+            self.answer(cid, result.content)
         return out
 
     def record(self) -> dict:
@@ -204,6 +204,15 @@ class Session:
         return {"model": self.served_model or self.model, "requested_model": self.model,
                 "endpoint": self.config.endpoint, "usage": self.usage.to_dict(),
                 "rejected": list(self.toolbox.rejections)}
+
+
+def _normalize(call, i: int, request: int) -> tuple[str, str, str]:
+    """(id, name, arguments as JSON text): some servers omit ids or send arguments as an object."""
+    fn = getattr(call, "function", None)
+    args = getattr(fn, "arguments", None)
+    if not isinstance(args, str):
+        args = json.dumps(args if args is not None else {})
+    return getattr(call, "id", None) or f"call_{request}_{i}", str(getattr(fn, "name", "") or ""), args
 
 
 def plan(goal: str, facts: dict | None, *, config: LLMConfig, catalog=None, on_event: Event | None = None,

@@ -355,3 +355,14 @@ def test_cli_errors_are_one_line_without_the_key(tmp_path):
     assert lines[-1].startswith("tunefleet: error: the model endpoint at ") and "(500)" in lines[-1]
     assert KEY not in proc.stdout + proc.stderr
 
+
+
+def test_servers_that_omit_call_ids_or_send_arguments_as_an_object(facts):
+    """Some local servers do; the conversation stays well formed (every call answered by id)."""
+    odd = reply({"type": "function", "function": {"name": "inspect_hosts", "arguments": {}}})
+    fake, plan = plan_with([odd, reply(optimize(GOOD))], facts)
+    assert fake.count == 2
+    sent = fake.messages(-1)
+    call_id = sent[2]["tool_calls"][0]["id"]
+    assert call_id and sent[2]["tool_calls"][0]["function"]["arguments"] == "{}"
+    assert sent[3]["role"] == "tool" and sent[3]["tool_call_id"] == call_id
