@@ -17,7 +17,9 @@ from controller.fleet.executor import ThreadExecutor, gather
 from controller.fleet.fleet import Fleet
 from controller.learn import stats
 from controller.learn.evaluation import HostEvaluator, Recorder, Trial
+from controller.learn.importance import knob_importance
 from controller.learn.search import STRATEGIES, SearchContext
+from controller.learn.select import pick_best
 from controller.runs import RunDir
 
 
@@ -29,6 +31,9 @@ class RunOptions:
     baseline_repeats: int | None = None   # default: the spec's
     verify_repeats: int = 5               # A/B pairs per host
     episode_steps: int = 4
+    confirm_top: int = 3                  # re-measure this many top candidates before choosing (0: off)
+    confirm_repeats: int | None = None    # runs per candidate per host (default: >= 3 per candidate in all)
+    min_effect_pct: float = 5.0           # smallest change worth finding: warn when the noise hides it
 
 
 class Reporter(Protocol):
@@ -91,6 +96,9 @@ def tune(spec, fleet: Fleet, run: RunDir, options: RunOptions, reporter: Reporte
         if not any(ev.baseline is not None for ev in evaluators.values()):
             raise TunefleetError("no host produced a baseline: " +
                                  "; ".join(f"{n}: {ev.dropped}" for n, ev in evaluators.items()))
+        warnings = _noise_warnings(baselines, options)
+        for text in warnings:
+            reporter.message(text)
 
         # 2. search
         reporter.phase("search", f"{options.strategy}, budget {options.budget} evaluations")
@@ -105,14 +113,19 @@ def tune(spec, fleet: Fleet, run: RunDir, options: RunOptions, reporter: Reporte
         search = [t for t in recorder.search_trials() if t.ok]
         if not search:
             raise TunefleetError("the search produced no successful evaluation; see trials.jsonl in " + str(run.path))
-        best = max(search, key=lambda t: t.reward)
+        selection = pick_best(ctx, top_k=options.confirm_top, repeats=options.confirm_repeats, phase=reporter.phase)
+        best = selection.trial
 
         # 3. verification: original (A) against best (B), interleaved, on every live host
         reporter.phase("verify", f"original vs best, {options.verify_repeats} pairs per host")
         samples = _verify(ctx, best.values, options.verify_repeats)
     finally:
         executor.shutdown()
-    return _result(spec, options, run, recorder, ctx, baselines, best, samples)
+    result = _result(spec, options, run, recorder, ctx, baselines, best, samples)
+    result["confirm"] = selection.to_dict()
+    result["importance"] = _importance(recorder, spec)
+    result["warnings"] = warnings
+    return result
 
 
 def _baseline(evaluators: dict[str, HostEvaluator], executor, repeats: int, reporter: Reporter) -> dict[str, dict]:
@@ -133,6 +146,25 @@ def _baseline(evaluators: dict[str, HostEvaluator], executor, repeats: int, repo
     names = list(evaluators)
     results = gather([executor.submit(measure, evaluators[n]) for n in names])
     return {n: r for n, r in zip(names, results) if r}
+
+
+def _noise_warnings(baselines: dict[str, dict], options: RunOptions) -> list[str]:
+    """One sentence per host whose baseline noise hides the smallest effect worth finding."""
+    out = []
+    for name, b in baselines.items():
+        text = stats.noise_warning(stats.Summary(**b["summary"]), options.min_effect_pct, options.verify_repeats)
+        if text:
+            out.append(f"{name}: {text}")
+    return out
+
+
+def _importance(recorder: Recorder, spec) -> dict[str, float]:
+    """Which knobs mattered, from the search's evaluations with the rewards the search saw (relative
+    to each host's baseline, so hosts pool; a setting that makes the benchmark fail scores the
+    floor, which is an effect too). Re-measurements of the top candidates are left out: they
+    would weigh a few good settings many times. A lost agent says nothing about the knobs."""
+    trials = [t.to_dict() for t in recorder.search_trials() if not (t.error or "").startswith("agent lost")]
+    return {k: round(v, 4) for k, v in knob_importance(trials, spec.knob_names).items()}
 
 
 def _verify(ctx: SearchContext, best: dict[str, str], repeats: int) -> dict[str, tuple[list[float], list[float]]]:

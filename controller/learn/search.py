@@ -90,7 +90,14 @@ def _ppo(ctx: SearchContext) -> None:
     ppo_search(ctx)
 
 
+def _bo(ctx: SearchContext) -> None:
+    from controller.learn.bo import bo_search
+
+    bo_search(ctx)
+
+
 STRATEGIES: dict[str, Callable[[SearchContext], None]] = {
     "ppo": _ppo,
+    "bo": _bo,
     "random": random_search,
 }
