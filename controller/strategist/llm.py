@@ -48,7 +48,11 @@ class Usage:
 
 
 def make_client(config: LLMConfig):
-    import openai
+    try:
+        import openai
+    except ImportError:
+        raise UserError("the LLM strategist needs the openai package (pip install 'openai>=1.30'), "
+                        "or plan with --model builtin") from None
 
     return openai.OpenAI(api_key=config.api_key, base_url=config.base_url, timeout=config.timeout,
                          max_retries=config.max_retries)
