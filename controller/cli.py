@@ -51,6 +51,15 @@ def _select(hosts: Path, limit: Optional[str]):
     return load_inventory(hosts).select(limit)
 
 
+def _connect(hosts: Path, limit: Optional[str], accept_new: bool, connect_timeout: float, knobs=()):
+    """The selected hosts, connected with their agents started: (host specs, Fleet)."""
+    from controller.fleet.fleet import ConnectOptions, Fleet
+
+    specs = _select(hosts, limit)
+    options = ConnectOptions(connect_timeout=connect_timeout, accept_new_host_keys=accept_new, knobs=tuple(knobs))
+    return specs, Fleet.connect(specs, options)
+
+
 @app.command()
 def check(
     hosts: Path = HostsOpt,
@@ -60,13 +69,11 @@ def check(
     connect_timeout: float = TimeoutOpt,
 ) -> None:
     """Connect to every host, deploy the agent and show what each host is."""
-    from controller.fleet.fleet import ConnectOptions, Fleet
     from controller.report import check_rows, print_check
 
-    specs = _select(hosts, limit)
     started = time.monotonic()
-    options = ConnectOptions(connect_timeout=connect_timeout, accept_new_host_keys=accept_new_host_keys)
-    with Fleet.connect(specs, options) as fleet:
+    specs, fleet = _connect(hosts, limit, accept_new_host_keys, connect_timeout)
+    with fleet:
         rtts = fleet.map(_round_trip_ms)
         rows = check_rows(specs, fleet, {n: o.value for n, o in rtts.items() if o.ok})
     elapsed = time.monotonic() - started
@@ -101,11 +108,8 @@ def restore(
     connect_timeout: float = TimeoutOpt,
 ) -> None:
     """Write back every original value an agent journaled (after a crash, or after --keep-best)."""
-    from controller.fleet.fleet import ConnectOptions, Fleet
-
-    specs = _select(hosts, limit)
-    options = ConnectOptions(connect_timeout=connect_timeout, accept_new_host_keys=accept_new_host_keys)
-    with Fleet.connect(specs, options) as fleet:
+    _, fleet = _connect(hosts, limit, accept_new_host_keys, connect_timeout)
+    with fleet:
         outcomes = fleet.map(lambda h: {**h.facts.get("recovered", {}), **h.request("restore", {"kept": True})["restored"]})
         failed = dict(fleet.failed)
     result = {n: o.value for n, o in outcomes.items() if o.ok}
@@ -221,11 +225,8 @@ def _plan_record(spec, chosen) -> dict:
 def _host_facts(hosts: Path, limit: Optional[str], accept_new: bool, connect_timeout: float,
                 knobs=(), strict: bool = True) -> dict:
     """hello from every host, describing `knobs`; with strict=False, the hosts that answered."""
-    from controller.fleet.fleet import ConnectOptions, Fleet
-
-    specs = _select(hosts, limit)
-    options = ConnectOptions(connect_timeout=connect_timeout, accept_new_host_keys=accept_new, knobs=tuple(knobs))
-    with Fleet.connect(specs, options) as fleet:
+    _, fleet = _connect(hosts, limit, accept_new, connect_timeout, knobs)
+    with fleet:
         if fleet.failed and (strict or not fleet.hosts):
             raise next(iter(fleet.failed.values()))
         return {n: h.facts for n, h in fleet.hosts.items()}
@@ -255,12 +256,11 @@ def run(
 ) -> None:
     """Learn better kernel settings by running the benchmark on every host, then restore them."""
     from controller.catalog import validate
-    from controller.fleet.fleet import ConnectOptions, Fleet
     from controller.report import print_plan, print_result
 
     out = _console(stderr=True)
     catalog = _load_catalog(catalog_file)
-    specs = _select(hosts, limit)
+    _select(hosts, limit)  # a bad inventory or --limit fails before any planning
     facts = None
     if _uses_llm(goal, spec_file, model):  # the model designs for what the hosts have (hello only: no change)
         facts = _host_facts(hosts, limit, accept_new_host_keys, connect_timeout, knobs=catalog.names(), strict=False)
@@ -271,9 +271,7 @@ def run(
     if strategy not in STRATEGIES:
         raise UserError(f"--strategy {strategy}: unknown (choose from {', '.join(STRATEGIES)})")
 
-    options = ConnectOptions(connect_timeout=connect_timeout, accept_new_host_keys=accept_new_host_keys,
-                             knobs=tuple(spec.knob_names))
-    fleet = Fleet.connect(specs, options)
+    _, fleet = _connect(hosts, limit, accept_new_host_keys, connect_timeout, spec.knob_names)
     result = None
     try:
         for name, err in fleet.failed.items():
@@ -330,7 +328,6 @@ def chat(
 ) -> None:
     """Talk to the strategist: it plans, asks before it runs, tunes the hosts and reports what it measured."""
     from controller.catalog import validate
-    from controller.fleet.fleet import ConnectOptions, Fleet
     from controller.report import print_plan, print_result
     from controller.strategist.chat import ChatIO, chat as converse
     from controller.strategist.config import resolve
@@ -343,9 +340,7 @@ def chat(
         raise UserError("chat asks before it changes hosts: run it in a terminal, or pass --yes")
     out, console = _console(stderr=True), _console()
     catalog = _load_catalog(catalog_file)
-    options = ConnectOptions(connect_timeout=connect_timeout, accept_new_host_keys=accept_new_host_keys,
-                             knobs=tuple(catalog.names()))
-    fleet = Fleet.connect(_select(hosts, limit), options)
+    _, fleet = _connect(hosts, limit, accept_new_host_keys, connect_timeout, catalog.names())
     kept = []
     try:
         for name, err in fleet.failed.items():

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import statistics
 from dataclasses import dataclass
-from typing import Callable, Protocol
+from typing import Protocol
 
 from controller.errors import SpecError, TunefleetError
 from controller.fleet.executor import ThreadExecutor, gather
