@@ -28,6 +28,8 @@ HostsOpt = typer.Option(..., "--hosts", "-i", help="Inventory file (tunefleet or
 LimitOpt = typer.Option(None, "--limit", "-l", help="Hosts to use: names, groups or globs, comma separated; !x excludes.")
 AcceptOpt = typer.Option(False, "--accept-new-host-keys", help="Trust and record unknown host keys (ssh's accept-new).")
 TimeoutOpt = typer.Option(5.0, "--connect-timeout", help="Seconds to wait for each host's SSH port.")
+WorkersOpt = typer.Option("threads", "--workers", help="Where host sessions live: threads (this process) "
+                          "or ray (one Ray actor per host; RAY_ADDRESS joins a cluster).")
 ModelOpt = typer.Option(None, "--model", "-m", help="Model to plan with (default: TUNEFLEET_MODEL, the config "
                         "file, or what the endpoint serves); 'builtin' uses the built-in workload catalog.")
 
@@ -51,12 +53,16 @@ def _select(hosts: Path, limit: Optional[str]):
     return load_inventory(hosts).select(limit)
 
 
-def _connect(hosts: Path, limit: Optional[str], accept_new: bool, connect_timeout: float, knobs=()):
+def _connect(hosts: Path, limit: Optional[str], accept_new: bool, connect_timeout: float, knobs=(),
+             workers: str = "threads"):
     """The selected hosts, connected with their agents started: (host specs, Fleet)."""
     from controller.fleet.fleet import ConnectOptions, Fleet
 
+    if workers not in ("threads", "ray"):
+        raise UserError(f"--workers {workers}: choose threads or ray")
     specs = _select(hosts, limit)
-    options = ConnectOptions(connect_timeout=connect_timeout, accept_new_host_keys=accept_new, knobs=tuple(knobs))
+    options = ConnectOptions(connect_timeout=connect_timeout, accept_new_host_keys=accept_new, knobs=tuple(knobs),
+                             workers=workers)
     return specs, Fleet.connect(specs, options)
 
 
@@ -67,12 +73,13 @@ def check(
     as_json: bool = typer.Option(False, "--json", help="Print a JSON list of host objects."),
     accept_new_host_keys: bool = AcceptOpt,
     connect_timeout: float = TimeoutOpt,
+    workers: str = WorkersOpt,
 ) -> None:
     """Connect to every host, deploy the agent and show what each host is."""
     from controller.report import check_rows, print_check
 
     started = time.monotonic()
-    specs, fleet = _connect(hosts, limit, accept_new_host_keys, connect_timeout)
+    specs, fleet = _connect(hosts, limit, accept_new_host_keys, connect_timeout, workers=workers)
     with fleet:
         rtts = fleet.map(_round_trip_ms)
         rows = check_rows(specs, fleet, {n: o.value for n, o in rtts.items() if o.ok})
@@ -253,6 +260,7 @@ def run(
     model: Optional[str] = ModelOpt,
     accept_new_host_keys: bool = AcceptOpt,
     connect_timeout: float = TimeoutOpt,
+    workers: str = WorkersOpt,
 ) -> None:
     """Learn better kernel settings by running the benchmark on every host, then restore them."""
     from controller.catalog import validate
@@ -271,7 +279,7 @@ def run(
     if strategy not in STRATEGIES:
         raise UserError(f"--strategy {strategy}: unknown (choose from {', '.join(STRATEGIES)})")
 
-    _, fleet = _connect(hosts, limit, accept_new_host_keys, connect_timeout, spec.knob_names)
+    _, fleet = _connect(hosts, limit, accept_new_host_keys, connect_timeout, spec.knob_names, workers)
     result = None
     try:
         for name, err in fleet.failed.items():

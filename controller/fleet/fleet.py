@@ -21,6 +21,7 @@ class ConnectOptions:
     accept_new_host_keys: bool = False
     idle_timeout: float = 900.0  # the agent restores and exits after this long without a request
     knobs: tuple[str, ...] = ()  # described in hello
+    workers: str = "threads"  # "ray": each host's session lives in a Ray actor (see ray_hosts.py)
 
 
 @dataclass
@@ -118,7 +119,14 @@ class Fleet:
         options = options or ConnectOptions()
         specs = list(specs)
 
+        if options.workers == "ray":
+            from controller.fleet.ray_hosts import connect_ray_host, init_ray
+
+            init_ray()
+
         def one(spec: HostSpec) -> Host:
+            if options.workers == "ray":
+                return connect_ray_host(spec, options)
             transport = SSHTransport(spec, connect_timeout=options.connect_timeout,
                                      accept_new_host_keys=options.accept_new_host_keys)
             try:

@@ -1,0 +1,33 @@
+"""Host sessions in Ray actors: the same check and tuning run, with SSH and the agents living in
+worker processes instead of the controller."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from tests.e2e.test_tuning import STORM, knob_values
+
+TUNEFLEET = [sys.executable, "-m", "controller.cli"]
+
+
+def test_check_and_run_with_ray_workers(fleet_inventory, inventory, tmp_path):
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "RAY_USAGE_STATS_ENABLED": "0"}
+    p = subprocess.run([*TUNEFLEET, "check", "--hosts", str(fleet_inventory), "--workers", "ray", "--json"],
+                       capture_output=True, text=True, timeout=180, env=env)
+    assert p.returncode == 0, p.stderr[-3000:]
+    rows = json.loads(p.stdout)
+    assert [r["ok"] for r in rows] == [True, True, True] and all(r["rtt_ms"] is not None for r in rows)
+
+    before = knob_values(inventory)
+    spec = tmp_path / "storm.json"
+    spec.write_text(json.dumps(STORM))
+    p = subprocess.run([*TUNEFLEET, "run", "--hosts", str(fleet_inventory), "--limit", "h1,h2", "--spec", str(spec),
+                        "--workers", "ray", "--strategy", "random", "--budget", "4", "--verify-repeats", "2",
+                        "--confirm-top", "0", "--run-dir", str(tmp_path / "run"), "--yes", "--json"],
+                       capture_output=True, text=True, timeout=300, env=env)
+    assert p.returncode == 0, p.stderr[-3000:]
+    result = json.loads(p.stdout)
+    assert result["evaluations"] == 4 and set(result["hosts"]) == {"h1", "h2"}
+    assert knob_values(inventory) == before
