@@ -111,13 +111,21 @@ def restore(
     hosts: Path = HostsOpt,
     limit: Optional[str] = LimitOpt,
     as_json: bool = typer.Option(False, "--json", help="Print the restored values as JSON."),
+    unpersist: bool = typer.Option(False, "--unpersist", help="Also delete the sysctl.d drop-in that --persist wrote."),
+    persist_file: str = typer.Option("/etc/sysctl.d/90-tunefleet.conf", "--persist-file", help="The drop-in to delete."),
     accept_new_host_keys: bool = AcceptOpt,
     connect_timeout: float = TimeoutOpt,
 ) -> None:
     """Write back every original value an agent journaled (after a crash, or after --keep-best)."""
+    def one(h):
+        restored = {**h.facts.get("recovered", {}), **h.request("restore", {"kept": True})["restored"]}
+        if unpersist and h.request("unpersist", {"path": persist_file})["removed"]:
+            restored["(removed)"] = persist_file
+        return restored
+
     _, fleet = _connect(hosts, limit, accept_new_host_keys, connect_timeout)
     with fleet:
-        outcomes = fleet.map(lambda h: {**h.facts.get("recovered", {}), **h.request("restore", {"kept": True})["restored"]})
+        outcomes = fleet.map(one)
         failed = dict(fleet.failed)
     result = {n: o.value for n, o in outcomes.items() if o.ok}
     failed.update({n: o.error for n, o in outcomes.items() if not o.ok})
@@ -254,6 +262,9 @@ def run(
     catalog_file: Optional[Path] = typer.Option(None, "--catalog", help="Extra tunables (YAML/JSON)."),
     run_dir: Optional[Path] = typer.Option(None, "--run-dir", help="Run folder (default runs/<time>-<workload>)."),
     keep_best: bool = typer.Option(False, "--keep-best", help="Leave the best configuration applied (not persisted across reboots)."),
+    persist: bool = typer.Option(False, "--persist", help="If the improvement is significant, keep the best configuration "
+                                 "and write it to a sysctl.d drop-in so it survives reboots."),
+    persist_file: str = typer.Option("/etc/sysctl.d/90-tunefleet.conf", "--persist-file", help="The drop-in --persist writes."),
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask before changing hosts."),
     as_json: bool = typer.Option(False, "--json", help="Print only the result JSON on stdout."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Plan and validate against the hosts, change nothing."),
@@ -301,10 +312,10 @@ def run(
                 raise typer.Exit(1)
         result = _run(spec, chosen, fleet, out, strategy=strategy, budget=budget, seed=seed,
                       verify_repeats=verify_repeats, baseline_repeats=baseline_repeats, run_dir=run_dir,
-                      keep_best=keep_best, confirm_top=confirm_top)
+                      keep_best=keep_best, confirm_top=confirm_top, persist_file=persist_file if persist else None)
     finally:
         # Every agent writes its journaled originals back on bye, whatever happened above.
-        restored = fleet.close(keep=keep_best and result is not None)
+        restored = fleet.close(keep=bool(result and result.get("kept")))
     bad = {n: o.error for n, o in restored.items() if not o.ok}
     for name, err in bad.items():
         _error(f"{name}: could not restore: {err.message}; run `tunefleet restore --hosts {hosts}`")
@@ -312,10 +323,7 @@ def run(
         print(json.dumps(result, indent=2))
     else:
         print_result(_console(), result)
-        if keep_best:
-            _console().print("kept the best configuration on every host; `tunefleet restore` brings the originals back")
-        else:
-            _console().print("every host is back on its original values")
+        _print_outcome(_console(), result, hosts)
     if fleet.failed or bad:
         raise typer.Exit(1)
 
@@ -392,7 +400,7 @@ def chat(
 
 
 def _run(spec, chosen, fleet, out, *, strategy, budget, seed, verify_repeats, baseline_repeats, run_dir, keep_best,
-         confirm_top=3):
+         confirm_top=3, persist_file=None):
     from controller.live import LiveReporter
     from controller.runs import RunDir
     from controller.tuner import RunOptions, tune
@@ -405,12 +413,32 @@ def _run(spec, chosen, fleet, out, *, strategy, budget, seed, verify_repeats, ba
     try:
         with LiveReporter(out, fleet.names, budget, spec.goal, spec.reward_metric) as reporter:
             result = tune(spec, fleet, run, options, reporter)
-        if keep_best:
+        if persist_file and not result["success"]:
+            out.print("[yellow]not persisting:[/] no significant improvement to keep")
+        persist_file = persist_file if result["success"] else None
+        if keep_best or persist_file:
             result["kept"] = _keep_best(fleet, result)
+        if persist_file:
+            note = f"{spec.workload_name}, run {run.path}"
+            written = fleet.map(lambda h: h.request("persist", {"values": result["best_config"], "path": persist_file,
+                                                                "note": note}))
+            result["persisted"] = {n: o.value["path"] if o.ok else f"error: {o.error}" for n, o in written.items()}
         run.write("result.json", result)
     finally:
         run.close()
     return result
+
+
+def _print_outcome(console, result: dict, hosts) -> None:
+    if result.get("persisted"):
+        where = sorted(set(result["persisted"].values()))
+        console.print(f"kept the best configuration and wrote it to {', '.join(where)} on every host; "
+                      f"`tunefleet restore --hosts {hosts} --unpersist` undoes both")
+    elif result.get("kept"):
+        console.print("kept the best configuration on every host (until reboot); "
+                      f"`tunefleet restore --hosts {hosts}` brings the originals back")
+    else:
+        console.print("every host is back on its original values")
 
 
 def _keep_best(fleet, result: dict) -> dict:

@@ -14,7 +14,7 @@ import signal
 import time
 import traceback
 
-from node_agent import facts, journal, metrics, protocol, runner, sysctl
+from node_agent import facts, journal, metrics, persist, protocol, runner, sysctl
 from node_agent.channel import Channel
 
 log = logging.getLogger("tunefleet.agent")
@@ -257,6 +257,18 @@ class Agent:
 
         watch = {self.channel.in_fd: pump, self.wake_r: self._drain_wakeups}
         return runner.run(args, emit, watch, self.interrupted)
+
+    def op_persist(self, _rid, args):
+        try:
+            return persist.persist(args.get("values"), args.get("path"), args.get("note", ""))
+        except persist.BadPath as e:
+            raise BadArgs(str(e))
+
+    def op_unpersist(self, _rid, args):
+        try:
+            return persist.unpersist(args.get("path"))
+        except persist.BadPath as e:
+            raise BadArgs(str(e))
 
     def op_bye(self, _rid, args):
         self.stopping = "bye"

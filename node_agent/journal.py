@@ -56,10 +56,14 @@ def take_lock(state_dir):
 
 
 def _write_atomic(directory, name, document):
-    path = os.path.join(directory, name)
-    tmp = "%s.tmp.%d" % (path, os.getpid())
     data = json.dumps(document, indent=1, sort_keys=True).encode("utf-8")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    write_file_atomic(os.path.join(directory, name), data, 0o600)
+
+
+def write_file_atomic(path, data, mode):
+    """Write bytes so no reader and no crash ever sees half a file: tmp, fsync, rename, fsync dir."""
+    tmp = "%s.tmp.%d" % (path, os.getpid())
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     try:
         view = memoryview(data)
         while view:
@@ -68,7 +72,7 @@ def _write_atomic(directory, name, document):
     finally:
         os.close(fd)
     os.rename(tmp, path)
-    _fsync_dir(directory)
+    _fsync_dir(os.path.dirname(path) or ".")
 
 
 def _remove(directory, name):

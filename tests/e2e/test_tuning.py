@@ -131,3 +131,44 @@ def test_run_without_confirmation_refuses(fleet_inventory, storm_spec, tmp_path)
                         "--run-dir", str(tmp_path / "x")], capture_output=True, text=True, stdin=subprocess.DEVNULL,
                        timeout=120)
     assert p.returncode != 0 and "--yes" in p.stderr
+
+
+def test_keep_best_leaves_the_winner_and_restore_undoes_it(fleet_inventory, inventory, storm_spec, tmp_path):
+    before = knob_values(inventory)
+    p = run_cli("run", "--hosts", str(fleet_inventory), "--limit", "h3", "--spec", str(storm_spec),
+                "--strategy", "random", "--budget", "4", "--verify-repeats", "2", "--confirm-top", "0",
+                "--keep-best", "--run-dir", str(tmp_path / "k"), "--yes", "--json")
+    assert p.returncode == 0, p.stderr[-3000:]
+    best = json.loads(p.stdout)["best_config"]["net.core.somaxconn"]
+    assert knob_values(inventory)["h3"]["net.core.somaxconn"] == best
+    p = run_cli("restore", "--hosts", str(fleet_inventory), "--limit", "h3", "--json")
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout)["restored"]["h3"] == {"net.core.somaxconn": before["h3"]["net.core.somaxconn"]}
+    assert knob_values(inventory) == before
+
+
+def test_persist_writes_a_drop_in_only_for_a_significant_win(fleet_inventory, inventory, storm_spec, tmp_path):
+    before = knob_values(inventory)
+    drop_in = tmp_path / "sysctl.d" / "90-tunefleet.conf"
+    p = run_cli("run", "--hosts", str(fleet_inventory), "--limit", "h1", "--spec", str(storm_spec),
+                "--strategy", "random", "--seed", "2", "--budget", "6", "--verify-repeats", "3",
+                "--persist", "--persist-file", str(drop_in), "--run-dir", str(tmp_path / "p"), "--yes", "--json")
+    assert p.returncode == 0, p.stderr[-3000:]
+    result = json.loads(p.stdout)
+    assert result["success"], result["verdict"]
+    best = result["best_config"]["net.core.somaxconn"]
+    assert result["persisted"] == {"h1": str(drop_in)}
+    text = drop_in.read_text()
+    assert f"net.core.somaxconn = {best}\n" in text and text.startswith("# written by tunefleet")
+    assert knob_values(inventory)["h1"]["net.core.somaxconn"] == best
+    p = run_cli("restore", "--hosts", str(fleet_inventory), "--limit", "h1", "--unpersist",
+                "--persist-file", str(drop_in))
+    assert p.returncode == 0, p.stderr
+    assert not drop_in.exists()
+    assert knob_values(inventory) == before
+
+
+def test_persist_refuses_a_path_outside_sysctl_d(fleet_inventory, storm_spec, tmp_path):
+    p = run_cli("restore", "--hosts", str(fleet_inventory), "--limit", "h1", "--unpersist",
+                "--persist-file", "/etc/passwd")
+    assert p.returncode != 0 and "sysctl.d" in p.stderr
