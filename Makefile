@@ -44,6 +44,7 @@ test-unit: venv
 	$(BIN)/python -m pytest -q tests/unit
 
 bench: fleet-up
+	$(BIN)/python -c 'import matplotlib' 2>/dev/null || $(BIN)/pip install -q -e '.[bench]'
 	$(BIN)/python bench/strategies.py --out docs/benchmarks.md
 
 clean: fleet-down
