@@ -19,10 +19,13 @@ DEFINITIONS = """\
 - The **reference** of a workload is the configuration a long random search chose after
   re-measuring its top candidates; its reward is their median re-measured reward, and its
   verified change is what its verification measured against the original.
-- A run's **normalized regret** is 1 - (its verified change) / (best verified change), where the
-  best verified change is the largest among the reference and every run of that workload
-  (so regret >= 0; 0 = as good as the best configuration anyone found). A run whose
-  verification failed counts as regret 1.
+- A run's **normalized regret** is (f* - f) / (f* - f0) in the benchmark's own units (sign
+  flipped for a minimized metric): f is the median the verification measured for the run's chosen
+  configuration, f* the best such median of any run of that workload (the reference included),
+  and f0 the original configuration's median, pooled over every verification of the workload.
+  0 = as good as the best configuration anyone found, 1 = no better than the original. Pooling
+  f0 keeps one run's noisy original arm out of its regret. A run whose verification failed
+  counts as regret 1.
 - A **false claim** is a run on the null workload whose result says "improvement" (a change whose
   95% interval excludes zero and whose rank test agrees).
 """
@@ -59,6 +62,27 @@ def _change(run: dict) -> float | None:
     return v.get("change_pct")
 
 
+def regret_scale(runs: list[dict], goal: str) -> tuple[float, float] | None:
+    """(f*, f0) as signed values (larger = better): the best verified median of the chosen
+    configurations, and the original's median pooled over every verification."""
+    sign = 1.0 if goal == "maximize" else -1.0
+    verified = [r["verification"] for r in runs if r.get("verification")]
+    if not verified:
+        return None
+    f_star = max(sign * v["best_median"] for v in verified)
+    f0 = statistics.median(sign * v["baseline_median"] for v in verified)
+    return (f_star, f0) if f_star > f0 else None
+
+
+def regret(run: dict, scale: tuple[float, float], goal: str) -> float:
+    v = run.get("verification")
+    if not v:
+        return 1.0
+    f_star, f0 = scale
+    f = (1.0 if goal == "maximize" else -1.0) * v["best_median"]
+    return max(0.0, (f_star - f) / (f_star - f0))
+
+
 def summarize(data: dict) -> dict:
     """Per workload and strategy: the numbers of the report's table, and the mean curves."""
     runs = data["runs"]
@@ -68,8 +92,8 @@ def summarize(data: dict) -> dict:
         mine = [r for r in runs if r["workload"] == key and r["role"] == "run"]
         if not mine:
             continue
-        changes = [c for c in [_change(r) for r in runs if r["workload"] == key] if c is not None]
-        best_change = max(changes) if changes else None
+        goal = w["spec"].get("reward_goal", "maximize")
+        scale = None if w["null"] else regret_scale([r for r in runs if r["workload"] == key], goal)
         rows, curves = {}, {}
         for strategy in dict.fromkeys(r["strategy"] for r in mine):
             rs = [r for r in mine if r["strategy"] == strategy]
@@ -83,8 +107,8 @@ def summarize(data: dict) -> dict:
                 "verified_pct": [_change(r) for r in rs],
                 "seconds": statistics.fmean(r["seconds"] for r in rs),
             }
-            if not w["null"] and best_change and best_change > 0:
-                regrets = [1.0 if _change(r) is None else max(0.0, 1.0 - _change(r) / best_change) for r in rs]
+            if scale is not None:
+                regrets = [regret(r, scale, goal) for r in rs]
                 row["regret_mean"] = statistics.fmean(regrets)
                 row["regret_sd"] = statistics.stdev(regrets) if len(regrets) > 1 else 0.0
             if not w["null"] and ref and ref["reward"]:
@@ -94,7 +118,9 @@ def summarize(data: dict) -> dict:
                 row["final_bsf_ratio"] = mean_curve[-1] / ref["reward"]
             rows[strategy] = row
             curves[strategy] = {"mean": mean_curve, "runs": bsf, "x": [(i + 1) * hosts for i in range(len(mean_curve))]}
-        out[key] = {"title": w["title"], "null": w["null"], "reference": ref, "best_change": best_change,
+        sign = 1.0 if goal == "maximize" else -1.0
+        out[key] = {"title": w["title"], "null": w["null"], "reference": ref, "metric": w["spec"]["reward_metric"],
+                    "f_star": sign * scale[0] if scale else None, "f0": sign * scale[1] if scale else None,
                     "rows": rows, "curves": curves}
     return out
 
@@ -217,7 +243,8 @@ def write_report(data: dict, out: Path) -> None:
         if ref:
             cfg = ", ".join(f"{k} = {v}" for k, v in ref["config"].items())
             L.append(f"- {key}: {cfg}; re-measured reward {ref['reward']:+.3f}, verified change "
-                     f"{_fmt_pct(ref['change_pct'])}; best verified change of any run: {_fmt_pct(sm['best_change'])}")
+                     f"{_fmt_pct(ref['change_pct'])}. For the regret: f* = {sm['f_star']:.4g}, "
+                     f"f0 = {sm['f0']:.4g} ({sm['metric']})")
         elif sm["null"]:
             L.append(f"- {key}: none (no knob can matter; regret is undefined, false claims are what counts)")
     L += ["", f"![best-so-far curves]({png.name})", "",
