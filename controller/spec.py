@@ -200,21 +200,28 @@ def _loc(parts) -> str:
     return out
 
 
+def validation_problems(e: ValidationError, root: str = "spec") -> list[str]:
+    """Every problem pydantic found, one ``field.path: message`` line each, duplicates dropped."""
+    out = []
+    for err in e.errors():
+        loc = list(err["loc"])
+        cause = (err.get("ctx") or {}).get("error")
+        msg = err["msg"]
+        if isinstance(cause, FieldError):
+            loc += cause.path
+            msg = cause.message
+        elif err["type"] == "missing":
+            msg = "missing (required)"
+        elif msg.startswith("Value error, "):
+            msg = msg[len("Value error, "):]
+        elif msg:
+            msg = msg[0].lower() + msg[1:]
+        out.append(f"{_loc(loc) or root}: {msg}")
+    return list(dict.fromkeys(out))
+
+
 def _first_problem(e: ValidationError) -> str:
-    """One line: the first problem as ``field.path: message`` and how many more there are."""
-    errors = e.errors()
-    err = errors[0]
-    loc = list(err["loc"])
-    cause = (err.get("ctx") or {}).get("error")
-    msg = err["msg"]
-    if isinstance(cause, FieldError):
-        loc += cause.path
-        msg = cause.message
-    elif err["type"] == "missing":
-        msg = "missing (required)"
-    elif msg.startswith("Value error, "):
-        msg = msg[len("Value error, "):]
-    elif msg:
-        msg = msg[0].lower() + msg[1:]
-    more = f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})" if len(errors) > 1 else ""
-    return f"{_loc(loc) or 'spec'}: {msg}{more}"
+    """One line: the first problem and how many more there are."""
+    problems = validation_problems(e)
+    more = len(problems) - 1
+    return problems[0] + (f" (and {more} more problem{'s' if more > 1 else ''})" if more else "")

@@ -234,20 +234,6 @@ def _reward_fits_tool(spec) -> list[str]:
 
 
 def _pydantic_problems(e) -> list[str]:
-    from controller.spec import FieldError
+    from controller.spec import validation_problems
 
-    out = []
-    for err in e.errors():
-        loc = list(err["loc"])
-        cause = (err.get("ctx") or {}).get("error")
-        msg = err["msg"]
-        if isinstance(cause, FieldError):
-            loc += cause.path
-            msg = cause.message
-        elif err["type"] == "missing":
-            msg = "missing (required)"
-        elif msg.startswith("Value error, "):
-            msg = msg[len("Value error, "):]
-        where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".")
-        out.append(f"{where or 'config'}: {msg}")
-    return list(dict.fromkeys(out))
+    return validation_problems(e, root="config")
