@@ -118,6 +118,10 @@ def print_result(console, result: dict) -> None:
         )
     console.print(table)
     console.print("[bold]best configuration[/]: " + ", ".join(f"{k} = {val}" for k, val in result["best_config"].items()))
+    confirm = result.get("confirm") or {}
+    if confirm.get("confirmed"):
+        console.print(f"(chosen after re-measuring the search's top {len(confirm['candidates'])} configurations "
+                      f"{confirm['repeats_per_host']} time(s) on each host)")
     if not ok and v:
         seen = result["best_seen"]
         console.print(f"(best single sample seen: {seen['change_pct']:+.1f}% on {seen['host']} — unverified)")
