@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import sys
 import tempfile
@@ -132,6 +133,7 @@ def collect(args, data_path: Path) -> dict:
         "runs": [],
         "minutes": 0.0,
         "date": time.strftime("%Y-%m-%d"),
+        "cpus": os.cpu_count(),
     }
 
     def record(run: dict) -> None:
