@@ -46,6 +46,7 @@ test-unit: venv
 bench: fleet-up
 	$(BIN)/python -c 'import matplotlib' 2>/dev/null || $(BIN)/pip install -q -e '.[bench]'
 	$(BIN)/python bench/strategies.py --out docs/benchmarks.md
+	$(BIN)/python bench/eval_rate.py --hosts inventory/local.yml --evaluations 150 --out docs/benchmarks.md
 
 clean: fleet-down
 	rm -rf $(VENV) .stamp-* build *.egg-info

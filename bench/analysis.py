@@ -10,6 +10,8 @@ import math
 import statistics
 from pathlib import Path
 
+from bench.sections import kept_sections
+
 FLOOR = -1.0
 
 DEFINITIONS = """\
@@ -199,7 +201,7 @@ def _findings(summary: dict) -> list[str]:
             lines.append(f"- **{key}**: false claims of a significant improvement: "
                          + ", ".join(f"{k} {v}" for k, v in claims.items())
                          + (" — none, as it must be." if total == 0 else " — a tuner must not do this."))
-            lines.append(f"  The best single sample each search saw was on average "
+            lines.append("  The best single sample each search saw was on average "
                          + ", ".join(f"{k} {_fmt_pct(r['best_seen_pct'])}" for k, r in rows.items())
                          + ": the winner's curse that verification exists to catch.")
             continue
@@ -269,4 +271,5 @@ def write_report(data: dict, out: Path) -> None:
         L.append(f"- **{key}** — {w['title']}: `{w['spec']['benchmark_command']}`, reward "
                  f"`{w['spec']['reward_metric']}` ({w['spec']['reward_goal']}); knobs {knobs}.{start}")
     L += ["", "## Definitions", "", DEFINITIONS]
-    out.write_text("\n".join(L))
+    kept = kept_sections(out)  # other benchmarks' sections of this page survive a rewrite
+    out.write_text("\n".join(L).rstrip("\n") + "\n" + ("\n" + kept if kept else ""))
