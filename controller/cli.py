@@ -313,12 +313,18 @@ def run(
         result = _run(spec, chosen, fleet, out, strategy=strategy, budget=budget, seed=seed,
                       verify_repeats=verify_repeats, baseline_repeats=baseline_repeats, run_dir=run_dir,
                       keep_best=keep_best, confirm_top=confirm_top, persist_file=persist_file if persist else None)
+    except KeyboardInterrupt:
+        out.print("[yellow]interrupted:[/] finishing the benchmarks in flight, then restoring every host")
     finally:
         # Every agent writes its journaled originals back on bye, whatever happened above.
         restored = fleet.close(keep=bool(result and result.get("kept")))
     bad = {n: o.error for n, o in restored.items() if not o.ok}
     for name, err in bad.items():
         _error(f"{name}: could not restore: {err.message}; run `tunefleet restore --hosts {hosts}`")
+    if result is None:  # interrupted: nothing to report, and the hosts are back as they were
+        print(f"tunefleet: interrupted; {'every host restored' if not bad else 'see the errors above'}",
+              file=sys.stderr)
+        raise typer.Exit(130)
     if as_json:
         print(json.dumps(result, indent=2))
     else:

@@ -173,3 +173,32 @@ def test_persist_refuses_a_path_outside_sysctl_d(fleet_inventory, storm_spec, tm
     p = run_cli("restore", "--hosts", str(fleet_inventory), "--limit", "h1", "--unpersist",
                 "--persist-file", "/etc/passwd")
     assert p.returncode != 0 and "sysctl.d" in p.stderr
+
+
+def test_interrupting_a_run_restores_every_host(fleet_inventory, inventory, storm_spec, tmp_path):
+    import signal
+    import time
+
+    before = knob_values(inventory)
+    run_dir = tmp_path / "interrupted"
+    proc = subprocess.Popen([*TUNEFLEET, "run", "--hosts", str(fleet_inventory), "--spec", str(storm_spec),
+                             "--strategy", "random", "--budget", "300", "--run-dir", str(run_dir), "--yes"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        trials = run_dir / "trials.jsonl"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:  # wait until the search is changing knobs
+            if trials.exists() and '"phase": "search"' in trials.read_text():
+                break
+            time.sleep(0.2)
+        else:
+            pytest.fail("the search never started")
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err[-2000:]
+    assert "interrupted" in err and "Traceback" not in err
+    assert not (run_dir / "result.json").exists()  # no half-written result
+    assert knob_values(inventory) == before
