@@ -57,13 +57,15 @@ class LiveReporter:
         if self.console.is_terminal:
             from rich.live import Live
 
-            self._live = Live(self._render(), console=self.console, refresh_per_second=4, transient=False)
+            # get_renderable: every refresh re-renders, so the elapsed time moves between trials too
+            self._live = Live(console=self.console, refresh_per_second=4, transient=False,
+                              get_renderable=self._render)
             self._live.__enter__()
         return self
 
     def __exit__(self, *exc) -> None:
         if self._live is not None:
-            self._live.update(self._render())
+            self._live.refresh()
             self._live.__exit__(*exc)
             self._live = None
 
@@ -73,19 +75,21 @@ class LiveReporter:
 
     def _refresh(self) -> None:
         if self._live is not None:
-            self._live.update(self._render())
+            self._live.refresh()
 
     def _render(self):
         from rich.console import Group
         from rich.table import Table
+        from rich.text import Text
 
         with self._lock:
             elapsed = time.monotonic() - self.started
             done = min(self.search_done, self.budget)
             width = 30
             filled = int(width * done / self.budget) if self.budget else 0
-            head = (f"{self.phase_name}: {self.detail}\n"
-                    f"search [{'#' * filled}{'.' * (width - filled)}] {done}/{self.budget} evaluations, {elapsed:.0f} s")
+            head = Text(f"{self.phase_name}: {self.detail}\n"
+                        f"search [{'#' * filled}{'.' * (width - filled)}] {done}/{self.budget} evaluations, "
+                        f"{elapsed:.0f} s")  # plain Text: the bar's brackets are not markup
             table = Table(box=None, pad_edge=False)
             for col in ("host", "evals", "last reward", "best reward", f"last {self.unit}", "failures"):
                 table.add_column(col, justify="right" if col != "host" else "left")

@@ -82,12 +82,17 @@ def print_plan(console, spec, *, reason: str = "", rationale: dict | None = None
         table.add_column(col)
     rationale = rationale or {}
     for knob in spec.action_space:
-        rng = " | ".join(map(str, knob.values)) if knob.values else f"{knob.min} .. {knob.max}"
+        rng = " | ".join(map(str, knob.values)) if knob.values else f"{_text(knob.min)} .. {_text(knob.max)}"
         why = rationale.get(knob.param) or getattr(knob, "rationale", None) or ""
         table.add_row(knob.param, rng, "choice" if knob.values else str(getattr(knob, "scale", "") or ""), why)
     console.print(table)
     for w in warnings:
         console.print(f"[yellow]warning:[/] {w}")
+
+
+def _text(value) -> str:
+    """A bound as sysctl text: vectors as their space-separated words."""
+    return " ".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
 
 
 def print_result(console, result: dict) -> None:

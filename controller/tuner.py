@@ -172,7 +172,7 @@ def _verify(ctx: SearchContext, best: dict[str, str], repeats: int) -> dict[str,
         a, b = [], []
         for label in stats.interleaved_schedule(repeats, first=first):
             values = ctx.originals[ev.name] if label == "A" else best
-            t = ev.evaluate(values, phase="verify", label=label)
+            t = ev.evaluate(values, phase="verify", label=label, original=label == "A")
             if t.ok:
                 (a if label == "A" else b).append(t.raw)
         return a, b

@@ -94,12 +94,18 @@ class HostEvaluator:
         self.lost: str | None = None  # set when the agent is gone: no further evaluation is possible
         self.dropped: str | None = None  # set when the run gave up on this host (why)
 
-    def evaluate(self, values: dict[str, str] | None, phase: str = "search", label: str = "") -> Trial:
+    def evaluate(self, values: dict[str, str] | None, phase: str = "search", label: str = "",
+                 original: bool = False) -> Trial:
+        """Apply values (None: leave the host as it is), run the benchmark, record the trial.
+
+        `original`: the values are the host's own originals, which may lie outside the spec's
+        ranges; the agent then checks names and existence but not the spec's bounds.
+        """
         trial = Trial(self.name, phase, dict(values or {}), label=label)
         started = time.monotonic()
         try:
             if values:
-                self._apply(values)
+                self._apply(values, bounded=not original)
             self._benchmark(trial)
         except AgentGone as e:
             self.lost = e.message
@@ -113,8 +119,8 @@ class HostEvaluator:
             trial.reward = FAILURE_REWARD
         return self.recorder.record(trial)
 
-    def _apply(self, values: dict[str, str]) -> None:
-        bounds = {k: self.bounds[k] for k in values if k in self.bounds}
+    def _apply(self, values: dict[str, str], bounded: bool = True) -> None:
+        bounds = {k: self.bounds[k] for k in values if k in self.bounds} if bounded else {}
         result = self.host.request("apply", {"values": values, "bounds": bounds}, timeout=30.0)
         refused = result.get("refused") or {}
         if refused:

@@ -202,3 +202,22 @@ def test_interrupting_a_run_restores_every_host(fleet_inventory, inventory, stor
     assert "interrupted" in err and "Traceback" not in err
     assert not (run_dir / "result.json").exists()  # no half-written result
     assert knob_values(inventory) == before
+
+
+def test_originals_outside_the_searched_range_are_still_measured(fleet_inventory, inventory, tmp_path):
+    """The hosts' somaxconn (128) lies below the range searched (256..4096): verification must still
+    put the original back for its A arm instead of refusing it as out of bounds."""
+    before = knob_values(inventory)
+    spec = tmp_path / "above.json"
+    spec.write_text(json.dumps({**STORM, "action_space": [{"param": "net.core.somaxconn", "min": 256, "max": 4096}]}))
+    run_dir = tmp_path / "above"
+    p = run_cli("run", "--hosts", str(fleet_inventory), "--limit", "h2", "--spec", str(spec), "--strategy", "random",
+                "--budget", "2", "--verify-repeats", "4", "--confirm-top", "0", "--run-dir", str(run_dir), "--yes",
+                "--json")
+    assert p.returncode == 0, p.stderr[-3000:]
+    verify = [json.loads(l) for l in (run_dir / "trials.jsonl").read_text().splitlines()
+              if json.loads(l)["phase"] == "verify"]
+    assert [t["error"] for t in verify] == [None] * 8
+    assert {t["values"]["net.core.somaxconn"] for t in verify if t["label"] == "A"} == {"128"}
+    assert json.loads(p.stdout)["success"] is True
+    assert knob_values(inventory) == before
