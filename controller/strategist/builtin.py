@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 from controller.errors import SpecError
 from controller.spec import TuningSpec
 
-PGBENCH = "pgbench -h 127.0.0.1 -U postgres -c 8 -j 2 -T 10 pgbench"
+PGBENCH = "pgbench -h 127.0.0.1 -U pgbench -c 8 -j 2 -T 10 pgbench"
 PG_ADAPT = ("Adapt -h/-U and the database name (last argument) to your server; initialize the tables once "
-            "by hand with `pgbench -i -s 5 pgbench` (the local fleet: database pgbench, user postgres, trust "
-            "auth on 127.0.0.1).")
+            "by hand with `pgbench -i -s 5 pgbench` (deploy/bootstrap-node.sh --postgres and the local fleet "
+            "both make a database and role named pgbench, reachable on 127.0.0.1).")
 SERVICE_HINTS = {"postgresql": "nothing listens on TCP 5432"}
 
 

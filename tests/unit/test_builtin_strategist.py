@@ -76,7 +76,7 @@ def test_stream_tunes_tcp_buffers_as_vectors():
 
 def test_pgbench_commands_use_the_local_fleet_layout():
     oltp = plan("postgres").spec
-    assert oltp.benchmark_command == "pgbench -h 127.0.0.1 -U postgres -c 8 -j 2 -T 10 pgbench"
+    assert oltp.benchmark_command == "pgbench -h 127.0.0.1 -U pgbench -c 8 -j 2 -T 10 pgbench"
     assert "pgbench -i" in oltp.description  # how to adapt it
     connect = plan("short connections to postgres").spec
     assert " -C " in connect.benchmark_command
