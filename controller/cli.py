@@ -237,6 +237,15 @@ def _plan_record(spec, chosen) -> dict:
     return record
 
 
+def _reachable_facts(fleet) -> dict:
+    """Each reachable host's facts; one error line per host that is not; none reachable is an error."""
+    for name, err in fleet.failed.items():
+        _error(f"{name}: {err.message}")
+    if not fleet.hosts:
+        raise UserError("no host could be reached; nothing was changed")
+    return {n: h.facts for n, h in fleet.hosts.items()}
+
+
 def _host_facts(hosts: Path, limit: Optional[str], accept_new: bool, connect_timeout: float,
                 knobs=(), strict: bool = True) -> dict:
     """hello from every host, describing `knobs`; with strict=False, the hosts that answered."""
@@ -293,11 +302,7 @@ def run(
     _, fleet = _connect(hosts, limit, accept_new_host_keys, connect_timeout, spec.knob_names, workers)
     result = None
     try:
-        for name, err in fleet.failed.items():
-            _error(f"{name}: {err.message}")
-        if not fleet.hosts:
-            raise UserError("no host could be reached; nothing was changed")
-        facts = {n: h.facts for n, h in fleet.hosts.items()}
+        facts = _reachable_facts(fleet)
         validate(spec, catalog, facts)
         print_plan(out, spec, reason=chosen.reason if chosen else f"from {spec_file}",
                    rationale=chosen.rationale if chosen else None, warnings=chosen.warnings if chosen else (),
@@ -365,11 +370,7 @@ def chat(
     _, fleet = _connect(hosts, limit, accept_new_host_keys, connect_timeout, catalog.names())
     kept = []
     try:
-        for name, err in fleet.failed.items():
-            _error(f"{name}: {err.message}")
-        if not fleet.hosts:
-            raise UserError("no host could be reached; nothing was changed")
-        facts = {n: h.facts for n, h in fleet.hosts.items()}
+        facts = _reachable_facts(fleet)
 
         def ask():
             try:

@@ -10,14 +10,8 @@ plus optional fields (see ``TuningSpec``). Unknown extra fields are kept, so a c
 more than tunefleet reads still loads and round-trips through ``to_dict``.
 
 The action space is Box[-1, 1]^action_dim. Each knob maps its slice of the action onto its range
-(``Knob.to_value``) and maps current values back (``Knob.to_unit``) for observations:
-
-- an integer knob is one dimension, rounded; ``scale: log`` maps in log space (the default when
-  max/min >= 100 and min > 0, so 16..4096 spends as much of the action on 16..256 as on 256..4096);
-- a vector knob (net.ipv4.tcp_rmem) gives ``min``/``max`` as lists or space-separated text of one
-  length; components with min == max are fixed, every other one is a dimension, and the mapped
-  components are made non-decreasing;
-- a choice knob (``values``) is one dimension cut into equal bins.
+(``Knob.to_value``) and maps current values back (``Knob.to_unit``) for observations; how each
+kind of knob maps is described in controller/knob.py.
 """
 
 from __future__ import annotations
