@@ -118,7 +118,10 @@ def bo_search(ctx: SearchContext, sampler: str = "tpe") -> None:
     study = BoxStudy(ctx.spec.action_dim, seed=ctx.seed, n_startup=max(4, len(ctx.live())), sampler=sampler)
     known = set()
     for ev in ctx.live():  # the baseline measured each host's originals: reward 0 by definition
-        point = np.asarray(ctx.spec.to_unit(ctx.originals[ev.name]), dtype=float)
+        originals = ctx.originals[ev.name]
+        if not all(k.contains(originals.get(k.param, "")) for k in ctx.spec.action_space):
+            continue  # outside the searched box: its clipped image was never measured
+        point = np.asarray(ctx.spec.to_unit(originals), dtype=float)
         if tuple(np.round(point, 6)) not in known:
             known.add(tuple(np.round(point, 6)))
             study.add_known(point, 0.0, origin="baseline", host=ev.name)
