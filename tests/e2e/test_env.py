@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 
@@ -70,15 +68,11 @@ def test_fleet_vecenv_steps_hosts_concurrently(fleet):
     f, spec, originals = fleet
     recorder = Recorder()
     envs = [make_env(f.hosts[n], spec, originals, recorder) for n in ("h1", "h2")]
-    one = min(t.duration_s for t in recorder.trials)
     venv = FleetVecEnv(envs, ThreadExecutor(2))
     venv.reset()
-    started = time.monotonic()
     obs, rewards, dones, infos = venv.step(np.zeros((2, spec.action_dim), dtype=np.float32))
-    elapsed = time.monotonic() - started
     assert obs.shape == (2, envs[0].observation_space.shape[0])
-    assert {i["trial"].host for i in infos} == {"h1", "h2"}
-    assert all(i["trial"].ok for i in infos)
-    # both hosts' benchmarks ran at the same time, not one after the other
-    longest = max(i["trial"].duration_s for i in infos)
-    assert elapsed < longest + max(one, 0.05) * 0.9 + 0.5
+    a, b = (i["trial"] for i in infos)
+    assert {a.host, b.host} == {"h1", "h2"} and a.ok and b.ok
+    # both hosts' evaluations ran at the same time: each started before the other had finished
+    assert b.time < a.time + a.duration_s and a.time < b.time + b.duration_s
