@@ -221,3 +221,31 @@ def test_originals_outside_the_searched_range_are_still_measured(fleet_inventory
     assert {t["values"]["net.core.somaxconn"] for t in verify if t["label"] == "A"} == {"128"}
     assert json.loads(p.stdout)["success"] is True
     assert knob_values(inventory) == before
+
+
+def test_a_host_that_keeps_failing_is_dropped_and_the_others_carry_on(fleet_inventory, inventory, tmp_path):
+    """On h3 the benchmark's port is taken (a real listener in h3's namespace), so every run there
+    fails; h1 and h2 must still be tuned, verified and restored, and h3 reported as dropped."""
+    port = 40123
+    blocker = subprocess.Popen(["ip", "netns", "exec", "tf-h3", sys.executable, "-c",
+                                f"import socket,time; s=socket.socket(); s.bind(('127.0.0.1', {port})); "
+                                "s.listen(); print('up', flush=True); time.sleep(120)"],
+                               stdout=subprocess.PIPE, text=True)
+    try:
+        assert blocker.stdout.readline().strip() == "up"
+        before = knob_values(inventory)
+        spec = tmp_path / "port.json"
+        spec.write_text(json.dumps({**STORM, "benchmark_command": f"tunefleet-bench accept-storm --clients 256 --port {port}"}))
+        p = run_cli("run", "--hosts", str(fleet_inventory), "--spec", str(spec), "--strategy", "random",
+                    "--budget", "6", "--verify-repeats", "2", "--confirm-top", "0", "--run-dir", str(tmp_path / "d"),
+                    "--yes", "--json")
+        assert p.returncode == 0, p.stderr[-3000:]
+        result = json.loads(p.stdout)
+        assert set(result["dropped"]) == {"h3"} and "baseline" in result["dropped"]["h3"]
+        assert "dropping h3 from the run" in p.stderr
+        assert result["hosts"]["h1"]["verification"] and result["hosts"]["h2"]["verification"]
+        assert result["evaluations"] == 6
+        assert knob_values(inventory) == before
+    finally:
+        blocker.kill()
+        blocker.wait()
