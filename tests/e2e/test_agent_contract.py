@@ -71,7 +71,7 @@ def test_apply_reads_back_and_bye_restores(transport):
         assert result["applied"] == {KNOB: target, FIN: "17"}
         assert result["refused"] == {}
         # read back independently of the agent: the kernel really has it
-        assert sh(transport, f"cat /proc/sys/net/core/somaxconn") == target
+        assert sh(transport, "cat /proc/sys/net/core/somaxconn") == target
     finally:
         host.agent.close()
     assert sh(transport, "cat /proc/sys/net/core/somaxconn") == original[KNOB]

@@ -11,7 +11,7 @@ from controller.learn.bo import BoxStudy, make_sampler
 def test_one_round_gives_every_host_its_own_point_in_the_box():
     study = BoxStudy(dim=3, seed=1, n_startup=2)
     for v in (0.1, 0.2):
-        p = study.ask(["x"])["x"]
+        study.ask(["x"])
         study.tell("x", v)
     points = study.ask(["h1", "h2", "h3"])  # past the random start-up: TPE with pending trials
     arr = np.array(list(points.values()))

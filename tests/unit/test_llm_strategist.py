@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from controller.strategist import choose, llm
+from controller.strategist import choose
 from controller.strategist.config import LLMConfig
 from controller.strategist.llm import ModelError
 from tests.fake_llm import FakeLLM, call, optimize, reply, status, text
