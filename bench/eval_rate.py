@@ -19,12 +19,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from controller.fleet.executor import ThreadExecutor  # noqa: E402
-from controller.fleet.fleet import ConnectOptions, Fleet  # noqa: E402
+from controller.fleet.fleet import ConnectOptions, Fleet, round_trip_ms  # noqa: E402
 from controller.fleet.inventory import load_inventory  # noqa: E402
 from controller.learn.evaluation import HostEvaluator, Recorder  # noqa: E402
 from controller.learn.search import SearchContext, random_search  # noqa: E402
 from controller.spec import TuningSpec  # noqa: E402
-from controller.tuner import agent_bounds, read_originals  # noqa: E402
+from controller.tuner import read_originals  # noqa: E402
 
 from bench.sections import update_section  # noqa: E402
 
@@ -91,14 +91,9 @@ def measure(hosts: str, limit: str | None, evaluations: int, len_hint: str) -> d
     if fleet.failed:
         sys.exit(f"hosts failed: {fleet.failed}")
     try:
-        rtts = []
-        for host in fleet.hosts.values():
-            for _ in range(50):
-                t = time.perf_counter()
-                host.request("ping")
-                rtts.append((time.perf_counter() - t) * 1000)
+        rtt = statistics.median(round_trip_ms(h, 50) for h in fleet.hosts.values())
         recorder = Recorder()
-        evaluators = {n: HostEvaluator(h, spec, recorder, agent_bounds(spec)) for n, h in fleet.hosts.items()}
+        evaluators = {n: HostEvaluator(h, spec, recorder) for n, h in fleet.hosts.items()}
         ctx = SearchContext(spec=spec, evaluators=evaluators, originals=read_originals(fleet, spec.knob_names),
                             baseline_metrics={}, executor=ThreadExecutor(len(evaluators)), recorder=recorder,
                             budget=evaluations, log=lambda m: None)
@@ -109,7 +104,7 @@ def measure(hosts: str, limit: str | None, evaluations: int, len_hint: str) -> d
     finally:
         fleet.close()
     ok = [t for t in recorder.trials if t.ok]
-    row = {"hosts": len(evaluators), "connect_s": connect_s, "rtt_ms": statistics.median(rtts),
+    row = {"hosts": len(evaluators), "connect_s": connect_s, "rtt_ms": rtt,
            "rate": len(recorder.trials) / elapsed,
            "per_eval_ms": statistics.median(t.duration_s for t in ok) * 1000 if ok else float("nan")}
     row["text"] = (f"{len_hint}: {row['hosts']} host(s), connect+deploy+hello {connect_s:.2f} s, ping "

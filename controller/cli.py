@@ -76,12 +76,13 @@ def check(
     workers: str = WorkersOpt,
 ) -> None:
     """Connect to every host, deploy the agent and show what each host is."""
+    from controller.fleet.fleet import round_trip_ms
     from controller.report import check_rows, print_check
 
     started = time.monotonic()
     specs, fleet = _connect(hosts, limit, accept_new_host_keys, connect_timeout, workers=workers)
     with fleet:
-        rtts = fleet.map(_round_trip_ms)
+        rtts = fleet.map(round_trip_ms)
         rows = check_rows(specs, fleet, {n: o.value for n, o in rtts.items() if o.ok})
     elapsed = time.monotonic() - started
     if as_json:
@@ -93,17 +94,6 @@ def check(
         for r in failed:
             _error(f"{r['name']}: {r['error']}")
         raise typer.Exit(1)
-
-
-def _round_trip_ms(host, n: int = 20) -> float:
-    """Median of n ping round trips over the open agent channel, in ms."""
-    times = []
-    for _ in range(n):
-        t = time.perf_counter()
-        host.request("ping")
-        times.append((time.perf_counter() - t) * 1000)
-    times.sort()
-    return times[len(times) // 2]
 
 
 @app.command()

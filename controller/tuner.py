@@ -53,17 +53,6 @@ class QuietReporter:
         pass
 
 
-def agent_bounds(spec) -> dict[str, dict]:
-    """What the agent re-checks on the node before each write."""
-    out = {}
-    for knob in spec.action_space:
-        if knob.values:
-            out[knob.param] = {"choices": [str(v) for v in knob.values]}
-        else:
-            out[knob.param] = {"min": knob.min, "max": knob.max}
-    return out
-
-
 def read_originals(fleet: Fleet, names: list[str]) -> dict[str, dict[str, str]]:
     outcomes = fleet.map(lambda h: h.request("read", {"names": names}))
     originals = {}
@@ -85,8 +74,7 @@ def tune(spec, fleet: Fleet, run: RunDir, options: RunOptions, reporter: Reporte
     run.write("hosts.json", {n: {"facts": h.facts, "originals": originals[n]} for n, h in fleet.hosts.items()})
 
     recorder = Recorder(run.append_trial, [reporter.trial])
-    bounds = agent_bounds(spec)
-    evaluators = {n: HostEvaluator(h, spec, recorder, bounds) for n, h in fleet.hosts.items()}
+    evaluators = {n: HostEvaluator(h, spec, recorder) for n, h in fleet.hosts.items()}
     executor = ThreadExecutor(len(evaluators))
     try:
         # 1. baseline, with repeats, each host on its own original values

@@ -96,6 +96,17 @@ def _explain_start_failure(name: str, status: int | None, stderr: str, cause: Ex
     return HostError(f"the agent did not start: {last}", name)
 
 
+def connect_host(spec: HostSpec, options: ConnectOptions) -> Host:
+    """SSH to one host and start its agent; the connection is closed again if the start fails."""
+    transport = SSHTransport(spec, connect_timeout=options.connect_timeout,
+                             accept_new_host_keys=options.accept_new_host_keys)
+    try:
+        return start_agent(spec.name, transport, sudo=spec.sudo, python=spec.python, options=options, spec=spec)
+    except BaseException:
+        transport.close()
+        raise
+
+
 @dataclass
 class Outcome:
     """What one host gave back: a value, or an error."""
@@ -127,13 +138,7 @@ class Fleet:
         def one(spec: HostSpec) -> Host:
             if options.workers == "ray":
                 return connect_ray_host(spec, options)
-            transport = SSHTransport(spec, connect_timeout=options.connect_timeout,
-                                     accept_new_host_keys=options.accept_new_host_keys)
-            try:
-                return start_agent(spec.name, transport, sudo=spec.sudo, python=spec.python, options=options, spec=spec)
-            except BaseException:
-                transport.close()
-                raise
+            return connect_host(spec, options)
 
         fleet = cls()
         for out in _fan_out(one, {s.name: s for s in specs}):
@@ -175,6 +180,19 @@ class Fleet:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def round_trip_ms(host, n: int = 20) -> float:
+    """Median of n ping round trips over the host's open agent channel, in ms."""
+    import statistics
+    import time
+
+    times = []
+    for _ in range(n):
+        t = time.perf_counter()
+        host.request("ping")
+        times.append((time.perf_counter() - t) * 1000)
+    return statistics.median(times)
 
 
 def shared_kernels(facts: dict[str, dict]) -> dict[str, list[str]]:

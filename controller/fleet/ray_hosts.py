@@ -26,18 +26,10 @@ class HostWorker:
         self.host = None
 
     def connect(self) -> tuple:
-        from controller.fleet.fleet import start_agent
-        from controller.fleet.transport import SSHTransport
+        from controller.fleet.fleet import connect_host
 
         def go():
-            transport = SSHTransport(self.spec, connect_timeout=self.options.connect_timeout,
-                                     accept_new_host_keys=self.options.accept_new_host_keys)
-            try:
-                self.host = start_agent(self.spec.name, transport, sudo=self.spec.sudo, python=self.spec.python,
-                                        options=self.options, spec=self.spec)
-            except BaseException:
-                transport.close()
-                raise
+            self.host = connect_host(self.spec, self.options)
             return {"facts": self.host.facts, "uploaded": self.host.uploaded}
 
         return _as_data(go)

@@ -62,9 +62,6 @@ class Recorder:
         self.trials: list[Trial] = []
         self.search_evaluations = 0
 
-    def add_listener(self, fn: Callable[[Trial], None]) -> None:
-        self._listeners.append(fn)
-
     def record(self, trial: Trial) -> Trial:
         with self._lock:
             trial.index = len(self.trials)
@@ -84,12 +81,12 @@ class Recorder:
 class HostEvaluator:
     """Evaluates knob values on one host. Never raises for a failed benchmark: the trial says so."""
 
-    def __init__(self, host: Host, spec, recorder: Recorder, bounds: dict | None = None):
+    def __init__(self, host: Host, spec, recorder: Recorder):
         self.host = host
         self.name = host.name
         self.spec = spec
         self.recorder = recorder
-        self.bounds = bounds or {}
+        self.bounds = {k.param: k.bounds() for k in spec.action_space}  # the agent re-checks these
         self.baseline: float | None = None
         self.lost: str | None = None  # set when the agent is gone: no further evaluation is possible
         self.dropped: str | None = None  # set when the run gave up on this host (why)

@@ -111,10 +111,6 @@ def rejected(problems: list[str], attempt: int, limit: int) -> str:
             f"Fix every problem above and call {OPTIMIZE} again with the complete corrected config_json.")
 
 
-def accepted_for_confirmation() -> str:
-    return "The configuration passed validation and was shown to the user, who has been asked to confirm it."
-
-
 def declined() -> str:
     return ("The user declined to run this configuration. Ask what they would like to change; "
             f"submit a new design with {OPTIMIZE} when they tell you.")

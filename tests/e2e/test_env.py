@@ -10,7 +10,7 @@ from controller.fleet.fleet import ConnectOptions, Fleet
 from controller.learn.env import HostEnv
 from controller.learn.evaluation import HostEvaluator, Recorder
 from controller.spec import TuningSpec
-from controller.tuner import agent_bounds, read_originals
+from controller.tuner import read_originals
 
 SPEC = {
     "workload_name": "small storm",
@@ -39,7 +39,7 @@ def fleet(inventory):
 
 
 def make_env(host, spec, originals, recorder):
-    ev = HostEvaluator(host, spec, recorder, agent_bounds(spec))
+    ev = HostEvaluator(host, spec, recorder)
     base = ev.evaluate(None, phase="baseline")
     assert base.ok, base.error
     ev.baseline = base.raw
