@@ -52,7 +52,9 @@ class HostSpec:
     key: str | None = None
     known_hosts: str | None = None
     python: str | None = None
-    sudo: bool | None = None  # None: use sudo -n when the SSH user is not root
+    sudo: bool | None = None  # become: None = use sudo -n when the SSH user is not root
+    become_user: str | None = None  # whom sudo runs the agent as (default root)
+    ssh_args: tuple[str, ...] = ()  # extra ssh(1) command-line arguments (ansible_ssh_common_args, ...)
     groups: tuple[str, ...] = ()
 
     @property
