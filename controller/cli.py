@@ -24,8 +24,10 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-HostsOpt = typer.Option(..., "--hosts", "-i", help="Inventory file (tunefleet or Ansible YAML).")
-LimitOpt = typer.Option(None, "--limit", "-l", help="Hosts to use: names, groups or globs, comma separated; !x excludes.")
+HostsOpt = typer.Option(..., "--hosts", "-i", help="Inventory: tunefleet YAML, or an Ansible inventory (INI, YAML, "
+                        "a directory; read by ansible-inventory when installed).")
+LimitOpt = typer.Option(None, "--limit", "-l", help="Hosts to use, as an Ansible pattern: a,b  a:&b  a:!b  'web*'  "
+                        "'~regex'  group[0]  group[0:2].")
 AcceptOpt = typer.Option(False, "--accept-new-host-keys", help="Trust and record unknown host keys (ssh's accept-new).")
 TimeoutOpt = typer.Option(5.0, "--connect-timeout", help="Seconds to wait for each host's SSH port.")
 WorkersOpt = typer.Option("threads", "--workers", help="Where host sessions live: threads (this process) "
@@ -94,6 +96,24 @@ def check(
         for r in failed:
             _error(f"{r['name']}: {r['error']}")
         raise typer.Exit(1)
+
+
+@app.command()
+def hosts(
+    hosts: Path = HostsOpt,
+    limit: Optional[str] = LimitOpt,
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON list of host objects."),
+) -> None:
+    """Show the hosts an inventory and --limit select, and how each is reached, without connecting."""
+    from controller.fleet.inventory import load_inventory
+    from controller.fleet.inventory.show import print_hosts
+
+    inventory = load_inventory(hosts)
+    specs = inventory.select(limit)
+    if as_json:
+        print(json.dumps([s.as_dict() for s in specs], indent=2))
+    else:
+        print_hosts(_console(), specs, inventory.reader)
 
 
 @app.command()
