@@ -123,8 +123,10 @@ class _default_or_self:
 
 
 class Catalog:
-    def __init__(self, tunables=()):
+    def __init__(self, tunables=(), benchmark_tools=()):
         self._tunables: dict[str, Tunable] = {t.name: t for t in tunables}
+        # programs the user allows a strategist's benchmark to run, beyond benchcheck.KNOWN_TOOLS
+        self.benchmark_tools: tuple[str, ...] = tuple(dict.fromkeys(benchmark_tools))
 
     @classmethod
     def default(cls) -> "Catalog":
@@ -149,8 +151,14 @@ class Catalog:
     def load_extra(self, path: str | Path) -> "Catalog":
         """A new catalog: this one plus the tunables in ``path``, built-in ones only narrowed."""
         merged = dict(self._tunables)
-        merged.update(_read_extra(Path(path), self._tunables))
-        return Catalog(merged.values())
+        tunables, tools = _read_extra(Path(path), self._tunables)
+        merged.update(tunables)
+        return Catalog(merged.values(), self.benchmark_tools + tools)
+
+    def kernel_wide(self, names) -> list[str]:
+        """The names that one kernel shares among all its namespaces (unknown names count as such)."""
+        return [n for n in dict.fromkeys(names)
+                if is_sysctl_name(n) and (self.get(n) is None or self.get(n).scope == KERNEL)]
 
     # --- checks ---------------------------------------------------------------------------
 
@@ -204,23 +212,13 @@ class Catalog:
         return problems
 
     def _check_shared_kernels(self, spec, facts, hosts) -> list[str]:
-        kernel_wide = [n for n in dict.fromkeys(spec.knob_names)
-                       if is_sysctl_name(n) and (self.get(n) is None or self.get(n).scope == KERNEL)]
+        kernel_wide = self.kernel_wide(spec.knob_names)
         if not kernel_wide:
             return []
-        by_boot: dict[str, list[str]] = {}
-        for h in hosts:
-            boot_id = (facts[h] or {}).get("boot_id")
-            if boot_id:
-                by_boot.setdefault(boot_id, []).append(h)
-        problems = []
-        for boot_id, group in by_boot.items():
-            if len(group) > 1:
-                what = "knob" if len(kernel_wide) == 1 else "knobs"
-                problems.append(f"{', '.join(group)} share one kernel (boot_id {boot_id[:8]}…): kernel-wide {what} "
-                                f"{', '.join(kernel_wide)} cannot be tuned on them in parallel; "
-                                "use --limit to pick one of them")
-        return problems
+        what = "knob" if len(kernel_wide) == 1 else "knobs"
+        return [f"{', '.join(group)} share one kernel (boot_id {boot_id[:8]}…): kernel-wide {what} "
+                f"{', '.join(kernel_wide)} cannot be tuned on them in parallel; use --limit to pick one of them"
+                for boot_id, group in shared_kernels({h: facts[h] for h in hosts}).items()]
 
     def advice(self, spec) -> list[str]:
         """Not errors, but worth saying before a run."""
@@ -231,6 +229,16 @@ class Catalog:
                 out.append("vm.dirty_background_ratio may reach vm.dirty_ratio in these ranges; the kernel then "
                            "uses half of dirty_ratio for background writeback")
         return out
+
+
+def shared_kernels(facts: dict[str, dict]) -> dict[str, list[str]]:
+    """boot_id -> the hosts (two or more) that run on that one kernel, from their hello facts."""
+    by_boot: dict[str, list[str]] = {}
+    for h in sorted(facts):
+        boot_id = (facts[h] or {}).get("boot_id")
+        if boot_id:
+            by_boot.setdefault(boot_id, []).append(h)
+    return {b: group for b, group in by_boot.items() if len(group) > 1}
 
 
 def _check_knob(knob, t: Tunable) -> list[str]:
@@ -295,14 +303,20 @@ def _check_memory(spec, facts, hosts) -> list[str]:
     return problems
 
 
-def validate(spec, catalog: Catalog, facts: dict[str, dict] | None = None) -> None:
-    """Raise SpecError listing every problem, one per line, the first line a summary."""
+def validate(spec, catalog: Catalog, facts: dict[str, dict] | None = None, origin: str = "model") -> None:
+    """Raise SpecError listing every problem, one per line, the first line a summary (one problem: one line).
+
+    origin: who wrote the benchmark command, "user" (a --spec file), "model" or "builtin" (see benchcheck).
+    """
     from controller.strategist import benchcheck
 
     problems = catalog.check_spec(spec)
-    problems += benchcheck.problems(spec.benchmark_command, facts)
+    problems += benchcheck.problems(spec.benchmark_command, facts, origin=origin, tools=catalog.benchmark_tools,
+                                    cwd=spec.benchmark_cwd)
     if facts:
         problems += catalog.check_hosts(spec, facts)
+    if len(problems) == 1:
+        raise SpecError(f"the spec for {spec.workload_name!r} cannot run as is: {problems[0]}")
     if problems:
         n = len(problems)
         head = f"the spec for {spec.workload_name!r} cannot run as is ({n} problem{'s' if n > 1 else ''}):"
@@ -314,7 +328,7 @@ def validate(spec, catalog: Catalog, facts: dict[str, dict] | None = None) -> No
 ENTRY_FIELDS = {"type", "min", "max", "choices", "scope", "description", "note"}
 
 
-def _read_extra(path: Path, builtin: dict[str, Tunable]) -> dict[str, Tunable]:
+def _read_extra(path: Path, builtin: dict[str, Tunable]) -> tuple[dict[str, Tunable], tuple[str, ...]]:
     from controller.spec import parse_document
 
     try:
@@ -322,7 +336,10 @@ def _read_extra(path: Path, builtin: dict[str, Tunable]) -> dict[str, Tunable]:
     except (OSError, UnicodeDecodeError) as e:
         raise SpecError(f"{path}: cannot read the catalog file: {getattr(e, 'strerror', None) or e}") from None
     doc = parse_document(text, path)
+    tools = _benchmark_tools(doc.pop("benchmark_tools", ()) if isinstance(doc, dict) else (), path)
     entries = doc.get("tunables", doc) if isinstance(doc, dict) else doc
+    if tools and entries == {}:
+        return {}, tools
     if isinstance(entries, list):
         if not all(isinstance(e, dict) and "name" in e for e in entries):
             raise SpecError(f"{path}: tunables: every entry of the list needs a name")
@@ -337,7 +354,17 @@ def _read_extra(path: Path, builtin: dict[str, Tunable]) -> dict[str, Tunable]:
             out[name] = _entry(str(name), fields, builtin.get(name))
         except ValueError as e:
             raise SpecError(f"{where}{e}") from None
-    return out
+    return out, tools
+
+
+def _benchmark_tools(raw, path: Path) -> tuple[str, ...]:
+    """`benchmark_tools: [k6, hey]`: program names a strategist's benchmark may run besides the known tools."""
+    if raw is None or raw == ():
+        return ()
+    if not isinstance(raw, list) or not all(isinstance(t, str) and t and "/" not in t and t == t.strip()
+                                            and not any(c.isspace() for c in t) for t in raw):
+        raise SpecError(f"{path}: benchmark_tools: must be a list of program names (k6, hey), without paths")
+    return tuple(raw)
 
 
 def _entry(name: str, fields: Any, base: Tunable | None) -> Tunable:

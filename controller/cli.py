@@ -209,7 +209,6 @@ def plan(
 ) -> None:
     """Turn a goal into a tuning spec (benchmark, reward, knobs and ranges) and show why."""
     from controller.catalog import validate
-    from controller.report import print_plan
 
     if list_workloads:
         from controller.strategist.builtin import workloads
@@ -222,7 +221,7 @@ def plan(
     if hosts is not None:
         facts = _host_facts(hosts, limit, accept_new_host_keys, connect_timeout, knobs=catalog.names())
     spec, chosen = _make_plan(goal, spec_file, facts, model=model, catalog=catalog)
-    validate(spec, catalog, facts)
+    validate(spec, catalog, facts, origin=_origin(chosen))
     if output is not None:
         from controller.runs import write_json_atomic
 
@@ -230,18 +229,45 @@ def plan(
     if as_json:
         print(json.dumps(_plan_record(spec, chosen), indent=2))
     else:
-        print_plan(_console(), spec, reason=chosen.reason if chosen else f"from {spec_file}",
-                   rationale=chosen.rationale if chosen else None,
-                   warnings=chosen.warnings if chosen else (), hosts=list(facts or ()))
+        _show_plan(_console(), spec, chosen, spec_file, list(facts or ()))
         if output is not None:
             _console().print(f"spec written to {output}")
 
 
+def _origin(chosen) -> str:
+    """Who wrote the benchmark command: the user (--spec), the model, or the built-in catalog."""
+    if chosen is None:
+        return "user"
+    return "model" if getattr(chosen, "strategist", "builtin") == "llm" else "builtin"
+
+
+def _show_plan(console, spec, chosen, spec_file, hosts) -> None:
+    """The plan, the exact argv the agents will exec, and what the planner left out and why."""
+    from rich.markup import escape
+
+    from controller.report import print_plan
+    from controller.strategist.benchcheck import record
+
+    print_plan(console, spec, reason=chosen.reason if chosen else f"from {spec_file}",
+               rationale=chosen.rationale if chosen else None, warnings=chosen.warnings if chosen else (),
+               hosts=hosts)
+    bench = record(spec, _origin(chosen))
+    where = f"; in {bench['cwd']}" if bench["cwd"] else ""
+    author = {"user": f"you, in {spec_file}", "model": "the model", "builtin": "the built-in catalog"}
+    console.print(f"[bold]argv[/]: {escape(json.dumps(bench['argv']))} (exec, no shell{escape(where)}; written by "
+                  f"{escape(author[bench['origin']])})", soft_wrap=True)
+    for note in getattr(chosen, "notes", ()):
+        console.print(f"note: {escape(note)}", soft_wrap=True)
+
+
 def _plan_record(spec, chosen) -> dict:
-    record = {"spec": spec.to_dict()}
+    from controller.strategist.benchcheck import record
+
+    record = {"spec": spec.to_dict(), "benchmark": record(spec, _origin(chosen))}
     if chosen is not None:
         record.update({"strategist": getattr(chosen, "strategist", "builtin"), "workload": chosen.workload,
-                       "reason": chosen.reason, "rationale": chosen.rationale, "warnings": list(chosen.warnings)})
+                       "reason": chosen.reason, "rationale": chosen.rationale, "warnings": list(chosen.warnings),
+                       "notes": list(getattr(chosen, "notes", ())), "left_out": dict(getattr(chosen, "left_out", {}))})
         if getattr(chosen, "llm", None):  # which model, how many tokens (never the key)
             record.update({"model": chosen.model, "usage": chosen.usage, "llm": chosen.llm})
     return record
@@ -294,7 +320,7 @@ def run(
 ) -> None:
     """Learn better kernel settings by running the benchmark on every host, then restore them."""
     from controller.catalog import validate
-    from controller.report import print_plan, print_result
+    from controller.report import print_result
 
     out = _console(stderr=True)
     catalog = _load_catalog(catalog_file)
@@ -303,7 +329,7 @@ def run(
     if _uses_llm(goal, spec_file, model):  # the model designs for what the hosts have (hello only: no change)
         facts = _host_facts(hosts, limit, accept_new_host_keys, connect_timeout, knobs=catalog.names(), strict=False)
     spec, chosen = _make_plan(goal, spec_file, facts, model=model, catalog=catalog)
-    validate(spec, catalog)  # everything that can be refused without a host
+    validate(spec, catalog, origin=_origin(chosen))  # everything that can be refused without a host
     from controller.learn.search import STRATEGIES
 
     if strategy not in STRATEGIES:
@@ -313,10 +339,8 @@ def run(
     result = None
     try:
         facts = _reachable_facts(fleet)
-        validate(spec, catalog, facts)
-        print_plan(out, spec, reason=chosen.reason if chosen else f"from {spec_file}",
-                   rationale=chosen.rationale if chosen else None, warnings=chosen.warnings if chosen else (),
-                   hosts=fleet.names)
+        validate(spec, catalog, facts, origin=_origin(chosen))
+        _show_plan(out, spec, chosen, spec_file, fleet.names)
         if dry_run:
             out.print("dry run: nothing was changed")
             return
@@ -365,7 +389,7 @@ def chat(
 ) -> None:
     """Talk to the strategist: it plans, asks before it runs, tunes the hosts and reports what it measured."""
     from controller.catalog import validate
-    from controller.report import print_plan, print_result
+    from controller.report import print_result
     from controller.strategist.chat import ChatIO, chat as converse
     from controller.strategist.config import resolve
 
@@ -398,8 +422,7 @@ def chat(
 
         io = ChatIO(
             ask=ask, say=lambda t: console.print(f"[bold]tunefleet>[/] {t}"), note=lambda t: out.print(f"note: {t}"),
-            show_plan=lambda p: print_plan(out, p.spec, reason=p.reason, rationale=p.rationale, warnings=p.warnings,
-                                           hosts=fleet.names),
+            show_plan=lambda p: _show_plan(out, p.spec, p, None, fleet.names),
             confirm_run=lambda q: yes or typer.confirm(q, err=True),
             confirm_keep=lambda q: not yes and typer.confirm(q, err=True),  # --yes never keeps
             run=run_plan, show_result=lambda r: print_result(console, r),

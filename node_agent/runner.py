@@ -58,12 +58,16 @@ def parse_args(args):
     return argv, float(timeout), max(float(interval), 0.05), cwd, env
 
 
-def resolve(argv):
+def resolve(argv, cwd=None):
     """The argv to execute: ``tunefleet-bench`` runs the agent's own benchmarks; a bare program
-    name is looked up on PATH and the usual sbin / PostgreSQL folders."""
+    name is looked up on PATH and the usual sbin / PostgreSQL folders; a relative path such as
+    ``./bench.sh`` is taken from ``cwd``, the folder the command runs in."""
     if argv[0] == BENCH:
         return [sys.executable, "-I", facts.payload_path(), "bench"] + argv[1:]
-    path = facts.find_program(argv[0])
+    name = argv[0]
+    if cwd and "/" in name and not os.path.isabs(name):
+        name = os.path.join(cwd, name)
+    path = facts.find_program(name)
     if path is None:
         raise OSError(errno.ENOENT, "command not found: %s" % argv[0])
     return [path] + argv[1:]
@@ -105,7 +109,7 @@ def run(args, emit, watch, interrupted):
     command's group is killed and Interrupted raised.
     """
     argv, timeout, interval, cwd, env = parse_args(args)
-    argv = resolve(argv)
+    argv = resolve(argv, cwd)
     child_env = dict(os.environ)
     child_env.update(env)
     snaps = [metrics.snapshot()]

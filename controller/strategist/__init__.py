@@ -24,7 +24,7 @@ def choose(goal: str, facts: dict | None = None, *, model: str | None = None, ca
             on_event("fallback", "planned with the built-in workload catalog (--model builtin)" if model == BUILTIN
                      else "no model endpoint configured (OPENAI_BASE_URL / OPENAI_API_KEY): planned with the "
                           "built-in workload catalog")
-        return plan(goal, facts)
+        return plan(goal, facts, catalog)
     from controller.strategist import llm
 
     return llm.plan(goal, facts, config=cfg, catalog=catalog, on_event=on_event)

@@ -1,17 +1,20 @@
-"""Is this benchmark command safe to run on every host, again and again?
+"""Is this benchmark command fit to run on every host, again and again? It depends on who wrote it.
 
-The agent runs the command without a shell (shlex-split, exec), so shell syntax would not work
-anyway; but a command that *tries* to use it, or that names a program which is not a benchmark,
-means the spec was not written with care. Here a command must be:
+The agent runs the command without a shell (shlex-split, exec), so shell syntax would not work;
+a command that *tries* to use it is refused for everyone, with the way out: put the pipeline in a
+script and name the script. Beyond that, trust follows provenance (``ORIGINS``):
 
-- one invocation of a known benchmark tool (`KNOWN_TOOLS`), by name or by absolute path;
-- free of shell control operators, redirections, substitutions and variables
-  (; & && || | ` $( ${ $VAR > >> < 2> and newlines);
-- free of destructive programs and flags: writing to block devices, re-initializing or dropping
-  benchmark data (`pgbench -i`, `sysbench ... cleanup`), flushing a Redis database.
+- ``user``: a spec the user wrote and passed with --spec. It may name any program (a script,
+  `python3 loadtest.py`, k6, hey, ycsb): the user chose it, sees its argv before confirming, and
+  the run folder records it.
+- ``model`` and ``builtin``: a command a strategist proposed must be one invocation of a known
+  benchmark tool (`KNOWN_TOOLS`, plus the ``benchmark_tools`` of the user's catalog file), by name
+  or absolute path, and free of destructive programs and flags: writing to block devices,
+  re-initializing or dropping benchmark data (`pgbench -i`, `sysbench ... cleanup`), flushing a
+  Redis database.
 
-`problems(cmd, facts)` lists what is wrong, one line each (empty: fine); with the hosts' facts it
-also says which hosts lack the tool. Hand-written specs and model output go through the same check.
+`problems(cmd, facts, origin=..., tools=...)` lists what is wrong, one line each (empty: fine);
+with the hosts' facts it also says which hosts lack a tool that hello reports on.
 """
 
 from __future__ import annotations
@@ -35,6 +38,11 @@ KNOWN_TOOLS = {
     "tunefleet-bench": "built into the agent: accept-storm [--clients N] | stream [--mb N] [--rounds N]",
 }
 TUNEFLEET_BENCH_MODES = ("accept-storm", "stream")
+
+USER, MODEL, BUILTIN = "user", "model", "builtin"
+ORIGINS = (USER, MODEL, BUILTIN)
+SCRIPT_HINT = ("put the commands in a script and name the script as the benchmark (e.g. `./bench.sh`, "
+               "with benchmark_cwd set to its folder)")
 
 # Tools hello reports per host (tools: {name: path or null}); the others cannot be checked remotely.
 HELLO_TOOLS = ("pgbench", "sysbench", "ab", "wrk", "fio", "iperf3")
@@ -92,8 +100,33 @@ def _destructive(prog: str, argv: list[str]) -> list[str]:
     return out
 
 
-def problems(cmd, facts: dict | None = None) -> list[str]:
-    """What is wrong with a benchmark command, one line each; [] when it may run."""
+def argv_of(cmd) -> list[str]:
+    """The argv the agent will exec for ``cmd`` (a command line is shlex-split, a list kept)."""
+    return [str(a) for a in cmd] if isinstance(cmd, (list, tuple)) else shlex.split(cmd)
+
+
+def record(spec, origin: str) -> dict:
+    """What the run folder keeps about the benchmark: the exact argv, where it runs, who wrote it."""
+    return {"argv": argv_of(spec.benchmark_command), "cwd": spec.benchmark_cwd, "shell": False, "origin": origin}
+
+
+def _shell_syntax(text: str, argv: list[str]) -> list[str]:
+    found = [why for rx, why in _SHELL if rx.search(text)]
+    if any("*" in a and "://" not in a for a in argv):
+        found.append("* (a glob: nothing expands it)")
+    if any(a.startswith("~") for a in argv):
+        found.append("~ (nothing expands it: give the full path)")
+    return found
+
+
+def problems(cmd, facts: dict | None = None, *, origin: str = MODEL, tools=(), cwd: str | None = None) -> list[str]:
+    """What is wrong with a benchmark command, one line each; [] when it may run.
+
+    origin: who wrote it (``ORIGINS``); tools: benchmark programs the user's catalog adds to
+    `KNOWN_TOOLS` for strategists; cwd: the spec's benchmark_cwd (a relative script path needs it).
+    """
+    if origin not in ORIGINS:
+        raise ValueError(f"origin must be one of {ORIGINS}, not {origin!r}")
     if isinstance(cmd, (list, tuple)):
         text = shlex.join(str(a) for a in cmd)
     elif isinstance(cmd, str):
@@ -103,22 +136,33 @@ def problems(cmd, facts: dict | None = None) -> list[str]:
     if not text.strip():
         return ["benchmark_command is empty: name a benchmark tool invocation such as "
                 "`pgbench -c 8 -j 2 -T 30 postgres`"]
-    out = [f"benchmark_command `{text}` contains {why}: it runs without a shell, as one program"
-           for rx, why in _SHELL if rx.search(text)]
     try:
-        argv = shlex.split(text)
+        argv = argv_of(cmd)
     except ValueError as e:
-        return out + [f"benchmark_command `{text}` cannot be split into arguments: {e}"]
+        return [f"benchmark_command `{text}` cannot be split into arguments: {e}"]
+    out = []
+    shell = _shell_syntax(text, argv)
+    if shell:
+        out.append(f"benchmark_command `{text}` contains {', '.join(shell)}: it runs as one program without a "
+                   f"shell; {SCRIPT_HINT}")
     prog = _program(argv)
-    if prog in DESTRUCTIVE_PROGRAMS or prog.startswith("mkfs."):
+    if origin == USER:
+        if "/" in argv[0] and not os.path.isabs(argv[0]) and not cwd:
+            out.append(f"benchmark_command runs `{argv[0]}` by a relative path: set benchmark_cwd to the folder "
+                       "it is relative to, or give an absolute path")
+    elif prog in tools:
+        pass  # the user's catalog file vouches for it
+    elif prog in DESTRUCTIVE_PROGRAMS or prog.startswith("mkfs."):
         out.append(f"benchmark_command runs `{prog}`, which is not a benchmark tool and can change the "
                    f"system or destroy data: refused")
     elif prog not in KNOWN_TOOLS:
         out.append(f"benchmark_command runs `{prog}`, which is not a known benchmark tool "
-                   f"(known: {', '.join(sorted(KNOWN_TOOLS))})")
+                   f"(known: {', '.join(sorted(set(KNOWN_TOOLS) | set(tools)))}; a catalog file's "
+                   "benchmark_tools adds more)")
     elif "/" in argv[0] and not os.path.isabs(argv[0]):
         out.append(f"benchmark_command runs `{argv[0]}` by a relative path: use the tool's name or an absolute path")
-    out += [f"benchmark_command is destructive: {why}" for why in _destructive(prog, argv)]
+    if origin != USER:
+        out += [f"benchmark_command is destructive: {why}" for why in _destructive(prog, argv)]
     if prog == "tunefleet-bench" and (len(argv) < 2 or argv[1] not in TUNEFLEET_BENCH_MODES):
         out.append(f"tunefleet-bench needs a mode: {' or '.join(TUNEFLEET_BENCH_MODES)}")
     if not out and facts:
@@ -138,5 +182,8 @@ def missing_on_hosts(prog: str, facts: dict) -> list[str]:
             f"(see inspect_hosts) or install it there"]
 
 
-def tools_summary() -> str:
-    return "\n".join(f"- {name}: {what}" for name, what in KNOWN_TOOLS.items())
+def tools_summary(tools=()) -> str:
+    """The known tools, one line each, and those the user's catalog adds."""
+    lines = [f"- {name}: {what}" for name, what in KNOWN_TOOLS.items()]
+    lines += [f"- {name}: added by the user's catalog file" for name in tools if name not in KNOWN_TOOLS]
+    return "\n".join(lines)

@@ -4,13 +4,19 @@ Offline and deterministic. Each workload is a benchmark with a measured signal, 
 prints, the knobs worth turning for it with a reason each, and what the hosts need (tools as named
 in hello's ``tools``, services as in hello's ``services``). ``plan(goal, facts)`` picks the workload
 whose keywords the goal matches best and says which words decided it.
+
+Planners plan within the hosts' facts: on hosts that share one kernel (same boot_id) a kernel-wide
+knob cannot take a value per host, so ``leave_out_kernel_wide`` takes such knobs out of the spec
+and says which and why, instead of handing on a spec the validation would refuse.
 """
 
 from __future__ import annotations
 
 import re
+from fnmatch import fnmatch
 from dataclasses import dataclass, field
 
+from controller.catalog import Catalog, shared_kernels
 from controller.errors import SpecError
 from controller.spec import TuningSpec
 
@@ -57,6 +63,8 @@ class Plan:
     rationale: dict[str, str]         # knob -> why it is in the plan
     warnings: list[str] = field(default_factory=list)
     strategist: str = "builtin"
+    notes: list[str] = field(default_factory=list)            # what the planner decided for the user, and why
+    left_out: dict[str, str] = field(default_factory=dict)    # knob -> why the facts kept it out of the spec
 
 
 WORKLOADS: tuple[Workload, ...] = (
@@ -217,8 +225,9 @@ def score(goal: str, workload: Workload) -> tuple[int, list[str]]:
     return total, matched
 
 
-def plan(goal: str, facts: dict | None = None) -> Plan:
-    """The best-matching workload for ``goal``; ``facts`` (host -> hello facts) add warnings."""
+def plan(goal: str, facts: dict | None = None, catalog: Catalog | None = None) -> Plan:
+    """The best-matching workload for ``goal``; ``facts`` (host -> hello facts) add warnings and
+    leave out the knobs those hosts cannot tune in parallel."""
     scored = [(score(goal, w), i, w) for i, w in enumerate(WORKLOADS)]
     best = max(scored, key=lambda s: (s[0][0], -s[1]))
     (points, matched), _, workload = best
@@ -232,7 +241,71 @@ def plan(goal: str, facts: dict | None = None) -> Plan:
         reason += "; also matched: " + ", ".join(f"{key} ({p})" for p, _, key in others)
     reason = f"{workload.key} scored {points}: " + reason
     warnings = list(workload.caveats) + _host_warnings(workload, facts or {})
-    return Plan(workload.spec, workload.key, reason, workload.rationale, warnings)
+    left_out = leave_out_kernel_wide(workload.spec, facts, catalog)
+    if not left_out:
+        return Plan(workload.spec, workload.key, reason, workload.rationale, warnings)
+    return _plan_without(workload, left_out, reason, warnings, facts, catalog, [key for _, _, key in others])
+
+
+def _plan_without(workload: Workload, left_out: dict[str, str], reason: str, warnings: list[str], facts,
+                  catalog, also_matched: list[str]) -> Plan:
+    """The workload's plan without the knobs these hosts cannot tune, or a clear refusal when none is left."""
+    per_namespace = [w.key for w in WORKLOADS if not leave_out_kernel_wide(w.spec, facts, catalog)]
+    kept = [n for n in workload.spec.knob_names if n not in left_out]
+    if not kept:
+        raise SpecError(f"{workload.key}: every knob it tunes ({', '.join(left_out)}) is kernel-wide, and "
+                        f"{_sharing(facts)} share one kernel: nothing is left to tune on them in parallel; "
+                        f"tune one host alone (--limit {single_host(facts)}), or choose a workload with "
+                        f"per-namespace knobs ({', '.join(per_namespace)})")
+    rationale = {**{n: workload.rationale[n] for n in kept},
+                 **{n: f"left out: {why}" for n, why in left_out.items()}}
+    note = left_out_note(left_out, facts)
+    better = [k for k in also_matched if k in per_namespace]
+    if better:
+        note += f"; {better[0]} also matches the goal and tunes per-namespace knobs only"
+    warnings = [w for w in warnings if not _only_about(w, kept)]
+    return Plan(without(workload.spec, left_out), workload.key, reason, rationale, warnings, notes=[note],
+                left_out=left_out)
+
+
+def _only_about(caveat: str, kept: list[str]) -> bool:
+    """Whether a caveat names knobs (``vm.dirty_*``) of which none stays in the plan."""
+    named = re.findall(r"\b(?:vm|kernel|net|fs)\.[\w.*]+", caveat)
+    return bool(named) and not any(fnmatch(k, pattern) for pattern in named for k in kept)
+
+
+# --- planning within the hosts' facts -----------------------------------------------------------
+
+def _sharing(facts) -> str:
+    return "; ".join(", ".join(group) for group in shared_kernels(facts or {}).values())
+
+
+def single_host(facts) -> str:
+    """A host to tune alone when the kernel-wide knobs matter: the first of the first sharing group."""
+    return next(iter(shared_kernels(facts or {}).values()))[0]
+
+
+def leave_out_kernel_wide(spec, facts: dict | None, catalog: Catalog | None = None) -> dict[str, str]:
+    """Knob -> why it must stay out of ``spec`` on these hosts: the catalog's kernel-wide knobs, when
+    two or more hosts share one kernel. Empty when every knob fits (or the hosts were not given)."""
+    if not shared_kernels(facts or {}):
+        return {}
+    catalog = catalog if catalog is not None else Catalog.default()
+    why = (f"kernel-wide, and {_sharing(facts)} share one kernel (same boot_id): one write changes it for all "
+           "of them, so it cannot take a value per host")
+    return {n: why for n in catalog.kernel_wide(spec.knob_names) if n in catalog}
+
+
+def left_out_note(left_out: dict[str, str], facts) -> str:
+    return (f"left out {', '.join(left_out)}: {next(iter(left_out.values()))}; to tune "
+            f"{'it' if len(left_out) == 1 else 'them'}, run on one host alone (--limit {single_host(facts)})")
+
+
+def without(spec: TuningSpec, names) -> TuningSpec:
+    """The same spec without the knobs in ``names``."""
+    data = spec.to_dict()
+    data["action_space"] = [k for k in data["action_space"] if k["param"] not in names]
+    return TuningSpec.from_dict(data, f"the plan for {spec.workload_name!r}")
 
 
 def _host_warnings(workload: Workload, facts: dict) -> list[str]:

@@ -140,7 +140,8 @@ class Session:
     def __post_init__(self) -> None:
         self.client = self.client or make_client(self.config)
         self.model = self.config.model or self._served_model()
-        self.messages.append({"role": "system", "content": prompts.system_prompt(self.toolbox.examples())})
+        system = prompts.system_prompt(self.toolbox.examples(), self.toolbox.catalog.benchmark_tools)
+        self.messages.append({"role": "system", "content": system})
 
     def _served_model(self) -> str:
         try:

@@ -64,7 +64,8 @@ def reward_metrics() -> str:
     return "\n".join(f"- {m.name} ({m.goal}): {m.example}" for m in rewards.METRICS.values())
 
 
-def system_prompt(examples: list[dict]) -> str:
+def system_prompt(examples: list[dict], tools=()) -> str:
+    """tools: benchmark programs the user's catalog file allows besides the known ones."""
     shown = "\n\n".join(f"Example ({e.get('workload', 'workload')}): {e.get('description', '')}\n"
                         + json.dumps(e["config"]) for e in examples)
     return f"""You are an expert Linux sysadmin and performance engineer. A user describes what their \
@@ -81,7 +82,7 @@ Work like this:
 {SHAPE}
 
 Known benchmark tools:
-{tools_summary()}
+{tools_summary(tools)}
 
 Reward metrics (what each reads from the output):
 {reward_metrics()}
@@ -89,7 +90,8 @@ Reward metrics (what each reads from the output):
 Be honest: if no knob plausibly affects the workload, say so in the rationale rather than invent an effect. \
 Prefer a benchmark whose result the knobs can move (for example pgbench -C opens a connection per \
 transaction, so TCP connection knobs matter). Hosts that share one kernel share every kernel-wide knob \
-(vm.*, kernel.*): on them, prefer per-namespace knobs (net.*).
+(vm.*, kernel.*, fs.*, most net.core.*): on them only per-namespace knobs (scope netns) can be tuned; \
+the host summary says when that is the case, and kernel-wide knobs are then left out of the design.
 
 The built-in workload catalog, as worked examples of good designs (adapt them to the hosts):
 

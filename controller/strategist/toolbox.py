@@ -6,6 +6,10 @@
                         spec, plus what matters for model output: made-up knob names, shell syntax
                         or destructive programs in the benchmark, a reward the tool never prints
 
+The facts say which hosts share one kernel; then the kernel-wide knobs are excluded up front (the
+host summary and list_tunables say so), and a design that still names them loses them with a note,
+or goes back to the model when nothing else would be left.
+
 A rejected spec comes back as a list of problems (the tool result); nothing the model proposes
 leaves this module unless it passed every check.
 """
@@ -15,7 +19,10 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
+from controller.catalog import shared_kernels
+from controller.errors import SpecError
 from controller.strategist import benchcheck, prompts
+from controller.strategist.builtin import leave_out_kernel_wide, left_out_note, without
 
 MAX_KNOBS = 8
 RATIONALE_KEYS = ("rationale", "why", "reason")
@@ -54,7 +61,20 @@ class Toolbox:
         for name, f in self.facts.items():
             distro = (f.get("distro") or {}).get("name") or "Linux"
             parts.append(f"{name} ({distro}, kernel {f.get('kernel')}, {f.get('cpus')} CPUs)")
-        return f"{len(parts)}: " + ", ".join(parts) + ". Call inspect_hosts for details."
+        return f"{len(parts)}: " + ", ".join(parts) + ". " + self.shared_kernel_fact() + "Call inspect_hosts for details."
+
+    def excluded(self) -> list[str]:
+        """Catalog knobs these hosts cannot tune in parallel: kernel-wide ones, when they share a kernel."""
+        return [t.name for t in self.catalog if t.scope == "kernel"] if shared_kernels(self.facts) else []
+
+    def shared_kernel_fact(self) -> str:
+        groups = shared_kernels(self.facts)
+        if not groups:
+            return ""
+        sharing = "; ".join(", ".join(g) for g in groups.values())
+        return (f"{sharing} share one kernel (same boot_id): a kernel-wide knob cannot take a value per host "
+                f"there, so these are excluded: {', '.join(self.excluded())}; use per-namespace knobs "
+                "(scope netns in list_tunables). ")
 
     # --- dispatch ----------------------------------------------------------------------------
 
@@ -104,8 +124,12 @@ class Toolbox:
 
     def list_tunables(self, prefix: str = "") -> dict:
         out, unavailable = [], {}
+        excluded = self.excluded()
         for t in self.catalog:
             if prefix and not t.name.startswith(prefix):
+                continue
+            if t.name in excluded:
+                unavailable[t.name] = "kernel-wide, and these hosts share one kernel"
                 continue
             states = {h: ((f.get("knobs") or {}).get(t.name)) for h, f in self.facts.items()}
             known = {h: s for h, s in states.items() if isinstance(s, dict)}
@@ -136,10 +160,22 @@ class Toolbox:
         spec, problems = self._spec(data)
         if spec is None:
             return self._reject(problems)
+        left_out = leave_out_kernel_wide(spec, self.facts, self.catalog)
+        if left_out:
+            try:
+                spec = without(spec, left_out)
+            except SpecError:  # nothing tunable would remain: the model has to redesign
+                return self._reject([f"every knob in action_space ({', '.join(left_out)}) is kernel-wide, and "
+                                     + self.shared_kernel_fact() + "Design with per-namespace knobs."])
         problems = self._check(spec)
         if problems:
             return self._reject(problems)
-        return ToolResult("accepted", plan=self._plan(spec, rationale))
+        plan = self._plan(spec, rationale)
+        if left_out:
+            plan.left_out = left_out
+            plan.rationale.update({n: f"left out: {why}" for n, why in left_out.items()})
+            plan.notes.append(left_out_note(left_out, self.facts))
+        return ToolResult("accepted", plan=plan)
 
     # --- the gate ------------------------------------------------------------------------------
 
@@ -177,7 +213,8 @@ class Toolbox:
         if len(spec.action_space) > MAX_KNOBS:
             problems.append(f"action_space has {len(spec.action_space)} knobs; at most {MAX_KNOBS} (each knob costs "
                             "benchmark runs): keep the ones most likely to move the reward")
-        problems += benchcheck.problems(spec.benchmark_command, self.facts or None)
+        problems += benchcheck.problems(spec.benchmark_command, self.facts or None, origin=benchcheck.MODEL,
+                                        tools=self.catalog.benchmark_tools, cwd=spec.benchmark_cwd)
         problems += _reward_fits_tool(spec)
         if self.facts and not unknown:
             problems += self.catalog.check_hosts(spec, self.facts)

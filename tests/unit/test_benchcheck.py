@@ -78,3 +78,104 @@ def test_hand_written_specs_go_through_the_same_check():
                                  "action_space": [{"param": "net.core.somaxconn", "min": 16, "max": 4096}]})
     with pytest.raises(SpecError, match="command chaining"):
         validate(spec, Catalog.default())
+
+
+# --- who wrote it: the user's own spec may name any program, strategists only known tools --------
+
+USER_COMMANDS = [
+    ("python3 loadtest.py --clients 64", None),
+    ("./bench.sh", "/srv/bench"),
+    ("k6 run script.js", None),
+    ("/opt/hammerdb/hammerdbcli auto tpcc.tcl", None),
+    (["ycsb", "run", "redis", "-P", "workloads/workloada"], None),
+]
+
+
+@pytest.mark.parametrize("cmd, cwd", USER_COMMANDS)
+def test_a_users_spec_may_name_any_program(cmd, cwd):
+    assert problems(cmd, origin="user", cwd=cwd) == []
+    assert problems(cmd, origin="model", cwd=cwd), "a model may not propose the same command"
+
+
+@pytest.mark.parametrize("cmd", ["python3 load.py | tail -1", "./bench.sh > out.txt", "k6 run a.js; k6 run b.js",
+                                 "python3 x.py && echo ok", "python3 $(which x.py)", "python3 `x`",
+                                 "python3 load.py $HOME/x", "python3 /srv/*.py", "python3 ~/load.py"])
+def test_shell_syntax_is_refused_for_everyone_with_the_script_hint(cmd):
+    for origin in ("user", "model", "builtin"):
+        found = problems(cmd, origin=origin, cwd="/srv")
+        assert any("put the commands in a script and name the script" in p for p in found), (origin, found)
+    assert len(problems(cmd, origin="user", cwd="/srv")) == 1  # one line, whatever the mix
+
+
+def test_a_relative_script_needs_its_folder():
+    found = problems("./bench.sh", origin="user")
+    assert found == ["benchmark_command runs `./bench.sh` by a relative path: set benchmark_cwd to the folder "
+                     "it is relative to, or give an absolute path"]
+
+
+def test_a_model_proposing_python_is_still_refused():
+    assert any("runs `python3`, which is not a benchmark tool" in p for p in problems("python3 x.py"))
+    assert any("not a known benchmark tool" in p for p in problems("k6 run script.js", origin="builtin"))
+
+
+def test_the_users_catalog_widens_the_tools_a_model_may_use():
+    assert problems("k6 run script.js", tools=("k6",)) == []
+    assert problems("hey -n 100 http://127.0.0.1/", tools=("k6",)) != []
+    # destructive flags stay refused even for a tool the user added
+    assert problems("pgbench -i pgbench", tools=("k6",)) != []
+
+
+def test_user_commands_are_recorded_with_their_argv_and_origin():
+    from controller.spec import TuningSpec
+    from controller.strategist.benchcheck import record
+
+    spec = TuningSpec.from_dict({"workload_name": "x", "reward_metric": "rps", "reward_pattern": r"rps=(\d+)",
+                                 "benchmark_command": "python3 'load test.py' --n 5", "benchmark_cwd": "/srv",
+                                 "action_space": [{"param": "net.core.somaxconn", "min": 16, "max": 4096}]})
+    assert record(spec, "user") == {"argv": ["python3", "load test.py", "--n", "5"], "cwd": "/srv", "shell": False,
+                                    "origin": "user"}
+
+
+def test_validate_trusts_the_users_program_and_says_one_line(tmp_path):
+    from controller.catalog import Catalog, validate
+    from controller.errors import SpecError
+    from controller.spec import TuningSpec
+
+    data = {"workload_name": "mine", "reward_metric": "rps", "reward_pattern": r"rps=(\d+)",
+            "benchmark_command": "k6 run script.js",
+            "action_space": [{"param": "net.core.somaxconn", "min": 16, "max": 4096}]}
+    spec = TuningSpec.from_dict(data)
+    validate(spec, Catalog.default(), origin="user")
+    with pytest.raises(SpecError) as e:
+        validate(spec, Catalog.default(), origin="model")
+    assert "\n" not in str(e.value) and "not a known benchmark tool" in str(e.value)
+    extra = tmp_path / "catalog.yml"
+    extra.write_text("benchmark_tools: [k6, hey]\n")
+    validate(spec, Catalog.load_extra(extra), origin="model")
+    piped = TuningSpec.from_dict({**data, "benchmark_command": "k6 run script.js | grep rps"})
+    with pytest.raises(SpecError, match="put the commands in a script"):
+        validate(piped, Catalog.load_extra(extra), origin="user")
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("benchmark_tools: k6\n", "must be a list of program names"),
+    ("benchmark_tools: [/usr/bin/k6]\n", "without paths"),
+    ("benchmark_tools: ['k6 run']\n", "must be a list of program names"),
+])
+def test_a_bad_benchmark_tools_entry_is_one_line(tmp_path, text, expected):
+    from controller.catalog import Catalog
+    from controller.errors import SpecError
+
+    extra = tmp_path / "catalog.yml"
+    extra.write_text(text)
+    with pytest.raises(SpecError, match=expected):
+        Catalog.load_extra(extra)
+
+
+def test_benchmark_tools_beside_tunables(tmp_path):
+    from controller.catalog import Catalog
+
+    extra = tmp_path / "catalog.yml"
+    extra.write_text("benchmark_tools: [hey]\ntunables:\n  net.core.somaxconn: {min: 128, max: 1024}\n")
+    catalog = Catalog.load_extra(extra)
+    assert catalog.benchmark_tools == ("hey",) and catalog.get("net.core.somaxconn").max == (1024,)

@@ -113,3 +113,50 @@ def test_matching_is_by_words_not_substrings():
     # "io" inside "ratio" or "ab" inside "table" must not count
     assert builtin.score("improve the ratio", next(w for w in workloads() if w.key == "fileio"))[0] == 0
     assert builtin.score("a stable table", next(w for w in workloads() if w.key == "web"))[0] == 0
+
+
+# --- planning within the facts: hosts that share one kernel ---------------------------------------
+
+def _shared(*names, boot_id="same-boot"):
+    facts = _facts(**{n: ("/usr/bin/pgbench", True) for n in names})
+    for f in facts.values():
+        f["boot_id"] = boot_id
+    return facts
+
+
+def test_kernel_wide_knobs_are_left_out_on_a_shared_kernel_and_named():
+    facts = _shared("h1", "h2", "h3")
+    p = plan("optimize this system for a PostgreSQL database", facts)
+    kernel_wide = ["vm.dirty_ratio", "vm.dirty_background_ratio", "vm.swappiness"]
+    assert p.spec.knob_names == ["net.core.somaxconn"]
+    assert list(p.left_out) == kernel_wide
+    assert all("h1, h2, h3 share one kernel" in p.rationale[n] for n in kernel_wide)
+    assert len(p.notes) == 1 and all(n in p.notes[0] for n in kernel_wide) and "--limit h1" in p.notes[0]
+    assert "pg-connect also matches the goal" in p.notes[0]
+    assert not any("vm.dirty_*" in w for w in p.warnings), "no caveat about knobs the plan no longer has"
+    # what the validation would have refused is gone from the spec
+    assert not any("share one kernel" in p for p in Catalog.default().check_hosts(p.spec, facts))
+    assert any("share one kernel" in p for p in Catalog.default().check_hosts(builtin.WORKLOADS[0].spec, facts))
+
+
+def test_separate_kernels_keep_every_knob():
+    facts = {**_shared("db1", boot_id="a"), **_shared("db2", boot_id="b")}
+    p = plan("optimize this system for a PostgreSQL database", facts)
+    assert "vm.swappiness" in p.spec.knob_names and p.notes == [] and p.left_out == {}
+
+
+def test_a_users_catalog_that_makes_a_knob_kernel_wide_is_honoured(tmp_path):
+    extra = tmp_path / "c.yml"
+    extra.write_text("tunables:\n  net.ipv4.tcp_fin_timeout: {scope: kernel}\n")
+    p = plan("many short connections postgres", _shared("h1", "h2"), Catalog.load_extra(extra))
+    assert "net.ipv4.tcp_fin_timeout" in p.left_out and "net.core.somaxconn" in p.spec.knob_names
+
+
+def test_nothing_left_to_tune_says_so_and_proposes_one_host():
+    with pytest.raises(SpecError) as e:
+        plan("cpu bound", _shared("h1", "h2"))
+    msg = str(e.value)
+    assert "\n" not in msg
+    assert "kernel.sched_autogroup_enabled, vm.swappiness" in msg and "h1, h2 share one kernel" in msg
+    assert "--limit h1" in msg and "connection-storm" in msg and "pg-oltp" not in msg
+    assert plan("cpu bound", _shared("h1")).spec.knob_names  # one host alone: nothing shared

@@ -366,3 +366,58 @@ def test_servers_that_omit_call_ids_or_send_arguments_as_an_object(facts):
     call_id = sent[2]["tool_calls"][0]["id"]
     assert call_id and sent[2]["tool_calls"][0]["function"]["arguments"] == "{}"
     assert sent[3]["role"] == "tool" and sent[3]["tool_call_id"] == call_id
+
+
+# --- hosts that share one kernel --------------------------------------------------------------
+
+@pytest.fixture()
+def shared() -> dict:
+    return {n: host_facts(n, "one-boot") for n in ("h1", "h2", "h3")}
+
+
+def test_the_facts_say_the_hosts_share_a_kernel_and_which_knobs_are_excluded(shared):
+    fake, _ = plan_with([reply(call("list_tunables", {})), reply(optimize(GOOD))], shared)
+    task = fake.requests[0]["messages"][1]["content"]
+    assert "h1, h2, h3 share one kernel" in task
+    assert "vm.swappiness" in task and "kernel.sched_autogroup_enabled" in task and "net.core.somaxconn" not in task
+    listed = json.loads(fake.tool_results(1)[0])
+    names = {t["name"] for t in listed["tunables"]}
+    assert "net.core.somaxconn" in names and not any(n.startswith(("vm.", "kernel.", "fs.")) for n in names)
+    assert "share one kernel" in listed["not_available_on_these_hosts"]["vm.swappiness"]
+
+
+def test_a_kernel_wide_knob_in_the_answer_is_dropped_with_a_note(shared):
+    answer = copy.deepcopy(GOOD)
+    answer["action_space"].append({"param": "vm.swappiness", "min": 0, "max": 60, "rationale": "keep backends in RAM"})
+    fake, plan = plan_with([reply(optimize(answer))], shared)
+    assert fake.count == 1
+    assert plan.spec.knob_names == ["net.core.somaxconn", "net.ipv4.tcp_fin_timeout"]
+    assert list(plan.left_out) == ["vm.swappiness"]
+    assert "h1, h2, h3 share one kernel" in plan.rationale["vm.swappiness"]
+    assert len(plan.notes) == 1 and "vm.swappiness" in plan.notes[0] and "--limit h1" in plan.notes[0]
+    from controller.catalog import Catalog, validate
+    validate(plan.spec, Catalog.default(), shared)  # the same gate as `run`: it passes
+
+
+def test_an_answer_of_only_kernel_wide_knobs_is_asked_again(shared):
+    only_vm = variant(action_space=[{"param": "vm.swappiness", "min": 0, "max": 60, "rationale": "r"},
+                                    {"param": "vm.dirty_ratio", "min": 5, "max": 40, "rationale": "r"}])
+    fake, plan = plan_with([reply(optimize(only_vm)), reply(optimize(GOOD))], shared)
+    assert fake.count == 2
+    feedback = fake.tool_results(1)[0]
+    assert "REJECTED" in feedback and "vm.swappiness, vm.dirty_ratio" in feedback and "per-namespace" in feedback
+    assert plan.spec.knob_names == ["net.core.somaxconn", "net.ipv4.tcp_fin_timeout"] and plan.notes == []
+
+
+def test_the_users_benchmark_tools_reach_the_model_and_its_gate(tmp_path, facts):
+    from controller.catalog import Catalog
+
+    extra = tmp_path / "catalog.yml"
+    extra.write_text("benchmark_tools: [k6]\n")
+    k6 = variant(benchmark_command="k6 run /srv/load.js", reward_metric="rps", reward_pattern=r"rps=(\d+)")
+    with FakeLLM([reply(optimize(k6))]) as fake:
+        p = choose(GOAL, facts, config=config_for(fake), catalog=Catalog.load_extra(extra))
+    assert p.spec.benchmark_command == "k6 run /srv/load.js"
+    assert "- k6: added by the user's catalog file" in fake.requests[0]["messages"][0]["content"]
+    with pytest.raises(ModelError, match="not a known benchmark tool"):
+        plan_with([reply(optimize(k6))], facts, repeat_last=True)
