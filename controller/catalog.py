@@ -2,7 +2,8 @@
 
 A spec may only turn knobs listed here, within their safe bounds: bounds a cautious SRE would
 accept on a production host (never vm.dirty_bytes = 0, never somaxconn below 16). A user's own
-file (``--catalog FILE``) adds tunables and narrows built-in ones; it cannot widen them.
+file (``--catalog FILE``) adds tunables and narrows built-in ones; it cannot widen them, and it
+cannot add a knob on the deny-list (node_agent/denylist.py), which the agent refuses as well.
 
 Scope matters for fleets built on one kernel: ``netns`` knobs are per network namespace and may be
 tuned on every namespace host in parallel; ``kernel`` knobs (vm.*, kernel.*, fs.*, most net.core.*)
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from controller.errors import SpecError
+from node_agent.denylist import refusal as denied
 from node_agent.protocol import is_sysctl_name
 
 KINDS = ("int", "vector", "choice")
@@ -175,6 +177,9 @@ class Catalog:
                 problems.append(f"{name}: listed twice in action_space")
                 continue
             seen.add(name)
+            if denied(name):
+                problems.append(denied(name))
+                continue
             tunable = self.get(name)
             if tunable is None:
                 problems.append(f"{name}: not a tunable tunefleet knows; add it with --catalog FILE "
@@ -373,6 +378,8 @@ def _entry(name: str, fields: Any, base: Tunable | None) -> Tunable:
 
     if not is_sysctl_name(name):
         raise ValueError(": not a plain sysctl name")
+    if denied(name):
+        raise ValueError(f": {denied(name)}")
     if not isinstance(fields, dict):
         raise ValueError(": must be a mapping of type, min, max, choices, scope, description")
     unknown = sorted(set(fields) - ENTRY_FIELDS)

@@ -206,6 +206,7 @@ class Agent:
         plan, refused = [], {}
         for name, value in values.items():
             try:
+                sysctl.check_allowed(name)
                 if not sysctl.exists(name):
                     raise sysctl.Refused(name, protocol.E_VALIDATION, "%s: no such sysctl" % name)
                 text = sysctl.normalize(name, value)

@@ -39,6 +39,7 @@ def persist(values, path=None, note=""):
              "# remove this file to return to the defaults at the next boot"]
     written = {}
     for name in sorted(values):
+        sysctl.check_allowed(name)  # a drop-in would apply a denied knob at every boot
         if not sysctl.exists(name):  # also refuses anything that is not a plain sysctl name
             raise sysctl.Refused(name, protocol.E_VALIDATION, "%s: no such sysctl" % name)
         written[name] = sysctl.normalize(name, values[name])

@@ -8,7 +8,7 @@ to its file, and the value is written with one ``write(2)``. The kernel's refusa
 import errno as errno_mod
 import os
 
-from node_agent import protocol
+from node_agent import denylist, protocol
 
 PROC_SYS = "/proc/sys"
 
@@ -52,6 +52,13 @@ def path_of(name, root=PROC_SYS):
         return protocol.sysctl_path(name, root)
     except ValueError:
         raise _invalid(str(name)[:80], "not a plain sysctl name")
+
+
+def check_allowed(name):
+    """Refuse a knob on the deny-list (node_agent/denylist.py): no request can enable it."""
+    message = denylist.refusal(name)
+    if message is not None:
+        raise Refused(name, protocol.E_VALIDATION, message)
 
 
 def exists(name, root=PROC_SYS):
@@ -168,11 +175,17 @@ def check_shape(name, text, current):
 
 
 def write(name, text, root=PROC_SYS):
-    """Write ``text`` to the knob's file with a single write(2); raises Refused on refusal."""
+    """Write ``text`` to the knob's file with a single write(2); raises Refused on refusal.
+
+    Every write passes here (apply, restore, a stale journal), so the deny-list is checked here
+    too: a journal edited by hand cannot make the agent write a denied knob either. The file is
+    opened without following a symlink.
+    """
     path = path_of(name, root)
+    check_allowed(name)
     data = (text + "\n").encode("utf-8")
     try:
-        fd = os.open(path, os.O_WRONLY)
+        fd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW)
     except OSError as e:
         raise _os_refusal(name, "opening", e)
     try:
