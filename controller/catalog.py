@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from controller import coupled
 from controller.errors import SpecError
 from node_agent.denylist import refusal as denied
 from node_agent.protocol import is_sysctl_name
@@ -186,7 +187,7 @@ class Catalog:
                                 "(type, safe bounds, scope)")
                 continue
             problems += _check_knob(knob, tunable)
-        return problems
+        return problems + coupled.problems(spec.action_space)
 
     def check_hosts(self, spec, facts: dict[str, dict]) -> list[str]:
         """Problems with the spec on these hosts (name -> hello facts), one line each."""
@@ -231,8 +232,8 @@ class Catalog:
         bg, dirty = spec.knob("vm.dirty_background_ratio"), spec.knob("vm.dirty_ratio")
         if bg is not None and dirty is not None and not bg.is_choice and not dirty.is_choice:
             if max(bg.upper) >= min(dirty.lower):
-                out.append("vm.dirty_background_ratio may reach vm.dirty_ratio in these ranges; the kernel then "
-                           "uses half of dirty_ratio for background writeback")
+                out.append("vm.dirty_background_ratio may reach vm.dirty_ratio in these ranges; such candidates "
+                           "are repaired by raising vm.dirty_ratio above it (or lowering the background ratio)")
         return out
 
 

@@ -23,7 +23,7 @@ from typing import Any, Literal, Union
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from controller import rewards
+from controller import coupled, rewards
 from controller.errors import SpecError
 from controller.knob import FieldError, Knob
 from controller.rewards import RewardParseError
@@ -120,7 +120,8 @@ class TuningSpec(BaseModel):
     # --- action <-> values ----------------------------------------------------------------
 
     def to_values(self, action) -> dict[str, str]:
-        """A flat action in [-1, 1]^action_dim -> {sysctl name: canonical text}."""
+        """A flat action in [-1, 1]^action_dim -> {sysctl name: canonical text}, coupled knobs
+        repaired (controller/coupled.py)."""
         flat = np.asarray(action, dtype=np.float64).reshape(-1)
         if flat.size != self.action_dim:
             raise ValueError(f"action has {flat.size} components, the spec has {self.action_dim}")
@@ -128,7 +129,7 @@ class TuningSpec(BaseModel):
         for knob in self.action_space:
             out[knob.param] = knob.to_value(flat[i:i + knob.dims])
             i += knob.dims
-        return out
+        return coupled.repair(out, self.action_space)  # coupled knobs stay consistent
 
     def to_unit(self, values: dict[str, str]) -> np.ndarray:
         """Current values -> their place in [-1, 1]^action_dim (0 for a missing or unreadable knob)."""

@@ -14,7 +14,7 @@ import signal
 import time
 import traceback
 
-from node_agent import facts, journal, metrics, persist, protocol, runner, sysctl
+from node_agent import facts, invariants, journal, metrics, persist, protocol, runner, sysctl
 from node_agent.channel import Channel
 
 log = logging.getLogger("tunefleet.agent")
@@ -216,6 +216,10 @@ class Agent:
                 plan.append((name, text, original))
             except sysctl.Refused as e:
                 refused[name] = e.as_dict()
+        for names, message in invariants.violations(dict((n, t) for n, t, _ in plan), _current):
+            for name in names:
+                refused[name] = sysctl.Refused(name, protocol.E_VALIDATION, message).as_dict()
+        plan = [step for step in plan if step[0] not in refused]
         self.journal.record(self._originals(plan))
         applied = {}
         for name, text, _ in plan:
@@ -279,6 +283,14 @@ class Agent:
             return {"restored": {}, "errors": {}, "kept": kept}
         restored, errors = self.restore_all()
         return {"restored": restored, "errors": errors}
+
+
+def _current(name):
+    """A knob's value on this host, or None when it is absent or unreadable."""
+    try:
+        return sysctl.read(name) if sysctl.exists(name) else None
+    except sysctl.Refused:
+        return None
 
 
 def _os_failure(rid, code, message):

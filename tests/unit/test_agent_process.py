@@ -250,16 +250,16 @@ def test_vectors_are_normalized_and_bounded_per_component(netns, agents):
 
 def test_the_kernels_refusal_is_reported_with_its_errno(netns, agents):
     agent = agents()
-    before = netns.sysctl("net.ipv4.ip_local_port_range")
-    result = agent.call("apply", {"values": {"net.ipv4.ip_local_port_range": "3000 2000",
+    before = netns.sysctl("net.ipv4.tcp_rmem")
+    result = agent.call("apply", {"values": {"net.ipv4.tcp_rmem": "0 0 0",
                                              "net.ipv4.tcp_congestion_control": "nosuchalgo",
                                              FIN: 21}})
-    port_range = result["refused"]["net.ipv4.ip_local_port_range"]
-    assert port_range["type"] == "OSError" and port_range["errno"] == 22, port_range
-    assert "EINVAL" in port_range["message"]
+    rmem = result["refused"]["net.ipv4.tcp_rmem"]
+    assert rmem["type"] == "OSError" and rmem["errno"] == 22, rmem
+    assert "EINVAL" in rmem["message"]
     assert result["refused"]["net.ipv4.tcp_congestion_control"]["errno"] == 2  # ENOENT
     assert result["applied"] == {FIN: "21"}  # one refusal does not stop the others
-    assert netns.sysctl("net.ipv4.ip_local_port_range") == before
+    assert netns.sysctl("net.ipv4.tcp_rmem") == before
 
 
 def test_out_of_bounds_is_refused_before_anything_is_written(netns, agents, state):
