@@ -1,0 +1,103 @@
+"""The simulated fleet: a family of known surfaces behind the agent protocol, run through tune()."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from controller.learn.simfleet import KNOBS, SimHost, member, sim_fleet
+from controller.runs import RunDir
+from controller.tuner import RunOptions, tune
+from node_agent import metrics as agent_metrics
+
+
+def test_family_members_differ_and_repeat():
+    a, b = member(1, 4), member(2, 4)
+    assert a.optimum() != b.optimum()
+    again = member(1, 4)
+    assert again.optimum() == a.optimum() and again.ratio == a.ratio
+
+
+@pytest.mark.parametrize("dims", [2, 3, 5, 8])
+def test_optimum_inside_the_box_and_originals_ratio_times_worse(dims):
+    for i in range(8):
+        m = member(i, dims)
+        spec = m.spec()
+        assert spec.knob_names == [k.param for k in KNOBS[:dims]]
+        opt = m.optimum()
+        assert all(k.contains(opt[k.param]) for k in spec.action_space)
+        assert m.regret(opt) == 0.0 and m.regret(m.originals) == 1.0
+        assert 1.2 <= m.ratio <= 1000.0
+        assert m.true_perf(opt) / m.true_perf(m.originals) == pytest.approx(m.ratio, rel=1e-6)
+
+
+def test_dims_outside_the_family_are_refused():
+    with pytest.raises(ValueError):
+        member(0, 1)
+    with pytest.raises(ValueError):
+        member(0, 9)
+
+
+def test_apply_checks_bounds_like_the_agent():
+    m = member(0, 4)
+    host = SimHost("s", m)
+    out = host.request("apply", {"values": {"net.core.somaxconn": 100000, "net.ipv4.tcp_max_syn_backlog": "512"},
+                                 "bounds": {"net.core.somaxconn": {"min": 16, "max": 65535}}})
+    assert out["applied"] == {"net.ipv4.tcp_max_syn_backlog": "512"}
+    assert out["refused"]["net.core.somaxconn"]["type"] == "ValidationError"
+    assert host.request("read", {"names": ["net.core.somaxconn"]})["values"] == {
+        "net.core.somaxconn": m.originals["net.core.somaxconn"]}
+    assert "vm.nope" in host.request("apply", {"values": {"vm.nope": 1}})["refused"]
+
+
+def test_a_kernel_cap_refuses_with_einval():
+    m = next(member(i, 4) for i in range(50) if member(i, 4).rmem_cap is not None)
+    host = SimHost("s", m)
+    out = host.request("apply", {"values": {"net.ipv4.tcp_rmem": f"4096 131072 {int(m.rmem_cap) + 1}"}})
+    assert out["refused"]["net.ipv4.tcp_rmem"]["errno"] == 22
+
+
+def test_run_reports_what_the_kernel_would():
+    """Metric names are the real agent's (its derive() on this machine's /proc is the reference);
+    overflows count while the accept queue is shorter than the burst, retransmits while buffers are small."""
+    snap = agent_metrics.snapshot()
+    time.sleep(0.05)  # a few clock ticks, or derive() leaves cpu_* out
+    real_names = set(agent_metrics.derive(snap, agent_metrics.snapshot()))
+    m = member(3, 4)
+    host = SimHost("s", m)
+    events = []
+    short = host.request("run", {"cmd": "x", "timeout": 5}, on_event=events.append)
+    assert events and all(e["event"] == "sample" and set(e["data"]) == {"t", "metrics"} for e in events)
+    assert set(short["metrics"]) <= real_names
+    assert short["exit_code"] == 0 and m.spec().parse_reward(short["stdout_tail"]) > 0
+    host.request("apply", {"values": m.optimum()})
+    fixed = host.request("run", {"cmd": "x", "timeout": 5})
+    assert short["metrics"]["tcp_listen_overflows"] > 1000 and fixed["metrics"]["tcp_listen_overflows"] == 0
+    assert short["metrics"]["tcp_retrans_per_s"] > 10 * fixed["metrics"]["tcp_retrans_per_s"]
+    raw = m.spec().parse_reward(fixed["stdout_tail"])
+    assert raw == pytest.approx(m.true_perf(m.optimum()), rel=5 * m.noise)
+
+
+def test_failure_regions_fail_the_benchmark():
+    m = member(0, 5)
+    host = SimHost("s", m)
+    host.request("apply", {"values": {"net.ipv4.tcp_fin_timeout": int(m.fin_floor) - 1}})
+    out = host.request("run", {"cmd": "x", "timeout": 5})
+    assert out["exit_code"] != 0 and "reset" in out["stderr_tail"]
+
+
+def test_tune_runs_on_a_simulated_fleet_and_restores(tmp_path):
+    m = member(5, 4)
+    fleet = sim_fleet(m, hosts=3, seed=1)
+    run = RunDir.create(m.spec().workload_name, tmp_path / "run")
+    try:
+        result = tune(m.spec(), fleet, run, RunOptions(strategy="bo", budget=24, seed=1, verify_repeats=2))
+    finally:
+        run.close()
+    assert result["evaluations"] == 24 and sorted(result["hosts"]) == ["sim1", "sim2", "sim3"]
+    assert m.regret(result["best_config"]) < 0.5
+    hosts = list(fleet.hosts.values())
+    assert any(h.values != m.originals for h in hosts)  # verification left the best in force
+    fleet.close()
+    assert all(h.values == m.originals for h in hosts)
