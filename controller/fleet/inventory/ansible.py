@@ -55,6 +55,12 @@ def _reason(stderr: str, source: str) -> str:
     tried = dict(re.findall(r"\[WARNING\]: Failed to parse inventory with '(\w+)' plugin: (.*)", stderr))
     errors = re.findall(r"(?:\[ERROR\]:|ERROR!)\s*(.*)", stderr)
     lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
+    failed = re.search(r"^(\S+) \| (?:FAILED!|UNREACHABLE!) => (\{.*\})", stderr, re.M | re.S)
+    if failed:  # an ad-hoc task's answer: the host and its message
+        try:
+            return f"{failed.group(1)}: {json.loads(failed.group(2)).get('msg', '')}"[:400]
+        except json.JSONDecodeError:
+            pass
     pick = tried.get(plugin) or (errors[0] if errors else (lines[-1] if lines else "no output"))
     pick = pick.removeprefix("Failed to parse inventory: ")
     return re.sub(r"<class '(?:[\w.]*\._)?(?:Ansible)?(?:Tagged)?(\w+)'>", lambda m: m.group(1).lower(), pick)[:400]

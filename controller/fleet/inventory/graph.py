@@ -36,6 +36,7 @@ class Graph:
     def __init__(self) -> None:
         self.groups: dict[str, Group] = {"all": Group("all"), "ungrouped": Group("ungrouped")}
         self.hosts: dict[str, Host] = {}
+        self.add_child("all", "ungrouped")
 
     def add_group(self, name) -> Group:
         if not isinstance(name, str) or not name:
@@ -55,7 +56,7 @@ class Graph:
     def add_child(self, parent: str, child: str) -> None:
         p, c = self.groups[parent], self.groups[child]
         if parent == child or parent in self.descendants(child):
-            raise InventoryError(f"adding group '{child}' as a child of '{parent}' makes a loop")
+            raise InventoryError(f"group '{child}' as a child of '{parent}' makes a loop")
         if child not in p.children:
             p.children.append(child)
             c.parents.append(parent)
@@ -123,7 +124,8 @@ class Graph:
 
     def listing(self) -> dict:
         """The shape of `ansible-inventory --list`."""
-        out: dict = {"_meta": {"hostvars": {h: self.host_vars(h) for h in self.hosts}}}
+        hostvars = {h: self.host_vars(h) for h in self.hosts}
+        out: dict = {"_meta": {"hostvars": {h: v for h, v in hostvars.items() if v}}}
         for g in self.groups.values():
             body = {}
             if g.hosts and g.name != "all":
@@ -132,7 +134,4 @@ class Graph:
                 body["children"] = list(g.children)
             if body or g.name == "all":
                 out[g.name] = body
-        # hosts declared directly under all keep their place in `all`'s order
-        if self.groups["all"].hosts:
-            out["all"]["hosts"] = list(self.groups["all"].hosts)
         return out

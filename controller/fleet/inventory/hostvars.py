@@ -102,6 +102,6 @@ def from_listing(data: dict, source: str, reader: str) -> Inventory:
     order += [h for h in hostvars if h not in order]
     memberships = {g: set(inv.group_hosts(g)) for g in inv.children if g not in ("all", "ungrouped")}
     for name in order:
-        groups = tuple(g for g, hs in memberships.items() if name in hs)
+        groups = tuple(sorted(g for g, hs in memberships.items() if name in hs))  # as Ansible's group_names
         inv.hosts[name] = host_from_vars(name, hostvars.get(name, {}), groups)
     return inv

@@ -64,7 +64,8 @@ def select(inv: Inventory, limit: str | None) -> list[str]:
             chosen.extend(h for h in matched if h not in chosen)
     if not chosen:
         raise InventoryError(f"--limit '{limit}' leaves no host")
-    return chosen
+    keep = set(chosen)
+    return [h for h in inv.hosts if h in keep]  # a limit keeps inventory order, as `--limit` does in Ansible
 
 
 def _match(inv: Inventory, pattern: str, limit: str) -> list[str]:

@@ -7,6 +7,7 @@ What cannot be resolved without Ansible itself raises NeedsAnsible naming the fe
 from __future__ import annotations
 
 import ast
+import re
 import shlex
 from collections.abc import Mapping
 
@@ -15,6 +16,10 @@ import yaml
 from controller.errors import InventoryError
 from controller.fleet.inventory.graph import Graph
 from controller.fleet.inventory.hostnames import parse_host_key
+
+
+# Ansible's ini plugin: [group] or [group:type], then an optional comment
+_SECTION = re.compile(r"^\[([^:\]\s]+)(?::(\w+))?\]\s*(?:#.*)?$")
 
 
 class NeedsAnsible(InventoryError):
@@ -64,9 +69,9 @@ def check_resolvable(value, source: str) -> None:
 
 def read_yaml(graph: Graph, data, source: str) -> None:
     """Ansible's yaml inventory plugin: every top-level key is a group."""
-    if not data:
-        raise InventoryError(f"{source}: empty YAML inventory")
-    if not isinstance(data, Mapping):
+    if data is None:
+        return  # an empty file: Ansible's yaml plugin refuses it, its ini plugin reads no host
+    if not data or not isinstance(data, Mapping):
         raise InventoryError(f"{source}: a YAML inventory must be a mapping of groups, got {type(data).__name__}")
     if data.get("plugin"):
         raise NeedsAnsible(source, f"the inventory plugin configuration (plugin: {data['plugin']})")
@@ -98,11 +103,18 @@ def _yaml_group(graph: Graph, name, body, source: str) -> str | None:
             for child, child_body in value.items():
                 sub = _yaml_group(graph, child, child_body, source)
                 if sub is not None:
-                    graph.add_child(group, sub)
+                    _add_child(graph, group, sub, source)
         elif key == "hosts":
             for pattern, hvars in value.items():
                 _add_hosts(graph, pattern, hvars or {}, group, source)
     return group
+
+
+def _add_child(graph: Graph, parent: str, child: str, where: str) -> None:
+    try:
+        graph.add_child(parent, child)
+    except InventoryError as e:
+        raise InventoryError(f"{where}: {e}")
 
 
 def _add_hosts(graph: Graph, pattern, hvars, group: str, source: str) -> None:
@@ -125,21 +137,20 @@ def read_ini(graph: Graph, text: str, source: str) -> None:
         if not line or line[0] in "#;":
             continue
         where = f"{source}:{lineno}"
-        if line.startswith("["):
-            header = line.split("#", 1)[0].strip()
-            if not header.endswith("]") or any(c.isspace() for c in header):
-                raise InventoryError(f"{where}: invalid section {line!r} (no spaces allowed inside [...])")
-            group, _, state = header[1:-1].partition(":")
-            state = state or "hosts"
-            if not group or state not in ("hosts", "children", "vars"):
-                raise InventoryError(f"{where}: section {header} has unknown type {state!r}")
+        section = _SECTION.match(line)
+        if section:
+            group, state = section.group(1), section.group(2) or "hosts"
+            if state not in ("hosts", "children", "vars"):
+                raise InventoryError(f"{where}: section [{group}:{state}] has unknown type {state!r}")
             if group not in graph.groups:
                 if state == "vars" and group not in pending:
                     pending[group] = ("vars", [])
                 graph.add_group(group)
             if group in pending and state != "vars":
-                _resolve_pending(graph, group, pending)
+                _resolve_pending(graph, group, pending, source)
             continue
+        if line.startswith("[") and line.endswith("]"):
+            raise InventoryError(f"{where}: invalid section {line!r} (no spaces allowed inside [...])")
         if state == "hosts":
             _ini_hosts(graph, line, group, where)
         elif state == "vars":
@@ -154,7 +165,7 @@ def read_ini(graph: Graph, text: str, source: str) -> None:
             if not child or any(c.isspace() or c in ":]" for c in child):
                 raise InventoryError(f"{where}: expected a group name, got {line!r}")
             if child in graph.groups:
-                graph.add_child(group, child)
+                _add_child(graph, group, child, where)
             else:
                 pending.setdefault(child, ("children", []))[1].append(group)
     for name, (why, parents) in pending.items():
@@ -163,13 +174,13 @@ def read_ini(graph: Graph, text: str, source: str) -> None:
         raise InventoryError(f"{source}: section [{parents[-1]}:children] names the undefined group '{name}'")
 
 
-def _resolve_pending(graph: Graph, group: str, pending: dict) -> None:
+def _resolve_pending(graph: Graph, group: str, pending: dict, source: str) -> None:
     why, parents = pending.pop(group)
     if why == "children":
         for parent in parents:
-            graph.add_child(parent, group)
+            _add_child(graph, parent, group, source)
             if parent in pending and pending[parent][0] == "children":
-                _resolve_pending(graph, parent, pending)
+                _resolve_pending(graph, parent, pending, source)
 
 
 def _ini_hosts(graph: Graph, line: str, group: str, where: str) -> None:
