@@ -119,7 +119,7 @@ def list_runs(root: str | os.PathLike = DEFAULT_ROOT) -> list[RunRecord]:
         first = _first_line(r.path / "trials.jsonl")
         if first:
             r.trials = [first]
-    return sorted(runs, key=lambda r: r.started)
+    return sorted(runs, key=lambda r: (r.started, r.path.name))
 
 
 def _first_line(path: Path) -> dict | None:

@@ -7,6 +7,9 @@
       trials.jsonl     one line per benchmark evaluation, appended and flushed as it happens
       ppo/             policy checkpoints
       result.json      the outcome (written atomically, last)
+      report.html      the run told to a person (controller/htmlreport.py)
+
+Runs go under ./runs unless TUNEFLEET_RUNS or --run-dir says otherwise.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from controller.errors import UserError
+
+DEFAULT_ROOT = os.environ.get("TUNEFLEET_RUNS", "runs")
 
 
 def _slug(text: str) -> str:
@@ -53,7 +58,8 @@ class RunDir:
         self._trials = None
 
     @classmethod
-    def create(cls, workload: str, run_dir: str | os.PathLike | None = None, root: str = "runs") -> "RunDir":
+    def create(cls, workload: str, run_dir: str | os.PathLike | None = None,
+               root: str = DEFAULT_ROOT) -> "RunDir":
         if run_dir is not None:
             path = Path(run_dir)
             if path.exists() and any(path.iterdir()):
