@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 HOSTS ?= 3
 PG ?= 1
-APT_PACKAGES := python3 python3-venv openssh-server sudo iproute2 util-linux procps sysbench apache2-utils postgresql postgresql-client
+APT_PACKAGES := python3 python3-venv openssh-server sudo iproute2 util-linux procps sysbench apache2-utils postgresql postgresql-client chromium
 
 .PHONY: setup apt venv fleet-up fleet-down demo test test-unit test-e2e bench clean
 
