@@ -20,9 +20,29 @@ app = typer.Typer(
     name="tunefleet",
     help="Tune Linux hosts by experiment: learn kernel settings from real benchmarks across a fleet.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
 )
+
+# Set once by the global --quiet / --verbose options (see _global).
+VERBOSITY = {"quiet": False, "verbose": False}
+
+
+@app.callback()
+def _global(
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Only results and errors: no plan, no progress."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Also one line per benchmark evaluation, and debug logs."),
+) -> None:
+    """Tune Linux hosts by experiment: learn kernel settings from real benchmarks across a fleet.
+
+    NO_COLOR=1 turns colour off."""
+    if quiet and verbose:
+        raise UserError("--quiet and --verbose contradict each other; choose one")
+    VERBOSITY.update(quiet=quiet, verbose=verbose)
+    if verbose:
+        import logging
+
+        logging.basicConfig(level=logging.DEBUG, format="%(name)s: %(message)s")
 
 HostsOpt = typer.Option(..., "--hosts", "-i", help="Inventory: tunefleet YAML, or an Ansible inventory (INI, YAML, "
                         "a directory; read by ansible-inventory when installed).")
@@ -41,7 +61,8 @@ def _console(stderr: bool = False):
     from rich.console import Console
 
     stream = sys.stderr if stderr else sys.stdout
-    return Console(stderr=stderr, highlight=False, width=None if stream.isatty() else 200)
+    return Console(stderr=stderr, highlight=False, width=None if stream.isatty() else 200,
+                   quiet=stderr and VERBOSITY["quiet"])
 
 
 def _error(message: str) -> None:
@@ -229,7 +250,7 @@ def plan(
     if as_json:
         print(json.dumps(_plan_record(spec, chosen), indent=2))
     else:
-        _show_plan(_console(), spec, chosen, spec_file, list(facts or ()))
+        _show_plan(_console(), spec, chosen, spec_file, facts or {})
         if output is not None:
             _console().print(f"spec written to {output}")
 
@@ -313,6 +334,8 @@ def run(
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask before changing hosts."),
     as_json: bool = typer.Option(False, "--json", help="Print only the result JSON on stdout."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Plan and validate against the hosts, change nothing."),
+    tensorboard: bool = typer.Option(False, "--tensorboard", help="Log the search's results and PPO's training curves "
+                                     "to RUN_DIR/tensorboard (needs tensorboard)."),
     model: Optional[str] = ModelOpt,
     accept_new_host_keys: bool = AcceptOpt,
     connect_timeout: float = TimeoutOpt,
@@ -334,13 +357,17 @@ def run(
 
     if strategy not in STRATEGIES:
         raise UserError(f"--strategy {strategy}: unknown (choose from {', '.join(STRATEGIES)})")
+    if tensorboard:
+        from controller.tblog import require
+
+        require()
 
     _, fleet = _connect(hosts, limit, accept_new_host_keys, connect_timeout, spec.knob_names, workers)
     result = None
     try:
         facts = _reachable_facts(fleet)
         validate(spec, catalog, facts, origin=_origin(chosen))
-        _show_plan(out, spec, chosen, spec_file, fleet.names)
+        _show_plan(out, spec, chosen, spec_file, facts)
         if dry_run:
             out.print("dry run: nothing was changed")
             return
@@ -351,7 +378,8 @@ def run(
                 raise typer.Exit(1)
         result = _run(spec, chosen, fleet, out, strategy=strategy, budget=budget, seed=seed,
                       verify_repeats=verify_repeats, baseline_repeats=baseline_repeats, run_dir=run_dir,
-                      keep_best=keep_best, confirm_top=confirm_top, persist_file=persist_file if persist else None)
+                      keep_best=keep_best, confirm_top=confirm_top, persist_file=persist_file if persist else None,
+                      tensorboard=tensorboard)
     except KeyboardInterrupt:
         out.print("[yellow]interrupted:[/] finishing the benchmarks in flight, then restoring every host")
     finally:
@@ -369,6 +397,7 @@ def run(
     else:
         print_result(_console(), result)
         _print_outcome(_console(), result, hosts)
+    _report_line(result, sys.stderr if as_json else sys.stdout)
     if fleet.failed or bad:
         raise typer.Exit(1)
 
@@ -440,7 +469,8 @@ def chat(
 
 
 def _run(spec, chosen, fleet, out, *, strategy, budget, seed, verify_repeats, baseline_repeats, run_dir, keep_best,
-         confirm_top=3, persist_file=None):
+         confirm_top=3, persist_file=None, tensorboard=False):
+    from controller import tblog
     from controller.live import LiveReporter
     from controller.runs import RunDir
     from controller.tuner import RunOptions, tune
@@ -449,9 +479,11 @@ def _run(spec, chosen, fleet, out, *, strategy, budget, seed, verify_repeats, ba
     run.write("spec.json", spec.to_dict())
     run.write("plan.json", _plan_record(spec, chosen))
     options = RunOptions(strategy=strategy, budget=budget, seed=seed, verify_repeats=verify_repeats,
-                         baseline_repeats=baseline_repeats, confirm_top=confirm_top)
+                         baseline_repeats=baseline_repeats, confirm_top=confirm_top,
+                         tensorboard_dir=run.path / "tensorboard" if tensorboard else None)
     try:
-        with LiveReporter(out, fleet.names, budget, spec.goal, spec.reward_metric) as reporter:
+        with LiveReporter(out, fleet.names, budget, spec.goal, spec.reward_metric,
+                          verbose=VERBOSITY["verbose"]) as live, tblog.reporting(live, options.tensorboard_dir) as reporter:
             result = tune(spec, fleet, run, options, reporter)
         if persist_file and not result["success"]:
             out.print("[yellow]not persisting:[/] no significant improvement to keep")
@@ -466,7 +498,25 @@ def _run(spec, chosen, fleet, out, *, strategy, budget, seed, verify_repeats, ba
         run.write("result.json", result)
     finally:
         run.close()
+    _write_report(run.path)
     return result
+
+
+def _write_report(run_dir: Path) -> None:
+    """report.html beside result.json; a failure here must not hide the result the run measured."""
+    from controller.htmlreport import write_report
+
+    try:
+        write_report(run_dir)
+    except Exception as e:  # noqa: BLE001 - the run is done and the hosts restored: say it, carry on
+        _error(f"could not write report.html ({type(e).__name__}: {e}); `tunefleet report {run_dir}` retries")
+
+
+def _report_line(result: dict, stream) -> None:
+    """The last line of a run: where to look next."""
+    page = Path(result.get("run_dir", "")) / "report.html"
+    if page.is_file():
+        print(f"report: {page}", file=stream)
 
 
 def _print_outcome(console, result: dict, hosts) -> None:
@@ -482,8 +532,100 @@ def _print_outcome(console, result: dict, hosts) -> None:
 
 
 def _keep_best(fleet, result: dict) -> dict:
+    from controller.report import print_changes
+
+    print_changes(_console(stderr=True), {n: h.facts for n, h in fleet.hosts.items()}, result["best_config"])
     applied = fleet.map(lambda h: h.request("apply", {"values": result["best_config"]}))
     return {n: o.value["applied"] if o.ok else str(o.error) for n, o in applied.items()}
+
+
+RunsDirOpt = typer.Option(None, "--runs-dir", help="Where runs are kept (default: ./runs, or TUNEFLEET_RUNS).")
+
+
+def _run_folder(run_name: str, runs_dir: Optional[Path]) -> Path:
+    from controller.history import DEFAULT_ROOT, resolve_run
+
+    return resolve_run(run_name, runs_dir or DEFAULT_ROOT)
+
+
+@app.command()
+def report(
+    run_name: str = typer.Argument(..., metavar="RUN", help="Run folder, or its name under the runs folder."),
+    open_it: bool = typer.Option(False, "--open", help="Open the report in a web browser."),
+    runs_dir: Optional[Path] = RunsDirOpt,
+) -> None:
+    """Rebuild a run's report.html (one self-contained page) from its run folder."""
+    from controller.htmlreport import write_report
+
+    path = write_report(_run_folder(run_name, runs_dir))
+    print(f"report: {path}")
+    if open_it:
+        import webbrowser
+
+        if not webbrowser.open(path.resolve().as_uri()):
+            _error(f"no web browser found; open {path} yourself")
+            raise typer.Exit(1)
+
+
+@app.command()
+def runs(
+    runs_dir: Optional[Path] = RunsDirOpt,
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON list of runs."),
+) -> None:
+    """List past runs: when, what workload, how, on which hosts, and what was verified."""
+    from controller.history import DEFAULT_ROOT, list_runs, print_runs
+
+    found = list_runs(runs_dir or DEFAULT_ROOT)
+    if as_json:
+        print(json.dumps([r.summary() for r in found], indent=2))
+    elif not found:
+        _console().print(f"no runs in {runs_dir or DEFAULT_ROOT}")
+    else:
+        print_runs(_console(), found)
+
+
+@app.command()
+def show(
+    run_name: str = typer.Argument(..., metavar="RUN", help="Run folder, or its name under the runs folder."),
+    runs_dir: Optional[Path] = RunsDirOpt,
+    as_json: bool = typer.Option(False, "--json", help="Print the result JSON."),
+) -> None:
+    """Print one run's result the way `run` printed it."""
+    from controller.history import load_run
+    from controller.report import print_result
+
+    record = load_run(_run_folder(run_name, runs_dir), trials=False)
+    if record.result is None:
+        raise UserError(f"{record.path}: the run has no result (interrupted or failed)")
+    if as_json:
+        print(json.dumps(record.result, indent=2))
+    else:
+        print_result(_console(), record.result)
+
+
+@app.command()
+def export(
+    run_name: str = typer.Argument(..., metavar="RUN", help="Run folder, or its name under the runs folder."),
+    fmt: str = typer.Option(..., "--format", "-f", help="sysctl.d, tuned, ansible, shell or json."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write here (tuned: a profile directory) "
+                                          "instead of printing."),
+    include: Optional[str] = typer.Option(None, "--include", help="tuned: the profile the hosts run today, to build on "
+                                          "(default: the one the hosts reported, if any)."),
+    force: bool = typer.Option(False, "--force", help="Export a result that is not a verified improvement, and "
+                               "replace an existing --output."),
+    runs_dir: Optional[Path] = RunsDirOpt,
+) -> None:
+    """Write a run's verified best configuration as a sysctl.d drop-in, TuneD profile, Ansible playbook,
+    shell script or JSON."""
+    from controller import export as exporter
+    from controller.history import load_run
+
+    record = load_run(_run_folder(run_name, runs_dir), trials=False)
+    text = exporter.render(record, fmt, force=force, include=include or exporter.current_profile(record))
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        print(f"wrote {exporter.write(text, fmt, output, overwrite=force)}", file=sys.stderr)
 
 
 def main() -> None:

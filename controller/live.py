@@ -1,5 +1,7 @@
-"""The live view of a tuning run: progress toward the budget, each host's last and best reward,
-failures. A rich Live panel on a terminal; plain lines otherwise (CI logs, pipes)."""
+"""The live view of a tuning run: the phase under way (baseline, search, confirm, verify) with its
+benchmarks done and time spent, progress toward the budget, each host's last and best reward,
+failures. A rich Live panel on a terminal; plain lines otherwise (CI logs, pipes), one per phase,
+and with verbose one per evaluation."""
 
 from __future__ import annotations
 
@@ -10,14 +12,16 @@ from controller.learn.evaluation import Trial
 
 
 class LiveReporter:
-    def __init__(self, console, hosts: list[str], budget: int, goal: str, unit: str):
+    def __init__(self, console, hosts: list[str], budget: int, goal: str, unit: str, verbose: bool = False):
         self.console = console
         self.budget = budget
         self.goal = goal
         self.unit = unit
         self.phase_name = "starting"
         self.detail = ""
-        self.started = time.monotonic()
+        self.started = self.phase_started = time.monotonic()
+        self.phase_done = 0
+        self.verbose = verbose
         self.rows = {h: {"last": None, "best": None, "raw": None, "evals": 0, "fail": 0, "note": ""} for h in hosts}
         self.search_done = 0
         self._lock = threading.Lock()
@@ -25,13 +29,16 @@ class LiveReporter:
 
     # -- Reporter protocol
     def phase(self, name: str, detail: str = "") -> None:
+        self._phase_done()
         with self._lock:
             self.phase_name, self.detail = name, detail
+            self.phase_started, self.phase_done = time.monotonic(), 0
         self._print(f"[bold]{name}[/]: {detail}")
         self._refresh()
 
     def trial(self, t: Trial) -> None:
         with self._lock:
+            self.phase_done += 1
             row = self.rows.setdefault(t.host, {"last": None, "best": None, "raw": None, "evals": 0, "fail": 0, "note": ""})
             if t.phase == "search":
                 self.search_done += 1
@@ -45,7 +52,12 @@ class LiveReporter:
                     row["note"] = (t.error or "")[:60]
             if t.ok:
                 row["raw"] = t.raw
-        if self._live is None and t.phase == "search" and not t.ok:
+        if self.verbose:  # above the live panel, or a plain line
+            what = f"{self.unit} {t.raw:.4g}" if t.ok else f"failed: {t.error}"
+            values = ", ".join(f"{k}={v}" for k, v in (t.values or {}).items()) or "original values"
+            self.console.print(f"  {t.host} {t.phase}{' ' + t.label if t.label else ''}: {what} ({values})",
+                               markup=False, highlight=False)
+        elif self._live is None and t.phase == "search" and not t.ok:
             self.console.print(f"  {t.host}: evaluation failed: {t.error}")
         self._refresh()
 
@@ -64,10 +76,17 @@ class LiveReporter:
         return self
 
     def __exit__(self, *exc) -> None:
+        self._phase_done()
         if self._live is not None:
             self._live.refresh()
             self._live.__exit__(*exc)
             self._live = None
+
+    def _phase_done(self) -> None:
+        """One line when a phase ends: plain output then shows each long phase finishing."""
+        if self.phase_done:
+            self._print(f"  {self.phase_name} done: {self.phase_done} benchmark(s) in "
+                        f"{time.monotonic() - self.phase_started:.1f} s")
 
     def _print(self, text: str) -> None:
         if self._live is None:
@@ -87,7 +106,8 @@ class LiveReporter:
             done = min(self.search_done, self.budget)
             width = 30
             filled = int(width * done / self.budget) if self.budget else 0
-            head = Text(f"{self.phase_name}: {self.detail}\n"
+            head = Text(f"{self.phase_name}: {self.detail} ({self.phase_done} benchmark(s) done, "
+                        f"{time.monotonic() - self.phase_started:.0f} s)\n"
                         f"search [{'#' * filled}{'.' * (width - filled)}] {done}/{self.budget} evaluations, "
                         f"{elapsed:.0f} s")  # plain Text: the bar's brackets are not markup
             table = Table(box=None, pad_edge=False)

@@ -78,16 +78,37 @@ def print_plan(console, spec, *, reason: str = "", rationale: dict | None = None
     if hosts:
         console.print(f"[bold]hosts[/]: {', '.join(hosts)}")
     table = Table(box=None, pad_edge=False)
-    for col in ("knob", "range", "scale", "why"):
+    facts = hosts if isinstance(hosts, dict) else {}  # host -> facts: show what each knob is today
+    for col in ("knob", "range", "scale") + (("current",) if facts else ()) + ("why",):
         table.add_column(col)
     rationale = rationale or {}
     for knob in spec.action_space:
         rng = " | ".join(map(str, knob.values)) if knob.values else f"{_text(knob.min)} .. {_text(knob.max)}"
         why = rationale.get(knob.param) or getattr(knob, "rationale", None) or ""
-        table.add_row(knob.param, rng, "choice" if knob.values else str(getattr(knob, "scale", "") or ""), why)
+        now = (_current(facts, knob.param),) if facts else ()
+        table.add_row(knob.param, rng, "choice" if knob.values else str(getattr(knob, "scale", "") or ""), *now, why)
     console.print(table)
     for w in warnings:
         console.print(f"[yellow]warning:[/] {w}")
+
+
+def _knob_value(facts: dict, knob: str):
+    return (((facts or {}).get("knobs") or {}).get(knob) or {}).get("value")
+
+
+def _current(facts: dict[str, dict], knob: str) -> str:
+    """A knob's value on every host: once when they agree, else per host."""
+    values = {n: _knob_value(f, knob) for n, f in facts.items()}
+    if len(set(values.values())) == 1:
+        return str(next(iter(values.values())) or "?")
+    return "; ".join(f"{n}: {v if v is not None else '?'}" for n, v in values.items())
+
+
+def print_changes(console, facts: dict[str, dict], new: dict[str, str]) -> None:
+    """current -> new for every host and knob, before anything is applied."""
+    for name, f in facts.items():
+        changes = [f"{k} {_knob_value(f, k) or '?'} -> {v}" for k, v in new.items() if _knob_value(f, k) != v]
+        console.print(f"{name}: " + (", ".join(changes) if changes else "already on the best configuration"))
 
 
 def _text(value) -> str:

@@ -34,6 +34,7 @@ class RunOptions:
     confirm_top: int = 3                  # re-measure this many top candidates before choosing (0: off)
     confirm_repeats: int | None = None    # runs per candidate per host (default: >= 3 per candidate in all)
     min_effect_pct: float = 5.0           # smallest change worth finding: warn when the noise hides it
+    tensorboard_dir: object = None        # --tensorboard: RUN_DIR/tensorboard (see controller/tblog.py)
 
 
 class Reporter(Protocol):
@@ -96,6 +97,7 @@ def tune(spec, fleet: Fleet, run: RunDir, options: RunOptions, reporter: Reporte
             executor=executor, recorder=recorder, budget=options.budget, seed=options.seed,
             checkpoint_dir=run.checkpoints if options.strategy == "ppo" else None,
             episode_steps=options.episode_steps, log=reporter.message,
+            tensorboard_dir=options.tensorboard_dir,
         )
         STRATEGIES[options.strategy](ctx)
         search = [t for t in recorder.search_trials() if t.ok]

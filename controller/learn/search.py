@@ -33,6 +33,7 @@ class SearchContext:
     checkpoint_dir: object = None
     episode_steps: int = 4
     log: Callable[[str], None] = print
+    tensorboard_dir: object = None      # --tensorboard: PPO's training curves go here (stable-baselines3's logger)
 
     @property
     def dropped(self) -> dict[str, str]:

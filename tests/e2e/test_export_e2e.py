@@ -20,6 +20,11 @@ BIN = Path(sys.executable).parent
 # tcp_rmem/tcp_wmem: vectors, per network namespace; the run found no significant change, so --force
 VECTORS = FIXTURES / "stream-no-significant"
 WANT = {"net.ipv4.tcp_rmem": "4096 12070 91463", "net.ipv4.tcp_wmem": "4096 40646 69851"}
+try:
+    import tensorboard  # noqa: F401
+    TENSORBOARD = True
+except ImportError:
+    TENSORBOARD = False
 
 
 def export(run: Path, fmt: str, out: Path, *extra: str) -> Path:
@@ -72,8 +77,8 @@ def test_ansible_playbook_passes_syntax_check_and_sets_the_values(netns, tmp_pat
 
 
 def test_a_real_run_reports_lists_shows_and_exports(fleet_inventory, inventory, tmp_path):
-    """run -> report.html and a last line naming it; runs and show read the folder back; the export
-    of its verified result loads with sysctl -p."""
+    """run -> report.html and a last line naming it, TensorBoard scalars of the search; runs and show
+    read the folder back; the export of its verified result loads with sysctl -p."""
     spec = tmp_path / "storm.json"
     spec.write_text(json.dumps({
         "workload_name": "connection storm", "reward_metric": "elapsed_ms", "reward_goal": "minimize",
@@ -83,12 +88,20 @@ def test_a_real_run_reports_lists_shows_and_exports(fleet_inventory, inventory, 
     runs = tmp_path / "runs"
     env = {**os.environ, "TUNEFLEET_RUNS": str(runs)}
     p = subprocess.run([*TUNEFLEET, "run", "--hosts", str(fleet_inventory), "--spec", str(spec), "--yes",
-                        "--strategy", "random", "--budget", "3", "--verify-repeats", "4", "--confirm-top", "1"],
+                        "--strategy", "random", "--budget", "3", "--verify-repeats", "4", "--confirm-top", "1",
+                        *(["--tensorboard"] if TENSORBOARD else [])],
                        capture_output=True, text=True, timeout=600, env=env)
     assert p.returncode == 0, p.stderr
     (folder,) = runs.iterdir()
     page = folder / "report.html"
     assert page.is_file() and p.stdout.strip().splitlines()[-1] == f"report: {page}"
+    if TENSORBOARD:  # read back with tensorboard's own reader
+        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+        events = EventAccumulator(str(folder / "tensorboard" / "search")).Reload()
+        tags = events.Tags()["scalars"]
+        assert "change_pct/fleet_best_so_far" in tags and {"raw/h1", "raw/h2", "raw/h3"} <= set(tags)
+        assert [e.step for e in events.Scalars("change_pct/fleet_best_so_far")] == [1, 2, 3]
 
     listed = json.loads(subprocess.run([*TUNEFLEET, "runs", "--json"], capture_output=True, text=True,
                                        env=env, check=True).stdout)
@@ -105,3 +118,20 @@ def test_a_real_run_reports_lists_shows_and_exports(fleet_inventory, inventory, 
     finally:
         in_ns("tf-h1", "sysctl", "-w", f"net.core.somaxconn={original['net.core.somaxconn']}")
     assert read("tf-h1", ["net.core.somaxconn"]) == original
+
+
+def test_tensorboard_missing_is_one_line_before_any_host_is_touched(tmp_path):
+    """Without the package, --tensorboard says how to get it; nothing is connected (the host is unreachable)."""
+    shadow = tmp_path / "shadow" / "tensorboard"
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text("raise ImportError('not installed')\n")
+    hosts = tmp_path / "hosts.yml"
+    hosts.write_text("hosts:\n  nowhere: {host: 192.0.2.1, port: 22}\n")
+    spec = tmp_path / "spec.json"
+    spec.write_text((FIXTURES / "connection-storm" / "spec.json").read_text())
+    p = subprocess.run([*TUNEFLEET, "run", "--hosts", str(hosts), "--spec", str(spec), "--yes", "--tensorboard",
+                        "--run-dir", str(tmp_path / "run")], capture_output=True, text=True, timeout=60,
+                       env={**os.environ, "PYTHONPATH": str(shadow.parent)})
+    assert p.returncode != 0 and "Traceback" not in p.stderr
+    assert p.stderr.strip().splitlines()[-1].endswith("pip install tensorboard")
+    assert not (tmp_path / "run").exists()
