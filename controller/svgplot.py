@@ -45,9 +45,10 @@ def nice_ticks(lo: float, hi: float, n: int = 5, integer: bool = False) -> list[
 
 
 def log_ticks(lo: float, hi: float) -> list[float]:
+    """1-2-5 within a few decades, powers of ten beyond: labels must not run into each other."""
     ticks = []
     for e in range(math.floor(math.log10(lo)), math.ceil(math.log10(hi)) + 1):
-        for m in ((1,) if hi / lo > 1e3 else (1, 2, 5)):
+        for m in ((1,) if hi / lo > 200 else (1, 2, 5)):
             t = m * 10 ** e
             if lo <= t <= hi:
                 ticks.append(t)
@@ -129,7 +130,7 @@ class Panel:
 
     def dots(self, points, fill: str, r: float = 3.2, labels=None, hollow: bool = False) -> None:
         for i, (a, b) in enumerate(points):
-            style = f'fill="white" stroke="{fill}" stroke-width="1.5"' if hollow else f'fill="{fill}" fill-opacity="0.8"'
+            style = f'fill="none" stroke="{fill}" stroke-width="1.5"' if hollow else f'fill="{fill}" fill-opacity="0.8"'
             label = labels[i] if labels else f"{fmt(b)}"
             self.marks.append(f'<circle cx="{self.x(a):.1f}" cy="{self._clip_y(self.y(b)):.1f}" r="{r}" {style}>'
                               f'{_title(label)}</circle>')
@@ -186,7 +187,13 @@ class Panel:
 
 
 def _tick(t) -> str:
-    return t if isinstance(t, str) else fmt(t)
+    """Axis labels stay short: 50k, 2M."""
+    if isinstance(t, str):
+        return t
+    for scale, suffix in ((1e9, "G"), (1e6, "M"), (1e4, "k")):
+        if abs(t) >= scale:
+            return f"{t / scale:g}{suffix}" if scale != 1e4 else f"{t / 1e3:g}k"
+    return fmt(t)
 
 
 def _title(text: str) -> str:
