@@ -365,54 +365,31 @@ def _importance(run: RunRecord) -> str:
             "noise and to what the knobs did together.</p>")
 
 
-def _series(t: dict, metric: str) -> list[tuple[float, float]]:
-    """A trial's streamed samples of one metric, (seconds into the benchmark, value)."""
-    out = []
-    for j, s in enumerate(t.get("samples") if isinstance(t.get("samples"), list) else []):
-        if isinstance(s, dict) and isinstance(s.get(metric), (int, float)):
-            out.append((float(s.get("t", j)), float(s[metric])))
-    return out
-
-
 def _metrics(run: RunRecord) -> str:
-    """The baseline runs and the best configuration's runs, side by side, metric by metric: streamed
-    per-second samples when the trials carry them, else each run's summary."""
+    """The baseline runs and the best configuration's runs, side by side, metric by metric. Trials
+    keep each run's summary of the agent's per-second samples (rates over the run, gauges averaged),
+    so that is what is drawn: one dot per run."""
     original = _trials(run, "baseline") + [t for t in _trials(run, "verify") if t.get("label") == "A"]
     best = [t for t in _trials(run, "verify") if t.get("label") == "B"]
     if not original or not best:
         return ""
     wanted = [m.get("metric") for m in run.spec.get("state_space") or [] if isinstance(m, dict)]
     present = {k for t in original + best for k, v in (t.get("metrics") or {}).items() if isinstance(v, (int, float))}
-    present |= {k for t in original + best for s in (t.get("samples") or []) if isinstance(s, dict) for k in s} - {"t"}
     names = [m for m in wanted if m in present] + sorted(present - set(wanted))
-    streamed = any(isinstance(t.get("samples"), list) and t["samples"] for t in original + best)
     panels = []
     for m in names:
         if len(panels) == 9:
             break
-        panel = (_trajectory_panel(m, original, best) if streamed else _summary_panel(m, original, best))
+        panel = _summary_panel(m, original, best)
         if panel:
             panels.append(panel)
     if not panels:
         return ""
-    how = ("Each line is one benchmark run, sampled every second." if streamed else
-           "Each dot is one benchmark run's figure for the whole run (rates per second, gauges averaged).")
     return ('<div class="charts">' + "".join(panels) + "</div>"
             + _key(("original values (baseline and A runs)", ORIGINAL), ("best configuration (B runs)", BEST))
-            + f"<p class=note>{how} Metrics the spec watches come first; metrics that did not vary are left out.</p>")
-
-
-def _trajectory_panel(metric: str, original: list[dict], best: list[dict]) -> str:
-    lines = [(_series(t, metric), ORIGINAL) for t in original] + [(_series(t, metric), BEST) for t in best]
-    lines = [(s, c) for s, c in lines if s]
-    ys = [v for s, _ in lines for _, v in s]
-    if not ys or max(ys) == min(ys):
-        return ""
-    panel = Panel(padded([x for s, _ in lines for x, _ in s], 0.02), padded(ys), width=360, height=200, title=metric,
-                  xlabel="seconds into the benchmark")
-    for s, c in lines:
-        panel.line(s, c, width=1.2)
-    return panel.svg()
+            + "<p class=note>Each dot is one benchmark run's figure for the whole run (rates per second, gauges "
+              "averaged over the agent's per-second samples). Metrics the spec watches come first; metrics that did "
+              "not vary are left out.</p>")
 
 
 def _summary_panel(metric: str, original: list[dict], best: list[dict]) -> str:
