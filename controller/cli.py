@@ -147,31 +147,30 @@ def restore(
     accept_new_host_keys: bool = AcceptOpt,
     connect_timeout: float = TimeoutOpt,
 ) -> None:
-    """Write back every original value an agent journaled (after a crash, or after --keep-best)."""
-    def one(h):
-        restored = {**h.facts.get("recovered", {}), **h.request("restore", {"kept": True})["restored"]}
-        if unpersist and h.request("unpersist", {"path": persist_file})["removed"]:
-            restored["(removed)"] = persist_file
-        return restored
+    """Write back every original value an agent journaled (after a crash, or after --keep-best).
 
-    _, fleet = _connect(hosts, limit, accept_new_host_keys, connect_timeout)
+    Says per host and knob: restored, already original, or failed (with the errno); exits 1 when a host is unreachable or anything is left changed (it stays journaled on the host)."""
+    from controller.fleet.restoring import restore_host
+
+    _, fleet = _connect(hosts, limit, accept_new_host_keys, connect_timeout, workers=workers, ssh_config=ssh_config)
     with fleet:
-        outcomes = fleet.map(one)
+        outcomes = fleet.map(lambda h: restore_host(h, persist_file if unpersist else None))
         failed = dict(fleet.failed)
-    result = {n: o.value for n, o in outcomes.items() if o.ok}
+    reports = {n: o.value for n, o in outcomes.items() if o.ok}
     failed.update({n: o.error for n, o in outcomes.items() if not o.ok})
     if as_json:
-        print(json.dumps({"restored": result, "errors": {n: str(e) for n, e in failed.items()}}, indent=2))
+        print(json.dumps({**{key: {n: r.to_dict()[key] for n, r in reports.items()}
+                             for key in ("restored", "unchanged", "failed", "left", "removed")},
+                          "errors": {n: str(e) for n, e in failed.items()}}, indent=2))
     else:
-        out = _console()
-        for name, values in result.items():
-            if values:
-                out.print(f"{name}: restored " + ", ".join(f"{k} = {v}" for k, v in values.items()))
-            else:
-                out.print(f"{name}: nothing to restore")
-    if failed:
-        for name, e in failed.items():
-            _error(str(e) if e.host else f"{name}: {e}")
+        print("\n".join(line for name, r in reports.items() for line in r.lines(name)))
+    for name, r in reports.items():
+        if not r.clean:
+            _error(f"{name}: left changed: {', '.join(r.left)}; they stay journaled on the host "
+                   f"(run `tunefleet restore` again once the cause is fixed)")
+    for name, e in failed.items():
+        _error(str(e) if e.host else f"{name}: {e}")
+    if failed or not all(r.clean for r in reports.values()):
         raise typer.Exit(1)
 
 

@@ -41,7 +41,7 @@ class Agent:
         self.boot_id = journal.read_boot_id()
         self.journal = journal.Journal(self.state_dir, self.boot_id, coupled=sysctl.COUPLED)
         self.locked_out = None  # message when another agent owns the state folder
-        self.recovered, self.recover_errors = {}, {}
+        self.recovery = {"restored": {}, "unchanged": {}, "errors": {}}  # of a stale journal
         self.stopping = None
         self.last_activity = time.monotonic()
         self.sampler = None
@@ -56,9 +56,8 @@ class Agent:
             self.locked_out = e.strerror
             log.error("%s; answering every request with an error", e.strerror)
         else:
-            self.recovered, self.recover_errors = self.journal.recover(sysctl.write)
-            for name, message in sorted(self.recover_errors.items()):
-                log.error("could not restore %s: %s", name, message)
+            self.recovery = self.journal.recover(sysctl.write, _restorable)
+            _log_errors(self.recovery)
         self.sampler = metrics.Sampler()
         self.wake_r, wake_w = os.pipe()
         for fd in (self.wake_r, wake_w):
@@ -116,19 +115,22 @@ class Agent:
         if self.locked_out:
             log.info("stopping (%s)", self.stopping)
             return
-        restored, errors = self.restore_all()
-        log.info("stopping (%s): restored %d knob(s)%s", self.stopping, len(restored),
-                 ", %d failed" % len(errors) if errors else "")
+        report = self.restore_all()
+        log.info("stopping (%s): restored %d knob(s)%s", self.stopping, len(report["restored"]),
+                 ", %d failed" % len(report["errors"]) if report["errors"] else "")
 
-    def restore_all(self):
+    def restore_all(self, names=None, kept=False):
+        """Write back the journaled originals (this session's; with ``kept`` the kept ones too):
+        a ``restore`` report plus ``left``, the names still journaled afterwards."""
+        restore = self.journal.restore_kept if kept else self.journal.restore
         try:
-            restored, errors = self.journal.restore(sysctl.write)
+            report = restore(sysctl.write, names, _restorable)
         except OSError as e:
             log.error("could not update the journal: %s", e)
-            return {}, {"journal": str(e)}
-        for name, message in sorted(errors.items()):
-            log.error("could not restore %s: %s", name, message)
-        return restored, errors
+            report = {"restored": {}, "unchanged": {}, "errors": {"journal": {"errno": e.errno, "message": str(e)}}}
+        _log_errors(report)
+        report["left"] = self.journal.names() + self.journal.kept().names()
+        return report
 
     # -- requests ---------------------------------------------------------------------------
     def handle(self, line):
@@ -175,7 +177,8 @@ class Agent:
         result.update({
             "protocol": protocol.PROTOCOL_VERSION, "agent_hash": facts.payload_hash(),
             "pid": os.getpid(), "boot_id": self.boot_id, "state_dir": self.state_dir,
-            "recovered": self.recovered, "recover_errors": self.recover_errors,
+            "recovered": self.recovery["restored"], "recover_unchanged": self.recovery["unchanged"],
+            "recover_errors": self.recovery["errors"],
             "journaled": self.journal.names(), "kept": self.journal.kept().names(),
             "knobs": self.op_describe(None, {"names": _names(args, "knobs", False) or []}),
         })
@@ -242,12 +245,7 @@ class Agent:
         return originals
 
     def op_restore(self, _rid, args):
-        names = _names(args, required=False)
-        if args.get("kept"):
-            restored, errors = self.journal.restore_kept(sysctl.write, names)
-        else:
-            restored, errors = self.journal.restore(sysctl.write, names)
-        return {"restored": restored, "errors": errors}
+        return self.restore_all(_names(args, required=False), bool(args.get("kept")))
 
     def op_sample(self, _rid, _args):
         return self.sampler.sample()
@@ -280,9 +278,21 @@ class Agent:
         if args.get("keep"):
             kept = self.journal.keep()
             log.info("bye: keeping %d knob(s); originals in %s", len(kept), journal.KEPT)
-            return {"restored": {}, "errors": {}, "kept": kept}
-        restored, errors = self.restore_all()
-        return {"restored": restored, "errors": errors}
+            return {"restored": {}, "unchanged": {}, "errors": {}, "kept": kept,
+                    "left": self.journal.kept().names()}
+        return self.restore_all()
+
+
+def _log_errors(report):
+    for name, error in sorted(report["errors"].items()):
+        log.error("could not restore %s: %s", name, error["message"])
+
+
+def _restorable(name):
+    """The current value of a journaled knob (None when unreadable); a denied name is refused
+    even when its value already matches, so an edited journal is reported as such."""
+    sysctl.check_allowed(name)
+    return _current(name)
 
 
 def _current(name):

@@ -156,13 +156,16 @@ class Journal:
                 del self.entries[-len(new):]
                 raise
 
-    def restore(self, write, names=None):
+    def restore(self, write, names=None, read=None):
         """Write back originals (all, or ``names``) in reverse order of first change.
 
-        ``write(name, value)`` raises on failure. Returns (restored, errors). A knob that could not
-        be written stays journaled, unless it no longer exists (nothing left to restore).
+        ``write(name, value)`` raises on failure; ``read(name)``, when given, is asked first (it may
+        raise too), and a knob already at its original is not written. Returns a report: ``restored`` and
+        ``unchanged`` ({name: original}), ``errors`` ({name: {"errno", "message"}}). A knob that
+        could not be written stays journaled, unless it no longer exists (nothing left to restore).
         """
-        restored, errors, keep = {}, {}, []
+        report = {"restored": {}, "unchanged": {}, "errors": {}}
+        keep = []
         wanted = None if names is None else set(names)
         if wanted is not None:  # a coupled pair is restored together
             wanted.update(self.coupled[n] for n in list(wanted) if n in self.coupled)
@@ -173,18 +176,22 @@ class Journal:
                 continue
             partner = self.coupled.get(name)
             if original == "0" and originals.get(partner, "0") != "0":
-                restored[name] = original  # the kernel zeroes it when the partner is written
+                report["restored"][name] = original  # the kernel zeroes it when the partner is written
                 continue
             try:
+                if read is not None and read(name) == original:
+                    report["unchanged"][name] = original
+                    continue
                 write(name, original)
-                restored[name] = original
+                report["restored"][name] = original
             except Exception as e:  # one knob failing never stops the others
-                errors[name] = str(e)
-                if getattr(e, "errno", None) != errno.ENOENT:
+                code = getattr(e, "errno", None)
+                report["errors"][name] = {"errno": code, "message": str(e)}
+                if code != errno.ENOENT:
                     keep.append((name, original))
         self.entries = list(reversed(keep))
         self._save()
-        return restored, errors
+        return report
 
     def kept(self):
         """The journal of kept originals (``journal.kept.json``) of this boot."""
@@ -205,19 +212,19 @@ class Journal:
             self._save()
         return moved
 
-    def restore_kept(self, write, names=None):
+    def restore_kept(self, write, names=None, read=None):
         """Undo this session's changes, then put back the kept originals (all, or ``names``)."""
-        restored, errors = self.restore(write, names)
-        more, more_errors = self.kept().restore(write, names)
-        restored.update(more)
-        errors.update(more_errors)
-        return restored, errors
+        report = self.restore(write, names, read)
+        more = self.kept().restore(write, names, read)
+        for key, values in more.items():
+            report[key].update(values)
+        return report
 
-    def recover(self, write):
+    def recover(self, write, read=None):
         """At start: restore a stale journal left by an agent that died during this boot.
-        A journal from an earlier boot is discarded. Returns (restored, errors)."""
+        A journal from an earlier boot is discarded. Returns a ``restore`` report."""
         self.entries = self._load_same_boot("stale journal")
         if not self.entries:
-            return {}, {}
+            return {"restored": {}, "unchanged": {}, "errors": {}}
         log.info("restoring %d knob(s) from a stale %s", len(self.entries), self.filename)
-        return self.restore(write)
+        return self.restore(write, read=read)

@@ -99,7 +99,10 @@ class AgentClient:
             self._proc.kill()
 
     def close(self, *, keep: bool = False, timeout: float = 30.0) -> dict | None:
-        """Say bye (the agent restores originals unless keep) and wait for it to exit."""
+        """Say bye (the agent restores originals unless keep) and wait for it to exit.
+
+        Raises AgentError when the agent says some knob could not be put back: it is left
+        changed (and journaled on the host for `tunefleet restore`)."""
         result = None
         if self.alive:
             try:
@@ -110,4 +113,9 @@ class AgentClient:
         if self._proc.wait(5.0) is None:
             self._proc.kill()
         self._gone = self._gone or "agent closed"
+        errors = (result or {}).get("errors") or {}
+        if errors:
+            raise AgentError("left changed: " + "; ".join(
+                f"{name} ({err.get('message') if isinstance(err, dict) else err})" for name, err in sorted(errors.items())),
+                self.host, "OSError")
         return result

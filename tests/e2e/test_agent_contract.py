@@ -80,13 +80,13 @@ def test_apply_reads_back_and_bye_restores(transport):
 
 def test_kernel_refusal_is_reported_with_errno_and_changes_nothing(transport):
     host = start(transport)
-    before = read(host, "net.ipv4.ip_local_port_range")
+    before = read(host, "net.ipv4.tcp_rmem")
     try:
-        result = host.request("apply", {"values": {"net.ipv4.ip_local_port_range": "40000 30000"}})
-        refused = result["refused"]["net.ipv4.ip_local_port_range"]
+        result = host.request("apply", {"values": {"net.ipv4.tcp_rmem": "0 0 0"}})
+        refused = result["refused"]["net.ipv4.tcp_rmem"]
         assert refused["errno"] == 22, refused
         assert result["applied"] == {}
-        assert read(host, "net.ipv4.ip_local_port_range") == before
+        assert read(host, "net.ipv4.tcp_rmem") == before
     finally:
         host.agent.close()
 

@@ -229,7 +229,7 @@ def test_apply_reads_back_and_bye_restores(netns, agents, state):
     assert dict(document["entries"]) == original
     assert document["boot_id"] == Path("/proc/sys/kernel/random/boot_id").read_text().strip()
     bye = agent.call("bye")
-    assert bye == {"restored": original, "errors": {}}
+    assert bye == {"restored": original, "unchanged": {}, "errors": {}, "left": []}
     assert agent.wait() == 0
     assert netns.sysctl(SOMAXCONN) == original[SOMAXCONN] and netns.sysctl(FIN) == original[FIN]
     assert not (state / journal.JOURNAL).exists()
@@ -312,7 +312,7 @@ def test_the_first_original_is_kept_across_applies_and_restore_takes_names(netns
     agent.call("apply", {"values": {SOMAXCONN: 600}})
     assert agent.call("hello")["journaled"] == [SOMAXCONN, FIN]
     assert agent.call("restore", {"names": [SOMAXCONN]}) == {
-        "restored": {SOMAXCONN: original[SOMAXCONN]}, "errors": {}}
+        "restored": {SOMAXCONN: original[SOMAXCONN]}, "unchanged": {}, "errors": {}, "left": [FIN]}
     assert netns.sysctl(SOMAXCONN) == original[SOMAXCONN] and netns.sysctl(FIN) == "30"
     assert agent.call("restore")["restored"] == {FIN: original[FIN]}
     assert netns.sysctl(FIN) == original[FIN]
@@ -323,8 +323,8 @@ def test_restore_goes_in_reverse_order_of_first_change(tmp_path):
     book = journal.Journal(str(tmp_path), "boot")
     book.record([("a.b", "1"), ("c.d", "2")])
     book.record([("e.f", "3"), ("a.b", "9")])
-    assert book.restore(lambda name, value: log.append((name, value))) == (
-        {"a.b": "1", "c.d": "2", "e.f": "3"}, {})
+    assert book.restore(lambda name, value: log.append((name, value))) == {
+        "restored": {"a.b": "1", "c.d": "2", "e.f": "3"}, "unchanged": {}, "errors": {}}
     assert log == [("e.f", "3"), ("c.d", "2"), ("a.b", "1")]
     assert not (tmp_path / journal.JOURNAL).exists()
 
@@ -336,12 +336,12 @@ def test_a_coupled_pair_is_restored_through_the_knob_that_was_in_force(tmp_path)
     book = journal.Journal(str(tmp_path), "boot", coupled=sysctl.COUPLED)
     book.record([("vm.dirty_ratio", "20"), ("vm.dirty_bytes", "0"), ("vm.dirty_background_bytes", "0")])
     book.record([("vm.dirty_background_ratio", "10")])
-    restored, errors = book.restore(lambda name, value: log.append((name, value)),
-                                    names=["vm.dirty_bytes", "vm.dirty_background_bytes"])
+    report = book.restore(lambda name, value: log.append((name, value)),
+                          names=["vm.dirty_bytes", "vm.dirty_background_bytes"])
     assert log == [("vm.dirty_background_ratio", "10"), ("vm.dirty_ratio", "20")]
-    assert restored == {"vm.dirty_ratio": "20", "vm.dirty_bytes": "0",
-                        "vm.dirty_background_bytes": "0", "vm.dirty_background_ratio": "10"}
-    assert errors == {} and book.entries == []
+    assert report["restored"] == {"vm.dirty_ratio": "20", "vm.dirty_bytes": "0",
+                                  "vm.dirty_background_bytes": "0", "vm.dirty_background_ratio": "10"}
+    assert report["errors"] == {} and book.entries == []
 
 
 # -- when the agent restores -------------------------------------------------------------------
@@ -381,7 +381,8 @@ def test_bye_keep_leaves_values_until_restore_kept(netns, agents, state):
     target = other_value(original, "555", "556")
     first = agents()
     first.call("apply", {"values": {SOMAXCONN: target}})
-    assert first.call("bye", {"keep": True}) == {"restored": {}, "errors": {}, "kept": [SOMAXCONN]}
+    assert first.call("bye", {"keep": True}) == {"restored": {}, "unchanged": {}, "errors": {}, "kept": [SOMAXCONN],
+                                                 "left": [SOMAXCONN]}
     assert first.wait() == 0
     assert netns.sysctl(SOMAXCONN) == target
     assert (state / journal.KEPT).exists() and not (state / journal.JOURNAL).exists()
@@ -390,7 +391,8 @@ def test_bye_keep_leaves_values_until_restore_kept(netns, agents, state):
     assert facts["recovered"] == {} and facts["kept"] == [SOMAXCONN]
     assert netns.sysctl(SOMAXCONN) == target  # a plain restore does not touch kept values
     assert second.call("restore")["restored"] == {}
-    assert second.call("restore", {"kept": True}) == {"restored": {SOMAXCONN: original}, "errors": {}}
+    assert second.call("restore", {"kept": True}) == {"restored": {SOMAXCONN: original}, "unchanged": {},
+                                                      "errors": {}, "left": []}
     assert netns.sysctl(SOMAXCONN) == original
     assert not (state / journal.KEPT).exists()
 

@@ -146,7 +146,7 @@ def test_a_journal_edited_to_hold_a_denied_knob_is_not_written_back(state, paylo
     try:
         facts = agent.call("hello")
         assert facts["recovered"] == {}
-        assert "deny-list" in facts["recover_errors"][CORE]
+        assert "deny-list" in facts["recover_errors"][CORE]["message"]
     finally:
         agent.stop()
         netns.close()

@@ -1,0 +1,60 @@
+"""What `tunefleet restore` put back, per host and knob: restored, already original, or failed.
+
+An agent restores a stale journal as soon as it starts (reported in ``hello``) and then whatever
+is still journaled, kept originals included, on ``restore {"kept": true}``. The two reports are
+merged here into one truth per knob. A knob that failed stays journaled on the host (the agent
+tries again at its next start and on the next restore), and is listed in ``left``: a host with
+anything left is not back to its originals, and the command exits non-zero.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class HostRestore:
+    restored: dict[str, str] = field(default_factory=dict)
+    unchanged: dict[str, str] = field(default_factory=dict)  # already at the original: not written
+    failed: dict[str, dict] = field(default_factory=dict)     # name -> {"errno", "message"}
+    left: list[str] = field(default_factory=list)             # still journaled: left changed
+    removed: str | None = None                                # the sysctl.d drop-in deleted
+
+    @property
+    def clean(self) -> bool:
+        return not self.left
+
+    def to_dict(self) -> dict:
+        return {"restored": self.restored, "unchanged": self.unchanged, "failed": self.failed,
+                "left": self.left, "removed": self.removed}
+
+    def lines(self, host: str) -> list[str]:
+        out = [f"{host}: {n} restored ({v})" for n, v in self.restored.items()]
+        out += [f"{host}: {n} already original ({v})" for n, v in self.unchanged.items()]
+        for name, err in self.failed.items():
+            code = err.get("errno")
+            label = f" [errno {code}]" if code else ""
+            where = "still journaled on the host" if name in self.left else "no longer journaled"
+            out.append(f"{host}: {name} FAILED: {err.get('message')}{label}; {where}")
+        if self.removed:
+            out.append(f"{host}: removed {self.removed}")
+        if not out:
+            out.append(f"{host}: nothing to restore")
+        return out
+
+
+def restore_host(host, unpersist_path: str | None = None) -> HostRestore:
+    """Restore one connected host (``Host``) and merge its start-up recovery into the report."""
+    facts = host.facts
+    reply = host.request("restore", {"kept": True})
+    report = HostRestore(dict(facts.get("recovered") or {}), dict(facts.get("recover_unchanged") or {}))
+    retried = set(reply["restored"]) | set(reply["unchanged"]) | set(reply["errors"])
+    # a knob that failed at start and was put back by the restore request is no failure
+    report.failed = {n: e for n, e in (facts.get("recover_errors") or {}).items() if n not in retried}
+    report.restored.update(reply["restored"])
+    report.unchanged.update(reply["unchanged"])
+    report.failed.update(reply["errors"])
+    report.left = list(reply.get("left", []))
+    if unpersist_path and host.request("unpersist", {"path": unpersist_path})["removed"]:
+        report.removed = unpersist_path
+    return report
