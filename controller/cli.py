@@ -152,7 +152,7 @@ def restore(
     Says per host and knob: restored, already original, or failed (with the errno); exits 1 when a host is unreachable or anything is left changed (it stays journaled on the host)."""
     from controller.fleet.restoring import restore_host
 
-    _, fleet = _connect(hosts, limit, accept_new_host_keys, connect_timeout, workers=workers, ssh_config=ssh_config)
+    _, fleet = _connect(hosts, limit, accept_new_host_keys, connect_timeout)
     with fleet:
         outcomes = fleet.map(lambda h: restore_host(h, persist_file if unpersist else None))
         failed = dict(fleet.failed)
