@@ -1,9 +1,10 @@
 """`run --tensorboard`: the search's results as TensorBoard scalars in RUN_DIR/tensorboard.
 
 A Reporter that passes everything on to the live view and also writes each evaluation through
-torch's SummaryWriter (the writer stable-baselines3 uses for PPO's own training curves, which
-land in the same folder through ``SearchContext.tensorboard_dir``). Steps are search evaluations
-across the fleet, so curves from different runs line up by budget spent.
+torch's SummaryWriter into RUN_DIR/tensorboard/search. ``SearchContext.tensorboard_dir`` is the
+folder a strategy's own training curves go to (PPO: stable-baselines3's tensorboard logger, in
+RUN_DIR/tensorboard/ppo). Steps are search evaluations across the fleet, so curves from different
+runs line up by budget spent.
 """
 
 from __future__ import annotations
