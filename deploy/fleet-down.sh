@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Take the local fleet down: stop each host's PostgreSQL and sshd, end whatever else still
 # runs in its network namespace (SSH sessions, agents, benchmarks), delete the namespaces,
-# veths and the bridge. Safe to run when nothing is up.
+# veths and bridges (and, after BASTION=1, the jump hosts, targets and private nets). Safe to
+# run when nothing is up.
 #
 #   deploy/fleet-down.sh            keep keys, host keys and data dirs for the next fleet-up
-#   deploy/fleet-down.sh --purge    also delete deploy/.fleet, inventory/local.yml, the sudoers
-#                                   drop-in and the tfuser account (if fleet-up created it)
+#   deploy/fleet-down.sh --purge    also delete deploy/.fleet, inventory/local.yml (and
+#                                   local-bastion.yml), the sudoers drop-in and the tfuser
+#                                   account (if fleet-up created it)
 #
 # The per-host mounts (tmpfs state folders, masked rc files) live in the hosts' private mount
 # namespaces and vanish with their last process: nothing is unmounted here.
@@ -14,8 +16,11 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 FLEET=$ROOT/deploy/.fleet
 INVENTORY=$ROOT/inventory/local.yml
+BASTION_INVENTORY=$ROOT/inventory/local-bastion.yml
 SUDOERS_DST=/etc/sudoers.d/tunefleet-fleet
 BRIDGE=tfbr0
+PRIVATE_BRIDGES=(tfbr1 tfbr2)          # BASTION=1
+PRIVATE_NETS=(10.87.78.0/24 10.87.79.0/24)
 TFUSER=tfuser
 
 purge=0 quiet=0
@@ -23,7 +28,7 @@ for arg in "$@"; do
     case $arg in
         --purge) purge=1 ;;
         --quiet) quiet=1 ;;   # used by fleet-up: say nothing when nothing was up
-        -h|--help) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "usage: $0 [--purge]" >&2; exit 2 ;;
     esac
 done
@@ -61,21 +66,21 @@ stop_pids() {   # TERM, wait up to 3 s, then KILL
     wait_gone 30 "$@" || { kill -KILL "$@" 2>/dev/null || true; wait_gone 20 "$@" || true; }
 }
 
-# Fleet hosts: namespaces named tf-hN, plus host folders with a live pid file (a namespace
-# deleted by hand leaves its daemons running).
+# Fleet hosts: namespaces named tf-hN (and the bastion's tf-jN, tf-pN), plus host folders
+# with a live pid file (a namespace deleted by hand leaves its daemons running).
 hosts=()
 while read -r ns _; do
-    [[ $ns =~ ^tf-h([0-9]+)$ ]] && hosts+=("${BASH_REMATCH[1]}")
+    [[ $ns =~ ^tf-([hjp][0-9]+)$ ]] && hosts+=("${BASH_REMATCH[1]}")
 done < <(ip netns list 2>/dev/null)
-for d in "$FLEET"/h*/; do
-    [[ -d $d && $(basename "$d") =~ ^h([0-9]+)$ ]] || continue
+for d in "$FLEET"/[hjp]*/; do
+    [[ -d $d && $(basename "$d") =~ ^([hjp][0-9]+)$ ]] || continue
     n=${BASH_REMATCH[1]}
     [[ " ${hosts[*]} " == *" $n "* ]] || hosts+=("$n")
 done
 
 stopped=0
-for i in "${hosts[@]}"; do
-    dir=$FLEET/h$i ns=tf-h$i did=0
+for h in "${hosts[@]}"; do
+    dir=$FLEET/$h ns=tf-$h did=0
 
     # PostgreSQL first, cleanly (fast shutdown: a checkpoint, no crash recovery next time).
     pgpid=$(head -n 1 "$dir/pgdata/postmaster.pid" 2>/dev/null || true)
@@ -109,13 +114,17 @@ done
 # Veths normally die with their namespace; remove any root-side end left over.
 while read -r link; do
     ip link del "$link" 2>/dev/null || true
-done < <(ip -o link show type veth 2>/dev/null | sed -nE 's/^[0-9]+: (tfv-h[0-9]+)@.*/\1/p')
-if ip link show "$BRIDGE" >/dev/null 2>&1; then
-    ip link del "$BRIDGE"
-    did_bridge=1
-else
-    did_bridge=0
-fi
+done < <(ip -o link show type veth 2>/dev/null | sed -nE 's/^[0-9]+: (tfv-[hjp][0-9]+(-[0-9]+)?)@.*/\1/p')
+did_bridge=0
+for br in "$BRIDGE" "${PRIVATE_BRIDGES[@]}"; do
+    if ip link show "$br" >/dev/null 2>&1; then
+        ip link del "$br"
+        did_bridge=1
+    fi
+done
+for net in "${PRIVATE_NETS[@]}"; do
+    if [[ $(ip -4 route show type unreachable "$net") ]]; then ip route del unreachable "$net"; fi
+done
 
 if (( stopped || did_bridge )); then
     say "fleet down ($stopped host(s) stopped, namespaces and $BRIDGE removed)"
@@ -128,9 +137,9 @@ if (( purge )); then
         userdel --remove "$TFUSER" 2>/dev/null || userdel "$TFUSER"
         say "deleted user $TFUSER"
     fi
-    rm -f "$SUDOERS_DST" "$INVENTORY"
+    rm -f "$SUDOERS_DST" "$INVENTORY" "$BASTION_INVENTORY"
     rm -rf "$FLEET"
     # The empty mount points fleet-up made (only if still empty).
     rmdir /root/.tunefleet 2>/dev/null || true
-    say "purged deploy/.fleet, inventory/local.yml and $SUDOERS_DST"
+    say "purged deploy/.fleet, inventory/local.yml, inventory/local-bastion.yml and $SUDOERS_DST"
 fi

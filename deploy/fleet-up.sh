@@ -3,6 +3,7 @@
 # its own address, hostname, sshd, private ~/.tunefleet and (PG=1) PostgreSQL server.
 #
 #   HOSTS=3 PG=1 deploy/fleet-up.sh        (as root; defaults HOSTS=3 PG=1)
+#   BASTION=1 deploy/fleet-up.sh           ... plus jump hosts and targets reachable only through them
 #
 # Idempotent: a fleet that is already up is taken down first (deploy/fleet-down.sh).
 # Keys, host keys and PostgreSQL data dirs under deploy/.fleet/ are kept between runs.
@@ -11,6 +12,7 @@ set -euo pipefail
 
 HOSTS=${HOSTS:-3}
 PG=${PG:-1}
+BASTION=${BASTION:-0}
 # QUICKACK=1 (default): the fleet route ACKs at once instead of after the 40 ms delayed-ACK
 # timer, here and inside each host. An OpenSSH exec without a tty runs with Nagle on, and
 # twice per connection a small packet waits for the peer's delayed ACK: ~150 ms per fresh
@@ -22,11 +24,21 @@ QUICKACK=${QUICKACK:-1}
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 FLEET=$ROOT/deploy/.fleet
 INVENTORY=$ROOT/inventory/local.yml
+BASTION_INVENTORY=$ROOT/inventory/local-bastion.yml
 SUDOERS_SRC=$ROOT/deploy/sudoers.d/tunefleet
 SUDOERS_DST=/etc/sudoers.d/tunefleet-fleet   # not "tunefleet": a real bootstrap of this machine may own that one
 
 BRIDGE=tfbr0
 NET=10.87.77          # /24; the bridge is .1, host i is .(10+i)
+# BASTION=1: two private nets that only the jump hosts reach. The root namespace has no
+# address on them and routes them as unreachable, so a direct connection fails at once and no
+# packet for them leaves the machine; nothing is forwarded: a jump is an SSH direct-tcpip
+# channel opened by the jump host's sshd.
+#   j1 = $NET.241 on $BRIDGE and $PNET1.1 on tfbr1;  j2 = $PNET1.2 on tfbr1 and $PNET2.1 on tfbr2
+#   p1 = $PNET1.11 (one hop: j1);                    p2 = $PNET2.11 (two hops: j1, j2)
+PNET1=10.87.78
+PNET2=10.87.79
+BASTION_HOSTS=(j1 j2 p1 p2)
 TFUSER=tfuser
 SSH_WAIT_S=10         # bound for "every sshd accepts TCP"
 # Daemons get a small, predictable environment, not the caller's (pyenv shims, venvs, ...).
@@ -37,11 +49,14 @@ die() { printf 'fleet-up: error: %s\n' "$*" >&2; exit 1; }
 
 usage() {
     cat <<EOF
-usage: [HOSTS=N] [PG=0|1] [QUICKACK=0|1] $0
+usage: [HOSTS=N] [PG=0|1] [QUICKACK=0|1] [BASTION=0|1] $0
 
 Creates HOSTS (default 3) SSH hosts from network namespaces tf-h1..tf-hN on bridge $BRIDGE
 ($NET.1/24; host i at $NET.\$((10+i))), each with sshd on port 22 and, with PG=1 (default),
 PostgreSQL on port 5432 with a 'pgbench' database (scale 5). Writes inventory/local.yml.
+BASTION=1 adds jump hosts tf-j1, tf-j2 and targets tf-p1 (behind j1) and tf-p2 (behind j1
+and j2) on private bridges tfbr1/tfbr2 ($PNET1.0/24, $PNET2.0/24), writes
+deploy/.fleet/ssh_config (ProxyJump) and inventory/local-bastion.yml.
 Run as root. Undo with deploy/fleet-down.sh [--purge].
 EOF
 }
@@ -59,6 +74,7 @@ if ! [[ $HOSTS =~ ^[0-9]+$ ]] || (( HOSTS < 1 || HOSTS > 200 )); then
 fi
 [[ $PG == 0 || $PG == 1 ]] || die "PG must be 0 or 1, got '$PG'"
 [[ $QUICKACK == 0 || $QUICKACK == 1 ]] || die "QUICKACK must be 0 or 1, got '$QUICKACK'"
+[[ $BASTION == 0 || $BASTION == 1 ]] || die "BASTION must be 0 or 1, got '$BASTION'"
 ROUTE_OPTS=()
 if (( QUICKACK )); then ROUTE_OPTS=(quickack 1); fi
 
@@ -86,12 +102,22 @@ if (( PG )); then
     PG_MAJOR=$("$PGBIN/postgres" --version | sed -E 's/.* ([0-9]+)(\.[0-9]+)*.*/\1/')
 fi
 
+# Daemons started below (PostgreSQL above all: pg_ctl keeps every descriptor it is given) must
+# not inherit the caller's open files: under `flock LOCK deploy/fleet-up.sh` they would hold
+# the lock for as long as they run. The caller keeps its own copy; only ours are closed.
+for fd in /proc/$$/fd/*; do
+    fd=${fd##*/}
+    if (( fd > 2 && fd != 255 )); then eval "exec $fd>&-"; fi
+done
+
 # ---------------------------------------------------------------------------- start clean
 "$ROOT/deploy/fleet-down.sh" --quiet
 
-if [[ -n $(ip -4 route show "$NET.0/24") ]]; then
-    die "$NET.0/24 is already routed on this machine ($(ip -4 route show "$NET.0/24")); the fleet needs that range for itself"
-fi
+for net in "$NET" $( (( BASTION )) && echo "$PNET1 $PNET2"); do
+    if [[ -n $(ip -4 route show "$net.0/24") ]]; then
+        die "$net.0/24 is already routed on this machine ($(ip -4 route show "$net.0/24")); the fleet needs that range for itself"
+    fi
+done
 
 T0=$(date +%s%N)
 # From here on a failure takes down what was started, so no half fleet stays behind; the
@@ -304,14 +330,14 @@ mount --bind "$dir/hosts" /etc/hosts
 exec "$sshd" -f "$dir/sshd_config" -E "$dir/sshd.log"
 '
 
-write_host_files() {   # $1 = host index
-    local i=$1 name=tf-h$1 ip=$NET.$((10 + $1)) dir=$FLEET/h$1 j
+write_host_files() {   # $1 = host (h3, j1, ...), $2 = address sshd listens on, $3 = AllowTcpForwarding
+    local h=$1 name=tf-$1 ip=$2 forwarding=$3 dir=$FLEET/$1 j
     install -d -m 0755 -o root -g root "$dir"
     if [[ ! -f $dir/ssh_host_ed25519_key ]]; then
         ssh-keygen -q -t ed25519 -N '' -C "$name" -f "$dir/ssh_host_ed25519_key"
     fi
     cat >"$dir/sshd_config" <<EOF
-# written by deploy/fleet-up.sh for fleet host h$i ($name, $ip)
+# written by deploy/fleet-up.sh for fleet host $h ($name, $ip)
 ListenAddress $ip:22
 HostKey $dir/ssh_host_ed25519_key
 PidFile $dir/sshd.pid
@@ -330,7 +356,7 @@ PrintMotd no
 PrintLastLog no
 X11Forwarding no
 AllowAgentForwarding no
-AllowTcpForwarding no
+AllowTcpForwarding $forwarding
 PermitTunnel no
 # Tests and parallel rollouts open many connections at once.
 MaxStartups 100:30:200
@@ -342,27 +368,43 @@ KexAlgorithms curve25519-sha256,curve25519-sha256@libssh.org,ecdh-sha2-nistp256
 LogLevel INFO
 EOF
     {
-        echo "# written by deploy/fleet-up.sh: /etc/hosts inside fleet host h$i"
+        echo "# written by deploy/fleet-up.sh: /etc/hosts inside fleet host $h"
         echo "127.0.0.1 localhost"
         echo "::1 localhost ip6-localhost ip6-loopback"
         echo "$NET.1 tf-gw"
         for ((j = 1; j <= HOSTS; j++)); do echo "$NET.$((10 + j)) tf-h$j"; done
+        if (( BASTION )); then
+            echo "$NET.241 tf-j1"; echo "$PNET1.2 tf-j2"; echo "$PNET1.11 tf-p1"; echo "$PNET2.11 tf-p2"
+        fi
     } >"$dir/hosts"
     chmod 0644 "$dir/hosts"
     rm -f "$dir/sshd.pid"
 }
 
-net_host() {   # $1 = host index: namespace, veth, addresses
-    local i=$1 ns=tf-h$1 ip=$NET.$((10 + $1)) veth=tfv-h$1
-    ip netns add "$ns"
-    ip link add "$veth" type veth peer name eth0 netns "$ns"
+net_link() {   # $1 = namespace, $2 = its interface, $3 = root-side veth, $4 = bridge, $5 = address (/24)
+    local ns=$1 dev=$2 veth=$3 bridge=$4 ip=$5
+    ip link add "$veth" type veth peer name "$dev" netns "$ns"
     if [[ -e /proc/sys/net/ipv6/conf/$veth/disable_ipv6 ]]; then echo 1 >"/proc/sys/net/ipv6/conf/$veth/disable_ipv6"; fi
-    ip link set "$veth" master "$BRIDGE" up
-    ip -n "$ns" addr add "$ip/24" dev eth0
+    ip link set "$veth" master "$bridge" up
+    ip -n "$ns" addr add "$ip/24" dev "$dev"
+    ip -n "$ns" link set "$dev" up
+    ip -n "$ns" route replace "${ip%.*}.0/24" dev "$dev" proto kernel scope link src "$ip" "${ROUTE_OPTS[@]}"
+    if ip netns exec "$ns" test -e "/proc/sys/net/ipv6/conf/$dev/disable_ipv6"; then
+        ip netns exec "$ns" sh -c "echo 1 > /proc/sys/net/ipv6/conf/$dev/disable_ipv6"
+    fi
+}
+
+net_host() {   # $1 = host (h3, j1, ...), then (bridge address) pairs: namespace, veths, addresses
+    local h=$1 ns=tf-$1 n=0
+    shift
+    ip netns add "$ns"
     ip -n "$ns" link set lo up
-    ip -n "$ns" link set eth0 up
-    ip -n "$ns" route replace "$NET.0/24" dev eth0 proto kernel scope link src "$ip" "${ROUTE_OPTS[@]}"
-    # No default route: the only reachable addresses are loopback and $NET.0/24.
+    while (( $# )); do
+        net_link "$ns" "eth$n" "tfv-$h$( (( n )) && echo "-$n")" "$1" "$2"
+        shift 2
+        n=$((n + 1))
+    done
+    # No default route: the only reachable addresses are loopback and the host's own /24s.
     #
     # A fresh network namespace on a 6.x kernel starts with net.core.somaxconn=4096, but
     # openEuler 20.03 (kernel 4.19) and many older hosts ship 128: the fleet starts where the
@@ -370,32 +412,29 @@ net_host() {   # $1 = host index: namespace, veth, addresses
     # sshd/postgres listen (listen() takes the value at that moment). IPv6 off on eth0 as on
     # the bridge.
     ip netns exec "$ns" sh -c 'echo 128 > /proc/sys/net/core/somaxconn'
-    if ip netns exec "$ns" test -e /proc/sys/net/ipv6/conf/eth0/disable_ipv6; then
-        ip netns exec "$ns" sh -c 'echo 1 > /proc/sys/net/ipv6/conf/eth0/disable_ipv6'
-    fi
 }
 
-start_sshd() {   # $1 = host index
-    local i=$1 dir=$FLEET/h$1
-    "$SSHD" -t -f "$dir/sshd_config" || die "h$i: sshd rejects $dir/sshd_config"
-    setsid "${CLEAN_ENV[@]}" ip netns exec "tf-h$i" unshare --uts --mount --propagation private -- \
-        bash -c "$INSIDE" inside "tf-h$i" "$dir" "$FLEET/empty-rc" "$TF_UID" "$TF_GID" "$TF_HOME" "$SSHD" \
+start_sshd() {   # $1 = host (h3, j1, ...)
+    local h=$1 dir=$FLEET/$1
+    "$SSHD" -t -f "$dir/sshd_config" || die "$h: sshd rejects $dir/sshd_config"
+    setsid "${CLEAN_ENV[@]}" ip netns exec "tf-$h" unshare --uts --mount --propagation private -- \
+        bash -c "$INSIDE" inside "tf-$h" "$dir" "$FLEET/empty-rc" "$TF_UID" "$TF_GID" "$TF_HOME" "$SSHD" \
         </dev/null >>"$dir/launch.log" 2>&1 \
-        || die "h$i: could not start sshd in its namespaces, see $dir/launch.log"
+        || die "$h: could not start sshd in its namespaces, see $dir/launch.log"
 }
 
-sshd_pid() {   # $1 = host index; waits (bounded) for sshd's pid file
-    local f=$FLEET/h$1/sshd.pid n
+sshd_pid() {   # $1 = host (h3, j1, ...); waits (bounded) for sshd's pid file
+    local f=$FLEET/$1/sshd.pid n
     for ((n = 0; n < 100; n++)); do
         if [[ -s $f ]]; then cat "$f"; return 0; fi
         sleep 0.05
     done
-    die "h$1: sshd wrote no pid file within 5 s, see $FLEET/h$1/sshd.log"
+    die "$1: sshd wrote no pid file within 5 s, see $FLEET/$1/sshd.log"
 }
 
 start_pg() {   # $1 = host index: postgres inside the host's namespaces (those of its sshd)
     local i=$1 d=$FLEET/h$1/pgdata pid
-    pid=$(sshd_pid "$i")
+    pid=$(sshd_pid "h$i")
     (cd / && nsenter --target "$pid" --net --uts --mount -- \
         runuser -u postgres -- "${CLEAN_ENV[@]}" "$PGBIN/pg_ctl" start -w -t 30 -D "$d" -l "$FLEET/h$i/postgres.log") \
         </dev/null >/dev/null 2>&1 \
@@ -410,10 +449,28 @@ wait_tcp() {   # $1 = address, $2 = port, $3 = deadline (epoch seconds)
 }
 
 for ((i = 1; i <= HOSTS; i++)); do
-    write_host_files "$i"
-    net_host "$i"
-    start_sshd "$i"
+    write_host_files "h$i" "$NET.$((10 + i))" no
+    net_host "h$i" "$BRIDGE" "$NET.$((10 + i))"
+    start_sshd "h$i"
 done
+if (( BASTION )); then
+    for br in tfbr1 tfbr2; do
+        ip link add "$br" type bridge
+        if [[ -e /proc/sys/net/ipv6/conf/$br/disable_ipv6 ]]; then echo 1 >"/proc/sys/net/ipv6/conf/$br/disable_ipv6"; fi
+        ip link set "$br" up
+    done
+    ip route add unreachable "$PNET1.0/24"
+    ip route add unreachable "$PNET2.0/24"
+    write_host_files j1 "$NET.241" local
+    write_host_files j2 "$PNET1.2" local
+    write_host_files p1 "$PNET1.11" no
+    write_host_files p2 "$PNET2.11" no
+    net_host j1 "$BRIDGE" "$NET.241" tfbr1 "$PNET1.1"
+    net_host j2 tfbr1 "$PNET1.2" tfbr2 "$PNET2.1"
+    net_host p1 tfbr1 "$PNET1.11"
+    net_host p2 tfbr2 "$PNET2.11"
+    for h in "${BASTION_HOSTS[@]}"; do start_sshd "$h"; done
+fi
 
 # ---------------------------------------------------------------------------- PostgreSQL per host
 if (( PG )); then
@@ -431,6 +488,12 @@ fi
     for ((i = 1; i <= HOSTS; i++)); do
         printf '%s %s\n' "$NET.$((10 + i))" "$(cut -d' ' -f1,2 "$FLEET/h$i/ssh_host_ed25519_key.pub")"
     done
+    if (( BASTION )); then
+        for h in "${BASTION_HOSTS[@]}"; do
+            printf '%s %s\n' "$(sed -nE 's/^ListenAddress (.*):22$/\1/p' "$FLEET/$h/sshd_config")" \
+                "$(cut -d' ' -f1,2 "$FLEET/$h/ssh_host_ed25519_key.pub")"
+        done
+    fi
 } >"$FLEET/known_hosts"
 chmod 0644 "$FLEET/known_hosts"
 
@@ -450,12 +513,63 @@ mkdir -p "$(dirname "$INVENTORY")"
 } >"$INVENTORY.tmp"
 mv "$INVENTORY.tmp" "$INVENTORY"
 
+if (( BASTION )); then
+    # What a user with a bastion has: an ssh config that says how to reach each host, and an
+    # inventory that names the hosts and points at that config (ansible_ssh_common_args).
+    cat >"$FLEET/ssh_config.tmp" <<EOF
+# written by deploy/fleet-up.sh (BASTION=1): the local fleet's jump hosts and the targets behind them
+Host tf-j1
+    HostName $NET.241
+Host tf-j2
+    HostName $PNET1.2
+    ProxyJump tf-j1
+Host tf-p1
+    HostName $PNET1.11
+    ProxyJump tf-j1
+Host tf-p2
+    HostName $PNET2.11
+    ProxyJump tf-j1,tf-j2
+Host tf-*
+    User root
+    IdentityFile $FLEET/id_ed25519
+    IdentitiesOnly yes
+    UserKnownHostsFile $FLEET/known_hosts
+    StrictHostKeyChecking yes
+EOF
+    mv "$FLEET/ssh_config.tmp" "$FLEET/ssh_config"
+    cat >"$BASTION_INVENTORY.tmp" <<EOF
+# written by deploy/fleet-up.sh (BASTION=1) — targets behind the local fleet's jump hosts
+# (see deploy/.fleet/ssh_config: p1 through tf-j1, p2 through tf-j1 then tf-j2)
+all:
+  vars:
+    ansible_user: root
+    ansible_ssh_private_key_file: $FLEET/id_ed25519
+    ansible_ssh_common_args: -F $FLEET/ssh_config
+  children:
+    bastion:
+      hosts:
+        p1: {ansible_host: tf-p1}
+        p2: {ansible_host: tf-p2}
+EOF
+    mv "$BASTION_INVENTORY.tmp" "$BASTION_INVENTORY"
+fi
+
 # ---------------------------------------------------------------------------- ready?
 deadline=$(( $(date +%s) + SSH_WAIT_S ))
 for ((i = 1; i <= HOSTS; i++)); do
     ip=$NET.$((10 + i))
     wait_tcp "$ip" 22 "$deadline" || die "h$i: sshd at $ip:22 does not accept connections after ${SSH_WAIT_S}s, see $FLEET/h$i/sshd.log"
 done
+if (( BASTION )); then
+    # Each from where it can be reached: j1 from here, j2 and p1 from j1, p2 from j2.
+    for hop in ":$NET.241" "tf-j1:$PNET1.2" "tf-j1:$PNET1.11" "tf-j2:$PNET2.11"; do
+        ns=${hop%%:*} ip=${hop#*:}
+        until ${ns:+ip netns exec "$ns"} timeout 1 bash -c "exec 3<>/dev/tcp/$ip/22" 2>/dev/null; do
+            (( $(date +%s) < deadline )) || die "sshd at $ip:22 does not accept connections after ${SSH_WAIT_S}s, see $FLEET/[jp]*/sshd.log"
+            sleep 0.05
+        done
+    done
+fi
 
 # One real login per host and user (in parallel): catches key, known_hosts and StrictModes
 # problems (e.g. a group-writable folder above deploy/.fleet) here rather than in a test.
@@ -467,9 +581,19 @@ for ((i = 1; i <= HOSTS; i++)); do
         "${SSH[@]}" "$u@$NET.$((10 + i))" true </dev/null >/dev/null 2>"$FLEET/h$i/login-$u.err" & pids+=($!)
     done
 done
+if (( BASTION )); then
+    # The jumps as OpenSSH makes them, from the written ssh config: proves config, keys and
+    # forwarding before any test relies on them.
+    for h in p1 p2; do
+        "${SSH[@]}" -F "$FLEET/ssh_config" "tf-$h" true </dev/null >/dev/null 2>"$FLEET/$h/login-root.err" & pids+=($!)
+    done
+fi
 failed=0
 for p in "${pids[@]}"; do wait "$p" || failed=1; done
 if (( failed )); then
+    for h in p1 p2; do
+        if [[ -s $FLEET/$h/login-root.err ]]; then echo "$h root: $(tail -n 1 "$FLEET/$h/login-root.err")" >&2; fi
+    done
     for ((i = 1; i <= HOSTS; i++)); do
         for u in root "$TFUSER"; do
             if [[ -s $FLEET/h$i/login-$u.err ]]; then echo "h$i $u: $(tail -n 1 "$FLEET/h$i/login-$u.err")" >&2; fi
@@ -484,5 +608,10 @@ for ((i = 1; i <= HOSTS; i++)); do
     if (( PG )); then line+="  postgres :5432 pid $(head -n 1 "$FLEET/h$i/pgdata/postmaster.pid")"; fi
     echo "$line"
 done
-say "$HOSTS host(s) up in $(( (T1 - T0) / 1000000 )) ms; inventory: $INVENTORY"
+if (( BASTION )); then
+    for h in "${BASTION_HOSTS[@]}"; do
+        echo "$h  tf-$h  $(sed -nE 's/^ListenAddress //p' "$FLEET/$h/sshd_config")  sshd pid $(cat "$FLEET/$h/sshd.pid")"
+    done
+fi
+say "$HOSTS host(s)$( (( BASTION )) && echo " + bastion (j1, j2, p1, p2)") up in $(( (T1 - T0) / 1000000 )) ms; inventory: $INVENTORY$( (( BASTION )) && echo ", $BASTION_INVENTORY")"
 say "try: ssh -i $FLEET/id_ed25519 -o UserKnownHostsFile=$FLEET/known_hosts root@$NET.11 hostname"

@@ -64,13 +64,14 @@ def test_ansible_inventory(fleet_inventory, tmp_path):
     }}
     inv = tmp_path / "ansible.yml"
     inv.write_text(yaml.safe_dump(ansible))
-    # Ansible inventories carry no known_hosts path: point ssh's default at the fleet's keys via ~/.ssh/config
+    # Ansible inventories carry no known_hosts path: point ssh at the fleet's keys with an ssh config
+    # (ssh reads ~/.ssh/config from the account's home, not $HOME: hence --ssh-config)
     cfg = tmp_path / "ssh_config"
     cfg.write_text(f"Host *\n  UserKnownHostsFile {d['known_hosts']}\n")
     env_home = tmp_path / "home"
     (env_home / ".ssh").mkdir(parents=True)
     (env_home / ".ssh" / "config").write_text(cfg.read_text())
-    p = subprocess.run([*TUNEFLEET, "check", "--hosts", str(inv), "--limit", "tuned", "--json"],
+    p = subprocess.run([*TUNEFLEET, "check", "--hosts", str(inv), "--limit", "tuned", "--json", "--ssh-config", str(cfg)],
                        capture_output=True, text=True, timeout=60, env={"HOME": str(env_home), "PATH": "/usr/bin:/bin"})
     assert p.returncode == 0, p.stderr
     assert [r["ok"] for r in json.loads(p.stdout)] == [True, True, True]
