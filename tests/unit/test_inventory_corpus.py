@@ -163,6 +163,16 @@ def test_ansible_reader_gives_ansible_inventorys_hosts_and_settings(listings, ca
         assert {k: v for k, v in spec.as_dict().items() if k in expected} == expected, name
 
 
+@pytest.mark.parametrize("case,host,field,value", [
+    ("yaml-template", "t1", "host", "t1.example.com"), ("yaml-template", "t2", "user", "admin"),
+    ("yaml-vault", "v1", "user", "secret_admin"), ("dir-vault-file", "s1", "user", "vaulted_user"),
+])
+def test_ansible_reader_renders_templates_and_decrypts_vault(ansible_tools, case, host, field, value):
+    """ansible-inventory --list leaves these as Jinja2 text and ciphertext; a playbook would see the values."""
+    inv = load_inventory(source(case), reader="ansible")
+    assert getattr(inv.hosts[host], field) == value
+
+
 @pytest.mark.parametrize("case", of_kind("match"))
 def test_builtin_reader_matches_ansible_inventory(listings, case):
     oracle = listings[case]
