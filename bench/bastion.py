@@ -5,7 +5,9 @@ through two (the local fleet with BASTION=1).
 
 For each route: the wall time of the whole `tunefleet check` command, the time to connect,
 start the agent and get its hello in-process, and the agent round trip over the open channel
-(medians of the repeats). With --out, writes them to their section of the benchmarks page.
+(medians of the repeats). All three go through one inventory in tunefleet's own format and the
+bastion's ssh config, so only the route differs. With --out, writes them to their section of
+the benchmarks page.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -26,18 +29,18 @@ from bench.sections import update_section  # noqa: E402
 from controller.fleet.fleet import ConnectOptions, Fleet, round_trip_ms  # noqa: E402
 from controller.fleet.inventory import load_inventory  # noqa: E402
 
-SSH_CONFIG = ROOT / "deploy" / ".fleet" / "ssh_config"
-ROUTES = (  # label, inventory, host, ssh config
-    ("direct (h1)", ROOT / "inventory" / "local.yml", "h1", None),
-    ("1 hop (p1 via j1)", ROOT / "inventory" / "local-bastion.yml", "p1", SSH_CONFIG),
-    ("2 hops (p2 via j1, j2)", ROOT / "inventory" / "local-bastion.yml", "p2", SSH_CONFIG),
-)
+FLEET = ROOT / "deploy" / ".fleet"
+SSH_CONFIG = FLEET / "ssh_config"
+ROUTES = (("direct (h1)", "h1"), ("1 hop (p1 via j1)", "p1"), ("2 hops (p2 via j1, j2)", "p2"))
+INVENTORY = f"""defaults: {{user: root, key: {FLEET}/id_ed25519, known_hosts: {FLEET}/known_hosts}}
+hosts: {{h1: {{host: 10.87.77.11}}, p1: {{host: tf-p1}}, p2: {{host: tf-p2}}}}
+"""
 
 
-def measure(inventory: Path, host: str, ssh_config: Path | None, repeats: int) -> dict:
+def measure(inventory: Path, host: str, repeats: int) -> dict:
     walls, connects, rtts = [], [], []
-    cli = [sys.executable, "-m", "controller.cli", "check", "--hosts", str(inventory), "--limit", host, "--json"]
-    cli += ["--ssh-config", str(ssh_config)] if ssh_config else []
+    cli = [sys.executable, "-m", "controller.cli", "check", "--hosts", str(inventory), "--limit", host, "--json",
+           "--ssh-config", str(SSH_CONFIG)]
     spec = load_inventory(inventory).select(host)
     for _ in range(repeats):
         t0 = time.monotonic()
@@ -46,7 +49,7 @@ def measure(inventory: Path, host: str, ssh_config: Path | None, repeats: int) -
         if p.returncode != 0:
             sys.exit(f"check {host} failed: {p.stderr.strip()}")
         t0 = time.monotonic()
-        fleet = Fleet.connect(spec, ConnectOptions(ssh_config=str(ssh_config) if ssh_config else None))
+        fleet = Fleet.connect(spec, ConnectOptions(ssh_config=str(SSH_CONFIG)))
         connects.append(time.monotonic() - t0)
         if fleet.failed:
             sys.exit(f"connect {host} failed: {fleet.failed}")
@@ -63,9 +66,12 @@ def main() -> None:
     ap.add_argument("--out", type=Path, help="benchmarks page whose 'bastion' section to rewrite")
     args = ap.parse_args()
     rows = []
-    for label, inventory, host, cfg in ROUTES:
-        r = measure(inventory, host, cfg, args.repeats)
-        rows.append((label, r))
+    with tempfile.TemporaryDirectory() as tmp:
+        inventory = Path(tmp) / "bastion.yml"
+        inventory.write_text(INVENTORY)
+        for label, host in ROUTES:
+            rows.append((label, measure(inventory, host, args.repeats)))
+    for label, r in rows:
         print(f"{label}: check {r['wall_s']:.2f} s, connect+hello {r['connect_s'] * 1000:.0f} ms, "
               f"agent round trip {r['rtt_ms']:.2f} ms")
     if args.out:

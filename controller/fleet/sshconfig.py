@@ -64,7 +64,10 @@ def resolve(spec: HostSpec, config_file: str | None = None) -> SSHOptions:
     if spec.user:
         args += ["-l", spec.user]
     if spec.key:
-        args += ["-i", str(_expand_home(spec.key))]
+        key = _expand_home(spec.key)
+        if not key.is_file():  # ssh would only warn and go on with other keys
+            raise UserError(f"key file {key} does not exist")
+        args += ["-i", str(key)]
     return lookup(spec.host, args, config_file)
 
 
