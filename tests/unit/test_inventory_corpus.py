@@ -184,6 +184,16 @@ def test_builtin_reader_matches_ansible_inventory(listings, case):
     assert b.hosts == a.hosts
 
 
+def test_host_list_source_matches_ansible(ansible_tools):
+    """`--hosts 'web1,web2:2222,'`: Ansible's host_list source, when no file has that name."""
+    text = "h1,h2:2222, [2001:db8::1]:22,web[1:2],"
+    oracle = ansible.list_inventory(ansible_tools, text)
+    assert builtin.list_host_list(text)["_meta"]["hostvars"] == oracle["_meta"]["hostvars"]
+    expected = from_listing(oracle, text, "ansible-inventory").hosts
+    assert load_inventory(text, reader="builtin").hosts == load_inventory(text, reader="ansible").hosts == expected
+    assert list(expected) == ["h1", "h2", "2001:db8::1", "web[1:2]"]
+
+
 @pytest.mark.parametrize("case", of_kind("refuse"))
 def test_builtin_reader_refuses_in_one_line_what_only_ansible_resolves(listings, case):
     assert not isinstance(listings[case], Exception)  # Ansible reads it; the built-in reader must not guess

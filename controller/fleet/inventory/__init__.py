@@ -29,20 +29,24 @@ def load_inventory(path: str | os.PathLike, reader: str | None = None) -> Invent
     if reader not in READERS:
         raise InventoryError(f"TUNEFLEET_INVENTORY_READER={reader}: choose one of {', '.join(READERS)}")
     p = Path(path).expanduser()
-    if not p.exists():
+    host_list = not p.exists() and "," in str(path)  # Ansible's `-i 'web1,web2,'`
+    if not p.exists() and not host_list:
         raise InventoryError(f"{path}: no such inventory file or directory")
-    own = _own_format(p)
+    own = None if host_list else _own_format(p)
     if own is not None:
-        inv = read_own(own, p.resolve().parent, str(path))
+        return _nonempty(read_own(own, p.resolve().parent, str(path)), path)
+    tool = ansible.find() if reader in ("auto", "ansible") else None
+    if reader == "ansible" and tool is None:
+        raise InventoryError("TUNEFLEET_INVENTORY_READER=ansible but ansible-inventory is not installed "
+                             "(pip install ansible-core)")
+    if tool:
+        listing, name = ansible.list_inventory(tool, str(path) if host_list else str(p)), "ansible-inventory"
     else:
-        tool = ansible.find() if reader in ("auto", "ansible") else None
-        if reader == "ansible" and tool is None:
-            raise InventoryError("TUNEFLEET_INVENTORY_READER=ansible but ansible-inventory is not installed "
-                                 "(pip install ansible-core)")
-        if tool:
-            inv = from_listing(ansible.list_inventory(tool, str(p)), str(path), "ansible-inventory")
-        else:
-            inv = from_listing(builtin.list_inventory(p), str(path), "builtin")
+        listing, name = builtin.list_host_list(str(path)) if host_list else builtin.list_inventory(p), "builtin"
+    return _nonempty(from_listing(listing, str(path), name), path)
+
+
+def _nonempty(inv: Inventory, path) -> Inventory:
     if not inv.hosts:
         raise InventoryError(f"{path}: the inventory names no host")
     return inv

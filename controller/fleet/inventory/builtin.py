@@ -15,6 +15,7 @@ from pathlib import Path
 
 from controller.errors import InventoryError
 from controller.fleet.inventory.graph import Graph
+from controller.fleet.inventory.hostnames import split_port
 from controller.fleet.inventory.sources import NeedsAnsible, check_resolvable, load_yaml, read_ini, read_yaml
 
 YAML_EXTS = (".yml", ".yaml", ".json")
@@ -37,6 +38,17 @@ def list_inventory(path: Path) -> dict:
         _read_file(graph, path)
     graph.reconcile()
     _read_vars_files(graph, path if path.is_dir() else path.parent)
+    return graph.listing()
+
+
+def list_host_list(text: str) -> dict:
+    """Ansible's host_list source, `-i 'web1,web2:2222,'`: names (and ports), no ranges, no groups."""
+    graph = Graph()
+    for item in (i.strip() for i in text.split(",")):
+        if item:
+            name, port = split_port(item)
+            graph.add_host(name if "[" not in name else item, "ungrouped", port if "[" not in name else None)
+    graph.reconcile()
     return graph.listing()
 
 

@@ -4,6 +4,7 @@
 subscripts `g[0]`, `g[-1]`, `g[0:2]` (inclusive). Terms apply in Ansible's order: plain terms
 first, then `&` terms, then `!` terms; with only `&`/`!` terms the start is `all`. A group name
 stands for every host in it or below it; a glob or regex matches group names and host names.
+The selected hosts keep inventory order, as `--limit` keeps it in Ansible.
 
 Where Ansible only warns (a term matching nothing), tunefleet stops and says which term, since
 tuning the wrong set of machines is worse than not starting.
