@@ -47,18 +47,17 @@ OVERSIZE = 0.1          # queues and buffers far beyond the need cost a little (
 class SimKnob:
     param: str
     spec: dict          # the spec's action_space entry (catalog bounds or narrower)
-    kind: str           # queue | buffer | timeout | choice
 
 
 KNOBS: tuple[SimKnob, ...] = (
-    SimKnob("net.core.somaxconn", {"min": 16, "max": 65535}, "queue"),
-    SimKnob("net.ipv4.tcp_max_syn_backlog", {"min": 16, "max": 65535}, "queue"),
-    SimKnob("net.ipv4.tcp_rmem", {"min": [4096, 131072, 131072], "max": [4096, 131072, 268435456]}, "buffer"),
-    SimKnob("net.ipv4.tcp_wmem", {"min": [4096, 16384, 16384], "max": [4096, 16384, 268435456]}, "buffer"),
-    SimKnob("net.ipv4.tcp_fin_timeout", {"min": 5, "max": 120}, "timeout"),
-    SimKnob("net.core.netdev_max_backlog", {"min": 300, "max": 65536}, "queue"),
-    SimKnob("net.ipv4.tcp_slow_start_after_idle", {"values": ["0", "1"]}, "choice"),
-    SimKnob("net.ipv4.tcp_tw_reuse", {"values": ["0", "1", "2"]}, "choice"),
+    SimKnob("net.core.somaxconn", {"min": 16, "max": 65535}),
+    SimKnob("net.ipv4.tcp_max_syn_backlog", {"min": 16, "max": 65535}),
+    SimKnob("net.ipv4.tcp_rmem", {"min": [4096, 131072, 131072], "max": [4096, 131072, 268435456]}),
+    SimKnob("net.ipv4.tcp_wmem", {"min": [4096, 16384, 16384], "max": [4096, 16384, 268435456]}),
+    SimKnob("net.ipv4.tcp_fin_timeout", {"min": 5, "max": 120}),
+    SimKnob("net.core.netdev_max_backlog", {"min": 300, "max": 65536}),
+    SimKnob("net.ipv4.tcp_slow_start_after_idle", {"values": ["0", "1"]}),
+    SimKnob("net.ipv4.tcp_tw_reuse", {"values": ["0", "1", "2"]}),
 )
 
 
@@ -176,6 +175,7 @@ class Member:
         jitter = lambda: float(rng.lognormal(0.0, 0.05))  # noqa: E731
         return {
             "cpu_util": min(100.0, 10.0 + 80.0 * share) * jitter(),
+            "cpu_system": min(100.0, 5.0 + 40.0 * share) * jitter(),
             "cpu_iowait": 0.5 * jitter(),
             "ctxt_per_s": (2000.0 + 4.0 * perf) * jitter(),
             "mem_used_pct": min(99.0, 20.0 + 60.0 * buffers / self.memory) * jitter(),
@@ -184,6 +184,7 @@ class Member:
             "tcp_listen_overflows": 10.0 * REQUEST_RATE * max(0.0, 1.0 - queue / self.burst) * jitter(),
             "tcp_listen_drops": 10.0 * REQUEST_RATE * max(0.0, 1.0 - queue / self.burst) * jitter(),
             "net_rx_mb_per_s": perf * 0.01 * jitter(),
+            "net_tx_mb_per_s": perf * 0.05 * jitter(),
             "load1": 1.0 + 3.0 * share,
         }
 
@@ -211,7 +212,7 @@ def member(index: int, dims: int = 4, family_seed: int = 0) -> Member:
         "net.ipv4.tcp_slow_start_after_idle": "1",
         "net.ipv4.tcp_tw_reuse": "2",
     }
-    kinds = {"queue": rng.uniform(0.5, 2.0), "rmem": rng.uniform(0.5, 2.0), "wmem": rng.uniform(0.3, 1.5),
+    weights = {"queue": rng.uniform(0.5, 2.0), "rmem": rng.uniform(0.5, 2.0), "wmem": rng.uniform(0.3, 1.5),
              "fin": rng.uniform(0.2, 1.0), "backlog": rng.uniform(0.2, 1.0),
              "net.ipv4.tcp_slow_start_after_idle": rng.uniform(0.05, 0.3),
              "net.ipv4.tcp_tw_reuse": rng.uniform(0.05, 0.3)}
@@ -222,7 +223,7 @@ def member(index: int, dims: int = 4, family_seed: int = 0) -> Member:
         fin_opt=float(rng.integers(int(fin_floor) + 3, 40)), fin_floor=fin_floor,
         packet_burst=_loguniform(rng, 4000, 30000),
         choice_best={"net.ipv4.tcp_slow_start_after_idle": "0", "net.ipv4.tcp_tw_reuse": "1"},
-        weights={k: float(w) if in_spec[k] else 0.0 for k, w in kinds.items()},
+        weights={k: float(w) if in_spec[k] else 0.0 for k, w in weights.items()},
         memory=_loguniform(rng, 6.0, 20.0) * (bdp_r + bdp_w),
         rmem_cap=_loguniform(rng, 4.0, 16.0) * bdp_r if rng.random() < 0.5 else None,
         noise=float(rng.uniform(0.01, 0.10)), ratio=_loguniform(rng, 1.2, 1000.0),
