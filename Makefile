@@ -7,7 +7,7 @@ HOSTS ?= 3
 PG ?= 1
 APT_PACKAGES := python3 python3-venv openssh-server sudo iproute2 util-linux procps sysbench apache2-utils postgresql postgresql-client chromium
 
-.PHONY: setup apt venv fleet-up fleet-down demo test test-unit test-e2e bench clean
+.PHONY: setup apt venv fleet-up fleet-down ray-up ray-down demo test test-unit test-e2e bench clean
 
 setup: apt venv
 
@@ -31,6 +31,13 @@ fleet-up: setup
 
 fleet-down:
 	deploy/fleet-down.sh
+
+# a Ray head and one worker node per network of the local fleet; prints the RAY_ADDRESS to use
+ray-up: venv
+	deploy/ray-up.sh
+
+ray-down:
+	deploy/ray-down.sh
 
 demo: fleet-up
 	$(BIN)/tunefleet check --hosts inventory/local.yml

@@ -146,13 +146,14 @@ def restore(
     persist_file: str = typer.Option("/etc/sysctl.d/90-tunefleet.conf", "--persist-file", help="The drop-in to delete."),
     accept_new_host_keys: bool = AcceptOpt,
     connect_timeout: float = TimeoutOpt,
+    workers: str = WorkersOpt,
 ) -> None:
     """Write back every original value an agent journaled (after a crash, or after --keep-best).
 
     Says per host and knob: restored, already original, or failed (with the errno); exits 1 when a host is unreachable or anything is left changed (it stays journaled on the host)."""
     from controller.fleet.restoring import restore_host
 
-    _, fleet = _connect(hosts, limit, accept_new_host_keys, connect_timeout)
+    _, fleet = _connect(hosts, limit, accept_new_host_keys, connect_timeout, workers=workers)
     with fleet:
         outcomes = fleet.map(lambda h: restore_host(h, persist_file if unpersist else None))
         failed = dict(fleet.failed)
@@ -226,6 +227,7 @@ def plan(
     model: Optional[str] = ModelOpt,
     accept_new_host_keys: bool = AcceptOpt,
     connect_timeout: float = TimeoutOpt,
+    workers: str = WorkersOpt,
 ) -> None:
     """Turn a goal into a tuning spec (benchmark, reward, knobs and ranges) and show why."""
     from controller.catalog import validate
@@ -239,7 +241,7 @@ def plan(
     catalog = _load_catalog(catalog_file)
     facts = None
     if hosts is not None:
-        facts = _host_facts(hosts, limit, accept_new_host_keys, connect_timeout, knobs=catalog.names())
+        facts = _host_facts(hosts, limit, accept_new_host_keys, connect_timeout, knobs=catalog.names(), workers=workers)
     spec, chosen = _make_plan(goal, spec_file, facts, model=model, catalog=catalog)
     validate(spec, catalog, facts, origin=_origin(chosen))
     if output is not None:
@@ -303,9 +305,9 @@ def _reachable_facts(fleet) -> dict:
 
 
 def _host_facts(hosts: Path, limit: Optional[str], accept_new: bool, connect_timeout: float,
-                knobs=(), strict: bool = True) -> dict:
+                knobs=(), strict: bool = True, workers: str = "threads") -> dict:
     """hello from every host, describing `knobs`; with strict=False, the hosts that answered."""
-    _, fleet = _connect(hosts, limit, accept_new, connect_timeout, knobs)
+    _, fleet = _connect(hosts, limit, accept_new, connect_timeout, knobs, workers)
     with fleet:
         if fleet.failed and (strict or not fleet.hosts):
             raise next(iter(fleet.failed.values()))
@@ -349,7 +351,8 @@ def run(
     _select(hosts, limit)  # a bad inventory or --limit fails before any planning
     facts = None
     if _uses_llm(goal, spec_file, model):  # the model designs for what the hosts have (hello only: no change)
-        facts = _host_facts(hosts, limit, accept_new_host_keys, connect_timeout, knobs=catalog.names(), strict=False)
+        facts = _host_facts(hosts, limit, accept_new_host_keys, connect_timeout, knobs=catalog.names(), strict=False,
+                            workers=workers)
     spec, chosen = _make_plan(goal, spec_file, facts, model=model, catalog=catalog)
     validate(spec, catalog, origin=_origin(chosen))  # everything that can be refused without a host
     from controller.learn.search import STRATEGIES
@@ -414,6 +417,7 @@ def chat(
     yes: bool = typer.Option(False, "--yes", "-y", help="Run every validated plan without asking (never keeps results)."),
     accept_new_host_keys: bool = AcceptOpt,
     connect_timeout: float = TimeoutOpt,
+    workers: str = WorkersOpt,
 ) -> None:
     """Talk to the strategist: it plans, asks before it runs, tunes the hosts and reports what it measured."""
     from controller.catalog import validate
@@ -429,7 +433,7 @@ def chat(
         raise UserError("chat asks before it changes hosts: run it in a terminal, or pass --yes")
     out, console = _console(stderr=True), _console()
     catalog = _load_catalog(catalog_file)
-    _, fleet = _connect(hosts, limit, accept_new_host_keys, connect_timeout, catalog.names())
+    _, fleet = _connect(hosts, limit, accept_new_host_keys, connect_timeout, catalog.names(), workers)
     kept = []
     try:
         facts = _reachable_facts(fleet)

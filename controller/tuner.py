@@ -74,7 +74,7 @@ def tune(spec, fleet: Fleet, run: RunDir, options: RunOptions, reporter: Reporte
     originals = read_originals(fleet, names)
     run.write("hosts.json", {n: {"facts": h.facts, "originals": originals[n]} for n, h in fleet.hosts.items()})
 
-    recorder = Recorder(run.append_trial, [reporter.trial])
+    recorder = Recorder(_trial_sink(run, fleet), [reporter.trial])
     evaluators = {n: HostEvaluator(h, spec, recorder) for n, h in fleet.hosts.items()}
     executor = ThreadExecutor(len(evaluators))
     try:
@@ -116,6 +116,14 @@ def tune(spec, fleet: Fleet, run: RunDir, options: RunOptions, reporter: Reporte
     result["importance"] = _importance(recorder, spec)
     result["warnings"] = warnings
     return result
+
+
+def _trial_sink(run: RunDir, fleet: Fleet):
+    """Appends to trials.jsonl; with Ray workers each line also says where its host's session ran."""
+    where = {n: h.facts["worker"] for n, h in fleet.hosts.items() if h.facts.get("worker")}
+    if not where:
+        return run.append_trial
+    return lambda trial: run.append_trial({**trial, "worker": where.get(trial["host"])})
 
 
 def _baseline(evaluators: dict[str, HostEvaluator], executor, repeats: int, reporter: Reporter) -> dict[str, dict]:
@@ -187,6 +195,7 @@ def _result(spec, options: RunOptions, run: RunDir, recorder: Recorder, ctx: Sea
             "evaluations": len(recorder.search_trials(name)),
             "failures": sum(1 for t in recorder.search_trials(name) if not t.ok),
             "dropped": ev.dropped,
+            **({"worker": ev.host.facts["worker"]} if ev.host.facts.get("worker") else {}),
         }
         if name in samples:
             a, b = samples[name]

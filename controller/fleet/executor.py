@@ -1,15 +1,41 @@
-"""Where host work runs. Threads in this process today; Ray actors when a fleet outgrows one
-controller process. Both honour `submit(fn, *args) -> Future`."""
+"""Where host work runs: threads in this process, or Ray actors when a fleet outgrows one
+controller process (controller/fleet/ray_executor.py). Both kinds are Workers; the fleet asks
+`workers_for(kind)` and never imports an implementation itself, so the Ray side can build on the
+session module without the fleet importing it back (or importing ray before it is asked for)."""
 
 from __future__ import annotations
 
 import concurrent.futures as cf
+import importlib
 from typing import Any, Callable, Protocol
+
+from controller.errors import HostError, TunefleetError
+from controller.fleet.session import connect_host
+
+# kind -> "module:class"; loaded by name when a fleet asks for it
+WORKERS = {
+    "threads": "controller.fleet.executor:ThreadWorkers",
+    "ray": "controller.fleet.ray_executor:RayWorkers",
+}
 
 
 class Executor(Protocol):
     def submit(self, fn: Callable[..., Any], *args: Any) -> cf.Future: ...
     def shutdown(self) -> None: ...
+
+
+class Workers(Protocol):
+    """Starts host sessions; a host it returns has fleet.Host's surface (name, facts, request, close)."""
+
+    def connect(self, specs: list, options) -> dict[str, Any]:
+        """name -> a connected host, or the TunefleetError that says why not."""
+
+
+def workers_for(kind: str) -> Workers:
+    if kind not in WORKERS:
+        raise TunefleetError(f"--workers {kind}: choose {' or '.join(WORKERS)}")
+    module, _, name = WORKERS[kind].partition(":")
+    return getattr(importlib.import_module(module), name)()
 
 
 class ThreadExecutor:
@@ -23,6 +49,31 @@ class ThreadExecutor:
 
     def shutdown(self) -> None:
         self._pool.shutdown(wait=True)
+
+
+class ThreadWorkers:
+    """Each host's SSH session in this process; connections open in parallel threads."""
+
+    def connect(self, specs: list, options) -> dict[str, Any]:
+        if not specs:
+            return {}
+        executor = ThreadExecutor(min(32, len(specs)))
+        try:
+            futures = {s.name: executor.submit(connect_host, s, options) for s in specs}
+            return {name: as_data(fut.result, name) for name, fut in futures.items()}
+        finally:
+            executor.shutdown()
+
+
+def as_data(fn: Callable[[], Any], name: str) -> Any:
+    """fn's value, or its error as a TunefleetError naming the host (an unexpected one with its type)."""
+    try:
+        return fn()
+    except TunefleetError as e:
+        e.host = e.host or name
+        return e
+    except Exception as e:
+        return HostError(f"{type(e).__name__}: {e}", name)
 
 
 def gather(futures: list[cf.Future]) -> list[Any]:

@@ -7,104 +7,11 @@ import concurrent.futures as cf
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
-from controller.errors import AgentError, AgentGone, HostError, NoPython, SudoPasswordRequired, TunefleetError
-from controller.fleet.client import AgentClient
-from controller.fleet.deploy import EXIT_NO_PAYLOAD, EXIT_NO_PYTHON, Payload, agent_command, build_payload, upload_command
+from controller.errors import TunefleetError
+from controller.fleet.executor import as_data, workers_for
 from controller.fleet.inventory import HostSpec
-from controller.fleet.transport import SSHTransport, Transport
-from node_agent import protocol
-
-
-@dataclass
-class ConnectOptions:
-    connect_timeout: float = 5.0
-    accept_new_host_keys: bool = False
-    idle_timeout: float = 900.0  # the agent restores and exits after this long without a request
-    knobs: tuple[str, ...] = ()  # described in hello
-    workers: str = "threads"  # "ray": each host's session lives in a Ray actor (see ray_hosts.py)
-
-
-@dataclass
-class Host:
-    """One connected host: its transport, its agent and the facts from hello."""
-
-    name: str
-    spec: HostSpec | None
-    transport: Transport
-    agent: AgentClient
-    facts: dict
-    uploaded: bool = False
-
-    def request(self, op: str, args: dict | None = None, **kw) -> Any:
-        return self.agent.request(op, args, **kw)
-
-    def close(self, keep: bool = False) -> dict | None:
-        try:
-            return self.agent.close(keep=keep)
-        finally:
-            self.transport.close()
-
-
-def start_agent(name: str, transport: Transport, *, sudo: bool | None = None, python: str | None = None,
-                options: ConnectOptions | None = None, spec: HostSpec | None = None) -> Host:
-    """Start the agent over a transport (uploading the payload if this hash is new), say hello."""
-    options = options or ConnectOptions()
-    payload = build_payload()
-    if sudo is None:
-        sudo = transport.user != "root"
-    command = agent_command(payload, sudo=sudo, python=python, idle_timeout=options.idle_timeout)
-    uploaded = False
-    for attempt in range(2):
-        agent = AgentClient(transport.start(command), name)
-        try:
-            facts = agent.request("hello", {"knobs": list(options.knobs)}, timeout=30.0)
-        except AgentGone as e:
-            status = agent.exit_status()
-            agent.abandon()
-            if status == EXIT_NO_PAYLOAD and attempt == 0:
-                _upload(transport, payload, name)
-                uploaded = True
-                continue
-            raise _explain_start_failure(name, status, agent.stderr_tail(), e) from None
-        except AgentError:
-            agent.abandon()  # e.g. another run's agent holds this host: leave it alone
-            raise
-        if facts.get("protocol") != protocol.PROTOCOL_VERSION:
-            agent.close()
-            raise HostError(f"agent speaks protocol {facts.get('protocol')}, controller {protocol.PROTOCOL_VERSION}", name)
-        return Host(name, spec, transport, agent, facts, uploaded)
-    raise HostError("the agent payload vanished right after upload", name)
-
-
-def _upload(transport: Transport, payload: Payload, name: str) -> None:
-    rc, _, err = transport.run(upload_command(payload), stdin=payload.data, timeout=60.0)
-    if rc != 0:
-        raise HostError(f"cannot upload the agent ({len(payload.data)} bytes): {err.strip() or f'exit {rc}'}", name)
-
-
-def _explain_start_failure(name: str, status: int | None, stderr: str, cause: Exception) -> HostError:
-    text = stderr.strip()
-    if status == EXIT_NO_PYTHON:
-        return NoPython("python3 not found on the host (install python3 >= 3.7; see deploy/bootstrap-node.sh)", name)
-    if "password is required" in text or "a terminal is required" in text:
-        return SudoPasswordRequired(
-            "sudo asks for a password; install deploy/sudoers.d/tunefleet on the host "
-            "or connect as root", name)
-    if "not in the sudoers" in text or "not allowed to execute" in text:
-        return SudoPasswordRequired(f"sudo refuses to run the agent: {text.splitlines()[-1]}", name)
-    last = text.splitlines()[-1] if text else f"exit status {status}"
-    return HostError(f"the agent did not start: {last}", name)
-
-
-def connect_host(spec: HostSpec, options: ConnectOptions) -> Host:
-    """SSH to one host and start its agent; the connection is closed again if the start fails."""
-    transport = SSHTransport(spec, connect_timeout=options.connect_timeout,
-                             accept_new_host_keys=options.accept_new_host_keys)
-    try:
-        return start_agent(spec.name, transport, sudo=spec.sudo, python=spec.python, options=options, spec=spec)
-    except BaseException:
-        transport.close()
-        raise
+from controller.fleet.options import ConnectOptions
+from controller.fleet.session import Host, connect_host, start_agent  # noqa: F401  (the fleet's public names)
 
 
 @dataclass
@@ -128,24 +35,12 @@ class Fleet:
     @classmethod
     def connect(cls, specs: Iterable[HostSpec], options: ConnectOptions | None = None) -> "Fleet":
         options = options or ConnectOptions()
-        specs = list(specs)
-
-        if options.workers == "ray":
-            from controller.fleet.ray_hosts import connect_ray_host, init_ray
-
-            init_ray()
-
-        def one(spec: HostSpec) -> Host:
-            if options.workers == "ray":
-                return connect_ray_host(spec, options)
-            return connect_host(spec, options)
-
         fleet = cls()
-        for out in _fan_out(one, {s.name: s for s in specs}):
-            if out.ok:
-                fleet.hosts[out.name] = out.value
+        for name, got in workers_for(options.workers).connect(list(specs), options).items():
+            if isinstance(got, TunefleetError):
+                fleet.failed[name] = got
             else:
-                fleet.failed[out.name] = out.error
+                fleet.hosts[name] = got
         return fleet
 
     @property
@@ -211,11 +106,6 @@ def _fan_out(fn: Callable[[Any], Any], items: dict[str, Any]) -> list[Outcome]:
         futures = {pool.submit(fn, item): name for name, item in items.items()}
         outcomes = []
         for fut, name in futures.items():
-            try:
-                outcomes.append(Outcome(name, value=fut.result()))
-            except TunefleetError as e:
-                e.host = e.host or name
-                outcomes.append(Outcome(name, error=e))
-            except Exception as e:  # a bug or an unexpected library error: still data, with context
-                outcomes.append(Outcome(name, error=HostError(f"{type(e).__name__}: {e}", name)))
+            got = as_data(fut.result, name)
+            outcomes.append(Outcome(name, error=got) if isinstance(got, TunefleetError) else Outcome(name, value=got))
     return outcomes

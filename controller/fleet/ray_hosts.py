@@ -2,8 +2,9 @@
 
 Each actor owns one host's SSH connection and agent session; the controller holds a RayHost,
 which has the same surface as fleet.Host (`name`, `facts`, `request`, `close`), so everything above
-the fleet — evaluators, the VecEnv, the tuner — runs unchanged. With RAY_ADDRESS set, the actors
-run on an existing Ray cluster; otherwise a local Ray is started, bound to loopback.
+the fleet — evaluators, the VecEnv, the tuner — runs unchanged. Where the actors run and how they
+are started is controller/fleet/ray_executor.py. The facts say where the session lives
+(`facts["worker"]`: the Ray node's id and address, the actor's pid), so results can record it.
 """
 
 from __future__ import annotations
@@ -15,10 +16,16 @@ from typing import Any
 from controller import errors
 from controller.errors import HostError, TunefleetError
 from controller.fleet.inventory import HostSpec
+from controller.fleet.session import connect_host
 
 
 class HostWorker:
-    """Runs inside a Ray actor: connects, starts the agent, forwards requests."""
+    """Runs inside a Ray actor: connects, starts the agent, forwards requests.
+
+    A restarted actor (its process died, Ray started it again) has no session: the first request
+    reconnects. The old agent lost its channel and restored the host from its journal, so the new
+    session starts from the host's originals, as any session does.
+    """
 
     def __init__(self, spec: HostSpec, options):
         self.spec = spec
@@ -26,16 +33,25 @@ class HostWorker:
         self.host = None
 
     def connect(self) -> tuple:
-        from controller.fleet.fleet import connect_host
+        return _as_data(self._connect)
 
-        def go():
-            self.host = connect_host(self.spec, self.options)
-            return {"facts": self.host.facts, "uploaded": self.host.uploaded}
+    def _connect(self) -> dict:
+        import ray
 
-        return _as_data(go)
+        self.host = connect_host(self.spec, self.options)
+        ctx = ray.get_runtime_context()
+        self.host.facts["worker"] = {"kind": "ray", "node_id": ctx.get_node_id(),
+                                     "node_ip": ray.util.get_node_ip_address(), "pid": os.getpid()}
+        return {"facts": self.host.facts, "uploaded": self.host.uploaded}
 
     def request(self, op: str, args: dict | None, timeout: float) -> tuple:
-        return _as_data(lambda: self.host.request(op, args, timeout=timeout))
+
+        def go():
+            if self.host is None:
+                self._connect()
+            return self.host.request(op, args, timeout=timeout)
+
+        return _as_data(go)
 
     def close(self, keep: bool) -> tuple:
         return _as_data(lambda: self.host.close(keep=keep) if self.host else None)
@@ -66,6 +82,7 @@ class RayHost:
     actor: Any
     facts: dict = field(default_factory=dict)
     uploaded: bool = False
+    gone: bool = False  # the actor died under a call: closing it only kills what is left
 
     def request(self, op: str, args: dict | None = None, *, timeout: float = 30.0, on_event=None) -> Any:
         # Streamed events stay in the actor; the reply carries the run's summary.
@@ -75,43 +92,21 @@ class RayHost:
         import ray
 
         try:
-            return self._call(self.actor.close.remote(keep), 60)
+            return None if self.gone else self._call(self.actor.close.remote(keep), 60)
         finally:
-            ray.kill(self.actor)
+            ray.kill(self.actor, no_restart=True)
 
     def _call(self, ref, timeout: float) -> Any:
+        return _unwrap(self._get(ref, timeout))
+
+    def _get(self, ref, timeout: float) -> Any:
         import ray
 
         try:
-            return _unwrap(ray.get(ref, timeout=timeout))
+            return ray.get(ref, timeout=timeout)
         except ray.exceptions.GetTimeoutError:
             raise errors.AgentTimeout(f"host worker did not answer within {timeout:g} s", self.name)
         except ray.exceptions.RayError as e:
+            self.gone = True
             raise errors.AgentGone(f"host worker lost: {str(e).splitlines()[0]}", self.name)
 
-
-def init_ray() -> None:
-    import ray
-
-    if ray.is_initialized():
-        return
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    if os.environ.get("RAY_ADDRESS"):
-        ray.init(address=os.environ["RAY_ADDRESS"], log_to_driver=False)
-    else:
-        ray.init(include_dashboard=False, log_to_driver=False, _node_ip_address="127.0.0.1",
-                 configure_logging=False)
-
-
-def connect_ray_host(spec: HostSpec, options) -> RayHost:
-    import ray
-
-    init_ray()
-    # Host work waits on SSH: an actor needs no CPU reservation, so any number fit on a node.
-    actor = ray.remote(num_cpus=0)(HostWorker).options(name=None).remote(spec, options)
-    try:
-        info = _unwrap(ray.get(actor.connect.remote(), timeout=options.connect_timeout + 60))
-    except BaseException:
-        ray.kill(actor)
-        raise
-    return RayHost(spec.name, spec, actor, info["facts"], info["uploaded"])

@@ -24,6 +24,7 @@ import numpy as np
 
 from controller.learn.evaluation import FAILURE_REWARD
 from controller.learn.search import SearchContext
+from controller.learn.strategies import register
 
 SAMPLERS = ("tpe", "gp")
 
@@ -113,6 +114,7 @@ def _quiet():
         yield
 
 
+@register("bo")
 def bo_search(ctx: SearchContext, sampler: str = "tpe") -> None:
     """Spend ctx.budget evaluations on optuna's suggestions, one candidate per live host per round."""
     study = BoxStudy(ctx.spec.action_dim, seed=ctx.seed, n_startup=max(4, len(ctx.live())), sampler=sampler)

@@ -17,6 +17,7 @@ from stable_baselines3.common.logger import configure
 from controller.fleet.executor import ThreadExecutor
 from controller.learn.env import HostEnv
 from controller.learn.search import SearchContext
+from controller.learn.strategies import register
 from controller.learn.vecenv import FleetVecEnv
 
 STEPS_PER_UPDATE = 4  # fleet steps per PPO update (each host contributes one evaluation per step)
@@ -77,6 +78,7 @@ def steps_per_update(rounds: int) -> int:
     return max(1, min(STEPS_PER_UPDATE, rounds // MIN_UPDATES))
 
 
+@register("ppo")
 def ppo_search(ctx: SearchContext) -> None:
     hosts = [ev.name for ev in ctx.live()]
     envs = [

@@ -2,7 +2,7 @@
 
 A strategy is a function `search(ctx)`; it spends at most `ctx.budget` benchmark evaluations
 (counted across the fleet) through `ctx.evaluate_round` or a FleetVecEnv built from
-`ctx.make_envs()`. Strategies are looked up by name in STRATEGIES.
+`ctx.make_envs()`. Strategies register themselves by name (controller/learn/strategies.py).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import numpy as np
 from controller.errors import TunefleetError
 from controller.fleet.executor import Executor, gather
 from controller.learn.evaluation import HostEvaluator, Recorder, Trial
+from controller.learn.strategies import STRATEGIES, register  # noqa: F401  (looked up through search)
 
 # A host whose evaluations keep failing this many times in a row is dropped from the run.
 DROP_AFTER_FAILURES = 6
@@ -73,6 +74,7 @@ class SearchContext:
         self.log(f"dropping {name} from the run: {why}")
 
 
+@register("random")
 def random_search(ctx: SearchContext) -> None:
     """Uniform samples of the action box, one per host per round: the baseline every smarter
     strategy must beat at equal budget."""
@@ -84,21 +86,3 @@ def random_search(ctx: SearchContext) -> None:
             candidates[ev.name] = ctx.spec.to_values(action)
         ctx.evaluate_round(candidates)
 
-
-def _ppo(ctx: SearchContext) -> None:
-    from controller.learn.ppo import ppo_search
-
-    ppo_search(ctx)
-
-
-def _bo(ctx: SearchContext) -> None:
-    from controller.learn.bo import bo_search
-
-    bo_search(ctx)
-
-
-STRATEGIES: dict[str, Callable[[SearchContext], None]] = {
-    "ppo": _ppo,
-    "bo": _bo,
-    "random": random_search,
-}

@@ -23,11 +23,19 @@ def test_check_and_run_with_ray_workers(fleet_inventory, inventory, tmp_path):
     before = knob_values(inventory)
     spec = tmp_path / "storm.json"
     spec.write_text(json.dumps(STORM))
-    p = subprocess.run([*TUNEFLEET, "run", "--hosts", str(fleet_inventory), "--limit", "h1,h2", "--spec", str(spec),
-                        "--workers", "ray", "--strategy", "random", "--budget", "4", "--verify-repeats", "2",
-                        "--confirm-top", "0", "--run-dir", str(tmp_path / "run"), "--yes", "--json"],
-                       capture_output=True, text=True, timeout=300, env=env)
-    assert p.returncode == 0, p.stderr[-3000:]
-    result = json.loads(p.stdout)
+    p = subprocess.Popen([*TUNEFLEET, "run", "--hosts", str(fleet_inventory), "--limit", "h1,h2", "--spec", str(spec),
+                          "--workers", "ray", "--strategy", "random", "--budget", "4", "--verify-repeats", "2",
+                          "--confirm-top", "0", "--run-dir", str(tmp_path / "run"), "--yes", "--json"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    stdout, stderr = p.communicate(timeout=300)
+    assert p.returncode == 0, stderr[-3000:]
+    result = json.loads(stdout)
     assert result["evaluations"] == 4 and set(result["hosts"]) == {"h1", "h2"}
+    # each host's session lived in its own Ray actor process, not in the controller
+    workers = {n: h["worker"] for n, h in result["hosts"].items()}
+    assert all(w["kind"] == "ray" and w["node_id"] for w in workers.values()), workers
+    pids = {w["pid"] for w in workers.values()}
+    assert len(pids) == 2 and p.pid not in pids, (p.pid, workers)
+    trials = [json.loads(line) for line in (tmp_path / "run" / "trials.jsonl").read_text().splitlines()]
+    assert all(t["worker"] == workers[t["host"]] for t in trials), "every trial records where its host ran"
     assert knob_values(inventory) == before

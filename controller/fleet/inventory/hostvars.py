@@ -22,6 +22,7 @@ CONNECTION_VARS = {
     "python": ("ansible_python_interpreter",),
     "sudo": ("ansible_become",),
     "become_user": ("ansible_become_user",),
+    "ray_resource": ("tunefleet_ray_resource",),
 }
 SSH_ARG_VARS = ("ansible_ssh_common_args", "ansible_ssh_extra_args")  # in the order ssh gets them
 USED_VARS = frozenset(v for names in CONNECTION_VARS.values() for v in names) | set(SSH_ARG_VARS)

@@ -24,6 +24,7 @@ class HostSpec:
     become_user: str | None = None  # whom sudo runs the agent as (default root)
     ssh_args: tuple[str, ...] = ()  # extra ssh(1) command-line arguments (ansible_ssh_common_args, ...)
     groups: tuple[str, ...] = ()
+    ray_resource: str | None = None  # --workers ray: the custom resource of the Ray node(s) that can reach it
 
     @property
     def address(self) -> str:

@@ -18,7 +18,7 @@ from controller.errors import InventoryError
 from controller.fleet.inventory.model import HostSpec, Inventory
 
 TOP_KEYS = {"defaults", "hosts", "groups"}
-_FIELDS = {"host", "port", "user", "key", "known_hosts", "python", "sudo", "become_user"}
+_FIELDS = {"host", "port", "user", "key", "known_hosts", "python", "sudo", "become_user", "ray_resource"}
 
 
 def is_own_format(data) -> bool:
@@ -84,6 +84,7 @@ def _host(name: str, fields: Mapping, base: Path, source: str, groups: tuple[str
         sudo=sudo,
         become_user=_str(fields.get("become_user")),
         groups=groups,
+        ray_resource=_str(fields.get("ray_resource")),
     )
 
 

@@ -1,0 +1,15 @@
+"""How to connect to hosts: shared by the fleet, the session and both executors."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class ConnectOptions:
+    connect_timeout: float = 5.0
+    accept_new_host_keys: bool = False
+    idle_timeout: float = 900.0  # the agent restores and exits after this long without a request
+    knobs: tuple[str, ...] = ()  # described in hello
+    workers: str = "threads"  # "ray": each host's session lives in a Ray actor (see ray_hosts.py)
+    ssh_config: str | None = None  # instead of ~/.ssh/config and /etc/ssh/ssh_config, like ssh -F

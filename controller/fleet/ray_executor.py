@@ -1,0 +1,102 @@
+"""Host sessions as Ray actors, placed on the Ray node that can reach each host.
+
+Placement comes from the inventory: a host (or group) variable `tunefleet_ray_resource: net-a`
+makes that host's actor ask for a sliver of the custom resource `net-a`, which only the Ray nodes
+inside that network offer (`ray start --resources '{"net-a": 1}'`). A host with no such variable
+may run anywhere. The actors need no CPU: host work waits on SSH.
+
+The controller and agent packages travel in the job's runtime_env, so a worker node needs only
+Ray and Python. An actor whose process dies is restarted by Ray (max_restarts) and reconnects on
+its next request; a call that was in flight fails, and the run drops that host, whose agent has
+restored it by itself (its channel closed). With RAY_ADDRESS set the actors run on that cluster;
+otherwise a local Ray is started, bound to loopback.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+from controller.errors import AgentTimeout, HostError, TunefleetError
+from controller.fleet.inventory import HostSpec
+from controller.fleet.ray_hosts import HostWorker, RayHost, _unwrap
+
+MAX_RESTARTS = 2
+RESOURCE_SHARE = 0.001  # of a node's custom resource, per actor: a thousand hosts fit behind one node
+
+
+def init_ray() -> None:
+    import ray
+
+    if ray.is_initialized():
+        return
+    import controller
+    import node_agent
+
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    runtime_env = {"py_modules": [controller, node_agent]}
+    if os.environ.get("RAY_ADDRESS"):
+        ray.init(address=os.environ["RAY_ADDRESS"], log_to_driver=False, runtime_env=runtime_env,
+                 configure_logging=False)
+    else:
+        ray.init(include_dashboard=False, log_to_driver=False, _node_ip_address="127.0.0.1",
+                 configure_logging=False, runtime_env=runtime_env)
+
+
+def placement(spec: HostSpec, offered: dict[str, float]) -> dict:
+    """The actor options that pin a host to the nodes named by its inventory variable."""
+    if not spec.ray_resource:
+        return {}
+    if spec.ray_resource not in offered:
+        custom = sorted(k for k in offered if k not in ("CPU", "GPU", "memory", "object_store_memory")
+                        and not k.startswith("node:") and not k.startswith("accelerator_type"))
+        raise HostError(f"no Ray node offers the resource '{spec.ray_resource}' (tunefleet_ray_resource); "
+                        f"the cluster offers: {', '.join(custom) or 'none'}", spec.name)
+    return {"resources": {spec.ray_resource: RESOURCE_SHARE}}
+
+
+class RayWorkers:
+    """Starts one actor per host and waits on their connections together (ray.wait, no thread each)."""
+
+    def connect(self, specs: list[HostSpec], options) -> dict[str, Any]:
+        import ray
+
+        init_ray()
+        offered = ray.cluster_resources()
+        worker = ray.remote(num_cpus=0, max_restarts=MAX_RESTARTS, max_task_retries=0)(HostWorker)
+        results: dict[str, Any] = {}
+        pending: dict[Any, tuple[HostSpec, Any]] = {}
+        for spec in specs:
+            try:
+                actor = worker.options(**placement(spec, offered)).remote(spec, options)
+            except TunefleetError as e:
+                results[spec.name] = e
+                continue
+            pending[actor.connect.remote()] = (spec, actor)
+        deadline = time.monotonic() + options.connect_timeout + 60  # + a node's first runtime_env setup
+        while pending:
+            done, _ = ray.wait(list(pending), num_returns=1, timeout=max(0.0, deadline - time.monotonic()))
+            if not done:
+                break
+            spec, actor = pending.pop(done[0])
+            results[spec.name] = self._started(spec, actor, done[0])
+        for spec, actor in pending.values():
+            ray.kill(actor, no_restart=True)
+            results[spec.name] = AgentTimeout("its Ray actor did not start (no node can run it?)", spec.name)
+        return {s.name: results[s.name] for s in specs}
+
+    @staticmethod
+    def _started(spec: HostSpec, actor, ref) -> Any:
+        import ray
+
+        try:
+            info = _unwrap(ray.get(ref))
+        except TunefleetError as e:
+            ray.kill(actor, no_restart=True)
+            e.host = e.host or spec.name
+            return e
+        except ray.exceptions.RayError as e:
+            ray.kill(actor, no_restart=True)
+            return HostError(f"its Ray actor failed: {str(e).splitlines()[0]}", spec.name)
+        return RayHost(spec.name, spec, actor, info["facts"], info["uploaded"])
