@@ -208,12 +208,6 @@ def _strategist_events():
     return show
 
 
-def _uses_llm(goal: Optional[str], spec_file: Optional[Path], model: Optional[str]) -> bool:
-    from controller.strategist.config import resolve
-
-    return bool(goal) and spec_file is None and resolve(model) is not None
-
-
 @app.command()
 def plan(
     goal: Optional[str] = typer.Argument(None, help="What the hosts are for, in plain words."),
@@ -350,7 +344,7 @@ def run(
     catalog = _load_catalog(catalog_file)
     _select(hosts, limit)  # a bad inventory or --limit fails before any planning
     facts = None
-    if _uses_llm(goal, spec_file, model):  # the model designs for what the hosts have (hello only: no change)
+    if goal and spec_file is None:  # either strategist plans for what the hosts have (hello only: no change)
         facts = _host_facts(hosts, limit, accept_new_host_keys, connect_timeout, knobs=catalog.names(), strict=False,
                             workers=workers)
     spec, chosen = _make_plan(goal, spec_file, facts, model=model, catalog=catalog)
