@@ -253,3 +253,11 @@ def test_forcing_a_reader(tmp_path, monkeypatch):
     monkeypatch.setenv("TUNEFLEET_INVENTORY_READER", "neither")
     with pytest.raises(InventoryError, match="choose one of auto, ansible, builtin"):
         load_inventory(path)
+
+
+def test_hosts_ansible_would_not_reach_over_ssh_are_refused_when_selected(tmp_path):
+    text = "localhost ansible_connection=local\n[web]\nw1 ansible_connection=ssh\nw2 ansible_connection=smart\n"
+    inv = load_inventory(write(tmp_path, text, "hosts.ini"), reader="builtin")
+    assert [h.name for h in inv.select("web")] == ["w1", "w2"]
+    with pytest.raises(InventoryError, match="host localhost: ansible_connection=local.*--limit 'all:!localhost'"):
+        inv.select(None)

@@ -223,8 +223,13 @@ def test_limit_selects_what_ansible_selects(listings, limit_oracle, case, patter
         inventories.append(from_listing(builtin.list_inventory(source(case)), case, "builtin"))
     # Ansible warns about a term that matches nothing and goes on without it; tunefleet stops and names it
     unmatched = [t for t in split(pattern) if not limit_oracle[f"{source(case)}\t{t.lstrip('&!')}"].get("hosts")]
+    hostvars = listings[case]["_meta"]["hostvars"]
+    not_ssh = {h for h, hv in hostvars.items() if hv.get("ansible_connection") not in (None, "ssh", "smart")}
     for inv in inventories:
-        if unmatched:
+        if set(expected.get("hosts", ())) & not_ssh:  # e.g. ansible_connection=local: not over SSH
+            with pytest.raises(InventoryError, match="ansible_connection=.*over SSH only"):
+                inv.select(pattern)
+        elif unmatched:
             with pytest.raises(InventoryError, match=re.escape(f"'{unmatched[0].lstrip('&!')}'")):
                 inv.select(pattern)
         elif expected.get("hosts"):  # the same hosts; the order is Ansible's only where it is fixed (below)

@@ -25,7 +25,10 @@ CONNECTION_VARS = {
     "ray_resource": ("tunefleet_ray_resource",),
 }
 SSH_ARG_VARS = ("ansible_ssh_common_args", "ansible_ssh_extra_args")  # in the order ssh gets them
-USED_VARS = frozenset(v for names in CONNECTION_VARS.values() for v in names) | set(SSH_ARG_VARS)
+USED_VARS = frozenset(v for names in CONNECTION_VARS.values() for v in names) | {*SSH_ARG_VARS, "ansible_connection"}
+# ansible_connection values that mean "over SSH"; tunefleet cannot reach a host any other way
+SSH_CONNECTIONS = {"ssh", "smart", "paramiko", "paramiko_ssh", "ansible.builtin.ssh", "ansible.builtin.paramiko_ssh",
+                   "ansible.legacy.ssh", "ansible.legacy.paramiko_ssh"}
 
 _TRUE = {"y", "yes", "on", "1", "true", "t", "1.0"}
 _FALSE = {"n", "no", "off", "0", "false", "f", "0.0"}
@@ -105,4 +108,7 @@ def from_listing(data: dict, source: str, reader: str) -> Inventory:
     for name in order:
         groups = tuple(sorted(g for g, hs in memberships.items() if name in hs))  # as Ansible's group_names
         inv.hosts[name] = host_from_vars(name, hostvars.get(name, {}), groups)
+        connection = hostvars.get(name, {}).get("ansible_connection")
+        if connection is not None and str(connection) not in SSH_CONNECTIONS:
+            inv.not_ssh[name] = f"ansible_connection={connection}"
     return inv

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+from controller.errors import InventoryError
+
 
 @dataclass(frozen=True)
 class HostSpec:
@@ -53,6 +55,7 @@ class Inventory:
     children: dict[str, list[str]] = field(default_factory=dict)
     source: str = ""
     reader: str = ""
+    not_ssh: dict[str, str] = field(default_factory=dict)  # host -> why Ansible would not use SSH for it
 
     @property
     def groups(self) -> dict[str, list[str]]:
@@ -77,4 +80,9 @@ class Inventory:
         """Hosts matching an Ansible host pattern (see patterns.py); every host when no limit."""
         from controller.fleet.inventory.patterns import select
 
-        return [self.hosts[n] for n in select(self, limit)]
+        names = select(self, limit)
+        other = [n for n in names if n in self.not_ssh]
+        if other:
+            raise InventoryError(f"host {other[0]}: {self.not_ssh[other[0]]}, and tunefleet reaches hosts over SSH "
+                                 f"only; leave it out with --limit '{limit + ':' if limit else 'all:'}!{other[0]}'")
+        return [self.hosts[n] for n in names]
