@@ -125,3 +125,90 @@ def test_short_run_through_one_hop_restores_the_host(bastion, tmp_path):
     trials = [json.loads(l) for l in (tmp_path / "r" / "trials.jsonl").read_text().splitlines()]
     assert trials and all(t["host"] == "p1" and t["error"] is None for t in trials)
     assert somaxconn("p1") == before
+
+
+def test_check_with_the_inventory_alone(bastion):
+    """The Ansible inventory names the ssh config itself (ansible_ssh_common_args: -F ...)."""
+    p = tunefleet("check", "--hosts", str(bastion), "--limit", "p2", "--json")
+    assert p.returncode == 0, p.stderr
+    assert [r["hostname"] for r in json.loads(p.stdout)] == ["tf-p2"]
+
+
+def test_proxycommand_through_openssh(bastion, tmp_path):
+    cfg = tmp_path / "ssh_config"
+    cfg.write_text(f"Host behind\n  HostName 10.87.78.11\n  ProxyCommand ssh -F {SSH_CONFIG} -W %h:%p tf-j1\n"
+                   f"Host *\n  User root\n  IdentityFile {FLEET / 'id_ed25519'}\n"
+                   f"  UserKnownHostsFile {FLEET / 'known_hosts'}\n")
+    inv = tmp_path / "inv.yml"
+    inv.write_text(yaml.safe_dump({"hosts": {"p1": {"host": "behind"}}}))
+    p = tunefleet("check", "--hosts", str(inv), "--ssh-config", str(cfg), "--json")
+    assert p.returncode == 0, p.stderr
+    assert [r["hostname"] for r in json.loads(p.stdout)] == ["tf-p1"]
+
+
+def test_unknown_host_key_of_a_hop_is_refused_naming_it(bastion, tmp_path):
+    empty = tmp_path / "known_hosts_j1"
+    empty.write_text("")
+    cfg = tmp_path / "ssh_config"
+    cfg.write_text(f"Host tf-j1\n  HostName 10.87.77.241\n  UserKnownHostsFile {empty}\n"
+                   f"Host tf-p1\n  HostName 10.87.78.11\n  ProxyJump tf-j1\n"
+                   f"Host *\n  User root\n  IdentityFile {FLEET / 'id_ed25519'}\n"
+                   f"  UserKnownHostsFile {FLEET / 'known_hosts'}\n  GlobalKnownHostsFile /dev/null\n")
+    inv = tmp_path / "inv.yml"
+    inv.write_text(yaml.safe_dump({"hosts": {"p1": {"host": "tf-p1"}}}))
+    p = tunefleet("check", "--hosts", str(inv), "--ssh-config", str(cfg))
+    err = [l for l in p.stderr.splitlines() if l.startswith("error:")]
+    assert p.returncode == 1 and len(err) == 1, p.stderr
+    assert "jump host tf-j1" in err[0] and "unknown host key" in err[0]
+    assert empty.read_text() == ""
+
+
+def test_a_refused_connection_is_retried(bastion, tmp_path):
+    """The first attempt finds the port closed; a relay to j1 opens it a moment later."""
+    import socket
+    import threading
+
+    from controller.fleet.inventory import HostSpec
+    from controller.fleet.transport import SSHTransport
+
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()  # nothing listens there now: connections are refused
+
+    def relay():
+        srv = socket.create_server(("127.0.0.1", port))
+        srv.settimeout(5)  # without a retry nobody comes
+        try:
+            conn, _ = srv.accept()
+        except socket.timeout:
+            return
+        finally:
+            srv.close()
+        up = socket.create_connection(("10.87.77.241", 22))
+        for a, b in ((conn, up), (up, conn)):
+            threading.Thread(target=_pump, args=(a, b), daemon=True).start()
+
+    j1_key = next(l.split(" ", 1)[1] for l in (FLEET / "known_hosts").read_text().splitlines()
+                  if l.startswith("10.87.77.241 "))
+    known = tmp_path / "known_hosts"
+    known.write_text(f"[127.0.0.1]:{port} {j1_key}\n")
+    timer = threading.Timer(0.2, relay)
+    timer.start()
+    try:
+        t = SSHTransport(HostSpec(name="j1", host="127.0.0.1", port=port, user="root",
+                                  key=str(FLEET / "id_ed25519"), known_hosts=str(known), ssh_args=("-F", "/dev/null")))
+        assert t.run("hostname")[1].strip() == "tf-j1"
+        t.close()
+    finally:
+        timer.join()
+
+
+def _pump(src, dst):
+    try:
+        while data := src.recv(65536):
+            dst.sendall(data)
+    except OSError:
+        pass
+    finally:
+        dst.close()
