@@ -29,10 +29,11 @@ def find(tool: str = "ansible-inventory") -> str | None:
 
 
 def _env() -> dict:
-    # An inventory Ansible cannot parse is an error, not a warning and an empty inventory.
+    """The user's environment (ansible.cfg, vault password file, ...) plus: an inventory Ansible
+    cannot parse is an error, not a warning and an empty inventory; plain one-line ad-hoc output."""
     return {**os.environ, "ANSIBLE_INVENTORY_UNPARSED_FAILED": "True",
             "ANSIBLE_INVENTORY_ANY_UNPARSED_IS_FAILED": "True", "ANSIBLE_VERBOSITY": "0",
-            "ANSIBLE_NOCOLOR": "1", "ANSIBLE_DEPRECATION_WARNINGS": "False", "ANSIBLE_HOST_KEY_CHECKING": "False"}
+            "ANSIBLE_NOCOLOR": "1", "ANSIBLE_DEPRECATION_WARNINGS": "False", "ANSIBLE_LOAD_CALLBACK_PLUGINS": "False"}
 
 
 def _run(argv: list[str], source: str) -> str:
