@@ -30,7 +30,8 @@ class HostSpec:
 
     @property
     def address(self) -> str:
-        return f"{self.host}:{self.port or 22}"
+        host = f"[{self.host}]" if ":" in self.host else self.host  # an IPv6 address, as ssh writes it
+        return f"{host}:{self.port or 22}"
 
     def as_dict(self) -> dict:
         d = asdict(self)
