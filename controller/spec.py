@@ -47,7 +47,8 @@ class TuningSpec(BaseModel):
 
     Optional: description, state_space, training_config, reward_pattern (regex, group 1 is the
     number), reward_goal (default: the metric's own, see controller.rewards), benchmark_cwd,
-    benchmark_timeout (s), baseline_repeats. Anything else is kept as given.
+    benchmark_timeout (s), baseline_repeats, initial_candidates (expert priors every strategy
+    evaluates first, see controller/learn/priors.py). Anything else is kept as given.
     """
 
     model_config = ConfigDict(extra="allow")
@@ -64,6 +65,7 @@ class TuningSpec(BaseModel):
     benchmark_cwd: str | None = None  # folder the benchmark runs in (sysbench fileio's test files)
     benchmark_timeout: float = Field(default=120.0, gt=0, le=24 * 3600)
     baseline_repeats: int = Field(default=3, ge=1, le=100)
+    initial_candidates: list[dict[str, Any]] = Field(default_factory=list)
 
     @field_validator("benchmark_command")
     @classmethod
@@ -98,6 +100,13 @@ class TuningSpec(BaseModel):
             self.reward_goal = rewards.default_goal(self.reward_metric)
         if self.action_dim < 1:
             raise FieldError("action_space", "every knob is fixed (min == max): nothing to tune")
+        from controller.learn import priors
+
+        for path, problem in priors.problems(self.initial_candidates, self.action_space)[:1]:
+            error = FieldError("initial_candidates", problem)
+            error.path = ["initial_candidates", *path]
+            raise error
+        self.initial_candidates = priors.normalized(self.initial_candidates)
         return self
 
     # --- shape --------------------------------------------------------------------------

@@ -8,7 +8,8 @@ Each round asks the study once per live host, so the hosts evaluate different ca
 the same time: the sampler sees the trials still running (TPE's constant liar, GP's pending
 points) and steers away from them. Rewards are relative to each host's own baseline, so the
 hosts' results share one study. The host's original configuration was measured in the baseline
-phase, reward 0 by definition, and enters the study as a known point before the first ask.
+phase, reward 0 by definition, and enters the study as a known point before the first ask; so do
+the spec's expert priors (initial_candidates), which are evaluated first, with what they scored.
 
 A candidate the budget or a dropped host left unevaluated is told as failed (it is no result);
 an evaluation that failed on the host scores FAILURE_REWARD, as it does for every strategy.
@@ -23,7 +24,7 @@ from typing import Hashable
 import numpy as np
 
 from controller.learn.evaluation import FAILURE_REWARD
-from controller.learn.search import SearchContext
+from controller.learn.search import SearchContext, evaluate_priors
 from controller.learn.strategies import register
 
 SAMPLERS = ("tpe", "gp")
@@ -117,7 +118,11 @@ def _quiet():
 @register("bo")
 def bo_search(ctx: SearchContext, sampler: str = "tpe") -> None:
     """Spend ctx.budget evaluations on optuna's suggestions, one candidate per live host per round."""
+    evaluate_priors(ctx)
     study = BoxStudy(ctx.spec.action_dim, seed=ctx.seed, n_startup=max(4, len(ctx.live())), sampler=sampler)
+    for t in ctx.recorder.search_trials():  # the priors, as measured
+        reward = t.reward if t.ok and t.reward is not None else FAILURE_REWARD
+        study.add_known(ctx.spec.to_unit(t.values), reward, origin="prior", host=t.host)
     known = set()
     for ev in ctx.live():  # the baseline measured each host's originals: reward 0 by definition
         originals = ctx.originals[ev.name]

@@ -74,10 +74,22 @@ class SearchContext:
         self.log(f"dropping {name} from the run: {why}")
 
 
+def evaluate_priors(ctx: SearchContext) -> None:
+    """The spec's initial candidates (expert priors, controller/learn/priors.py) before anything a
+    strategy proposes: one per live host per round, counted in the budget. Every strategy starts
+    with this, so none ends worse than the expert's guess."""
+    queue = [c["values"] for c in getattr(ctx.spec, "initial_candidates", None) or []]
+    while queue and ctx.remaining > 0:
+        hosts = [ev.name for ev in ctx.live()]
+        ctx.evaluate_round(dict(zip(hosts, queue)))
+        queue = queue[len(hosts):]
+
+
 @register("random")
 def random_search(ctx: SearchContext) -> None:
     """Uniform samples of the action box, one per host per round: the baseline every smarter
     strategy must beat at equal budget."""
+    evaluate_priors(ctx)
     rng = np.random.default_rng(ctx.seed)
     while ctx.remaining > 0:
         candidates = {}

@@ -31,6 +31,11 @@ def _knob(param: str, rationale: str, **range_) -> dict:
     return {"param": param, **range_, "rationale": rationale}
 
 
+def _prior(reason: str, **values) -> dict:
+    """An expert's first configuration for a workload (controller/learn/priors.py)."""
+    return {"values": values, "reason": reason}
+
+
 @dataclass(frozen=True)
 class Workload:
     key: str
@@ -81,7 +86,10 @@ WORKLOADS: tuple[Workload, ...] = (
              _knob("vm.swappiness", "keep PostgreSQL's shared buffers and backends out of swap", min=0, max=100),
              _knob("net.core.somaxconn", "accept queue of the postmaster's listener for client bursts",
                    min=128, max=4096)],
-         "state_space": [{"metric": m} for m in ("cpu_util", "cpu_iowait", "psi_io_some", "ctxt_per_s")]},
+         "state_space": [{"metric": m} for m in ("cpu_util", "cpu_iowait", "psi_io_some", "ctxt_per_s")],
+         "initial_candidates": [_prior("smaller dirty thresholds spread checkpoint writes out; little swapping",
+                                       **{"vm.dirty_ratio": 15, "vm.dirty_background_ratio": 5,
+                                          "vm.swappiness": 10, "net.core.somaxconn": 1024})]},
         tools=("pgbench",), services=("postgresql",), notes=PG_ADAPT,
         caveats=("at a small scale (data in RAM, 10 s runs) the vm.dirty_* knobs often show no effect beyond "
                  "pgbench's ~3% noise: expect 'no significant improvement' unless the data outgrows memory",)),
@@ -104,7 +112,11 @@ WORKLOADS: tuple[Workload, ...] = (
              _knob("net.ipv4.ip_local_port_range", "more ephemeral ports before TIME_WAIT exhausts them "
                    "(the upper end stays fixed)", min="1024 60999", max="32768 60999")],
          "state_space": [{"metric": m} for m in ("cpu_util", "tcp_active_opens_per_s", "tcp_listen_overflows",
-                                                 "ctxt_per_s")]},
+                                                 "ctxt_per_s")],
+         "initial_candidates": [_prior("full queues for connection bursts, quick FIN_WAIT_2, TIME_WAIT reuse, "
+                                       "every ephemeral port", **{
+             "net.core.somaxconn": 4096, "net.ipv4.tcp_max_syn_backlog": 4096, "net.ipv4.tcp_fin_timeout": 15,
+             "net.ipv4.tcp_tw_reuse": "1", "net.ipv4.ip_local_port_range": "1024 60999"})]},
         tools=("pgbench",), services=("postgresql",), notes=PG_ADAPT,
         caveats=("with 8 clients the connection rate rarely exhausts ports or backlogs; raise -c to stress them",)),
     Workload(
@@ -123,7 +135,11 @@ WORKLOADS: tuple[Workload, ...] = (
              _knob("net.ipv4.tcp_tw_reuse", "reuse of TIME_WAIT ports by the load generator",
                    values=["0", "1", "2"])],
          "state_space": [{"metric": m} for m in ("cpu_util", "tcp_passive_opens_per_s", "tcp_listen_overflows",
-                                                 "tcp_listen_drops")]},
+                                                 "tcp_listen_drops")],
+         "initial_candidates": [_prior("the usual busy web server settings: long accept and SYN queues, "
+                                       "quick FIN_WAIT_2, TIME_WAIT reuse", **{
+             "net.core.somaxconn": 4096, "net.ipv4.tcp_max_syn_backlog": 4096, "net.ipv4.tcp_fin_timeout": 15,
+             "net.ipv4.tcp_tw_reuse": "1"})]},
         tools=("ab",), notes="Point the URL at your server (ab needs a path, e.g. http://127.0.0.1:8080/).",
         caveats=("the default URL http://127.0.0.1/ must be served on every host; change it in the spec",)),
     Workload(
@@ -140,7 +156,9 @@ WORKLOADS: tuple[Workload, ...] = (
                    "cost a 1 s retransmit", min=64, max=4096, scale="log"),
              _knob("net.ipv4.tcp_max_syn_backlog", "half-open connections kept during the burst",
                    min=64, max=4096, scale="log")],
-         "state_space": [{"metric": m} for m in ("tcp_listen_overflows", "tcp_listen_drops", "tcp_retrans_per_s")]},
+         "state_space": [{"metric": m} for m in ("tcp_listen_overflows", "tcp_listen_drops", "tcp_retrans_per_s")],
+         "initial_candidates": [_prior("queues longer than the 256-client burst: no SYN is dropped",
+                                       **{"net.core.somaxconn": 1024, "net.ipv4.tcp_max_syn_backlog": 1024})]},
         notes="Needs no tool or server: the agent runs it. Raise --clients to model bigger bursts."),
     Workload(
         "cpu", "CPU bound (null workload)",
@@ -170,7 +188,10 @@ WORKLOADS: tuple[Workload, ...] = (
              _knob("vm.dirty_background_ratio", "when background writeback starts", min=1, max=30),
              _knob("vm.dirty_expire_centisecs", "age at which dirty data must be written", min=500, max=6000),
              _knob("vm.dirty_writeback_centisecs", "how often the writeback threads wake", min=100, max=1500)],
-         "state_space": [{"metric": m} for m in ("cpu_iowait", "psi_io_some", "psi_io_full", "mem_used_pct")]},
+         "state_space": [{"metric": m} for m in ("cpu_iowait", "psi_io_some", "psi_io_full", "mem_used_pct")],
+         "initial_candidates": [_prior("let random writes collect in the page cache and go out in larger batches",
+                                       **{"vm.dirty_ratio": 40, "vm.dirty_background_ratio": 10,
+                                          "vm.dirty_expire_centisecs": 3000, "vm.dirty_writeback_centisecs": 500})]},
         tools=("sysbench",),
         notes="Prepare the files once per host: `mkdir -p /var/tmp/tunefleet-fileio && cd /var/tmp/tunefleet-fileio "
               "&& sysbench fileio --file-total-size=2G prepare`; keep the folder on the disk you care about.",
@@ -187,7 +208,10 @@ WORKLOADS: tuple[Workload, ...] = (
                    min="4096 4096 4096", max="4096 131072 6291456"),
              _knob("net.ipv4.tcp_wmem", "send buffer default and ceiling bound data in flight",
                    min="4096 4096 4096", max="4096 65536 4194304")],
-         "state_space": [{"metric": m} for m in ("net_rx_mb_per_s", "tcp_retrans_per_s", "cpu_util")]},
+         "state_space": [{"metric": m} for m in ("net_rx_mb_per_s", "tcp_retrans_per_s", "cpu_util")],
+         "initial_candidates": [_prior("the largest buffers this range allows: the window never limits a bulk "
+                                       "transfer", **{"net.ipv4.tcp_rmem": "4096 131072 6291456",
+                                                       "net.ipv4.tcp_wmem": "4096 65536 4194304"})]},
         notes="Loopback has no RTT: it shows the buffer effect, not what a long-distance path needs."),
 )
 
@@ -305,6 +329,8 @@ def without(spec: TuningSpec, names) -> TuningSpec:
     """The same spec without the knobs in ``names``."""
     data = spec.to_dict()
     data["action_space"] = [k for k in data["action_space"] if k["param"] not in names]
+    data["initial_candidates"] = [{**c, "values": {k: v for k, v in c["values"].items() if k not in names}}
+                                  for c in data.get("initial_candidates", [])]
     return TuningSpec.from_dict(data, f"the plan for {spec.workload_name!r}")
 
 

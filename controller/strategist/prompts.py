@@ -54,6 +54,9 @@ config_json is a JSON object with these fields:
   state_space        optional: metrics to observe, e.g. [{"metric": "cpu_util"}, {"metric": "psi_io_some"}]
   benchmark_timeout  optional: seconds before one benchmark run is stopped (default 120)
   benchmark_cwd      optional: folder the benchmark runs in
+  initial_candidates 1 to 3 complete configurations an expert would try first, each
+                     {"values": {every knob of action_space: a value inside its range}, "reason": "one line"};
+                     every search evaluates them before its own proposals.
 Every knob needs a "rationale": one or two sentences on why it could move the reward metric
 for THIS workload on THESE hosts. Knobs with no plausible effect waste benchmark runs."""
 

@@ -71,3 +71,35 @@ def test_rounds_of_three_close_in_on_an_optimum(sampler):
 def test_unknown_sampler():
     with pytest.raises(ValueError, match="unknown sampler"):
         make_sampler("cma", 0, 4)
+
+
+def test_bo_tells_its_study_the_expert_priors(tmp_path, monkeypatch):
+    """The priors are evaluated first and enter the study with what they scored, so TPE's model
+    starts from them (a spy on BoxStudy.add_known; the study itself is real)."""
+    from controller.learn import bo
+    from controller.learn.simfleet import member, sim_fleet
+    from controller.runs import RunDir
+    from controller.spec import TuningSpec
+    from controller.tuner import RunOptions, tune
+
+    told = []
+    real = bo.BoxStudy.add_known
+
+    def spy(self, point, value, **attrs):
+        told.append((np.round(point, 3).tolist(), value, attrs.get("origin")))
+        return real(self, point, value, **attrs)
+
+    monkeypatch.setattr(bo.BoxStudy, "add_known", spy)
+    m = member(2, 4)
+    priors = [{"values": m.optimum(), "reason": "the optimum"},
+              {"values": {k: m.originals[k] for k in m.spec().knob_names}, "reason": "as the host is"}]
+    spec = TuningSpec.from_dict({**m.spec_dict(), "initial_candidates": priors})
+    run = RunDir.create(spec.workload_name, tmp_path / "run")
+    try:
+        tune(spec, sim_fleet(m, 3, seed=3), run, RunOptions(strategy="bo", budget=9, seed=3, verify_repeats=2))
+    finally:
+        run.close()
+    scored = {tuple(p): value for p, value, origin in told if origin == "prior"}
+    best, same = (tuple(np.round(spec.to_unit(c["values"]), 3).tolist()) for c in spec.initial_candidates)
+    assert set(scored) == {best, same}
+    assert scored[best] > 1.0 > abs(scored[same])  # what each measured, not a placeholder

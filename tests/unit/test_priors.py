@@ -1,0 +1,102 @@
+"""Expert priors (initial_candidates): the safety gate, and every strategy evaluating them first."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from controller.errors import SpecError
+from controller.learn.simfleet import member
+from controller.spec import TuningSpec
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _spec(m, candidates):
+    return TuningSpec.from_dict({**m.spec_dict(), "initial_candidates": candidates})
+
+
+def test_priors_are_normalized_to_sysctl_text():
+    m = member(0, 4)
+    values = {"net.core.somaxconn": 4096, "net.ipv4.tcp_max_syn_backlog": 4096.0,
+              "net.ipv4.tcp_rmem": [4096, 131072, 16777216], "net.ipv4.tcp_wmem": "4096  16384 16777216"}
+    spec = _spec(m, [{"values": values, "reason": " big queues "}])
+    assert spec.initial_candidates == [{"values": {
+        "net.core.somaxconn": "4096", "net.ipv4.tcp_max_syn_backlog": "4096",
+        "net.ipv4.tcp_rmem": "4096 131072 16777216", "net.ipv4.tcp_wmem": "4096 16384 16777216"},
+        "reason": "big queues"}]
+    assert TuningSpec.from_dict(spec.to_dict()).initial_candidates == spec.initial_candidates
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"net.core.somaxconn": 100000}, "initial_candidates[0].values.net.core.somaxconn: 100000 is outside"),
+    ({"net.ipv4.tcp_rmem": "4096 131072 999999999"}, "values.net.ipv4.tcp_rmem: '4096 131072 999999999' is outside"),
+    ({"vm.swappiness": 10}, "values.vm.swappiness: not a knob of this spec's action_space"),
+    ({"net.core.somaxconn": True}, "values.net.core.somaxconn: True is outside"),
+])
+def test_a_prior_outside_the_gate_is_refused(change, message):
+    m = member(0, 4)
+    with pytest.raises(SpecError) as e:
+        _spec(m, [{"values": {**m.optimum(), **change}, "reason": "x"}])
+    assert message in e.value.message and "\n" not in e.value.message
+
+
+def test_incomplete_or_unexplained_priors_are_refused():
+    m = member(0, 4)
+    partial = dict(m.optimum())
+    partial.pop("net.ipv4.tcp_wmem")
+    for bad, message in (([{"values": partial, "reason": "x"}], "tcp_wmem: missing"),
+                         ([{"values": m.optimum()}], "[0].reason: must be one line"),
+                         ([{"values": m.optimum(), "reason": "a\nb"}], "[0].reason: must be one line"),
+                         ([{"values": m.optimum(), "reason": "x", "score": 1}], "[0].score: unknown field")):
+        with pytest.raises(SpecError, match=message.replace("[", r"\[").replace("]", r"\]")):
+            _spec(m, bad)
+
+
+def test_cli_refuses_a_bad_prior_in_one_line(tmp_path):
+    m = member(0, 4)
+    spec = {**m.spec_dict(), "benchmark_command": "tunefleet-bench accept --connections 10",
+            "reward_metric": "elapsed_ms",
+            "initial_candidates": [{"values": {**m.optimum(), "net.core.somaxconn": 70000}, "reason": "x"}]}
+    path = tmp_path / "spec.json"
+    path.write_text(json.dumps(spec))
+    out = subprocess.run([sys.executable, "-m", "controller.cli", "plan", "--spec", str(path)],
+                         capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert out.returncode != 0 and "Traceback" not in out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("tunefleet: error: ") and "somaxconn: 70000 is outside" in lines[0]
+
+
+def test_builtin_priors_pass_the_gate_and_survive_leaving_knobs_out():
+    from controller.catalog import Catalog, validate
+    from controller.strategist.builtin import WORKLOADS, without
+
+    with_priors = [w for w in WORKLOADS if w.spec.initial_candidates]
+    assert len(with_priors) >= 5
+    for w in with_priors:
+        validate(w.spec, Catalog.default())
+        dropped = without(w.spec, w.spec.knob_names[:1])
+        assert all(set(c["values"]) == set(dropped.knob_names) for c in dropped.initial_candidates)
+
+
+def test_the_model_is_asked_for_priors_and_they_pass_the_same_gate():
+    """A prior outside the knob's range goes back to the model as a rejection; the fixed answer's
+    priors reach the plan (the scripted chat server of test_llm_strategist)."""
+    from tests.fake_llm import optimize, reply
+    from tests.unit.test_llm_strategist import GOOD, host_facts, plan_with
+
+    facts = {"db1": host_facts("db1", "boot-a"), "db2": host_facts("db2", "boot-b")}
+    good = {"net.core.somaxconn": 4096, "net.ipv4.tcp_fin_timeout": 15}
+    bad = {**GOOD, "initial_candidates": [{"values": {**good, "net.core.somaxconn": 8192}, "reason": "big queue"}]}
+    fixed = {**GOOD, "initial_candidates": [{"values": good, "reason": "big queue, quick FIN_WAIT_2"}]}
+    fake, plan = plan_with([reply(optimize(bad)), reply(optimize(fixed))], facts)
+    instructions = fake.messages(0)[0]["content"]
+    assert "initial_candidates 1 to 3 complete configurations" in instructions  # the model is asked for them
+    assert fake.count == 2
+    assert "initial_candidates[0].values.net.core.somaxconn: 8192 is outside" in fake.tool_results(1)[0]
+    assert plan.spec.initial_candidates == [{"values": {"net.core.somaxconn": "4096", "net.ipv4.tcp_fin_timeout": "15"},
+                                             "reason": "big queue, quick FIN_WAIT_2"}]
