@@ -120,7 +120,8 @@ def _groups_of(data: dict) -> dict[str, set[str]]:
 def _expected(name: str, hv: dict, groups: set[str]) -> dict:
     """What Ansible's ssh connection would use, read straight off its variables."""
     def first(*names):
-        return next((hv[n] for n in names if hv.get(n) is not None), None)
+        value = next((hv[n] for n in names if hv.get(n) is not None), None)
+        return value["__ansible_unsafe"] if isinstance(value, dict) and "__ansible_unsafe" in value else value
 
     port, key, become = first("ansible_ssh_port", "ansible_port"), first(
         "ansible_ssh_private_key_file", "ansible_private_key_file"), first("ansible_become")

@@ -30,6 +30,7 @@ USED_VARS = frozenset(v for names in CONNECTION_VARS.values() for v in names) | 
 SSH_CONNECTIONS = {"ssh", "smart", "paramiko", "paramiko_ssh", "ansible.builtin.ssh", "ansible.builtin.paramiko_ssh",
                    "ansible.legacy.ssh", "ansible.legacy.paramiko_ssh"}
 
+UNSAFE = "__ansible_unsafe"
 _TRUE = {"y", "yes", "on", "1", "true", "t", "1.0"}
 _FALSE = {"n", "no", "off", "0", "false", "f", "0.0"}
 
@@ -37,8 +38,15 @@ _FALSE = {"n", "no", "off", "0", "false", "f", "0.0"}
 def _first(hostvars: dict, names: tuple[str, ...]):
     for n in names:
         if hostvars.get(n) is not None:
-            return n, hostvars[n]
+            return n, plain(hostvars[n])
     return None, None
+
+
+def plain(value):
+    """`ansible-inventory --list` writes an !unsafe value as {"__ansible_unsafe": text}: the text."""
+    if isinstance(value, dict) and set(value) == {UNSAFE}:
+        return value[UNSAFE]
+    return value
 
 
 def _bool(host: str, var: str, value) -> bool:
@@ -75,7 +83,7 @@ def host_from_vars(name: str, hostvars: dict, groups: tuple[str, ...] = ()) -> H
         fields[field_name] = value
     ssh_args: list[str] = []
     for var in SSH_ARG_VARS:
-        value = hostvars.get(var)
+        value = plain(hostvars.get(var))
         if value:
             try:
                 ssh_args.extend(shlex.split(str(value)))
@@ -108,7 +116,7 @@ def from_listing(data: dict, source: str, reader: str) -> Inventory:
     for name in order:
         groups = tuple(sorted(g for g, hs in memberships.items() if name in hs))  # as Ansible's group_names
         inv.hosts[name] = host_from_vars(name, hostvars.get(name, {}), groups)
-        connection = hostvars.get(name, {}).get("ansible_connection")
+        connection = plain(hostvars.get(name, {}).get("ansible_connection"))
         if connection is not None and str(connection) not in SSH_CONNECTIONS:
             inv.not_ssh[name] = f"ansible_connection={connection}"
     return inv

@@ -16,6 +16,7 @@ import yaml
 from controller.errors import InventoryError
 from controller.fleet.inventory.graph import Graph
 from controller.fleet.inventory.hostnames import parse_host_key
+from controller.fleet.inventory.hostvars import UNSAFE
 
 
 # Ansible's ini plugin: [group] or [group:type], then an optional comment
@@ -39,7 +40,8 @@ class _Loader(yaml.SafeLoader):
 
 
 _Loader.add_constructor("!vault", lambda loader, node: Vaulted(loader.construct_scalar(node)))
-_Loader.add_constructor("!unsafe", lambda loader, node: loader.construct_scalar(node))
+# An !unsafe value is never rendered; kept in the shape `ansible-inventory --list` gives it
+_Loader.add_constructor("!unsafe", lambda loader, node: {UNSAFE: loader.construct_scalar(node)})
 
 
 def load_yaml(text: str, source: str):
@@ -59,7 +61,7 @@ def check_resolvable(value, source: str) -> None:
         raise NeedsAnsible(source, "a !vault value")
     if isinstance(value, str) and ("{{" in value or "{%" in value):
         raise NeedsAnsible(source, f"the Jinja2 template {value!r}")
-    if isinstance(value, Mapping):
+    if isinstance(value, Mapping) and set(value) != {UNSAFE}:
         for v in value.values():
             check_resolvable(v, source)
     elif isinstance(value, list):
