@@ -261,3 +261,16 @@ def test_hosts_ansible_would_not_reach_over_ssh_are_refused_when_selected(tmp_pa
     assert [h.name for h in inv.select("web")] == ["w1", "w2"]
     with pytest.raises(InventoryError, match="host localhost: ansible_connection=local.*--limit 'all:!localhost'"):
         inv.select(None)
+
+
+def test_builtin_reader_refuses_ansible_settings_that_change_the_meaning(tmp_path, monkeypatch):
+    path = write(tmp_path, INI, "hosts.ini")
+    cfg = write(tmp_path, "[defaults]\nhash_behaviour = merge\n", "ansible.cfg")
+    monkeypatch.setenv("ANSIBLE_CONFIG", str(cfg))
+    with pytest.raises(NeedsAnsible, match="ansible.cfg: the Ansible setting hash_behaviour"):
+        load_inventory(path, reader="builtin")
+    cfg.write_text("[defaults]\nremote_tmp = /tmp\n")
+    assert load_inventory(path, reader="builtin").hosts
+    monkeypatch.setenv("ANSIBLE_INVENTORY_IGNORE", ".ini")
+    with pytest.raises(NeedsAnsible, match="ANSIBLE_INVENTORY_IGNORE: the Ansible setting inventory ignore_ext"):
+        load_inventory(path, reader="builtin")

@@ -9,6 +9,7 @@ it goes through the same conversion as Ansible's own answer.
 
 from __future__ import annotations
 
+import configparser
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -25,8 +26,39 @@ _IGNORE_EXTS = (".pyc", ".pyo", ".swp", ".bak", "~", ".rpm", ".md", ".txt", ".rs
 _IGNORE_NAMES = ("group_vars", "host_vars")
 
 
+# Ansible settings that change what an inventory means: (ansible.cfg section, key) pairs and env names
+_SETTINGS = {
+    "hash_behaviour": ([("defaults", "hash_behaviour")], "ANSIBLE_HASH_BEHAVIOUR"),
+    "precedence": ([("defaults", "precedence")], "ANSIBLE_PRECEDENCE"),
+    "inventory ignore_extensions": ([("defaults", "inventory_ignore_extensions"), ("inventory", "ignore_extensions")],
+                                    "ANSIBLE_INVENTORY_IGNORE"),
+    "inventory ignore_patterns": ([("defaults", "inventory_ignore_patterns"), ("inventory", "ignore_patterns")],
+                                  "ANSIBLE_INVENTORY_IGNORE_REGEX"),
+    "inventory enable_plugins": ([("inventory", "enable_plugins")], "ANSIBLE_INVENTORY_ENABLED"),
+    "force_valid_group_names": ([("defaults", "force_valid_group_names")], "ANSIBLE_TRANSFORM_INVALID_GROUP_CHARS"),
+}
+
+
+def _check_settings() -> None:
+    """The built-in reader assumes Ansible's defaults: refuse when the user's Ansible changes them."""
+    candidates = [os.environ.get("ANSIBLE_CONFIG"), "ansible.cfg", "~/.ansible.cfg", "/etc/ansible/ansible.cfg"]
+    cfg_file = next((Path(c).expanduser() for c in candidates if c and Path(c).expanduser().is_file()), None)
+    cfg = configparser.ConfigParser(interpolation=None)
+    if cfg_file is not None:
+        try:
+            cfg.read(cfg_file)
+        except configparser.Error as e:
+            raise InventoryError(f"{cfg_file}: cannot read: {e}".splitlines()[0])
+    for name, (keys, env) in _SETTINGS.items():
+        if env in os.environ:
+            raise NeedsAnsible(env, f"the Ansible setting {name}")
+        if any(cfg.has_option(section, key) for section, key in keys):
+            raise NeedsAnsible(str(cfg_file), f"the Ansible setting {name}")
+
+
 def list_inventory(path: Path) -> dict:
     """Read an inventory file or directory like ansible-inventory does; return its --list data."""
+    _check_settings()
     graph = Graph()
     if path.is_dir():
         files = _directory_sources(path)
