@@ -315,7 +315,10 @@ def run(
     limit: Optional[str] = LimitOpt,
     spec_file: Optional[Path] = typer.Option(None, "--spec", help="Run this spec file (JSON or YAML) instead of planning."),
     strategy: str = typer.Option("ppo", "--strategy", help="Search strategy: ppo, bo (Bayesian, optuna), random."),
-    budget: int = typer.Option(24, "--budget", min=1, help="Benchmark evaluations to spend on the search, across the fleet."),
+    budget: Optional[int] = typer.Option(None, "--budget", min=1, help="Benchmark evaluations to spend on the search, across "
+                                         "the fleet (default: the spec's training_config.total_timesteps, else 24)."),
+    policy: Optional[str] = typer.Option(None, "--policy", help="ppo: start from this saved policy (PATH), or 'none' to "
+                                         "start cold (default: the policy store's compatible policy, if any)."),
     seed: int = typer.Option(0, "--seed", help="Seed for the search (runs are repeatable up to benchmark noise)."),
     verify_repeats: int = typer.Option(5, "--verify-repeats", min=2, help="Original-vs-best pairs measured per host (a single host needs 4 or more to reach p < 0.05)."),
     baseline_repeats: Optional[int] = typer.Option(None, "--baseline-repeats", min=1, help="Baseline runs per host (default: the spec's)."),
@@ -372,7 +375,7 @@ def run(
                 raise UserError("refusing to change hosts without confirmation: pass --yes")
             if not typer.confirm(f"Run this benchmark and change these knobs on {len(fleet.hosts)} host(s)?", err=True):
                 raise typer.Exit(1)
-        result = _run(spec, chosen, fleet, out, strategy=strategy, budget=budget, seed=seed,
+        result = _run(spec, chosen, fleet, out, strategy=strategy, budget=budget, seed=seed, policy=policy,
                       verify_repeats=verify_repeats, baseline_repeats=baseline_repeats, run_dir=run_dir,
                       keep_best=keep_best, confirm_top=confirm_top, persist_file=persist_file if persist else None,
                       tensorboard=tensorboard)
@@ -404,7 +407,8 @@ def chat(
     limit: Optional[str] = LimitOpt,
     model: Optional[str] = ModelOpt,
     strategy: str = typer.Option("ppo", "--strategy", help="Search strategy: ppo, bo (Bayesian, optuna), random."),
-    budget: int = typer.Option(24, "--budget", min=1, help="Benchmark evaluations per optimization, across the fleet."),
+    budget: Optional[int] = typer.Option(None, "--budget", min=1, help="Benchmark evaluations per optimization, across "
+                                         "the fleet (default: the spec's training_config.total_timesteps, else 24)."),
     seed: int = typer.Option(0, "--seed", help="Seed for the search."),
     verify_repeats: int = typer.Option(5, "--verify-repeats", min=2, help="Original-vs-best pairs measured per host (a single host needs 4 or more to reach p < 0.05)."),
     catalog_file: Optional[Path] = typer.Option(None, "--catalog", help="Extra tunables (YAML/JSON)."),
@@ -466,6 +470,7 @@ def chat(
 
 
 def _run(spec, chosen, fleet, out, *, strategy, budget, seed, verify_repeats, baseline_repeats, run_dir, keep_best,
+         policy=None,
          confirm_top=3, persist_file=None, tensorboard=False):
     from controller import tblog
     from controller.live import LiveReporter
@@ -475,7 +480,8 @@ def _run(spec, chosen, fleet, out, *, strategy, budget, seed, verify_repeats, ba
     run = RunDir.create(spec.workload_name, run_dir)
     run.write("spec.json", spec.to_dict())
     run.write("plan.json", _plan_record(spec, chosen))
-    options = RunOptions(strategy=strategy, budget=budget, seed=seed, verify_repeats=verify_repeats,
+    budget = budget or int(spec.training_config.get("total_timesteps") or 24)
+    options = RunOptions(strategy=strategy, budget=budget, seed=seed, verify_repeats=verify_repeats, policy=policy,
                          baseline_repeats=baseline_repeats, confirm_top=confirm_top,
                          tensorboard_dir=run.path / "tensorboard" if tensorboard else None)
     try:

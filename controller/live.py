@@ -43,10 +43,10 @@ class LiveReporter:
             if t.phase == "search":
                 self.search_done += 1
                 row["evals"] += 1
-                if t.ok:
-                    row["last"] = t.reward
-                    if row["best"] is None or t.reward > row["best"]:
-                        row["best"] = t.reward
+                if t.ok and t.change_pct is not None:  # percent change of the raw metric, + = better
+                    row["last"] = t.change_pct
+                    if row["best"] is None or t.change_pct > row["best"]:
+                        row["best"] = t.change_pct
                 else:
                     row["fail"] += 1
                     row["note"] = (t.error or "")[:60]
@@ -111,7 +111,7 @@ class LiveReporter:
                         f"search [{'#' * filled}{'.' * (width - filled)}] {done}/{self.budget} evaluations, "
                         f"{elapsed:.0f} s")  # plain Text: the bar's brackets are not markup
             table = Table(box=None, pad_edge=False)
-            for col in ("host", "evals", "last reward", "best reward", f"last {self.unit}", "failures"):
+            for col in ("host", "evals", "last change", "best change", f"last {self.unit}", "failures"):
                 table.add_column(col, justify="right" if col != "host" else "left")
             for host, r in self.rows.items():
                 table.add_row(host, str(r["evals"]), _pct(r["last"]), _pct(r["best"]),
@@ -120,5 +120,5 @@ class LiveReporter:
         return Group(head, table)
 
 
-def _pct(reward: float | None) -> str:
-    return "" if reward is None else f"{reward * 100:+.1f}%"
+def _pct(change: float | None) -> str:
+    return "" if change is None else f"{change:+.1f}%"

@@ -137,7 +137,7 @@ def print_result(console, result: dict) -> None:
             name + (" (dropped)" if h.get("dropped") else ""),
             f"{base['median']:.4g}" if base else "-",
             f"{base['cv'] * 100:.1f}%" if base else "-",
-            f"{seen['reward'] * 100:+.1f}%" if seen else "-",
+            f"{seen['change_pct']:+.1f}%" if seen and seen.get("change_pct") is not None else "-",
             f"{hv['change_pct']:+.1f}%" if hv else "-",
             f"{hv['ci_low_pct']:+.1f}% .. {hv['ci_high_pct']:+.1f}%" if hv else "-",
             f"{hv['p_value']:.3g}" if hv else "-",

@@ -84,6 +84,25 @@ class TuningSpec(BaseModel):
             rewards.compile_pattern(v)
         return v
 
+    @field_validator("training_config")
+    @classmethod
+    def _training(cls, v):
+        from controller.learn import training
+
+        training.validate(v)  # honoured by PPO, or refused here: never ignored
+        return v
+
+    @field_validator("state_space")
+    @classmethod
+    def _state(cls, v):
+        from controller.learn import features
+
+        for index, name, problem in features.check_state_space(v):
+            error = FieldError(name, problem)
+            error.path = [index, name]
+            raise error
+        return v
+
     @field_validator("action_space")
     @classmethod
     def _knobs(cls, v):

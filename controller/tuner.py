@@ -15,8 +15,8 @@ from typing import Protocol
 from controller.errors import SpecError, TunefleetError
 from controller.fleet.executor import ThreadExecutor, gather
 from controller.fleet.fleet import Fleet
-from controller.learn import stats
-from controller.learn.evaluation import HostEvaluator, Recorder, Trial
+from controller.learn import features, stats
+from controller.learn.evaluation import HostEvaluator, Recorder, Trial, change_pct
 from controller.learn.importance import knob_importance
 from controller.learn.search import STRATEGIES, SearchContext
 from controller.learn.select import pick_best
@@ -34,6 +34,8 @@ class RunOptions:
     confirm_top: int = 3                  # re-measure this many top candidates before choosing (0: off)
     confirm_repeats: int | None = None    # runs per candidate per host (default: >= 3 per candidate in all)
     min_effect_pct: float = 5.0           # smallest change worth finding: warn when the noise hides it
+    policy: str | None = None             # ppo: None = the store's compatible policy, "none" = cold, else a path
+    policy_store: object = None           # a PolicyStore (default: controller.learn.policystore.default_root())
     tensorboard_dir: object = None        # --tensorboard: RUN_DIR/tensorboard (see controller/tblog.py)
 
 
@@ -72,6 +74,7 @@ def tune(spec, fleet: Fleet, run: RunDir, options: RunOptions, reporter: Reporte
         raise SpecError(f"unknown strategy '{options.strategy}' (known: {', '.join(STRATEGIES)})")
     names = spec.knob_names
     originals = read_originals(fleet, names)
+    policy = _policy_plan(spec, fleet, options, reporter)  # a policy that cannot be used fails before any change
     run.write("hosts.json", {n: {"facts": h.facts, "originals": originals[n]} for n, h in fleet.hosts.items()})
 
     recorder = Recorder(_trial_sink(run, fleet), [reporter.trial])
@@ -97,9 +100,11 @@ def tune(spec, fleet: Fleet, run: RunDir, options: RunOptions, reporter: Reporte
             executor=executor, recorder=recorder, budget=options.budget, seed=options.seed,
             checkpoint_dir=run.checkpoints if options.strategy == "ppo" else None,
             episode_steps=options.episode_steps, log=reporter.message,
+            training=spec.training_config, policy_in=policy.get("path_in"), policy_out=policy.get("path_out"),
             tensorboard_dir=options.tensorboard_dir,
         )
         STRATEGIES[options.strategy](ctx)
+        _store_policy(policy, spec, run, recorder, reporter)
         search = [t for t in recorder.search_trials() if t.ok]
         if not search:
             raise TunefleetError("the search produced no successful evaluation; see trials.jsonl in " + str(run.path))
@@ -115,7 +120,48 @@ def tune(spec, fleet: Fleet, run: RunDir, options: RunOptions, reporter: Reporte
     result["confirm"] = selection.to_dict()
     result["importance"] = _importance(recorder, spec)
     result["warnings"] = warnings
+    if options.strategy == "ppo":
+        result["policy"] = {"started_from": policy.get("started_from"), "saved": policy.get("saved")}
     return result
+
+
+def _policy_plan(spec, fleet: Fleet, options: RunOptions, reporter: Reporter) -> dict:
+    """Which saved policy PPO starts from (--policy PATH, the store's compatible one, or none) and
+    where it saves the one it trains. Other strategies have no policy."""
+    if options.strategy != "ppo":
+        return {}
+    from pathlib import Path
+
+    from controller.learn.policystore import PolicyStore, fleet_kernel_family
+    from controller.learn.ppo import check_policy
+
+    store = options.policy_store or PolicyStore()
+    kernel = fleet_kernel_family({n: h.facts for n, h in fleet.hosts.items()})
+    plan = {"store": store, "kernel": kernel, "path_out": store.new_path(), "started_from": None, "saved": None}
+    if options.policy and options.policy != "none":
+        path = Path(options.policy).expanduser()
+        if not path.is_file():
+            raise SpecError(f"--policy {options.policy}: no such file")
+        check_policy(path, spec.action_dim)
+        plan.update(path_in=path, started_from=str(path))
+        reporter.message(f"ppo starts from the policy {path}")
+    elif options.policy is None:
+        entry = store.find(spec, kernel)
+        if entry is not None:
+            check_policy(entry.path(store.root), spec.action_dim)
+            plan.update(path_in=entry.path(store.root), started_from=str(entry.path(store.root)))
+            reporter.message(f"ppo starts from the stored policy {entry.describe()} (--policy none: start cold)")
+    return plan
+
+
+def _store_policy(plan: dict, spec, run: RunDir, recorder: Recorder, reporter: Reporter) -> None:
+    """Index the policy the run trained, so the next run on these knobs starts from it."""
+    path = plan.get("path_out")
+    if path is None or not path.exists():
+        return
+    plan["store"].add(path, spec, plan["kernel"], evaluations=recorder.search_evaluations,
+                      run_dir=str(run.path), started_from=plan["started_from"])
+    plan["saved"] = str(path)
 
 
 def _trial_sink(run: RunDir, fleet: Fleet):
@@ -136,6 +182,7 @@ def _baseline(evaluators: dict[str, HostEvaluator], executor, repeats: int, repo
             return {}
         raws = [t.raw for t in good]
         ev.baseline = statistics.median(raws)
+        ev.baseline_aggregates = features.mean_aggregates([t.aggregates for t in good])
         summary = stats.summarize(raws)
         keys = set().union(*(t.metrics for t in good))
         metrics = {k: statistics.fmean(t.metrics.get(k, 0.0) for t in good) for k in keys}
@@ -190,8 +237,8 @@ def _result(spec, options: RunOptions, run: RunDir, recorder: Recorder, ctx: Sea
         host_best = max(host_trials, key=lambda t: t.reward) if host_trials else None
         entry = {
             "baseline": baselines.get(name, {}).get("summary"),
-            "best_seen": ({"values": host_best.values, "raw": host_best.raw, "reward": round(host_best.reward, 4)}
-                          if host_best else None),
+            "best_seen": ({"values": host_best.values, "raw": host_best.raw, "reward": round(host_best.reward, 4),
+                           "change_pct": _change(host_best.raw, ev.baseline, goal)} if host_best else None),
             "evaluations": len(recorder.search_trials(name)),
             "failures": sum(1 for t in recorder.search_trials(name) if not t.ok),
             "dropped": ev.dropped,
@@ -205,24 +252,23 @@ def _result(spec, options: RunOptions, run: RunDir, recorder: Recorder, ctx: Sea
     verification = stats.fleet_change(samples, goal=goal, seed=options.seed).to_dict() if samples else None
     improvement = verification["change_pct"] if verification else None
     significant = bool(verification and verification["significant"])
-    best_seen_pct = best.reward * 100.0
-    raw_base = [b["summary"]["median"] for b in baselines.values() if b]
     result = {
-        # the seed's fields
+        # the seed's fields; best_reward and baseline_reward only as verified medians
         "success": bool(significant and improvement is not None and improvement > 0),
         "workload_name": spec.workload_name,
-        "best_reward": verification["best_median"] if verification else best.raw,
+        **({"best_reward": verification["best_median"], "baseline_reward": verification["baseline_median"]}
+           if verification else {}),
         "best_config": best.values,
-        "baseline_reward": verification["baseline_median"] if verification else statistics.median(raw_base),
         "improvement": improvement,
-        "total_episodes": -(-recorder.search_evaluations // max(1, options.episode_steps)),
+        # real episodes, for strategies that have them (PPO)
+        **({"total_episodes": ctx.episodes} if ctx.episodes is not None else {}),
         # and what makes them trustworthy
         "reward_metric": spec.reward_metric,
         "goal": goal,
         "verdict": _verdict(verification),
         "verification": verification,
         "best_seen": {"host": best.host, "values": best.values, "raw": best.raw,
-                      "change_pct": round(best_seen_pct, 2), "verified": False},
+                      "change_pct": _change(best.raw, ctx.evaluators[best.host].baseline, goal), "verified": False},
         "strategy": options.strategy,
         "budget": options.budget,
         "seed": options.seed,
@@ -233,6 +279,12 @@ def _result(spec, options: RunOptions, run: RunDir, recorder: Recorder, ctx: Sea
         "run_dir": str(run.path),
     }
     return result
+
+
+def _change(raw: float, baseline: float | None, goal: str) -> float | None:
+    """Percent change of the raw metric against the host's baseline (not of the log reward)."""
+    pct = change_pct(raw, baseline or 0.0, goal)
+    return None if pct is None else round(pct, 2)
 
 
 def _verdict(v: dict | None) -> str:

@@ -156,7 +156,8 @@ def derive(a, b):
             ("tcp_active_opens_per_s", "snmp", "Tcp", "ActiveOpens", True),
             ("tcp_passive_opens_per_s", "snmp", "Tcp", "PassiveOpens", True),
             ("tcp_listen_overflows", "netstat", "TcpExt", "ListenOverflows", False),
-            ("tcp_listen_drops", "netstat", "TcpExt", "ListenDrops", False)):
+            ("tcp_listen_drops", "netstat", "TcpExt", "ListenDrops", False),
+            ("tcp_backlog_drops", "netstat", "TcpExt", "TCPBacklogDrop", False)):
         va, vb = _counter(a, table, group, key), _counter(b, table, group, key)
         if va is not None and vb is not None:
             out[metric] = _delta(va, vb) / dt if per_s else float(_delta(va, vb))

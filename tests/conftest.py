@@ -15,6 +15,13 @@ ROOT = Path(__file__).resolve().parent.parent
 LOCAL_INVENTORY = ROOT / "inventory" / "local.yml"
 
 
+@pytest.fixture(autouse=True)
+def _private_policy_store(tmp_path_factory, monkeypatch):
+    """Every test (and every tunefleet it starts) gets an empty policy store of its own: a PPO run
+    would otherwise start from a policy an earlier test left in ~/.local/share/tunefleet."""
+    monkeypatch.setenv("TUNEFLEET_POLICY_STORE", str(tmp_path_factory.mktemp("policies")))
+
+
 def _need_root():
     if os.geteuid() != 0:
         pytest.skip("needs root (network namespaces, sysctl writes)")

@@ -45,13 +45,15 @@ class HostWorker:
         return {"facts": self.host.facts, "uploaded": self.host.uploaded}
 
     def request(self, op: str, args: dict | None, timeout: float) -> tuple:
+        """The reply and the events the agent sent while it ran (a benchmark's metric samples)."""
+        events: list[dict] = []
 
         def go():
             if self.host is None:
                 self._connect()
-            return self.host.request(op, args, timeout=timeout)
+            return self.host.request(op, args, timeout=timeout, on_event=events.append)
 
-        return _as_data(go)
+        return _as_data(go), events
 
     def close(self, keep: bool) -> tuple:
         return _as_data(lambda: self.host.close(keep=keep) if self.host else None)
@@ -85,8 +87,13 @@ class RayHost:
     gone: bool = False  # the actor died under a call: closing it only kills what is left
 
     def request(self, op: str, args: dict | None = None, *, timeout: float = 30.0, on_event=None) -> Any:
-        # Streamed events stay in the actor; the reply carries the run's summary.
-        return self._call(self.actor.request.remote(op, args, timeout), timeout + 30)
+        # The actor collects the streamed events and returns them with the reply; they are replayed
+        # here, in order, before the reply is returned (or its error raised), as fleet.Host delivers them.
+        reply, events = self._get(self.actor.request.remote(op, args, timeout), timeout + 30)
+        if on_event is not None:
+            for event in events:
+                on_event(event)
+        return _unwrap(reply)
 
     def close(self, keep: bool = False) -> dict | None:
         import ray

@@ -1,12 +1,19 @@
-"""One gymnasium environment per host.
+"""One gymnasium environment per host: the OS tuning environment whose state is the system's metrics.
 
-action       Box[-1, 1]^d, mapped onto each knob's range by the spec (ints rounded, log scale,
-             choices discretized, vector components kept in order)
-observation  [last reward, metric features..., current knob values in [-1, 1]]; metric features
-             are log-ratios to the host's own baseline window, squashed with tanh
-reward       relative to the host's measured baseline: perf/baseline - 1 (sign flipped when the
-             metric is minimized), clipped; a failed apply or benchmark scores the floor
-episode      a few steps; more than MAX_FAILURES consecutive failures end it early
+action       Box[-1, 1]^d: the next configuration, mapped onto each knob's range by the spec (ints
+             rounded, log scale, choices discretized, vector components kept in order)
+observation  [knob values in force, in [-1, 1]^d] + [the metric feature vector of the last
+             evaluation (controller/learn/features.py: what the kernel did during the benchmark,
+             relative to this host's baseline)] + [tanh(last reward / 2)]
+reward       the log-ratio of the benchmark's result to this host's baseline (evaluation.py);
+             a failed apply or benchmark scores FAILURE_REWARD
+episode      `episode_steps` evaluations; more than MAX_FAILURES consecutive failures end it early
+
+The observation's length depends only on the action dimension, never on the spec's state_space,
+so a policy saved for one knob set acts on any host and workload with the same knobs.
+The action is a whole configuration, not a move from the current one: docs/strategies.md says
+why (the last configuration and its features are in the observation, so a policy can still
+learn "overflows while the queue is short: raise it").
 """
 
 from __future__ import annotations
@@ -16,68 +23,54 @@ import math
 import gymnasium as gym
 import numpy as np
 
-from controller.learn.evaluation import REWARD_CEIL, REWARD_FLOOR, HostEvaluator, Trial
+from controller.learn import features
+from controller.learn.evaluation import HostEvaluator, Trial
 
 MAX_FAILURES = 3
 
-# The seed's metric names -> the agent's (docs/protocol.md, Metrics).
-METRIC_ALIASES = {
-    "cpu_utilization": "cpu_util", "cpu_usage": "cpu_util", "io_wait": "cpu_iowait", "iowait": "cpu_iowait",
-    "mem_utilization": "mem_used_pct", "memory_utilization": "mem_used_pct", "mem_pressure": "psi_mem_some",
-    "memory_pressure": "psi_mem_some", "io_pressure": "psi_io_some", "cpu_pressure": "psi_cpu_some",
-    "context_switches": "ctxt_per_s", "load_average": "load1", "tcp_retransmits": "tcp_retrans_per_s",
-    "listen_overflows": "tcp_listen_overflows",
-}
-DEFAULT_METRICS = ("cpu_util", "cpu_iowait", "mem_used_pct", "ctxt_per_s", "tcp_retrans_per_s", "tcp_listen_overflows")
 
-
-def observed_metrics(spec) -> list[str]:
-    names = []
-    for item in getattr(spec, "state_space", None) or []:
-        name = item.metric if hasattr(item, "metric") else item.get("metric")
-        name = METRIC_ALIASES.get(name, name)
-        if name not in names:
-            names.append(name)
-    return names or list(DEFAULT_METRICS)
+def observation_size(action_dim: int) -> int:
+    return action_dim + features.SIZE + 1
 
 
 class HostEnv(gym.Env):
     metadata = {"render_modes": []}
 
-    def __init__(self, evaluator: HostEvaluator, spec, *, originals: dict[str, str],
-                 baseline_metrics: dict[str, float] | None = None, episode_steps: int = 4):
+    def __init__(self, evaluator: HostEvaluator, spec, *, originals: dict[str, str], episode_steps: int = 4):
         super().__init__()
         self.evaluator = evaluator
         self.spec = spec
         self.originals = dict(originals)
-        self.metric_names = observed_metrics(spec)
-        self.baseline_metrics = dict(baseline_metrics or {})
         self.episode_steps = episode_steps
         d = spec.action_dim
         self.action_space = gym.spaces.Box(-1.0, 1.0, shape=(d,), dtype=np.float32)
-        n_obs = 1 + len(self.metric_names) + d
-        self.observation_space = gym.spaces.Box(-1.0, 1.0, shape=(n_obs,), dtype=np.float32)
+        self.observation_space = gym.spaces.Box(-1.0, 1.0, shape=(observation_size(d),), dtype=np.float32)
         self._steps = 0
         self._failures = 0
-        self._obs = self._initial_obs()
+        self.episodes = 0  # episodes begun (a step was taken in them)
+        # Every episode starts from the host as the baseline measured it: its originals, features 0.
+        self._start = self._observe(0.0, {}, self.originals)
+        self._obs = self._start.copy()
         self.last_trial: Trial | None = None
 
-    def _initial_obs(self) -> np.ndarray:
-        return self._observe(0.0, self.baseline_metrics, self.originals)
-
-    def _observe(self, reward: float, metrics: dict[str, float], values: dict[str, str]) -> np.ndarray:
-        features = [_ratio_feature(metrics.get(m), self.baseline_metrics.get(m)) for m in self.metric_names]
-        scaled_reward = reward / REWARD_CEIL if reward >= 0 else reward / -REWARD_FLOOR
+    def _observe(self, reward: float, named: dict[str, float], values: dict[str, str]) -> np.ndarray:
         knobs = self.spec.to_unit({**self.originals, **values})
-        obs = np.concatenate([[scaled_reward], features, knobs]).astype(np.float32)
+        obs = np.concatenate([knobs, features.vector(named), [math.tanh(reward / 2.0)]]).astype(np.float32)
         return np.clip(obs, -1.0, 1.0)
+
+    def features_of(self, obs: np.ndarray) -> np.ndarray:
+        """The metric-feature part of an observation."""
+        d = self.spec.action_dim
+        return np.asarray(obs)[d:d + features.SIZE]
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
         self._steps = 0
         self._failures = 0
-        # No benchmark on reset: evaluations are the expensive resource. A new episode starts
-        # from what the host looks like now (its last observation).
+        # No benchmark on reset: evaluations are the expensive resource, and the baseline already
+        # measured the originals. Each step applies a whole configuration, so the knobs left on the
+        # host by the last episode do not change what the next step measures.
+        self._obs = self._start.copy()
         return self._obs.copy(), {}
 
     def step(self, action):
@@ -86,20 +79,12 @@ class HostEnv(gym.Env):
         values = self.spec.to_values(np.asarray(action, dtype=np.float64))
         trial = self.evaluator.evaluate(values)
         self.last_trial = trial
+        if self._steps == 0:
+            self.episodes += 1
         self._steps += 1
-        if trial.ok:
-            self._failures = 0
-            self._obs = self._observe(trial.reward, trial.metrics, values)
-        else:
-            self._failures += 1
-            self._obs = self._observe(trial.reward, {}, values)
+        self._failures = 0 if trial.ok else self._failures + 1
+        # A failed run still has features (a timed-out storm shows its overflows).
+        self._obs = self._observe(trial.reward, trial.features, values)
         terminated = self._failures > MAX_FAILURES or self.evaluator.lost is not None
         truncated = self._steps >= self.episode_steps
         return self._obs.copy(), float(trial.reward), terminated, truncated, {"trial": trial}
-
-
-def _ratio_feature(value: float | None, base: float | None) -> float:
-    """tanh of the log-ratio to the baseline window: 0 = as in the baseline, +-1 = orders apart."""
-    if value is None or base is None:
-        return 0.0
-    return math.tanh(math.log1p(max(value, 0.0)) - math.log1p(max(base, 0.0)))

@@ -4,6 +4,7 @@ so they are compared on equal terms."""
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -11,44 +12,77 @@ from typing import Callable
 
 from controller.errors import AgentError, AgentGone, SpecError, TunefleetError
 from controller.fleet.fleet import Host
+from controller.learn import features as feat
 
-# Rewards are relative to the host's own baseline; clipped so one pathological sample can't
-# dominate a policy update. A failed evaluation scores the floor.
-REWARD_FLOOR = -1.0
-REWARD_CEIL = 5.0
-FAILURE_REWARD = REWARD_FLOOR
+# The reward is the log of the ratio to the host's own baseline (sign flipped for a minimized
+# metric): 0 = as good as the original, ln 2 = twice as good, and a 100x gain scores twice a 10x
+# one, so nothing saturates a few times above the baseline and nothing compresses near a floor.
+# Beyond SOFT_BOUND (10^4 times better or worse) the log is squashed smoothly towards 2 x SOFT_BOUND,
+# so one absurd sample (a benchmark that printed 0) cannot dominate a policy update.
+SOFT_BOUND = math.log(1e4)
+# A failed apply or benchmark scores as if it were 10^4 times worse than the original: below any
+# real measurement seen so far (the worst, an accept storm 1000x slower, scores -6.9), and bounded.
+FAILURE_REWARD = -SOFT_BOUND
 
 
 @dataclass
 class Trial:
     host: str
-    phase: str                    # baseline | search | verify
+    phase: str                    # baseline | search | confirm | verify
     values: dict[str, str]        # the knob values in force during the benchmark
     index: int = -1               # evaluation number across the run (search phase: counts toward the budget)
     raw: float | None = None      # the reward metric as the benchmark printed it
-    reward: float | None = None   # relative to the host's baseline; None in the baseline phase
-    metrics: dict[str, float] = field(default_factory=dict)
+    reward: float | None = None   # log-ratio to the host's baseline (see relative_reward); None in the baseline phase
+    change_pct: float | None = None  # the raw metric's percent change against the baseline, + = better
+    metrics: dict[str, float] = field(default_factory=dict)   # the agent's whole-run summary
+    features: dict[str, float] = field(default_factory=dict)  # controller/learn/features.py, vs the baseline
+    samples: int = 0              # metric samples the agent streamed during the benchmark
     duration_s: float = 0.0
     error: str | None = None
     label: str = ""               # verify: "A" (original) or "B" (candidate)
     time: float = field(default_factory=time.time)
+    aggregates: dict[str, float] = field(default_factory=dict, repr=False)  # absolute; not recorded
 
     @property
     def ok(self) -> bool:
         return self.error is None
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        out = asdict(self)
+        del out["aggregates"]
+        return out
+
+
+def log_ratio(raw: float, baseline: float, goal: str) -> float:
+    """ln(raw / baseline), negated for a minimized metric: > 0 is better. +-inf for a zero."""
+    if raw <= 0:
+        r = -math.inf
+    else:
+        r = math.log(raw) - math.log(baseline)
+    return -r if goal == "minimize" else r
+
+
+def soft_bound(x: float) -> float:
+    """Identity inside +-SOFT_BOUND, then a tanh that approaches +-2 x SOFT_BOUND: strictly
+    increasing, so it never ties two different measurements, and bounded."""
+    if abs(x) <= SOFT_BOUND:
+        return x
+    return math.copysign(SOFT_BOUND * (1.0 + math.tanh((abs(x) - SOFT_BOUND) / SOFT_BOUND)), x)
 
 
 def relative_reward(raw: float, baseline: float, goal: str) -> float:
-    """perf/baseline - 1 for a maximized metric; 1 - perf/baseline for a minimized one (clipped)."""
+    """The reward of one measurement against the host's baseline (0 when there is no baseline)."""
     if baseline <= 0:
         return 0.0
-    r = raw / baseline - 1.0
-    if goal == "minimize":
-        r = -r
-    return max(REWARD_FLOOR, min(REWARD_CEIL, r))
+    return soft_bound(log_ratio(raw, baseline, goal))
+
+
+def change_pct(raw: float, baseline: float, goal: str) -> float | None:
+    """Percent change of the raw metric, positive = better (the verification's convention)."""
+    if not baseline or baseline <= 0:
+        return None
+    ratio = raw / baseline
+    return (ratio - 1.0) * 100.0 if goal == "maximize" else (1.0 - ratio) * 100.0
 
 
 class Recorder:
@@ -88,6 +122,7 @@ class HostEvaluator:
         self.recorder = recorder
         self.bounds = {k.param: k.bounds() for k in spec.action_space}  # the agent re-checks these
         self.baseline: float | None = None
+        self.baseline_aggregates: dict[str, float] = {}  # the reference for every trial's features
         self.lost: str | None = None  # set when the agent is gone: no further evaluation is possible
         self.dropped: str | None = None  # set when the run gave up on this host (why)
 
@@ -110,8 +145,12 @@ class HostEvaluator:
         except TunefleetError as e:
             trial.error = e.message
         trial.duration_s = round(time.monotonic() - started, 4)
+        if self.baseline_aggregates and phase != "baseline":
+            trial.features = feat.relative(trial.aggregates, self.baseline_aggregates)
         if trial.ok and self.baseline is not None and phase != "baseline":
             trial.reward = relative_reward(trial.raw, self.baseline, self.spec.goal)
+            pct = change_pct(trial.raw, self.baseline, self.spec.goal)
+            trial.change_pct = None if pct is None else round(pct, 3)
         elif not trial.ok and phase == "search":
             trial.reward = FAILURE_REWARD
         return self.recorder.record(trial)
@@ -129,8 +168,17 @@ class HostEvaluator:
         args = {"cmd": self.spec.benchmark_command, "timeout": timeout, "interval": 1.0}
         if getattr(self.spec, "benchmark_cwd", None):
             args["cwd"] = self.spec.benchmark_cwd
-        result = self.host.request("run", args, timeout=timeout + 30.0)
+        samples: list[dict] = []
+
+        def on_event(msg: dict) -> None:  # the agent's per-second samples while the benchmark runs
+            data = msg.get("data") or {}
+            if msg.get("event") == "sample" and isinstance(data.get("metrics"), dict):
+                samples.append(data["metrics"])
+
+        result = self.host.request("run", args, timeout=timeout + 30.0, on_event=on_event)
         trial.metrics = {k: round(float(v), 4) for k, v in (result.get("metrics") or {}).items()}
+        trial.aggregates = feat.aggregate(samples, trial.metrics)
+        trial.samples = len(samples)
         if result.get("timed_out"):
             raise AgentError(f"benchmark timed out after {timeout:g} s", self.name, "Timeout")
         if result.get("exit_code") != 0:

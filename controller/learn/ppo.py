@@ -3,7 +3,13 @@
 Every step is a real benchmark on a real host, so the usual PPO settings (2048 steps per update)
 would never finish. Here a rollout is a handful of fleet steps (batch = steps x hosts), the
 network is small, and the learning rate is high enough to move within a few updates. The budget
-is enforced by a callback that stops learning once the fleet has spent it.
+is enforced by a callback that stops learning once the fleet has spent it. The spec's
+training_config overrides any of these settings (controller/learn/training.py).
+
+A run may start from a policy saved by an earlier run (``ctx.policy_in``): its weights, its
+exploration noise and its network shape; the rest of the settings are this run's. It must have
+been trained for the same observation and action shapes (the same knob set: the metric feature
+vector has one fixed length), otherwise the run stops with an error before any benchmark.
 """
 
 from __future__ import annotations
@@ -14,8 +20,10 @@ from stable_baselines3 import PPO
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.logger import configure
 
+from controller.errors import SpecError
 from controller.fleet.executor import ThreadExecutor
-from controller.learn.env import HostEnv
+from controller.learn import training
+from controller.learn.env import HostEnv, observation_size
 from controller.learn.search import SearchContext
 from controller.learn.strategies import register
 from controller.learn.vecenv import FleetVecEnv
@@ -50,22 +58,54 @@ class CheckpointEveryUpdate(BaseCallback):
         return True
 
 
-def make_model(venv, *, n_steps: int, seed: int, verbose: int = 0) -> PPO:
-    batch = n_steps * venv.num_envs
+def settings_of(ctx: SearchContext) -> dict:
+    """The effective PPO settings: the context's validated training dict, else the spec's."""
+    given = ctx.training if ctx.training is not None else getattr(ctx.spec, "training_config", None)
+    return training.validate({k: v for k, v in (given or {}).items() if v is not None})
+
+
+def saved_shapes(path: Path) -> dict:
+    """Observation and action sizes and the network of a saved policy (no model is built)."""
+    from stable_baselines3.common.save_util import load_from_zip_file
+
+    try:
+        data, _, _ = load_from_zip_file(str(path), device="cpu")
+    except (OSError, ValueError, KeyError) as e:
+        raise SpecError(f"policy {path}: cannot be read as a saved PPO policy: {e}") from None
+    return {"observation": int(data["observation_space"].shape[0]), "action": int(data["action_space"].shape[0]),
+            "net_arch": list((data.get("policy_kwargs") or {}).get("net_arch") or [])}
+
+
+def check_policy(path: Path, action_dim: int) -> dict:
+    """The saved policy's shapes, or a SpecError saying why it cannot act on this knob set."""
+    shapes = saved_shapes(path)
+    want = {"observation": observation_size(action_dim), "action": action_dim}
+    if shapes["observation"] != want["observation"] or shapes["action"] != want["action"]:
+        raise SpecError(f"policy {path} was trained for {shapes['action']} action and {shapes['observation']} "
+                        f"observation dimensions; this spec has {want['action']} and {want['observation']}: "
+                        "start cold (--policy none) or pick a policy trained on the same knobs")
+    return shapes
+
+
+def make_model(venv, *, n_steps: int, seed: int, settings: dict | None = None, verbose: int = 0) -> PPO:
+    s = {**training.DEFAULTS, **(settings or {})}
+    batch = s["batch_size"] or n_steps * venv.num_envs
     return PPO(
         "MlpPolicy", venv,
         n_steps=n_steps,
         batch_size=batch,
-        n_epochs=10,
-        learning_rate=3e-3,
-        # Each step applies a whole configuration and its reward depends on that configuration
-        # alone: a contextual bandit. Discounting later steps' rewards into it only adds noise.
-        gamma=0.0,
-        gae_lambda=0.9,
-        clip_range=0.2,
-        ent_coef=0.0,
+        n_epochs=s["n_epochs"],
+        learning_rate=s["learning_rate"],
+        # gamma 0 by default: each step applies a whole configuration and its reward depends on
+        # that configuration alone (docs/strategies.md, the environment).
+        gamma=s["gamma"],
+        gae_lambda=s["gae_lambda"],
+        clip_range=s["clip_range"],
+        ent_coef=s["ent_coef"],
+        vf_coef=s["vf_coef"],
+        max_grad_norm=s["max_grad_norm"],
         normalize_advantage=batch > 1,
-        policy_kwargs={"net_arch": [32, 32], "log_std_init": -0.5},
+        policy_kwargs={"net_arch": list(s["net_arch"]), "log_std_init": s["log_std_init"]},
         seed=seed,
         device="cpu",
         verbose=verbose,
@@ -80,20 +120,33 @@ def steps_per_update(rounds: int) -> int:
 
 @register("ppo")
 def ppo_search(ctx: SearchContext) -> None:
+    settings = settings_of(ctx)
+    if ctx.policy_in is not None:
+        shapes = check_policy(Path(ctx.policy_in), ctx.spec.action_dim)
+        if shapes["net_arch"] and shapes["net_arch"] != settings["net_arch"]:
+            ctx.log(f"starting from {ctx.policy_in}: its network {shapes['net_arch']} replaces {settings['net_arch']}")
+            settings["net_arch"] = shapes["net_arch"]
     hosts = [ev.name for ev in ctx.live()]
-    envs = [
-        HostEnv(ctx.evaluators[n], ctx.spec, originals=ctx.originals[n],
-                baseline_metrics=ctx.baseline_metrics.get(n), episode_steps=ctx.episode_steps)
-        for n in hosts
-    ]
+    episode_steps = settings["episode_steps"] or ctx.episode_steps
+    envs = [HostEnv(ctx.evaluators[n], ctx.spec, originals=ctx.originals[n], episode_steps=episode_steps)
+            for n in hosts]
     executor = ctx.executor or ThreadExecutor(len(envs))
     venv = FleetVecEnv(envs, executor)
     rounds = max(1, ctx.remaining // len(envs))
-    model = make_model(venv, n_steps=steps_per_update(rounds), seed=ctx.seed)
+    model = make_model(venv, n_steps=settings["n_steps"] or steps_per_update(rounds), seed=ctx.seed,
+                       settings=settings)
+    if ctx.policy_in is not None:
+        model.set_parameters(str(ctx.policy_in), exact_match=True, device="cpu")
     callbacks = [BudgetCallback(ctx, hosts)]
     if ctx.checkpoint_dir is not None:
         model.set_logger(configure(str(ctx.checkpoint_dir), ["csv"]))
         callbacks.append(CheckpointEveryUpdate(Path(ctx.checkpoint_dir)))
-    model.learn(total_timesteps=rounds * len(envs), callback=CallbackList(callbacks))
+    try:
+        model.learn(total_timesteps=rounds * len(envs), callback=CallbackList(callbacks))
+    finally:
+        ctx.episodes = sum(env.episodes for env in envs)
     if ctx.checkpoint_dir is not None:
         model.save(Path(ctx.checkpoint_dir) / "ppo_final")
+    if ctx.policy_out is not None:
+        Path(ctx.policy_out).parent.mkdir(parents=True, exist_ok=True)
+        model.save(ctx.policy_out)

@@ -8,6 +8,7 @@ A strategy is a function `search(ctx)`; it spends at most `ctx.budget` benchmark
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -34,6 +35,10 @@ class SearchContext:
     checkpoint_dir: object = None
     episode_steps: int = 4
     log: Callable[[str], None] = print
+    training: dict | None = None        # the spec's training_config, validated (controller/learn/training.py)
+    policy_in: Path | None = None       # a saved PPO policy to start from (None: cold start)
+    policy_out: Path | None = None      # where PPO saves the policy it trained
+    episodes: int | None = None         # set by strategies that run episodes (PPO): how many began
     tensorboard_dir: object = None      # --tensorboard: PPO's training curves go here (stable-baselines3's logger)
 
     @property

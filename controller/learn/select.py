@@ -4,7 +4,8 @@ The search's single best reward is the maximum of many noisy measurements, so it
 upward (the winner's curse): on a workload no knob affects it still shows a few percent. Before
 a configuration is declared best, the top few distinct configurations of the search are measured
 again on every live host (phase "confirm"; recorded in trials.jsonl, not counted toward the
-search budget) and the one with the best median re-measured reward wins (a failed re-measurement scores the floor). Only fresh samples
+search budget) and the one with the best median re-measured raw metric wins (each sample taken
+relative to its host's baseline, since hosts differ; a failed re-measurement scores the floor). Only fresh samples
 decide: the search samples that put a candidate on the short list would favour the lucky one.
 Hosts run the candidates in rotated orders, so a drift over time does not favour one of them.
 """
@@ -17,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 from controller.fleet.executor import gather
-from controller.learn.evaluation import FAILURE_REWARD, Trial
+from controller.learn.evaluation import FAILURE_REWARD, Trial, log_ratio
 from controller.learn.search import SearchContext
 
 MIN_CONFIRM_SAMPLES = 3  # per candidate across the fleet, when repeats are not given
@@ -140,7 +141,9 @@ def pick_best(ctx: SearchContext, top_k: int = 3, repeats: int | None = None,
         ctx.note_outcome(ev.name)
         for i, t in results:
             if t.ok and t.reward is not None:
-                ranked[i].confirm_rewards.append(t.reward)
+                # The raw metric against this host's baseline, unbounded: medians of these order the
+                # candidates as their raw ratios do (the reward's far-out squash plays no part).
+                ranked[i].confirm_rewards.append(log_ratio(t.raw, ev.baseline, ctx.spec.goal))
             elif not ev.lost:  # the configuration failed, not the host: it scores the floor
                 ranked[i].confirm_failures += 1
                 ranked[i].confirm_rewards.append(FAILURE_REWARD)

@@ -36,6 +36,9 @@ def test_check_and_run_with_ray_workers(fleet_inventory, inventory, tmp_path):
     assert all(w["kind"] == "ray" and w["node_id"] for w in workers.values()), workers
     pids = {w["pid"] for w in workers.values()}
     assert len(pids) == 2 and p.pid not in pids, (p.pid, workers)
+    # the metric samples the agents streamed crossed the actor boundary into every trial's features
     trials = [json.loads(line) for line in (tmp_path / "run" / "trials.jsonl").read_text().splitlines()]
+    assert any(t["samples"] > 0 for t in trials if t["phase"] == "baseline"), [t["samples"] for t in trials]
+    assert all(t["features"] for t in trials if t["phase"] == "search")
     assert all(t["worker"] == workers[t["host"]] for t in trials), "every trial records where its host ran"
     assert knob_values(inventory) == before

@@ -112,7 +112,8 @@ def test_every_documented_metric_is_derived_from_a_full_proc():
                   "procs_running", "load1", "mem_used_pct", "mem_available_mb", "psi_cpu_some",
                   "psi_io_some", "psi_io_full", "psi_mem_some", "psi_mem_full",
                   "tcp_retrans_per_s", "tcp_active_opens_per_s", "tcp_passive_opens_per_s",
-                  "tcp_listen_overflows", "tcp_listen_drops", "net_rx_mb_per_s", "net_tx_mb_per_s"}
+                  "tcp_listen_overflows", "tcp_listen_drops", "tcp_backlog_drops", "net_rx_mb_per_s",
+                  "net_tx_mb_per_s"}
     m = metrics.derive(fixture_snapshot("t0", 0.0), fixture_snapshot("t1", 1.0))
     assert set(m) == documented
 

@@ -1,11 +1,14 @@
-"""Reward parsers on real captured outputs (tests/fixtures/bench/README.md says how)."""
+"""Reward parsers on real captured outputs (tests/fixtures/bench/README.md says how), and the
+reward a strategy sees: the log-ratio of a parsed result to the host's baseline."""
 
+import math
 from pathlib import Path
 
 import pytest
 
 from controller import rewards
 from controller.errors import SpecError
+from controller.learn.evaluation import FAILURE_REWARD, SOFT_BOUND, change_pct, log_ratio, relative_reward
 from controller.rewards import RewardParseError
 
 BENCH = Path(__file__).resolve().parents[1] / "fixtures" / "bench"
@@ -136,3 +139,42 @@ def test_pgbench_before_14_prefers_excluding_connections():
     text = ("tps = 1480.112233 (including connections establishing)\n"
             "tps = 1502.998877 (excluding connections establishing)\n")
     assert rewards.parse("tps", text) == pytest.approx(1502.998877)
+
+
+# --- the reward a strategy sees: log-ratio to the host's baseline ----------------------------
+
+def test_reward_is_the_log_ratio_and_symmetric_for_both_goals():
+    assert relative_reward(100.0, 100.0, "maximize") == 0.0
+    assert relative_reward(200.0, 100.0, "maximize") == pytest.approx(math.log(2))
+    assert relative_reward(50.0, 100.0, "minimize") == pytest.approx(math.log(2))  # half the latency
+    assert relative_reward(50.0, 100.0, "maximize") == pytest.approx(-relative_reward(200.0, 100.0, "maximize"))
+
+
+def test_reward_does_not_saturate_above_the_baseline():
+    # 20x, 100x and 550x are told apart (a clip at +500% scored them all the same)
+    r20, r100, r550 = (relative_reward(x, 1.0, "maximize") for x in (20.0, 100.0, 550.0))
+    assert r20 < r100 < r550 and r100 - r20 == pytest.approx(math.log(5))
+    # nor does it compress for a minimized metric: 1030 ms -> 12 ms and -> 8 ms are a clear step apart
+    assert relative_reward(8.0, 1030.0, "minimize") - relative_reward(12.0, 1030.0, "minimize") == \
+        pytest.approx(math.log(1.5))
+
+
+def test_outliers_are_tamed_softly_far_out():
+    inside = relative_reward(9e3, 1.0, "maximize")
+    assert inside == pytest.approx(math.log(9e3))  # untouched up to 10^4 times the baseline
+    far, farther = relative_reward(1e6, 1.0, "maximize"), relative_reward(1e12, 1.0, "maximize")
+    assert SOFT_BOUND < far < farther < 2 * SOFT_BOUND  # still ordered, bounded
+    assert relative_reward(0.0, 1.0, "maximize") == pytest.approx(-2 * SOFT_BOUND)  # a zero is bounded too
+    assert relative_reward(0.0, 5.0, "minimize") == pytest.approx(2 * SOFT_BOUND)
+
+
+def test_a_failure_scores_below_any_normal_measurement_and_is_bounded():
+    worst_real = relative_reward(1030.0 * 1000, 1030.0, "minimize")  # a storm 1000x slower than the original
+    assert -2 * SOFT_BOUND < FAILURE_REWARD < worst_real < 0
+
+
+def test_change_pct_is_the_raw_metrics_change_not_the_reward():
+    assert change_pct(550.0, 1.0, "maximize") == pytest.approx(54900.0)
+    assert change_pct(12.0, 1030.0, "minimize") == pytest.approx((1 - 12 / 1030) * 100)
+    assert change_pct(1.0, 0.0, "maximize") is None
+    assert log_ratio(10.0, 1.0, "maximize") == pytest.approx(math.log(10))
