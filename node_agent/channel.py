@@ -38,6 +38,8 @@ class Channel:
             del self.buf[:end + 1]
             if self.skipping:
                 self.skipping = False  # the end of an oversized line
+            elif len(line) > protocol.MAX_LINE:
+                self.lines.append(None)  # it ended in the chunk that took it over the limit
             elif line.strip():
                 self.lines.append(line)
             end = self.buf.find(b"\n")

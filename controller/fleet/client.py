@@ -13,6 +13,7 @@ from controller.fleet.transport import Process
 from node_agent import protocol
 
 _EOF = object()
+_TOO_LONG = object()
 
 
 class AgentClient:
@@ -29,8 +30,12 @@ class AgentClient:
         self._reader.start()
 
     def _read(self) -> None:
+        """Queue the agent's lines; a line over protocol.MAX_LINE ends the reading."""
         try:
             for raw in iter(self._proc.stdout.readline, b""):
+                if len(raw) > protocol.MAX_LINE + 1:
+                    self._lines.put(_TOO_LONG)
+                    return
                 self._lines.put(raw)
         except (OSError, ValueError, EOFError):
             pass
@@ -64,6 +69,8 @@ class AgentClient:
                     continue
                 if raw is _EOF:
                     raise self._lost(f"agent exited during '{op}'")
+                if raw is _TOO_LONG:
+                    raise self._lost(f"agent sent a line longer than {protocol.MAX_LINE} bytes")
                 try:
                     msg = protocol.decode(raw)
                 except protocol.ProtocolError as e:
@@ -72,12 +79,13 @@ class AgentClient:
                     if msg.get("id") == rid and on_event is not None:
                         on_event(msg)
                     continue
-                if msg.get("id") != rid:
-                    continue  # a late reply to an abandoned request
-                if msg.get("ok"):
+                if type(msg.get("id")) is not int or msg["id"] != rid:
+                    continue  # a late reply to an abandoned request (or no request's reply)
+                if msg.get("ok") is True:
                     return msg.get("result")
-                err = msg.get("error") or {}
-                raise AgentError(err.get("message", "unknown agent error"), self.host, err.get("type", "InternalError"))
+                err = msg.get("error") if isinstance(msg.get("error"), dict) else {}
+                raise AgentError(str(err.get("message", "malformed reply from the agent"))[:2000], self.host,
+                                 str(err.get("type", "InternalError")))
 
     def _lost(self, why: str) -> AgentGone:
         self._lines.put(_EOF)  # keep the EOF visible to the next caller
