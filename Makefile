@@ -7,7 +7,7 @@ HOSTS ?= 3
 PG ?= 1
 APT_PACKAGES := python3 python3-venv openssh-server sudo iproute2 util-linux procps sysbench apache2-utils postgresql postgresql-client chromium
 
-.PHONY: setup apt venv fleet-up fleet-down ray-up ray-down demo test test-unit test-e2e bench clean
+.PHONY: setup apt venv fleet-up fleet-down ray-up ray-down demo test test-unit test-e2e bench bench-scale clean
 
 setup: apt venv
 
@@ -54,6 +54,12 @@ bench: fleet-up
 	$(BIN)/python -c 'import matplotlib' 2>/dev/null || $(BIN)/pip install -q -e '.[bench]'
 	$(BIN)/python bench/strategies.py --out docs/benchmarks.md
 	$(BIN)/python bench/eval_rate.py --hosts inventory/local.yml --evaluations 150 --out docs/benchmarks.md
+
+# fleet scale, threads and Ray against the naive loop: borrows the fleet at 64 hosts, then puts the standard one back
+bench-scale: venv
+	HOSTS=64 PG=0 deploy/fleet-up.sh
+	$(BIN)/python bench/scale.py --hosts inventory/local.yml --sizes 1,3,16,64 --out docs/benchmarks.md; rc=$$?; \
+	  BASTION=1 HOSTS=3 PG=1 deploy/fleet-up.sh; exit $$rc
 
 clean: fleet-down
 	rm -rf $(VENV) .stamp-* build *.egg-info

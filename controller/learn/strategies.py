@@ -43,6 +43,9 @@ class _Strategies(Mapping):
             importlib.import_module(MODULES[name])
         return _registered[name]
 
+    def __contains__(self, name: object) -> bool:  # a check by name loads nothing
+        return name in MODULES
+
     def __iter__(self) -> Iterator[str]:
         return iter(MODULES)
 
