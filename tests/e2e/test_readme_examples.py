@@ -63,3 +63,13 @@ def test_the_postgresql_plan_leaves_out_kernel_wide_knobs_and_names_them(fleet_i
     assert knobs and all(catalog.get(k).scope == "netns" for k in knobs), knobs
     assert sorted(record["left_out"]) == ["vm.dirty_background_ratio", "vm.dirty_ratio", "vm.swappiness"]
     assert all("share one kernel" in record["rationale"][k] for k in record["left_out"])
+
+
+def test_a_plan_with_nothing_left_to_tune_says_so_and_its_single_host_advice_works(fleet_inventory):
+    p = run('tunefleet plan "cpu bound" --hosts inventory/local.yml')
+    assert p.returncode == 2
+    last = p.stderr.strip().splitlines()[-1]
+    assert "kernel.sched_autogroup_enabled, vm.swappiness) is kernel-wide" in last and "--limit h1" in last
+    alone = run('tunefleet plan "cpu bound" --hosts inventory/local.yml --limit h1 --json')
+    assert alone.returncode == 0, alone.stderr
+    assert "vm.swappiness" in [k["param"] for k in json.loads(alone.stdout)["spec"]["action_space"]]
