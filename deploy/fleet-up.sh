@@ -552,6 +552,8 @@ all:
         p2: {ansible_host: tf-p2}
 EOF
     mv "$BASTION_INVENTORY.tmp" "$BASTION_INVENTORY"
+else
+    rm -f "$FLEET/ssh_config" "$BASTION_INVENTORY"   # from an earlier BASTION=1: those hosts are gone
 fi
 
 # ---------------------------------------------------------------------------- ready?
