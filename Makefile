@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 HOSTS ?= 3
 PG ?= 1
-APT_PACKAGES := python3 python3-venv openssh-server sudo iproute2 util-linux procps sysbench apache2-utils postgresql postgresql-client chromium
+APT_PACKAGES := python3 python3-venv openssh-server openssh-client sudo iproute2 util-linux procps sysbench apache2-utils postgresql postgresql-client chromium
 
 .PHONY: setup apt venv fleet-up fleet-down ray-up ray-down demo test test-unit test-e2e bench bench-scale clean
 
@@ -44,7 +44,7 @@ demo: fleet-up
 	$(BIN)/tunefleet run "make new connections to my web servers faster" --hosts inventory/local.yml --yes --budget 24 --seed 1
 
 test: setup
-	HOSTS=3 PG=1 deploy/fleet-up.sh
+	BASTION=1 HOSTS=3 PG=1 deploy/fleet-up.sh
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests; rc=$$?; deploy/fleet-down.sh; exit $$rc
 
 test-unit: venv

@@ -50,6 +50,8 @@ LimitOpt = typer.Option(None, "--limit", "-l", help="Hosts to use, as an Ansible
                         "'~regex'  group[0]  group[0:2].")
 AcceptOpt = typer.Option(False, "--accept-new-host-keys", help="Trust and record unknown host keys (ssh's accept-new).")
 TimeoutOpt = typer.Option(5.0, "--connect-timeout", help="Seconds to wait for each host's SSH port.")
+SSHConfigOpt = typer.Option(None, "--ssh-config", help="SSH config file to use instead of ~/.ssh/config and "
+                            "/etc/ssh/ssh_config (like ssh -F).")
 WorkersOpt = typer.Option("threads", "--workers", help="Where host sessions live: threads (this process) "
                           "or ray (one Ray actor per host; RAY_ADDRESS joins a cluster).")
 ModelOpt = typer.Option(None, "--model", "-m", help="Model to plan with (default: TUNEFLEET_MODEL, the config "
@@ -77,15 +79,17 @@ def _select(hosts: Path, limit: Optional[str]):
 
 
 def _connect(hosts: Path, limit: Optional[str], accept_new: bool, connect_timeout: float, knobs=(),
-             workers: str = "threads"):
+             workers: str = "threads", ssh_config: Optional[Path] = None):
     """The selected hosts, connected with their agents started: (host specs, Fleet)."""
     from controller.fleet.fleet import ConnectOptions, Fleet
 
     if workers not in ("threads", "ray"):
         raise UserError(f"--workers {workers}: choose threads or ray")
     specs = _select(hosts, limit)
+    if ssh_config is not None and not ssh_config.exists():
+        raise UserError(f"--ssh-config {ssh_config}: no such file")
     options = ConnectOptions(connect_timeout=connect_timeout, accept_new_host_keys=accept_new, knobs=tuple(knobs),
-                             workers=workers)
+                             workers=workers, ssh_config=str(ssh_config) if ssh_config else None)
     return specs, Fleet.connect(specs, options)
 
 
@@ -96,6 +100,7 @@ def check(
     as_json: bool = typer.Option(False, "--json", help="Print a JSON list of host objects."),
     accept_new_host_keys: bool = AcceptOpt,
     connect_timeout: float = TimeoutOpt,
+    ssh_config: Optional[Path] = SSHConfigOpt,
     workers: str = WorkersOpt,
 ) -> None:
     """Connect to every host, deploy the agent and show what each host is."""
@@ -103,7 +108,8 @@ def check(
     from controller.report import check_rows, print_check
 
     started = time.monotonic()
-    specs, fleet = _connect(hosts, limit, accept_new_host_keys, connect_timeout, workers=workers)
+    specs, fleet = _connect(hosts, limit, accept_new_host_keys, connect_timeout, workers=workers,
+                            ssh_config=ssh_config)
     with fleet:
         rtts = fleet.map(round_trip_ms)
         rows = check_rows(specs, fleet, {n: o.value for n, o in rtts.items() if o.ok})
@@ -146,6 +152,7 @@ def restore(
     persist_file: str = typer.Option("/etc/sysctl.d/90-tunefleet.conf", "--persist-file", help="The drop-in to delete."),
     accept_new_host_keys: bool = AcceptOpt,
     connect_timeout: float = TimeoutOpt,
+    ssh_config: Optional[Path] = SSHConfigOpt,
     workers: str = WorkersOpt,
 ) -> None:
     """Write back every original value an agent journaled (after a crash, or after --keep-best).
@@ -153,7 +160,7 @@ def restore(
     Says per host and knob: restored, already original, or failed (with the errno); exits 1 when a host is unreachable or anything is left changed (it stays journaled on the host)."""
     from controller.fleet.restoring import restore_host
 
-    _, fleet = _connect(hosts, limit, accept_new_host_keys, connect_timeout, workers=workers)
+    _, fleet = _connect(hosts, limit, accept_new_host_keys, connect_timeout, workers=workers, ssh_config=ssh_config)
     with fleet:
         outcomes = fleet.map(lambda h: restore_host(h, persist_file if unpersist else None))
         failed = dict(fleet.failed)
@@ -221,6 +228,7 @@ def plan(
     model: Optional[str] = ModelOpt,
     accept_new_host_keys: bool = AcceptOpt,
     connect_timeout: float = TimeoutOpt,
+    ssh_config: Optional[Path] = SSHConfigOpt,
     workers: str = WorkersOpt,
 ) -> None:
     """Turn a goal into a tuning spec (benchmark, reward, knobs and ranges) and show why."""
@@ -235,7 +243,8 @@ def plan(
     catalog = _load_catalog(catalog_file)
     facts = None
     if hosts is not None:
-        facts = _host_facts(hosts, limit, accept_new_host_keys, connect_timeout, knobs=catalog.names(), workers=workers)
+        facts = _host_facts(hosts, limit, accept_new_host_keys, connect_timeout, knobs=catalog.names(),
+                            ssh_config=ssh_config, workers=workers)
     spec, chosen = _make_plan(goal, spec_file, facts, model=model, catalog=catalog)
     validate(spec, catalog, facts, origin=_origin(chosen))
     if output is not None:
@@ -299,9 +308,9 @@ def _reachable_facts(fleet) -> dict:
 
 
 def _host_facts(hosts: Path, limit: Optional[str], accept_new: bool, connect_timeout: float,
-                knobs=(), strict: bool = True, workers: str = "threads") -> dict:
+                knobs=(), strict: bool = True, ssh_config: Optional[Path] = None, workers: str = "threads") -> dict:
     """hello from every host, describing `knobs`; with strict=False, the hosts that answered."""
-    _, fleet = _connect(hosts, limit, accept_new, connect_timeout, knobs, workers)
+    _, fleet = _connect(hosts, limit, accept_new, connect_timeout, knobs, workers, ssh_config=ssh_config)
     with fleet:
         if fleet.failed and (strict or not fleet.hosts):
             raise next(iter(fleet.failed.values()))
@@ -337,6 +346,7 @@ def run(
     model: Optional[str] = ModelOpt,
     accept_new_host_keys: bool = AcceptOpt,
     connect_timeout: float = TimeoutOpt,
+    ssh_config: Optional[Path] = SSHConfigOpt,
     workers: str = WorkersOpt,
 ) -> None:
     """Learn better kernel settings by running the benchmark on every host, then restore them."""
@@ -349,7 +359,7 @@ def run(
     facts = None
     if goal and spec_file is None:  # either strategist plans for what the hosts have (hello only: no change)
         facts = _host_facts(hosts, limit, accept_new_host_keys, connect_timeout, knobs=catalog.names(), strict=False,
-                            workers=workers)
+                            ssh_config=ssh_config, workers=workers)
     spec, chosen = _make_plan(goal, spec_file, facts, model=model, catalog=catalog)
     validate(spec, catalog, origin=_origin(chosen))  # everything that can be refused without a host
     from controller.learn.search import STRATEGIES
@@ -361,7 +371,8 @@ def run(
 
         require()
 
-    _, fleet = _connect(hosts, limit, accept_new_host_keys, connect_timeout, spec.knob_names, workers)
+    _, fleet = _connect(hosts, limit, accept_new_host_keys, connect_timeout, spec.knob_names, workers,
+                        ssh_config=ssh_config)
     result = None
     try:
         facts = _reachable_facts(fleet)
@@ -415,6 +426,7 @@ def chat(
     yes: bool = typer.Option(False, "--yes", "-y", help="Run every validated plan without asking (never keeps results)."),
     accept_new_host_keys: bool = AcceptOpt,
     connect_timeout: float = TimeoutOpt,
+    ssh_config: Optional[Path] = SSHConfigOpt,
     workers: str = WorkersOpt,
 ) -> None:
     """Talk to the strategist: it plans, asks before it runs, tunes the hosts and reports what it measured."""
@@ -431,7 +443,8 @@ def chat(
         raise UserError("chat asks before it changes hosts: run it in a terminal, or pass --yes")
     out, console = _console(stderr=True), _console()
     catalog = _load_catalog(catalog_file)
-    _, fleet = _connect(hosts, limit, accept_new_host_keys, connect_timeout, catalog.names(), workers)
+    _, fleet = _connect(hosts, limit, accept_new_host_keys, connect_timeout, catalog.names(), workers,
+                        ssh_config=ssh_config)
     kept = []
     try:
         facts = _reachable_facts(fleet)
