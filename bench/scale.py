@@ -6,7 +6,7 @@ against the naive loop (bench/naive_loop.py) measured in the same run.
 For every fleet size and executor:
 - first evaluation: connect + deploy + hello, then one evaluation on every host;
 - marginal controller cost: the slope of wall time over evaluations with `echo` as the benchmark
-  (two runs of R1 and R2 rounds), minus the benchmark's own time as the agent measured it; per
+  (two runs of R1 and R2 rounds), minus the benchmark's own time (echo run here); per
   evaluation amortized over the hosts (the fleet's cost per evaluation) and per host;
 - parallel efficiency with a fixed 1 s benchmark: T(1 host, n rounds) / T(k hosts, n rounds);
 - controller CPU per evaluation (the echo runs): this process, every process it started (with Ray
@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -105,23 +106,9 @@ def _actors(fleet: Fleet | None) -> list[int]:
 
 # --- one executor at one size -----------------------------------------------------------------------
 
-class _Timed:
-    """Keeps the benchmark's own duration from each run reply (the agent measures it)."""
-
-    def __init__(self, host, durations: list):
-        self._host, self._durations = host, durations
-        self.name, self.facts = host.name, host.facts
-
-    def request(self, op, args=None, **kw):
-        reply = self._host.request(op, args, **kw)
-        if op == "run":
-            self._durations.append(reply.get("duration_s", 0.0))
-        return reply
-
-
-def _rounds(fleet: Fleet, spec: TuningSpec, rounds: int, durations: list) -> float:
+def _rounds(fleet: Fleet, spec: TuningSpec, rounds: int) -> float:
     recorder = Recorder()
-    evaluators = {n: HostEvaluator(_Timed(h, durations), spec, recorder) for n, h in fleet.hosts.items()}
+    evaluators = {n: HostEvaluator(h, spec, recorder) for n, h in fleet.hosts.items()}
     executor = ThreadExecutor(len(evaluators))
     ctx = SearchContext(spec=spec, evaluators=evaluators, originals=read_originals(fleet, spec.knob_names),
                         baseline_metrics={}, executor=executor, recorder=recorder,
@@ -138,7 +125,18 @@ def _rounds(fleet: Fleet, spec: TuningSpec, rounds: int, durations: list) -> flo
     return wall
 
 
-def measure(specs: list, workers: str, r1: int, r2: int, sleep_rounds: int) -> dict:
+def echo_ms(times: int = 50) -> float:
+    """The benchmark's own time: `echo` started and reaped on this machine (the fleet's hosts are
+    namespaces on its kernel). What an evaluation costs beyond this is the tuner's."""
+    walls = []
+    for _ in range(times):
+        started = time.perf_counter()
+        subprocess.run(ECHO.split(), stdout=subprocess.DEVNULL, check=True)
+        walls.append((time.perf_counter() - started) * 1000)
+    return statistics.median(walls)
+
+
+def measure(specs: list, workers: str, r1: int, r2: int, sleep_rounds: int, own_ms: float) -> dict:
     n = len(specs)
     spec = spec_for(ECHO)
     _, rss0 = _cpu_rss({os.getpid()})
@@ -148,17 +146,15 @@ def measure(specs: list, workers: str, r1: int, r2: int, sleep_rounds: int) -> d
     if fleet.failed:
         sys.exit(f"hosts failed: {fleet.failed}")
     try:
-        durations: list[float] = []
-        first_s = connect_s + _rounds(fleet, spec, 1, durations)
+        first_s = connect_s + _rounds(fleet, spec, 1)
         pids = _controller(fleet)
         cpu1, _ = _cpu_rss(pids)
-        w1 = _rounds(fleet, spec, r1, durations)
-        w2 = _rounds(fleet, spec, r2, durations)
+        w1 = _rounds(fleet, spec, r1)
+        w2 = _rounds(fleet, spec, r2)
         cpu2, _ = _cpu_rss(pids)
         _, rss = _cpu_rss(_per_host_memory(fleet))
-        own_ms = statistics.median(durations) * 1000
         slope_ms = (w2 - w1) / ((r2 - r1) * n) * 1000  # wall per evaluation, the fleet's evaluations together
-        sleep_wall = _rounds(fleet, spec_for(SLEEP), sleep_rounds, [])
+        sleep_wall = _rounds(fleet, spec_for(SLEEP), sleep_rounds)
     finally:
         fleet.close()
     return {"hosts": n, "workers": workers, "connect_s": connect_s, "first_s": first_s,
@@ -167,11 +163,11 @@ def measure(specs: list, workers: str, r1: int, r2: int, sleep_rounds: int) -> d
             "rss_per_host_mb": (rss - rss0) / n, "sleep_wall": sleep_wall}
 
 
-def naive(specs: list, r1: int, r2: int) -> dict:
+def naive(specs: list, r1: int, r2: int, own_ms: float) -> dict:
     n = len(specs)
     w1, w2 = naive_run(specs, r1, ECHO), naive_run(specs, r2, ECHO)
     slope_ms = (w2 - w1) / ((r2 - r1) * n) * 1000
-    return {"hosts": n, "marginal_ms": slope_ms, "per_host_ms": slope_ms * n}
+    return {"hosts": n, "marginal_ms": slope_ms - own_ms / n, "per_host_ms": slope_ms * n - own_ms}
 
 
 def main() -> None:
@@ -188,22 +184,24 @@ def main() -> None:
     import paramiko  # noqa: F401  (imported once up front: its import is no host's memory)
 
     ray_start_s = _start_ray() if "ray" in args.workers.split(",") else None
+    own_ms = echo_ms()
+    print(f"`{ECHO}` itself: {own_ms:.2f} ms", flush=True)
     everyone = list(load_inventory(args.hosts).hosts.values())
     sizes = [k for k in (int(s) for s in args.sizes.split(",")) if k <= len(everyone)]
     rows, anchors = [], []
     for k in sizes:
         for workers in args.workers.split(","):
-            row = measure(everyone[:k], workers, r1, r2, args.sleep_rounds)
+            row = measure(everyone[:k], workers, r1, r2, args.sleep_rounds, own_ms)
             rows.append(row)
             print(_line(row), flush=True)
-        anchors.append(naive(everyone[:k], r1, r2))
+        anchors.append(naive(everyone[:k], r1, r2, own_ms))
         print(f"naive loop, {k} host(s): {anchors[-1]['marginal_ms']:.1f} ms per evaluation amortized, "
               f"{anchors[-1]['per_host_ms']:.1f} ms per evaluation per host", flush=True)
     for row in rows:
         one = next(r for r in rows if r["hosts"] == 1 and r["workers"] == row["workers"])
         row["efficiency"] = one["sleep_wall"] / row["sleep_wall"]
     if args.out:
-        update_section(args.out, "scale", _section(rows, anchors, args, sizes, ray_start_s))
+        update_section(args.out, "scale", _section(rows, anchors, args, sizes, ray_start_s, own_ms))
 
 
 def _start_ray() -> float:
@@ -217,12 +215,12 @@ def _start_ray() -> float:
 
 def _line(r: dict) -> str:
     return (f"{r['workers']:7} {r['hosts']:3} hosts: connect {r['connect_s']:.2f} s, first evaluation {r['first_s']:.2f} s, "
-            f"marginal {r['marginal_ms']:.2f} ms/eval amortized ({r['per_host_ms']:.1f} ms per host, echo itself "
-            f"{r['own_ms']:.1f} ms), cpu {r['cpu_per_eval_ms']:.2f} ms/eval, rss {r['rss_per_host_mb']:.1f} MiB/host, "
+            f"marginal {r['marginal_ms']:.2f} ms/eval amortized ({r['per_host_ms']:.1f} ms per host), cpu {r['cpu_per_eval_ms']:.2f} ms/eval, rss {r['rss_per_host_mb']:.1f} MiB/host, "
             f"1 s benchmark rounds in {r['sleep_wall']:.2f} s")
 
 
-def _section(rows: list[dict], anchors: list[dict], args, sizes: list[int], ray_start_s: float | None) -> str:
+def _section(rows: list[dict], anchors: list[dict], args, sizes: list[int], ray_start_s: float | None,
+             own_ms: float) -> str:
     cmd = (f".venv/bin/python bench/scale.py --hosts {args.hosts} --sizes {','.join(map(str, sizes))} "
            f"--rounds {args.rounds} --sleep-rounds {args.sleep_rounds} --out {args.out}")
     table = ["| hosts | workers | connect + deploy + hello | first evaluation done | marginal cost per evaluation "
@@ -251,7 +249,8 @@ def _section(rows: list[dict], anchors: list[dict], args, sizes: list[int], ray_
         *naive_rows,
         "",
         f"Marginal cost: the slope of wall time between {args.rounds.replace(',', ' and ')} rounds of `{ECHO}` "
-        "on every host, minus the benchmark's own time as the agent measured it; amortized = per evaluation of the "
+        f"on every host, minus the benchmark's own time ({own_ms:.1f} ms: `{ECHO}` started and reaped on this "
+        "machine, divided by the hosts running it side by side); amortized = per evaluation of the "
         "fleet (hosts run side by side), per host = what one host's evaluation costs end to end. The naive loop "
         "(bench/naive_loop.py) runs the same rounds with one paramiko exec per `sysctl -w`, per benchmark and per "
         "/proc read. Controller CPU per host: over the two echo runs. Parallel efficiency: T(1 host) / T(k hosts) for the same number of rounds of `sleep 1`. "
