@@ -87,7 +87,8 @@ def _section(rows, args) -> str:
         "",
         f"`tunefleet check` on one host of the local fleet (`BASTION=1 deploy/fleet-up.sh`), reached directly, "
         f"through one jump host and through two; medians of {args.repeats} runs, measured on "
-        f"{time.strftime('%Y-%m-%d')} ({os.cpu_count()} cores):",
+        f"{time.strftime('%Y-%m-%d')} ({os.cpu_count()} cores, 1-minute load average {os.getloadavg()[0]:.1f} "
+        f"at the end):",
         "",
         "```",
         f".venv/bin/python bench/bastion.py --repeats {args.repeats} --out {args.out}",
