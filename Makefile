@@ -53,6 +53,7 @@ test-unit: venv
 bench: fleet-up
 	$(BIN)/python -c 'import matplotlib' 2>/dev/null || $(BIN)/pip install -q -e '.[bench]'
 	$(BIN)/python bench/strategies.py --out docs/benchmarks.md
+	$(BIN)/python bench/simbench.py --out docs/benchmarks.md
 	$(BIN)/python bench/eval_rate.py --hosts inventory/local.yml --evaluations 150 --out docs/benchmarks.md
 
 # fleet scale, threads and Ray against the naive loop: borrows the fleet at 64 hosts, then puts the standard one back

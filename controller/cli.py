@@ -323,7 +323,8 @@ def run(
     hosts: Path = HostsOpt,
     limit: Optional[str] = LimitOpt,
     spec_file: Optional[Path] = typer.Option(None, "--spec", help="Run this spec file (JSON or YAML) instead of planning."),
-    strategy: str = typer.Option("ppo", "--strategy", help="Search strategy: ppo, bo (Bayesian, optuna), random."),
+    strategy: str = typer.Option("auto", "--strategy", help="Search strategy: auto (ppo from a well-trained "
+                                 "stored policy, else bo; docs/strategies.md), ppo, bo (Bayesian, optuna), random."),
     budget: Optional[int] = typer.Option(None, "--budget", min=1, help="Benchmark evaluations to spend on the search, across "
                                          "the fleet (default: the spec's training_config.total_timesteps, else 24)."),
     policy: Optional[str] = typer.Option(None, "--policy", help="ppo: start from this saved policy (PATH), or 'none' to "
@@ -417,7 +418,8 @@ def chat(
     hosts: Path = HostsOpt,
     limit: Optional[str] = LimitOpt,
     model: Optional[str] = ModelOpt,
-    strategy: str = typer.Option("ppo", "--strategy", help="Search strategy: ppo, bo (Bayesian, optuna), random."),
+    strategy: str = typer.Option("auto", "--strategy", help="Search strategy: auto (ppo from a well-trained "
+                                 "stored policy, else bo; docs/strategies.md), ppo, bo (Bayesian, optuna), random."),
     budget: Optional[int] = typer.Option(None, "--budget", min=1, help="Benchmark evaluations per optimization, across "
                                          "the fleet (default: the spec's training_config.total_timesteps, else 24)."),
     seed: int = typer.Option(0, "--seed", help="Seed for the search."),

@@ -9,7 +9,7 @@ Hosts are restored by the caller closing the fleet (each agent writes its journa
 from __future__ import annotations
 
 import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 from controller.errors import SpecError, TunefleetError
@@ -18,14 +18,14 @@ from controller.fleet.fleet import Fleet
 from controller.learn import features, stats
 from controller.learn.evaluation import HostEvaluator, Recorder, Trial, change_pct
 from controller.learn.importance import knob_importance
-from controller.learn.search import STRATEGIES, SearchContext
+from controller.learn.search import STRATEGIES, SearchContext, auto_choice
 from controller.learn.select import pick_best
 from controller.runs import RunDir
 
 
 @dataclass
 class RunOptions:
-    strategy: str = "ppo"
+    strategy: str = "auto"                # ppo from a well-trained stored policy, else bo (search.auto_choice)
     budget: int = 24
     seed: int = 0
     baseline_repeats: int | None = None   # default: the spec's
@@ -72,6 +72,8 @@ def tune(spec, fleet: Fleet, run: RunDir, options: RunOptions, reporter: Reporte
     reporter = reporter or QuietReporter()
     if options.strategy not in STRATEGIES:
         raise SpecError(f"unknown strategy '{options.strategy}' (known: {', '.join(STRATEGIES)})")
+    if options.strategy == "auto":
+        options = _resolve_auto(spec, fleet, options, reporter)
     names = spec.knob_names
     originals = read_originals(fleet, names)
     policy = _policy_plan(spec, fleet, options, reporter)  # a policy that cannot be used fails before any change
@@ -123,6 +125,17 @@ def tune(spec, fleet: Fleet, run: RunDir, options: RunOptions, reporter: Reporte
     if options.strategy == "ppo":
         result["policy"] = {"started_from": policy.get("started_from"), "saved": policy.get("saved")}
     return result
+
+
+def _resolve_auto(spec, fleet: Fleet, options: RunOptions, reporter: Reporter) -> RunOptions:
+    """--strategy auto: ppo from a trained policy when there is one, bo otherwise (search.auto_choice)."""
+    from controller.learn.policystore import PolicyStore, fleet_kernel_family
+
+    store = options.policy_store or PolicyStore()
+    kernel = fleet_kernel_family({n: h.facts for n, h in fleet.hosts.items()})
+    strategy, why = auto_choice(spec, kernel, options.policy, store)
+    reporter.message(f"strategy auto: {why}")
+    return replace(options, strategy=strategy, policy_store=store)
 
 
 def _policy_plan(spec, fleet: Fleet, options: RunOptions, reporter: Reporter) -> dict:

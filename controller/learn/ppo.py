@@ -24,7 +24,7 @@ from controller.errors import SpecError
 from controller.fleet.executor import ThreadExecutor
 from controller.learn import training
 from controller.learn.env import HostEnv, observation_size
-from controller.learn.search import SearchContext
+from controller.learn.search import SearchContext, evaluate_priors
 from controller.learn.strategies import register
 from controller.learn.vecenv import FleetVecEnv
 
@@ -119,6 +119,13 @@ def steps_per_update(rounds: int) -> int:
 
 
 @register("ppo")
+def search(ctx: SearchContext) -> None:
+    """The spec's priors first, then PPO on what the budget leaves (it steps every host at once)."""
+    evaluate_priors(ctx)
+    if ctx.remaining >= len(ctx.live()):
+        ppo_search(ctx)
+
+
 def ppo_search(ctx: SearchContext) -> None:
     settings = settings_of(ctx)
     if ctx.policy_in is not None:

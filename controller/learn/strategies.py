@@ -18,6 +18,7 @@ MODULES = {
     "ppo": "controller.learn.ppo",
     "bo": "controller.learn.bo",
     "random": "controller.learn.search",
+    "auto": "controller.learn.search",
 }
 
 _registered: dict[str, Callable] = {}

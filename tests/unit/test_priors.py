@@ -10,8 +10,11 @@ from pathlib import Path
 import pytest
 
 from controller.errors import SpecError
-from controller.learn.simfleet import member
+from controller.learn.policystore import PolicyStore
+from controller.learn.simfleet import member, sim_fleet
+from controller.runs import RunDir
 from controller.spec import TuningSpec
+from controller.tuner import RunOptions, tune
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -69,6 +72,26 @@ def test_cli_refuses_a_bad_prior_in_one_line(tmp_path):
     assert out.returncode != 0 and "Traceback" not in out.stderr
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("tunefleet: error: ") and "somaxconn: 70000 is outside" in lines[0]
+
+
+@pytest.mark.parametrize("strategy", ["random", "bo", "ppo", "auto"])
+def test_a_prior_at_the_optimum_wins_at_budget_3(strategy, tmp_path):
+    """Every strategy evaluates the priors first and they can win selection: with the optimum among
+    them, a budget of 3 ends at regret ~0 on a member whose original is far from it."""
+    m = next(member(i, 4) for i in range(40) if member(i, 4).ratio > 50)
+    decoy = {**m.originals, "net.core.somaxconn": "64"}
+    spec = _spec(m, [{"values": {k: decoy[k] for k in m.spec().knob_names}, "reason": "a poor guess"},
+                     {"values": m.optimum(), "reason": "the answer"}])
+    run = RunDir.create(spec.workload_name, tmp_path / "run")
+    try:
+        result = tune(spec, sim_fleet(m, 3, seed=7), run,
+                      RunOptions(strategy=strategy, budget=3, seed=7, verify_repeats=2,
+                                 policy_store=PolicyStore(tmp_path / "policies")))
+    finally:
+        run.close()
+    assert m.regret(result["best_config"]) < 0.01
+    first = [t for t in run.trials() if t["phase"] == "search"][:2]
+    assert sorted(t["values"]["net.core.somaxconn"] for t in first) == sorted(["64", m.optimum()["net.core.somaxconn"]])
 
 
 def test_builtin_priors_pass_the_gate_and_survive_leaving_knobs_out():

@@ -1,0 +1,246 @@
+"""Strategy benchmark on the simulated fleet: normalized regret per strategy and budget, many seeds.
+
+The real benchmark (bench/strategies.py) runs on real hosts and cannot afford the seeds that tell
+strategies apart, nor does it know the optimum. Here every run is a full ``tune()`` (baseline,
+search, confirm, verification) on 3 simulated hosts (controller/learn/simfleet.py), and the regret
+of the configuration the run chose is measured on the member's noiseless surface: 0 = the
+optimum, 1 = the original. Seed s runs held-out member 100 + s of the family with DIMS[s % 4]
+knobs; "ppo trained" starts from a policy trained, one run after the other through the policy
+store, on members 0 .. train-1 of the same knob count (never on a held-out one); "ppo trained
+on K" from the policy the first K of those runs left (one earlier run on the same knobs: K = 1).
+
+    .venv/bin/python bench/simbench.py --out docs/benchmarks.md          (make bench)
+    .venv/bin/python bench/simbench.py --quick                           (a smoke run, seconds)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import shutil
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+DIMS = (2, 4, 6, 8)
+BUDGETS = (6, 12, 24, 48)
+SNAPSHOTS = (1, 4)        # "ppo trained on K": the policy after the first K training runs
+HELD_OUT = 100            # held-out members are HELD_OUT + seed; training members are 0 .. train-1
+# label -> (strategy, expert priors, policy: "none" cold, "trained" from the family's policy)
+CELLS = {
+    "random": ("random", False, None),
+    "bo": ("bo", False, None),
+    "ppo cold": ("ppo", False, "none"),
+    "ppo trained": ("ppo", False, "trained"),
+    "ppo trained on 1": ("ppo", False, "trained-1"),
+    "ppo trained on 4": ("ppo", False, "trained-4"),
+    "random + priors": ("random", True, None),
+    "bo + priors": ("bo", True, None),
+    "ppo cold + priors": ("ppo", True, "none"),
+    "ppo trained + priors": ("ppo", True, "trained"),
+    "auto with a 4-run store": ("auto", False, "trained-4"),
+    "auto with a 12-run store": ("auto", False, "trained"),
+}
+
+
+def expert_priors(m) -> list[dict]:
+    """What a tuning expert tries on a busy web server without knowing its load: generous queues
+    and buffers, short FIN timeout, the choices every guide recommends (the same for every member)."""
+    full = {"net.core.somaxconn": 8192, "net.ipv4.tcp_max_syn_backlog": 8192,
+            "net.ipv4.tcp_rmem": "4096 131072 33554432", "net.ipv4.tcp_wmem": "4096 16384 33554432",
+            "net.ipv4.tcp_fin_timeout": 15, "net.core.netdev_max_backlog": 16384,
+            "net.ipv4.tcp_slow_start_after_idle": "0", "net.ipv4.tcp_tw_reuse": "1"}
+    big = {**full, "net.core.somaxconn": 65535, "net.ipv4.tcp_max_syn_backlog": 65535,
+           "net.ipv4.tcp_rmem": "4096 131072 134217728", "net.ipv4.tcp_wmem": "4096 16384 134217728"}
+    names = [k.param for k in m.knobs]
+    return [{"values": {n: p[n] for n in names}, "reason": why} for p, why in (
+        (full, "accept queue 8192 and 32 MB buffers: the usual advice for a busy web server"),
+        (big, "the largest accept queue and 128 MB buffers: when the load is unknown, err on the large side"))]
+
+
+def run_one(label: str, dims: int, index: int, budget: int, seed: int, store: str | None, hosts: int = 3) -> dict:
+    """One full tuning run of ``label`` on member ``index``; the regret of the configuration it chose."""
+    from controller.errors import TunefleetError
+    from controller.learn.policystore import PolicyStore
+    from controller.learn.simfleet import member, sim_fleet
+    from controller.runs import RunDir
+    from controller.spec import TuningSpec
+    from controller.tuner import RunOptions, tune
+
+    strategy, priors, policy = CELLS[label] if label in CELLS else (label, False, None)
+    m = member(index, dims)
+    data = m.spec_dict()
+    if priors:
+        data["initial_candidates"] = expert_priors(m)
+    spec = TuningSpec.from_dict(data, f"member {index}")
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="tunefleet-sim-") as tmp:
+        if policy and policy.startswith("trained"):  # a copy: what this run saves must not reach the next run
+            shutil.copytree(store + policy[len("trained"):], Path(tmp) / "policies")
+        own_store = PolicyStore(Path(tmp) / "policies")
+        options = RunOptions(strategy=strategy, budget=budget, seed=seed, verify_repeats=2,
+                             policy="none" if policy == "none" else None, policy_store=own_store)
+        run = RunDir.create(spec.workload_name, Path(tmp) / "run")
+        try:
+            result = tune(spec, sim_fleet(m, hosts, seed), run, options)
+        except TunefleetError as e:  # e.g. every evaluation failed: the run ends, the hosts keep their originals
+            result = {"best_config": m.originals, "error": e.message,
+                      "evaluations": sum(1 for t in run.trials() if t["phase"] == "search")}
+        finally:
+            run.close()
+    return {"label": label, "dims": dims, "member": index, "budget": budget, "seed": seed,
+            "regret": round(m.regret(result["best_config"]), 5), "ratio": round(m.ratio, 2),
+            "evaluations": result["evaluations"], "error": result.get("error"),
+            "strategy": result.get("strategy"), "seconds": round(time.monotonic() - started, 2),
+            "from_policy": bool((result.get("policy") or {}).get("started_from"))}
+
+
+def train(dims: int, members: int, budget: int, store: str) -> dict:
+    """PPO on members 0 .. members-1, one run after the other, each starting from the last policy."""
+    from controller.errors import TunefleetError
+    from controller.learn.policystore import PolicyStore
+    from controller.learn.simfleet import member, sim_fleet
+    from controller.runs import RunDir
+    from controller.tuner import RunOptions, tune
+
+    started = time.monotonic()
+    regrets = []
+    for i in range(members):
+        m = member(i, dims)
+        with tempfile.TemporaryDirectory(prefix="tunefleet-sim-") as tmp:
+            run = RunDir.create(m.spec_dict()["workload_name"], Path(tmp) / "run")
+            try:
+                chosen = tune(m.spec(), sim_fleet(m, 3, 500 + i), run,
+                              RunOptions(strategy="ppo", budget=budget, seed=500 + i, verify_repeats=2,
+                                         policy_store=PolicyStore(store)))["best_config"]
+            except TunefleetError:  # nothing succeeded; the policy it trained is stored all the same
+                chosen = m.originals
+            finally:
+                run.close()
+        regrets.append(round(m.regret(chosen), 4))
+        if i + 1 in SNAPSHOTS:  # the store as the first i + 1 runs leave it
+            shutil.copytree(store, f"{store}-{i + 1}")
+    return {"dims": dims, "members": members, "budget": budget, "regrets": regrets,
+            "seconds": round(time.monotonic() - started, 1)}
+
+
+def probe(dims: int, store: str) -> dict:
+    """What the transferred policy reacts to: its deterministic action (in [-1, 1] per dimension)
+    after a step on a training member's originals that showed each metric feature at +0.76 (about
+    7x the baseline) against the same step with every feature at 0, largest shifts first."""
+    import numpy as np
+    from stable_baselines3 import PPO
+
+    from controller.learn import features
+    from controller.learn.policystore import PolicyStore
+    from controller.learn.simfleet import member
+
+    ps = PolicyStore(store)
+    spec = member(0, dims).spec()
+    entry = ps.find(spec, "")
+    model = PPO.load(str(entry.path(ps.root)), device="cpu")
+    knobs = spec.to_unit(member(0, dims).originals)
+    base = np.concatenate([knobs, np.zeros(features.SIZE), [0.0]]).astype(np.float32)
+    act = lambda obs: model.predict(obs, deterministic=True)[0]  # noqa: E731
+    start = act(base)
+    shifts = []
+    for i, name in enumerate(features.NAMES):
+        obs = base.copy()
+        obs[len(knobs) + i] = 0.76
+        delta = act(obs) - start
+        j = int(np.argmax(np.abs(delta)))
+        shifts.append({"feature": name, "largest_shift": round(float(delta[j]), 3), "dimension": j,
+                       "total": round(float(np.abs(delta).sum()), 3)})
+    shifts.sort(key=lambda x: -x["total"])
+    return {"dims": dims, "action_at_originals": [round(float(x), 3) for x in start],
+            "dimensions": [k.param for k in spec.action_space], "shifts": shifts}
+
+
+def _init_worker() -> None:
+    try:
+        import torch
+
+        torch.set_num_threads(1)
+    except ImportError:
+        pass
+
+
+def collect(args) -> dict:
+    labels = args.cells.split(",")
+    budgets = [int(b) for b in args.budgets.split(",")]
+    dims = [int(d) for d in args.dims.split(",")]
+    started = time.monotonic()
+    stores = {d: tempfile.mkdtemp(prefix=f"tunefleet-sim-policies-{d}-") for d in dims}
+    data = {"command": ("bench/simbench.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])).strip(),
+            "settings": {"cells": labels, "budgets": budgets, "dims": dims, "seeds": args.seeds, "hosts": 3,
+                         "train_members": args.train, "train_budget": args.train_budget},
+            "training": [], "runs": [], "date": time.strftime("%Y-%m-%d"), "cpus": os.cpu_count()}
+    with ProcessPoolExecutor(args.jobs, initializer=_init_worker) as pool:
+        if any(str(CELLS.get(label, (None, None, None))[2]).startswith("trained") for label in labels):
+            data["training"] = list(pool.map(train, dims, [args.train] * len(dims),
+                                             [args.train_budget] * len(dims), [stores[d] for d in dims]))
+            data["probes"] = list(pool.map(probe, dims, [stores[d] for d in dims]))
+        data["training_minutes"] = round((time.monotonic() - started) / 60.0, 2)
+        jobs = [(label, dims[s % len(dims)], HELD_OUT + s, b, s, stores[dims[s % len(dims)]])
+                for s in range(args.seeds) for b in budgets for label in labels]
+        data["runs"] = list(pool.map(run_one, *zip(*jobs), chunksize=4))
+    data["minutes"] = round((time.monotonic() - started) / 60.0, 2)
+    return data
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", type=Path, default=None, help="update the simulated-fleet section of this page")
+    p.add_argument("--cells", default=",".join(CELLS))
+    p.add_argument("--budgets", default=",".join(map(str, BUDGETS)))
+    p.add_argument("--dims", default=",".join(map(str, DIMS)), help="knob counts; seed s uses dims[s % len]")
+    p.add_argument("--seeds", type=int, default=20)
+    p.add_argument("--train", type=int, default=12, help="family members the transferred policy is trained on")
+    p.add_argument("--train-budget", type=int, default=48, help="evaluations per training run")
+    p.add_argument("--jobs", type=int, default=2, help="worker processes")
+    p.add_argument("--quick", action="store_true", help="a smoke run: random and bo, 6 seeds, 4 knobs, budget 24")
+    p.add_argument("--from-json", type=Path, default=None, help="rebuild the section from saved results")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.cells, args.budgets, args.seeds, args.dims = "random,bo", "24", 6, "4"
+    return args
+
+
+def _dump(data: dict) -> str:
+    """The results as JSON with one run per line: readable, and small diffs when rerun."""
+    rest = json.dumps({k: v for k, v in data.items() if k != "runs"}, indent=1)
+    runs = ",\n".join("  " + json.dumps(r) for r in data["runs"])
+    return rest[:-2] + ',\n "runs": [\n' + runs + "\n ]\n}\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    from bench.simreport import summarize, write_section
+
+    args = parse_args(argv)
+    if args.from_json:
+        data = json.loads(args.from_json.read_text())
+    else:
+        data = collect(args)
+    table = summarize(data)
+    for label, row in table["cells"].items():
+        print(f"{label:18s} " + "  ".join(f"{b}: {c['mean']:.3f} [{c['low']:.3f}, {c['high']:.3f}]"
+                                          for b, c in row.items()), flush=True)
+    print(f"{data['minutes']} minutes")
+    if args.out is not None:
+        json_path = args.out.with_name(args.out.stem + "-sim.json")
+        if not args.from_json:
+            json_path.write_text(_dump(data))
+        write_section(data, table, args.out, json_path)
+        print(f"wrote {args.out} (section simulated)" + ("" if args.from_json else f" and {json_path}"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
