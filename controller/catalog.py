@@ -3,7 +3,9 @@
 A spec may only turn knobs listed here, within their safe bounds: bounds a cautious SRE would
 accept on a production host (never vm.dirty_bytes = 0, never somaxconn below 16). A user's own
 file (``--catalog FILE``) adds tunables and narrows built-in ones; it cannot widen them, and it
-cannot add a knob on the deny-list (node_agent/denylist.py), which the agent refuses as well.
+cannot add a knob on the deny-list (node_agent/denylist.py), which the agent refuses as well. Its
+``benchmark_tools: [k6, hey]`` adds programs a strategist's benchmark command may run (a spec the
+user wrote may run any program; see controller/strategist/benchcheck.py).
 
 Scope matters for fleets built on one kernel: ``netns`` knobs are per network namespace and may be
 tuned on every namespace host in parallel; ``kernel`` knobs (vm.*, kernel.*, fs.*, most net.core.*)
@@ -152,7 +154,7 @@ class Catalog:
 
     @_default_or_self
     def load_extra(self, path: str | Path) -> "Catalog":
-        """A new catalog: this one plus the tunables in ``path``, built-in ones only narrowed."""
+        """A new catalog: this one plus the tunables and benchmark_tools in ``path``, built-in ones only narrowed."""
         merged = dict(self._tunables)
         tunables, tools = _read_extra(Path(path), self._tunables)
         merged.update(tunables)
