@@ -1,6 +1,7 @@
 """Entry point of the agent payload.
 
-    python3 -I agent.pyz --state DIR [--idle-timeout S]      serve the protocol on stdin/stdout
+    python3 -I agent.pyz --state DIR [--idle-timeout S] [--heartbeat-timeout S]
+                                                             serve the protocol on stdin/stdout
     python3 -I agent.pyz bench accept-storm|stream [...]     run a built-in benchmark
 
 Also runs as ``python3 -m node_agent`` and as ``python3 path/to/node_agent``.
@@ -25,6 +26,9 @@ def _serve(argv):
     parser.add_argument("--state", required=True, help="private state folder (journal, lock)")
     parser.add_argument("--idle-timeout", type=float, default=0.0,
                         help="restore and exit after this many seconds without a request (0 = never)")
+    parser.add_argument("--heartbeat-timeout", type=float, default=0.0,
+                        help="restore and exit after this many seconds in which the controller sent nothing, "
+                             "also during a benchmark (0 = never)")
     args = parser.parse_args(argv)
     logging.basicConfig(stream=sys.stderr, level=logging.INFO,
                         format="tunefleet-agent[%d] %%(levelname)s %%(message)s" % os.getpid())
@@ -33,7 +37,8 @@ def _serve(argv):
     out_fd = os.dup(1)
     os.dup2(2, 1)
     sys.stdout = sys.stderr
-    server = agent.Agent(args.state, args.idle_timeout, in_fd=0, out_fd=out_fd)
+    server = agent.Agent(args.state, args.idle_timeout, in_fd=0, out_fd=out_fd,
+                         heartbeat_timeout=args.heartbeat_timeout)
     try:
         server.start()
     except OSError as e:

@@ -1,7 +1,9 @@
 """The agent's request loop: newline-delimited JSON on stdin/stdout, one request at a time.
 
 Every journaled original is written back on ``bye``, when stdin closes (the controller is gone),
-on SIGTERM/SIGHUP/SIGINT, and after ``idle_timeout`` seconds without a request. A bad request
+on SIGTERM/SIGHUP/SIGINT, after ``idle_timeout`` seconds without a request, and after
+``heartbeat_timeout`` seconds in which the controller sent nothing at all, not even its heartbeat
+(a silent network partition: no FIN, no RST, no EOF), also in the middle of a benchmark. A bad request
 gets an error reply; the loop itself never dies of one. Logs go to stderr only.
 Stdlib only, Python >= 3.7.
 """
@@ -34,9 +36,10 @@ def _names(args, key="names", required=True):
 
 
 class Agent:
-    def __init__(self, state_dir, idle_timeout=0.0, in_fd=0, out_fd=1):
+    def __init__(self, state_dir, idle_timeout=0.0, in_fd=0, out_fd=1, heartbeat_timeout=0.0):
         self.state_dir = os.path.abspath(state_dir)
         self.idle_timeout = idle_timeout
+        self.heartbeat_timeout = heartbeat_timeout
         self.channel = Channel(in_fd, out_fd)
         self.boot_id = journal.read_boot_id()
         self.journal = journal.Journal(self.state_dir, self.boot_id, coupled=sysctl.COUPLED)
@@ -81,8 +84,17 @@ class Agent:
         closed and nobody reads our output). A half-closed stdin lets queued work finish."""
         if self.stopping:
             return self.stopping
+        if self._silent():
+            self.stopping = self._silent()
+            return self.stopping
         if self.channel.eof and self.channel.peer_gone():
             return "controller gone"
+        return None
+
+    def _silent(self):
+        """Why the controller counts as gone: nothing heard for heartbeat_timeout seconds."""
+        if self.heartbeat_timeout > 0 and time.monotonic() - self.channel.last_heard > self.heartbeat_timeout:
+            return "no heartbeat for %g s" % self.heartbeat_timeout
         return None
 
     def serve(self):
@@ -102,6 +114,12 @@ class Agent:
                     if wait <= 0:
                         self.stopping = "idle for %g s" % self.idle_timeout
                         break
+                if self.heartbeat_timeout > 0:
+                    if self._silent():
+                        self.stopping = self._silent()
+                        break
+                    left = self.heartbeat_timeout - (time.monotonic() - self.channel.last_heard) + 0.05
+                    wait = left if wait is None else min(wait, left)
                 ready, _, _ = select.select([self.channel.in_fd, self.wake_r], [], [], wait)
                 if self.wake_r in ready:
                     self._drain_wakeups()

@@ -7,8 +7,12 @@ message whole with os.write (nothing to flush). Stdlib only, Python >= 3.7.
 import collections
 import os
 import select
+import time
 
 from node_agent import protocol
+
+
+_HEARTBEAT = protocol.encode(protocol.HEARTBEAT).rstrip(b"\n")
 
 
 class Channel:
@@ -20,6 +24,7 @@ class Channel:
         self.lines = collections.deque()  # bytes, or None for a line over MAX_LINE
         self.skipping = False
         self.eof = False
+        self.last_heard = time.monotonic()  # when the controller last sent anything
 
     def pump(self):
         """Read what is available (call when select() says readable); queue complete lines."""
@@ -30,6 +35,7 @@ class Channel:
                 self.lines.append(bytes(self.buf))  # a last line without its newline
             self.buf = bytearray()
             return
+        self.last_heard = time.monotonic()
         start = len(self.buf)
         self.buf += chunk
         end = self.buf.find(b"\n", start)
@@ -40,7 +46,7 @@ class Channel:
                 self.skipping = False  # the end of an oversized line
             elif len(line) > protocol.MAX_LINE:
                 self.lines.append(None)  # it ended in the chunk that took it over the limit
-            elif line.strip():
+            elif line.strip() and line != _HEARTBEAT:
                 self.lines.append(line)
             end = self.buf.find(b"\n")
         if len(self.buf) > protocol.MAX_LINE:

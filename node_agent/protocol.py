@@ -31,6 +31,10 @@ E_INTERNAL = "InternalError"
 SYSCTL_NAME_RE = re.compile(r"^[a-z][a-z0-9_]*(\.[A-Za-z0-9_][A-Za-z0-9_\-]*)+\Z")  # \Z: no trailing newline
 MAX_LINE = 16 * 1024 * 1024
 
+# The controller's dead-man heartbeat: a line with no id and no reply. Any line from the
+# controller proves it is alive; this one is sent every few seconds when nothing else is.
+HEARTBEAT = {"event": "heartbeat"}
+
 
 class ProtocolError(ValueError):
     """A line that is not a valid protocol message."""

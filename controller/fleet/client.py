@@ -1,4 +1,13 @@
-"""The controller's end of the agent protocol: request ids, timeouts, streamed events."""
+"""The controller's end of the agent protocol: request ids, timeouts, streamed events, and the
+dead-man heartbeat.
+
+Every ``heartbeat_every`` seconds the client sends the agent a heartbeat line (also while a
+long benchmark runs), so an agent cut off by a silent partition -- packets dropped, no FIN, no
+RST -- stops hearing it, restores its originals and exits (``--heartbeat-timeout``). The other
+way round, a request that hears nothing at all from its agent for ``silence`` seconds (no
+reply, no event: a running benchmark sends a sample every second) ends in AgentGone, so the
+controller never blocks on a silent host.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +18,11 @@ import time
 from typing import Any, Callable
 
 from controller.errors import AgentError, AgentGone, AgentTimeout
+from controller.fleet.deploy import HEARTBEAT_TIMEOUT
 from controller.fleet.transport import Process
 from node_agent import protocol
+
+HEARTBEAT_EVERY = 5.0
 
 _EOF = object()
 _TOO_LONG = object()
@@ -19,15 +31,35 @@ _TOO_LONG = object()
 class AgentClient:
     """Talks to one running agent. One request is in flight at a time (the agent is sequential)."""
 
-    def __init__(self, process: Process, host: str):
+    def __init__(self, process: Process, host: str, *, heartbeat_every: float = HEARTBEAT_EVERY,
+                 silence: float = HEARTBEAT_TIMEOUT):
         self.host = host
         self._proc = process
         self._ids = itertools.count(1)
         self._lines: queue.Queue = queue.Queue()
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()          # one request at a time
+        self._write_lock = threading.Lock()    # requests and heartbeats never interleave
         self._gone: str | None = None
+        self._silence = silence
+        self._stop = threading.Event()
         self._reader = threading.Thread(target=self._read, name=f"agent-{host}", daemon=True)
         self._reader.start()
+        if heartbeat_every > 0:
+            threading.Thread(target=self._beat, args=(heartbeat_every,), name=f"heartbeat-{host}",
+                             daemon=True).start()
+
+    def _beat(self, every: float) -> None:
+        line = protocol.encode(protocol.HEARTBEAT)
+        while not self._stop.wait(every) and self._gone is None:
+            try:
+                self._send(line)
+            except (OSError, ValueError, EOFError):
+                return
+
+    def _send(self, data: bytes) -> None:
+        with self._write_lock:
+            self._proc.stdin.write(data)
+            self._proc.stdin.flush()
 
     def _read(self) -> None:
         """Queue the agent's lines; a line over protocol.MAX_LINE ends the reading."""
@@ -53,20 +85,24 @@ class AgentClient:
                 raise AgentGone(self._gone, self.host)
             rid = next(self._ids)
             try:
-                self._proc.stdin.write(protocol.encode(protocol.request(rid, op, args)))
-                self._proc.stdin.flush()
+                self._send(protocol.encode(protocol.request(rid, op, args)))
             except (OSError, ValueError, EOFError) as e:
                 raise self._lost(f"cannot send to the agent: {e}")
             deadline = time.monotonic() + timeout
+            heard = time.monotonic()
             while True:
-                left = deadline - time.monotonic()
+                now = time.monotonic()
+                left = deadline - now
                 if left <= 0:
                     self._gone = f"agent did not answer '{op}' within {timeout:g} s"
                     raise AgentTimeout(self._gone, self.host)
+                if self._silence > 0 and now - heard > self._silence:
+                    raise self._lost(f"agent silent for {self._silence:g} s during '{op}' (host lost?)")
                 try:
-                    raw = self._lines.get(timeout=left)
+                    raw = self._lines.get(timeout=min(left, self._silence) if self._silence > 0 else left)
                 except queue.Empty:
                     continue
+                heard = time.monotonic()
                 if raw is _EOF:
                     raise self._lost(f"agent exited during '{op}'")
                 if raw is _TOO_LONG:
@@ -88,6 +124,7 @@ class AgentClient:
                                  str(err.get("type", "InternalError")))
 
     def _lost(self, why: str) -> AgentGone:
+        self._stop.set()
         self._lines.put(_EOF)  # keep the EOF visible to the next caller
         tail = self._proc.stderr_tail().strip()
         self._gone = f"{why}; agent stderr: {tail.splitlines()[-1]}" if tail else why
@@ -102,6 +139,7 @@ class AgentClient:
     def abandon(self) -> None:
         """Let go of an agent that failed to start or answer: close its stdin, stop waiting."""
         self._gone = self._gone or "agent abandoned"
+        self._stop.set()
         self._proc.close_stdin()
         if self._proc.wait(2.0) is None:
             self._proc.kill()
@@ -117,7 +155,9 @@ class AgentClient:
                 result = self.request("bye", {"keep": keep}, timeout=timeout)
             except AgentError:
                 result = None
-        self._proc.close_stdin()
+        self._stop.set()
+        with self._write_lock:
+            self._proc.close_stdin()
         if self._proc.wait(5.0) is None:
             self._proc.kill()
         self._gone = self._gone or "agent closed"

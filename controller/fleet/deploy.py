@@ -51,7 +51,11 @@ def build_payload() -> Payload:
     return Payload(data, hashlib.sha256(data).hexdigest())
 
 
-def agent_command(payload: Payload, *, sudo: bool, python: str | None = None, idle_timeout: float = 900) -> str:
+HEARTBEAT_TIMEOUT = 30.0  # an agent that hears nothing from its controller this long restores and exits
+
+
+def agent_command(payload: Payload, *, sudo: bool, python: str | None = None, idle_timeout: float = 900,
+                  heartbeat_timeout: float = HEARTBEAT_TIMEOUT) -> str:
     """The shell command that starts the agent on a host, in one exec.
 
     Exits EXIT_NO_PAYLOAD when this payload is not uploaded yet, EXIT_NO_PYTHON without python3.
@@ -67,7 +71,8 @@ def agent_command(payload: Payload, *, sudo: bool, python: str | None = None, id
     return (
         f'D="{STATE_DIR}"; P="$D/{payload.filename}"; {find_python}; '
         f'[ -f "$P" ] || exit {EXIT_NO_PAYLOAD}; '
-        f'exec {runner}"$PY" -I "$P" --state "$D" --idle-timeout {idle_timeout:g}'
+        f'exec {runner}"$PY" -I "$P" --state "$D" --idle-timeout {idle_timeout:g} '
+        f'--heartbeat-timeout {heartbeat_timeout:g}'
     )
 
 

@@ -376,6 +376,25 @@ def test_the_idle_timeout_restores(netns, agents):
     assert "idle" in agent.stderr()
 
 
+def test_no_heartbeat_restores_even_during_a_run(netns, agents):
+    agent = agents("--heartbeat-timeout", "1")
+    original = netns.sysctl(SOMAXCONN)
+    agent.call("apply", {"values": {SOMAXCONN: other_value(original, "446", "447")}})
+    agent.send(b'{"event":"heartbeat"}\n')  # no reply: the next one is the ping's
+    assert agent.request(3, "ping")["ok"] is True
+    agent.send(json.dumps({"id": 4, "op": "run", "args": {"cmd": "sleep 30", "timeout": 60}}) + "\n")
+    beating_until = time.monotonic() + 2.5  # heartbeats keep a long benchmark going
+    while time.monotonic() < beating_until:
+        agent.send(b'{"event":"heartbeat"}\n')
+        time.sleep(0.3)
+    assert agent.proc.poll() is None and netns.sysctl(SOMAXCONN) != original
+    silent_from = time.monotonic()  # stdin stays open, nothing more is sent: a silent partition
+    assert agent.wait(10) == 0
+    assert time.monotonic() - silent_from < 3
+    assert netns.sysctl(SOMAXCONN) == original
+    assert "no heartbeat for 1 s" in agent.stderr()
+
+
 def test_bye_keep_leaves_values_until_restore_kept(netns, agents, state):
     original = netns.sysctl(SOMAXCONN)
     target = other_value(original, "555", "556")

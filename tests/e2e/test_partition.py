@@ -1,0 +1,80 @@
+"""A silent network partition: fleet host h2's link goes down mid-benchmark (no FIN, no RST, no
+EOF reaches either side). Its agent stops hearing the controller's heartbeat, kills the benchmark,
+restores its originals and exits; the controller's request ends in AgentGone instead of waiting
+for the benchmark's timeout. The link is brought back up at the end.
+
+The bound under test is short (3 s) so the test stays quick; runs use 30 s by default.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+import time
+
+import pytest
+
+from controller.errors import AgentGone
+from controller.fleet.client import AgentClient
+from controller.fleet.deploy import agent_command, build_payload
+from controller.fleet.fleet import start_agent
+from controller.fleet.transport import SSHTransport
+
+NS, KNOB, BOUND = "tf-h2", "net.core.somaxconn", 3.0
+
+
+def in_ns(*argv):
+    return subprocess.run(["ip", "netns", "exec", NS, *argv], capture_output=True, text=True, timeout=10,
+                          check=True).stdout.strip()
+
+
+def link():
+    """h2's interface toward the fleet (not lo), seen from inside its namespace."""
+    for line in in_ns("ip", "-o", "link").splitlines():
+        name = line.split(":")[1].strip().split("@")[0]
+        if name != "lo":
+            return name
+    pytest.fail("h2 has no link besides lo")
+
+
+def test_a_partitioned_host_restores_itself_and_the_controller_lets_go(inventory):
+    spec = inventory.hosts["h2"]
+    original = in_ns("cat", "/proc/sys/net/core/somaxconn")
+    target = "1555" if original != "1555" else "1556"
+    transport = SSHTransport(spec)
+    start_agent("h2", transport, sudo=False).agent.close()  # the payload is on the host
+    command = agent_command(build_payload(), sudo=False, heartbeat_timeout=BOUND)
+    client = AgentClient(transport.start(command), "h2", heartbeat_every=0.5, silence=BOUND)
+    dev, outcome = link(), {}
+    try:
+        client.request("hello")
+        assert client.request("apply", {"values": {KNOB: target}})["applied"] == {KNOB: target}
+
+        def benchmark():
+            try:
+                outcome["result"] = client.request("run", {"cmd": "sleep 120", "timeout": 150, "interval": 0.5},
+                                                   timeout=200)
+            except Exception as e:  # what the controller sees
+                outcome["error"] = e
+                outcome["at"] = time.monotonic()
+
+        runner = threading.Thread(target=benchmark)
+        runner.start()
+        time.sleep(2 * BOUND)  # heartbeats keep the benchmark going well past the bound
+        assert runner.is_alive() and in_ns("cat", "/proc/sys/net/core/somaxconn") == target
+        in_ns("ip", "link", "set", dev, "down")
+        cut = time.monotonic()
+        while in_ns("cat", "/proc/sys/net/core/somaxconn") != original and time.monotonic() - cut < 45:
+            time.sleep(0.2)
+        restored_after = time.monotonic() - cut
+        runner.join(45)
+        assert in_ns("cat", "/proc/sys/net/core/somaxconn") == original
+        assert restored_after < BOUND + 3, restored_after
+        assert isinstance(outcome.get("error"), AgentGone), outcome
+        assert "silent" in outcome["error"].message
+        assert outcome["at"] - cut < BOUND + 3
+        assert in_ns("sh", "-c", "pgrep -f '[s]leep 120' || true") == ""  # the benchmark was killed
+    finally:
+        in_ns("ip", "link", "set", dev, "up")
+        client.abandon()
+        transport.close()
