@@ -30,7 +30,7 @@ class RunOptions:
     seed: int = 0
     baseline_repeats: int | None = None   # default: the spec's
     verify_repeats: int = 5               # A/B pairs per host
-    episode_steps: int = 4
+    episode_steps: int = 2                # PPO: evaluations per episode (docs/strategies.md, the environment)
     confirm_top: int = 3                  # re-measure this many top candidates before choosing (0: off)
     confirm_repeats: int | None = None    # runs per candidate per host (default: >= 3 per candidate in all)
     min_effect_pct: float = 5.0           # smallest change worth finding: warn when the noise hides it

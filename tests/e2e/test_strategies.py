@@ -80,6 +80,12 @@ def test_each_strategy_runs_end_to_end(fleet_inventory, inventory, tmp_path, str
         assert phases.count("confirm") == n * confirm["repeats_per_host"] * 3
         assert result["best_config"] == confirm["candidates"][confirm["chosen"]]["values"]
     assert "importance" in result and isinstance(result["warnings"], list)
+    # honest fields: episodes only where there are episodes (PPO's, counted), rewards only as verified medians
+    assert ("total_episodes" in result) == (strategy == "ppo")
+    if strategy == "ppo":
+        assert 1 <= result["total_episodes"] <= 6
+    assert result["best_reward"] == result["verification"]["best_median"]
+    assert result["baseline_reward"] == result["verification"]["baseline_median"]
     assert knob_values(inventory) == before
 
 

@@ -32,6 +32,13 @@ STORM = {
 }
 
 
+# For the claim that PPO learns: on a log scale from 16 to 2048 the untrained policy's mean (the middle,
+# somaxconn 181) overflows a storm of 256, so a run whose policy never updates does not
+# end with its mean on the fix. --timeout 4: a hopeless setting fails in 4 s instead of taking 20.
+PPO_STORM = {**STORM, "benchmark_command": "tunefleet-bench accept-storm --clients 256 --timeout 4",
+             "action_space": [{"param": "net.core.somaxconn", "min": 16, "max": 2048}]}
+
+
 def knob_values(inventory) -> dict[str, dict[str, str]]:
     out = {}
     for name, spec in inventory.hosts.items():
@@ -55,9 +62,25 @@ def storm_spec(tmp_path):
     return p
 
 
-def test_ppo_finds_the_accept_queue_fix_and_restores_every_host(fleet_inventory, inventory, storm_spec, tmp_path):
+def policy_mean_somaxconn(policy_zip, spec: dict, originals: dict[str, str]) -> int:
+    """What the trained policy does from a host's original state (where every episode starts)."""
+    import numpy as np
+    from stable_baselines3 import PPO
+
+    from controller.learn import features
+    from controller.spec import TuningSpec
+
+    s = TuningSpec.from_dict(spec)
+    obs = np.concatenate([s.to_unit(originals), np.zeros(features.SIZE + 1)]).astype(np.float32)
+    action, _ = PPO.load(policy_zip, device="cpu").predict(obs, deterministic=True)
+    return int(s.to_values(action)["net.core.somaxconn"])
+
+
+def test_ppo_learns_the_accept_queue_fix_and_restores_every_host(fleet_inventory, inventory, tmp_path):
     before = knob_values(inventory)
     assert {v["net.core.somaxconn"] for v in before.values()} == {"128"}, "fleet-up sets somaxconn 128"
+    storm_spec = tmp_path / "storm.json"
+    storm_spec.write_text(json.dumps(PPO_STORM))
     run_dir = tmp_path / "run"
     p = run_cli("run", "--hosts", str(fleet_inventory), "--spec", str(storm_spec), "--strategy", "ppo",
                 "--budget", "12", "--seed", "3", "--verify-repeats", "3", "--run-dir", str(run_dir), "--yes", "--json")
@@ -79,6 +102,10 @@ def test_ppo_finds_the_accept_queue_fix_and_restores_every_host(fleet_inventory,
     assert all(t["raw"] is not None for t in trials if t["error"] is None)
     assert json.loads((run_dir / "result.json").read_text()) == result
     assert (run_dir / "ppo" / "ppo_final.zip").exists()
+    # PPO learned: its policy's mean now lies on the fix (untrained, it sits at 181, which overflows)
+    assert policy_mean_somaxconn(run_dir / "ppo" / "ppo_final.zip", PPO_STORM, before["h1"]) >= 257
+    assert result["total_episodes"] >= 3 and result["policy"]["started_from"] is None
+    assert result["policy"]["saved"] and all(t["features"] for t in trials if t["phase"] == "search")
     assert json.loads((run_dir / "spec.json").read_text())["workload_name"] == "connection storm"
 
     # and every host is back on its original values
