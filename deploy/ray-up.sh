@@ -23,9 +23,12 @@ PORT=${RAY_PORT:-6379}
 RAY_NODES=${RAY_NODES:-"net-a=$NET.11,$NET.12 net-b=$NET.13"}
 TMP=/tmp/tunefleet-ray   # the head's session files; each worker mounts its own tmpfs here
 LOG=$TMP.log             # what `ray start` says
-# Ray's daemons get a small environment, and no usage reporting.
+# Ray's daemons get a small environment and no usage reporting. Authentication is off on
+# purpose and said so (Ray would otherwise switch it on for whoever has ~/.ray/auth_token, and a
+# worker without the token could not join): the cluster listens only on the fleet bridge, a
+# private /24 that never leaves this machine.
 CLEAN_ENV=(env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8
-           HOME=/root RAY_USAGE_STATS_ENABLED=0)
+           HOME=/root RAY_USAGE_STATS_ENABLED=0 RAY_AUTH_MODE=disabled)
 
 say() { printf 'ray-up: %s\n' "$*"; }
 die() { printf 'ray-up: error: %s\n' "$*" >&2; exit 1; }
