@@ -1,0 +1,81 @@
+"""Which metric features a trained policy relies on, measured on the simulated family.
+
+PPO is trained run after run through one policy store on members 0 .. N-1 of the family
+(controller/learn/simfleet.py, full tune() runs on 3 simulated hosts), as a fleet's history would
+train it. Then, over the observations of the last run's search (knobs in force + features + last
+reward, rebuilt from trials.jsonl), the sensitivity of the policy's mean action to each feature is
+|d mean action / d feature| (summed over the action's dimensions) times that feature's spread in
+those observations: how far the feature moves the proposed configuration in practice.
+
+    .venv/bin/python bench/policy_features.py --members 8 --budget 48
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+
+def main() -> None:
+    import torch
+    from stable_baselines3 import PPO
+
+    from controller.learn import features
+    from controller.learn.policystore import PolicyStore
+    from controller.learn.simfleet import member, sim_fleet
+    from controller.runs import RunDir
+    from controller.spec import TuningSpec
+    from controller.tuner import RunOptions, tune
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--members", type=int, default=8)
+    ap.add_argument("--budget", type=int, default=48)
+    ap.add_argument("--dims", type=int, default=4)
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        store = PolicyStore(Path(tmp) / "policies")
+        for index in range(args.members):
+            m = member(index, args.dims)
+            spec = TuningSpec.from_dict(m.spec_dict(), f"member {index}")
+            run = RunDir.create(spec.workload_name, Path(tmp) / f"run{index}")
+            try:
+                result = tune(spec, sim_fleet(m, 3, index), run, RunOptions(strategy="ppo", budget=args.budget,
+                                                                              seed=index, verify_repeats=2, policy_store=store))
+                trials = run.trials()
+            finally:
+                run.close()
+            print(f"member {index}: regret {m.regret(result['best_config']):.3f}, "
+                  f"started from {Path(result['policy']['started_from'] or 'nothing').name}", file=sys.stderr)
+        model = PPO.load(result["policy"]["saved"], device="cpu")
+    obs = []
+    for t in trials:
+        if t["phase"] == "search":
+            reward = t["reward"] if t["reward"] is not None else 0.0
+            obs.append(np.concatenate([spec.to_unit(t["values"]), features.vector(t["features"]),
+                                       [math.tanh(reward / 2.0)]]))
+    x = torch.tensor(np.asarray(obs, dtype=np.float32), requires_grad=True)
+    mean = model.policy.get_distribution(x).distribution.mean
+    grad = torch.autograd.grad(mean.sum(), x)[0].abs().numpy()  # d (sum of action dims) / d input, per obs
+    d = spec.action_dim
+    spread = np.asarray(obs)[:, d:d + features.SIZE].std(axis=0)
+    weight = grad[:, d:d + features.SIZE].mean(axis=0) * spread
+    ranked = sorted(zip(features.NAMES, weight, spread), key=lambda r: -r[1])
+    print("| feature | sensitivity | spread in the observations |")
+    print("|---|---|---|")
+    for name, w, s in ranked:
+        if s > 0:
+            print(f"| `{name}` | {w:.3f} | {s:.3f} |")
+    knob = grad[:, :d].mean(axis=0) * np.asarray(obs)[:, :d].std(axis=0)
+    print("knob inputs:", json.dumps({k.param: round(float(v), 3) for k, v in zip(spec.action_space, knob)}))
+
+
+if __name__ == "__main__":
+    main()
