@@ -15,6 +15,7 @@ otherwise a local Ray is started, bound to loopback.
 from __future__ import annotations
 
 import os
+import socket
 import time
 from typing import Any
 
@@ -36,12 +37,24 @@ def init_ray() -> None:
 
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     runtime_env = {"py_modules": [controller, node_agent]}
-    if os.environ.get("RAY_ADDRESS"):
-        ray.init(address=os.environ["RAY_ADDRESS"], log_to_driver=False, runtime_env=runtime_env,
-                 configure_logging=False)
+    address = os.environ.get("RAY_ADDRESS")
+    if address:
+        _reachable(address)
+        ray.init(address=address, log_to_driver=False, runtime_env=runtime_env, configure_logging=False)
     else:
         ray.init(include_dashboard=False, log_to_driver=False, _node_ip_address="127.0.0.1",
                  configure_logging=False, runtime_env=runtime_env)
+
+
+def _reachable(address: str, timeout: float = 5.0) -> None:
+    """A cluster address that does not answer is one clear error now, not minutes of Ray's retries."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit() or "://" in address:
+        return  # "auto", "ray://...": Ray's own resolution
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as e:
+        raise TunefleetError(f"RAY_ADDRESS={address}: no Ray cluster answers there ({e.strerror or e})") from None
 
 
 def placement(spec: HostSpec, offered: dict[str, float]) -> dict:

@@ -83,3 +83,27 @@ def test_strategies_register_themselves_and_the_registry_imports_none_of_them():
     assert not {"torch", "optuna", "controller.learn.ppo", "controller.learn.bo"} & mods
     mods = _imported_after("from controller.learn.search import STRATEGIES; STRATEGIES['bo']")
     assert "controller.learn.bo" in mods and "controller.learn.ppo" not in mods
+
+
+SPEC = {"workload_name": "w", "reward_metric": "elapsed_ms", "reward_goal": "minimize",
+        "benchmark_command": "tunefleet-bench accept-storm --clients 8", "benchmark_timeout": 30,
+        "action_space": [{"param": "net.core.somaxconn", "min": 64, "max": 4096}]}
+
+
+@pytest.mark.parametrize("command", [
+    ["check"], ["restore"], ["plan", "--spec", "{spec}"], ["run", "--spec", "{spec}", "--yes"], ["chat", "--yes"]])
+def test_every_command_that_touches_hosts_honours_workers_ray(command, tmp_path):
+    """With --workers ray and a RAY_ADDRESS nobody answers at, each command says so in one line
+    before touching a host; a command that ignored the flag would try the host over SSH instead."""
+    (tmp_path / "spec.json").write_text(json.dumps(SPEC))
+    hosts = tmp_path / "hosts.yml"
+    hosts.write_text("hosts:\n  h1: {host: 192.0.2.1}\n")
+    argv = [a.format(spec=tmp_path / "spec.json") for a in command]
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "RAY_ADDRESS": "127.0.0.1:1",
+           "OPENAI_BASE_URL": "http://127.0.0.1:1/v1", "TUNEFLEET_POLICY_STORE": str(tmp_path / "policies")}
+    p = subprocess.run([sys.executable, "-m", "controller.cli", *argv, "--hosts", str(hosts), "--workers", "ray",
+                        "--connect-timeout", "1"], capture_output=True, text=True, timeout=60, env=env)
+    assert p.returncode != 0
+    assert p.stderr.strip().splitlines()[-1].endswith(
+        "error: RAY_ADDRESS=127.0.0.1:1: no Ray cluster answers there (Connection refused)"), p.stderr[-2000:]
+    assert "Traceback" not in p.stderr
