@@ -152,6 +152,26 @@ def test_dry_run_and_plan_change_nothing(fleet_inventory, inventory, storm_spec)
     assert knob_values(inventory) == before
 
 
+def test_a_policy_that_cannot_be_used_is_refused_before_any_change(fleet_inventory, inventory, storm_spec, tmp_path):
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.env_util import make_vec_env
+
+    before = knob_values(inventory)
+    missing = run_cli("run", "--hosts", str(fleet_inventory), "--spec", str(storm_spec), "--strategy", "ppo",
+                      "--policy", str(tmp_path / "nope.zip"), "--run-dir", str(tmp_path / "r1"), "--yes")
+    assert missing.returncode != 0 and "no such file" in missing.stderr and "Traceback" not in missing.stderr
+    other = tmp_path / "pendulum.zip"  # a policy for another observation and action shape
+    PPO("MlpPolicy", make_vec_env("Pendulum-v1"), n_steps=8, batch_size=8, device="cpu").save(other)
+    wrong = run_cli("run", "--hosts", str(fleet_inventory), "--spec", str(storm_spec), "--strategy", "ppo",
+                    "--policy", str(other), "--run-dir", str(tmp_path / "r2"), "--yes")
+    assert wrong.returncode != 0 and "Traceback" not in wrong.stderr, wrong.stderr
+    assert "trained for 1 action and 3 observation dimensions" in wrong.stderr, wrong.stderr
+    assert not (tmp_path / "r2" / "result.json").exists()
+    trials = tmp_path / "r2" / "trials.jsonl"
+    assert not trials.exists() or not trials.read_text().strip()  # refused before the first benchmark
+    assert knob_values(inventory) == before
+
+
 def test_run_without_confirmation_refuses(fleet_inventory, storm_spec, tmp_path):
     p = subprocess.run([*TUNEFLEET, "run", "--hosts", str(fleet_inventory), "--spec", str(storm_spec),
                         "--run-dir", str(tmp_path / "x")], capture_output=True, text=True, stdin=subprocess.DEVNULL,

@@ -105,3 +105,42 @@ def test_training_config_is_honoured_and_episodes_are_counted(tmp_path):
         surface.spec(training_config={"learning_rat": 0.01})
     with pytest.raises(SpecError, match="training_config.algorithm: only PPO"):
         surface.spec(training_config={"algorithm": "SAC"})
+
+
+def test_a_later_run_on_the_same_knobs_starts_from_the_stored_policy(tmp_path):
+    """Through tune() on the simulated fleet: every PPO run saves its policy in the store, the next
+    run on the same knob set starts from it and says so, --policy none starts cold."""
+    from controller.learn.policystore import PolicyStore
+    from controller.learn.simfleet import member, sim_fleet
+    from controller.runs import RunDir
+    from controller.spec import TuningSpec
+    from controller.tuner import RunOptions, tune
+
+    store = PolicyStore(tmp_path / "policies")
+    results, said = [], []
+
+    class Reporter:
+        def phase(self, name, detail=""):
+            pass
+
+        def trial(self, t):
+            pass
+
+        def message(self, text):
+            said.append(text)
+
+    for i, policy in enumerate((None, None, "none")):
+        m = member(i, 2)
+        spec = TuningSpec.from_dict(m.spec_dict())
+        run = RunDir.create(spec.workload_name, tmp_path / f"run{i}")
+        try:
+            results.append(tune(spec, sim_fleet(m, 2, i), run, RunOptions(
+                strategy="ppo", budget=6, seed=i, verify_repeats=2, policy=policy, policy_store=store), Reporter()))
+        finally:
+            run.close()
+    first, second, cold = (r["policy"] for r in results)
+    assert first["started_from"] is None and first["saved"]
+    assert second["started_from"] == first["saved"]
+    assert any("starts from the stored policy" in text for text in said)
+    assert cold["started_from"] is None
+    assert len(store.entries()) == 3 and all(r["total_episodes"] >= 1 for r in results)
