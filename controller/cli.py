@@ -320,7 +320,7 @@ def _host_facts(hosts: Path, limit: Optional[str], accept_new: bool, connect_tim
 @app.command()
 def run(
     goal: Optional[str] = typer.Argument(None, help="What the hosts are for, in plain words."),
-    hosts: Path = HostsOpt,
+    hosts: Optional[Path] = typer.Option(None, "--hosts", "-i", help=HostsOpt.help + " Required unless --resume."),
     limit: Optional[str] = LimitOpt,
     spec_file: Optional[Path] = typer.Option(None, "--spec", help="Run this spec file (JSON or YAML) instead of planning."),
     strategy: str = typer.Option("auto", "--strategy", help="Search strategy: auto (ppo from a well-trained "
@@ -349,12 +349,34 @@ def run(
     connect_timeout: float = TimeoutOpt,
     ssh_config: Optional[Path] = SSHConfigOpt,
     workers: str = WorkersOpt,
+    resume_dir: Optional[Path] = typer.Option(None, "--resume", help="Continue the run in this folder that was killed "
+                                              "or interrupted, with its spec and options (--hosts: another inventory)."),
 ) -> None:
     """Learn better kernel settings by running the benchmark on every host, then restore them."""
     from controller.catalog import validate
     from controller.report import print_result
 
     out = _console(stderr=True)
+    resumed = None
+    if resume_dir is not None:  # everything as the run that died recorded it (options.json); consent was given then
+        from controller.resume import Resume
+
+        resumed = Resume.load(resume_dir)
+        o = resumed.options
+        hosts, limit = (hosts, limit) if hosts else (Path(o["hosts"]), o.get("limit"))
+        goal, spec_file, yes = None, resumed.run.path / "spec.json", True
+        catalog_file = Path(o["catalog"]) if o.get("catalog") else None
+        ssh_config = ssh_config or (Path(o["ssh_config"]) if o.get("ssh_config") else None)
+        strategy, budget, seed, policy, workers = o["strategy"], o["budget"], o["seed"], o["policy"], o["workers"]
+        verify_repeats, baseline_repeats = o["verify_repeats"], o["baseline_repeats"]
+        confirm_top, keep_best, tensorboard = o["confirm_top"], o["keep_best"], o["tensorboard"]
+        persist, persist_file = bool(o["persist_file"]), o["persist_file"] or persist_file
+    elif hosts is None:
+        raise UserError("--hosts is required (or --resume RUN_DIR)")
+    invocation = {"hosts": str(hosts.resolve()), "limit": limit,
+                  "catalog": str(catalog_file.resolve()) if catalog_file else None,
+                  "ssh_config": str(ssh_config.resolve()) if ssh_config else None, "workers": workers,
+                  "keep_best": keep_best, "persist_file": persist_file if persist else None, "tensorboard": tensorboard}
     catalog = _load_catalog(catalog_file)
     _select(hosts, limit)  # a bad inventory or --limit fails before any planning
     facts = None
@@ -378,6 +400,10 @@ def run(
     try:
         facts = _reachable_facts(fleet)
         validate(spec, catalog, facts, origin=_origin(chosen))
+        if resumed is not None:
+            resumed.check_fleet(fleet, spec)
+            out.print(f"resuming {resumed.run.path} in the {resumed.phase} phase; restored: "
+                      f"{resumed.summary()['restored'] or 'nothing, every host was on its originals'}")
         _show_plan(out, spec, chosen, spec_file, facts)
         if dry_run:
             out.print("dry run: nothing was changed")
@@ -390,7 +416,7 @@ def run(
         result = _run(spec, chosen, fleet, out, strategy=strategy, budget=budget, seed=seed, policy=policy,
                       verify_repeats=verify_repeats, baseline_repeats=baseline_repeats, run_dir=run_dir,
                       keep_best=keep_best, confirm_top=confirm_top, persist_file=persist_file if persist else None,
-                      tensorboard=tensorboard)
+                      tensorboard=tensorboard, invocation=invocation, resume=resumed)
     except KeyboardInterrupt:
         out.print("[yellow]interrupted:[/] finishing the benchmarks in flight, then restoring every host")
     finally:
@@ -486,23 +512,24 @@ def chat(
 
 def _run(spec, chosen, fleet, out, *, strategy, budget, seed, verify_repeats, baseline_repeats, run_dir, keep_best,
          policy=None,
-         confirm_top=3, persist_file=None, tensorboard=False):
+         confirm_top=3, persist_file=None, tensorboard=False, invocation=None, resume=None):
     from controller import tblog
     from controller.live import LiveReporter
     from controller.runs import RunDir
     from controller.tuner import RunOptions, tune
 
-    run = RunDir.create(spec.workload_name, run_dir)
-    run.write("spec.json", spec.to_dict())
-    run.write("plan.json", _plan_record(spec, chosen))
+    run = resume.run if resume is not None else RunDir.create(spec.workload_name, run_dir)
+    if resume is None:
+        run.write("spec.json", spec.to_dict())
+        run.write("plan.json", _plan_record(spec, chosen))
     budget = budget or int(spec.training_config.get("total_timesteps") or 24)
     options = RunOptions(strategy=strategy, budget=budget, seed=seed, verify_repeats=verify_repeats, policy=policy,
-                         baseline_repeats=baseline_repeats, confirm_top=confirm_top,
+                         baseline_repeats=baseline_repeats, confirm_top=confirm_top, invocation=invocation,
                          tensorboard_dir=run.path / "tensorboard" if tensorboard else None)
     try:
         with LiveReporter(out, fleet.names, budget, spec.goal, spec.reward_metric,
                           verbose=VERBOSITY["verbose"]) as live, tblog.reporting(live, options.tensorboard_dir) as reporter:
-            result = tune(spec, fleet, run, options, reporter)
+            result = tune(spec, fleet, run, options, reporter, resume=resume)
         if persist_file and not result["success"]:
             out.print("[yellow]not persisting:[/] no significant improvement to keep")
         persist_file = persist_file if result["success"] else None

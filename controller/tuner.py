@@ -37,6 +37,7 @@ class RunOptions:
     policy: str | None = None             # ppo: None = the store's compatible policy, "none" = cold, else a path
     policy_store: object = None           # a PolicyStore (default: controller.learn.policystore.default_root())
     tensorboard_dir: object = None        # --tensorboard: RUN_DIR/tensorboard (see controller/tblog.py)
+    invocation: dict | None = None        # how the run was started (inventory, --limit, ...): options.json
 
 
 class Reporter(Protocol):
@@ -68,7 +69,11 @@ def read_originals(fleet: Fleet, names: list[str]) -> dict[str, dict[str, str]]:
     return originals
 
 
-def tune(spec, fleet: Fleet, run: RunDir, options: RunOptions, reporter: Reporter | None = None) -> dict:
+def tune(spec, fleet: Fleet, run: RunDir, options: RunOptions, reporter: Reporter | None = None,
+         resume=None) -> dict:
+    """`resume`: a controller.resume.Resume whose finished phases are taken from the run folder."""
+    from controller import resume as resuming
+
     reporter = reporter or QuietReporter()
     if options.strategy not in STRATEGIES:
         raise SpecError(f"unknown strategy '{options.strategy}' (known: {', '.join(STRATEGIES)})")
@@ -78,15 +83,22 @@ def tune(spec, fleet: Fleet, run: RunDir, options: RunOptions, reporter: Reporte
     originals = read_originals(fleet, names)
     policy = _policy_plan(spec, fleet, options, reporter)  # a policy that cannot be used fails before any change
     run.write("hosts.json", {n: {"facts": h.facts, "originals": originals[n]} for n, h in fleet.hosts.items()})
+    resuming.record_options(run, options, options.invocation)
 
     recorder = Recorder(_trial_sink(run, fleet), [reporter.trial])
     evaluators = {n: HostEvaluator(h, spec, recorder) for n, h in fleet.hosts.items()}
+    if resume is not None:
+        resume.attach(recorder, evaluators)
     executor = ThreadExecutor(len(evaluators))
     try:
         # 1. baseline, with repeats, each host on its own original values
         repeats = options.baseline_repeats or spec.baseline_repeats
         reporter.phase("baseline", f"{repeats} runs per host")
-        baselines = _baseline(evaluators, executor, repeats, reporter)
+        if resume is not None and resume.baseline is not None:
+            baselines = resume.baselines()
+        else:
+            baselines = _baseline(evaluators, executor, repeats, reporter)
+            resuming.record_baseline(run, baselines, evaluators)
         if not any(ev.baseline is not None for ev in evaluators.values()):
             raise TunefleetError("no host produced a baseline: " +
                                  "; ".join(f"{n}: {ev.dropped}" for n, ev in evaluators.items()))
@@ -105,6 +117,8 @@ def tune(spec, fleet: Fleet, run: RunDir, options: RunOptions, reporter: Reporte
             training=spec.training_config, policy_in=policy.get("path_in"), policy_out=policy.get("path_out"),
             tensorboard_dir=options.tensorboard_dir,
         )
+        if resume is not None:
+            resume.prepare_search(ctx)
         STRATEGIES[options.strategy](ctx)
         _store_policy(policy, spec, run, recorder, reporter)
         search = [t for t in recorder.search_trials() if t.ok]
@@ -122,6 +136,8 @@ def tune(spec, fleet: Fleet, run: RunDir, options: RunOptions, reporter: Reporte
     result["confirm"] = selection.to_dict()
     result["importance"] = _importance(recorder, spec)
     result["warnings"] = warnings
+    if resume is not None:
+        result["resumed"] = resume.summary()
     if options.strategy == "ppo":
         result["policy"] = {"started_from": policy.get("started_from"), "saved": policy.get("saved")}
     return result

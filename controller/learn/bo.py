@@ -120,7 +120,7 @@ def bo_search(ctx: SearchContext, sampler: str = "tpe") -> None:
     """Spend ctx.budget evaluations on optuna's suggestions, one candidate per live host per round."""
     evaluate_priors(ctx)
     study = BoxStudy(ctx.spec.action_dim, seed=ctx.seed, n_startup=max(4, len(ctx.live())), sampler=sampler)
-    for t in ctx.recorder.search_trials():  # the priors, as measured
+    for t in ctx.recorder.search_trials():  # the priors as measured; resumed: every recorded evaluation
         reward = t.reward if t.ok and t.reward is not None else FAILURE_REWARD
         study.add_known(ctx.spec.to_unit(t.values), reward, origin="prior", host=t.host)
     known = set()

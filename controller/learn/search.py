@@ -39,7 +39,7 @@ class SearchContext:
     policy_in: Path | None = None       # a saved PPO policy to start from (None: cold start)
     policy_out: Path | None = None      # where PPO saves the policy it trained
     episodes: int | None = None         # set by strategies that run episodes (PPO): how many began
-    tensorboard_dir: object = None      # --tensorboard: PPO's training curves go here (stable-baselines3's logger)
+    tensorboard_dir: Path | None = None  # --tensorboard: PPO's training curves go here (stable-baselines3's logger)
 
     @property
     def dropped(self) -> dict[str, str]:
@@ -84,6 +84,7 @@ def evaluate_priors(ctx: SearchContext) -> None:
     strategy proposes: one per live host per round, counted in the budget. Every strategy starts
     with this, so none ends worse than the expert's guess."""
     queue = [c["values"] for c in getattr(ctx.spec, "initial_candidates", None) or []]
+    queue = queue[len(ctx.recorder.search_trials()):]  # a resumed run evaluated these already (they come first)
     while queue and ctx.remaining > 0:
         hosts = [ev.name for ev in ctx.live()]
         ctx.evaluate_round(dict(zip(hosts, queue)))
@@ -96,6 +97,10 @@ def random_search(ctx: SearchContext) -> None:
     strategy must beat at equal budget."""
     evaluate_priors(ctx)
     rng = np.random.default_rng(ctx.seed)
+    # A resumed run (controller/resume.py) has its recorded evaluations in the recorder: draw past
+    # the candidates they used, so it proposes what the run would have without the interruption.
+    priors = len(getattr(ctx.spec, "initial_candidates", None) or [])
+    rng.uniform(-1.0, 1.0, size=(max(0, len(ctx.recorder.search_trials()) - priors), ctx.spec.action_dim))
     while ctx.remaining > 0:
         candidates = {}
         for ev in ctx.live():

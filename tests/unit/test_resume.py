@@ -1,0 +1,114 @@
+"""Replaying a run folder into the strategies (controller/resume.py) on the simulated fleet.
+
+A killed run is its folder as the kill left it: trials.jsonl is flushed line by line, so cutting an
+uninterrupted run's file after N search lines (and removing result.json) is the state a kill -9
+after the N-th evaluation leaves behind.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from controller.errors import UserError
+from controller.learn.simfleet import member, sim_fleet
+from controller.resume import Resume
+from controller.runs import RunDir
+from controller.tuner import RunOptions, tune
+
+
+def _run(m, path, strategy, budget, resume=None):
+    run = resume.run if resume else RunDir.create(m.spec().workload_name, path)
+    run.write("spec.json", m.spec().to_dict())  # as `tunefleet run` does
+    try:
+        options = RunOptions(strategy=strategy, budget=budget, seed=7, verify_repeats=2,
+                             invocation={"hosts": "sim", "limit": None})
+        result = tune(m.spec(), sim_fleet(m, 3, seed=2), run, options, resume=resume)
+        run.write("result.json", result)
+    finally:
+        run.close()
+    return result
+
+
+def _killed_copy(src, dst, search_lines):
+    """The run folder as a kill after `search_lines` search evaluations leaves it."""
+    shutil.copytree(src, dst)
+    (dst / "result.json").unlink()
+    kept, searched = [], 0
+    for line in (src / "trials.jsonl").read_text().splitlines():
+        phase = json.loads(line)["phase"]
+        if phase != "baseline":
+            if phase != "search" or searched == search_lines:
+                break
+            searched += 1
+        kept.append(line + "\n")
+    (dst / "trials.jsonl").write_text("".join(kept))
+    return dst
+
+
+def _search_values(path):
+    return Counter(json.dumps(t["values"], sort_keys=True) for t in RunDir(path).trials() if t["phase"] == "search")
+
+
+def test_random_resumes_at_its_seeds_position(tmp_path):
+    """The resumed run draws the candidates the uninterrupted run drew, none twice, none new."""
+    m = member(3, 3)
+    _run(m, tmp_path / "whole", "random", 12)
+    killed = _killed_copy(tmp_path / "whole", tmp_path / "killed", 7)  # mid-round: 2 rounds of 3, and one
+    result = _run(m, None, "random", 12, resume=Resume.load(killed))
+    assert result["resumed"]["from_phase"] == "search" and result["resumed"]["evaluations_replayed"] == 7
+    assert result["evaluations"] == 12
+    assert _search_values(killed) == _search_values(tmp_path / "whole")
+    baselines = Counter(t["phase"] for t in RunDir(killed).trials())["baseline"]
+    assert baselines == 3 * m.spec().baseline_repeats  # not measured again
+
+
+def test_bo_study_is_told_every_recorded_search_trial(tmp_path, monkeypatch):
+    from controller.learn import bo
+
+    studies = []
+
+    class Spy(bo.BoxStudy):
+        def __init__(self, *a, **kw):
+            super().__init__(*a, **kw)
+            studies.append(self)
+
+    monkeypatch.setattr(bo, "BoxStudy", Spy)
+    m = member(3, 3)
+    _run(m, tmp_path / "whole", "bo", 12)
+    killed = _killed_copy(tmp_path / "whole", tmp_path / "killed", 5)
+    recorded = [t for t in RunDir(killed).trials() if t["phase"] == "search"]
+    studies.clear()
+    result = _run(m, None, "bo", 12, resume=Resume.load(killed))
+    assert result["evaluations"] == 12 and len(_search_values(killed)) <= 12
+    study = studies[0].study
+    told = [(np.round([tr.params[bo._param(i)] for i in range(3)], 6).tolist(), tr.value) for tr in study.trials]
+    for t in recorded:
+        point = np.round(np.clip(m.spec().to_unit(t["values"]), -1, 1), 6).tolist()
+        assert [point, pytest.approx(t["reward"])] in [[p, v] for p, v in told]
+    assert len(study.trials) >= len(recorded) + 7  # then the 7 evaluations the budget had left
+
+
+def test_a_run_killed_after_its_search_measures_only_the_rest(tmp_path):
+    m = member(3, 3)
+    _run(m, tmp_path / "whole", "random", 6)
+    killed = _killed_copy(tmp_path / "whole", tmp_path / "killed", 6)
+    result = _run(m, None, "random", 6, resume=Resume.load(killed))
+    phases = Counter(t["phase"] for t in RunDir(killed).trials())
+    assert result["resumed"]["from_phase"] == "confirm" and phases["search"] == 6
+
+
+def test_refusals(tmp_path):
+    m = member(3, 3)
+    _run(m, tmp_path / "whole", "random", 3)
+    with pytest.raises(UserError, match="complete already"):
+        Resume.load(tmp_path / "whole")
+    with pytest.raises(UserError, match="no such folder"):
+        Resume.load(tmp_path / "nowhere")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UserError, match="not a resumable run folder"):
+        Resume.load(tmp_path / "empty")
