@@ -6,10 +6,9 @@ inside that network offer (`ray start --resources '{"net-a": 1}'`). A host with 
 may run anywhere. The actors need no CPU: host work waits on SSH.
 
 The controller and agent packages travel in the job's runtime_env, so a worker node needs only
-Ray and Python. An actor whose process dies is restarted by Ray (max_restarts) and reconnects on
-its next request; a call that was in flight fails, and the run drops that host, whose agent has
-restored it by itself (its channel closed). With RAY_ADDRESS set the actors run on that cluster;
-otherwise a local Ray is started, bound to loopback.
+Ray and Python. An actor whose process or node dies is not restarted (see HostWorker): its calls
+fail, the run drops that host, and its agent has restored it by itself (its channel closed). With
+RAY_ADDRESS set the actors run on that cluster; otherwise a local Ray is started, bound to loopback.
 """
 
 from __future__ import annotations
@@ -23,7 +22,6 @@ from controller.errors import AgentTimeout, HostError, TunefleetError
 from controller.fleet.inventory import HostSpec
 from controller.fleet.ray_hosts import HostWorker, RayHost, _unwrap
 
-MAX_RESTARTS = 2
 RESOURCE_SHARE = 0.001  # of a node's custom resource, per actor: a thousand hosts fit behind one node
 
 
@@ -77,7 +75,7 @@ class RayWorkers:
 
         init_ray()
         offered = ray.cluster_resources()
-        worker = ray.remote(num_cpus=0, max_restarts=MAX_RESTARTS, max_task_retries=0)(HostWorker)
+        worker = ray.remote(num_cpus=0, max_restarts=0)(HostWorker)
         results: dict[str, Any] = {}
         pending: dict[Any, tuple[HostSpec, Any]] = {}
         for spec in specs:
@@ -95,7 +93,7 @@ class RayWorkers:
             spec, actor = pending.pop(done[0])
             results[spec.name] = self._started(spec, actor, done[0])
         for spec, actor in pending.values():
-            ray.kill(actor, no_restart=True)
+            ray.kill(actor)
             results[spec.name] = AgentTimeout("its Ray actor did not start (no node can run it?)", spec.name)
         return {s.name: results[s.name] for s in specs}
 
@@ -106,10 +104,10 @@ class RayWorkers:
         try:
             info = _unwrap(ray.get(ref))
         except TunefleetError as e:
-            ray.kill(actor, no_restart=True)
+            ray.kill(actor)
             e.host = e.host or spec.name
             return e
         except ray.exceptions.RayError as e:
-            ray.kill(actor, no_restart=True)
+            ray.kill(actor)
             return HostError(f"its Ray actor failed: {str(e).splitlines()[0]}", spec.name)
         return RayHost(spec.name, spec, actor, info["facts"], info["uploaded"])

@@ -22,9 +22,10 @@ from controller.fleet.session import connect_host
 class HostWorker:
     """Runs inside a Ray actor: connects, starts the agent, forwards requests.
 
-    A restarted actor (its process died, Ray started it again) has no session: the first request
-    reconnects. The old agent lost its channel and restored the host from its journal, so the new
-    session starts from the host's originals, as any session does.
+    An actor is not restarted when its process dies: the agent lost its channel and restored the
+    host from its journal, so a new session would start from the originals, and a request that
+    continued an evaluation there (a benchmark after its apply) would measure the wrong values.
+    The call fails instead (AgentGone) and the run drops the host.
     """
 
     def __init__(self, spec: HostSpec, options):
@@ -48,12 +49,7 @@ class HostWorker:
         """The reply and the events the agent sent while it ran (a benchmark's metric samples)."""
         events: list[dict] = []
 
-        def go():
-            if self.host is None:
-                self._connect()
-            return self.host.request(op, args, timeout=timeout, on_event=events.append)
-
-        return _as_data(go), events
+        return _as_data(lambda: self.host.request(op, args, timeout=timeout, on_event=events.append)), events
 
     def close(self, keep: bool) -> tuple:
         return _as_data(lambda: self.host.close(keep=keep) if self.host else None)
@@ -101,7 +97,7 @@ class RayHost:
         try:
             return None if self.gone else self._call(self.actor.close.remote(keep), 60)
         finally:
-            ray.kill(self.actor, no_restart=True)
+            ray.kill(self.actor)
 
     def _call(self, ref, timeout: float) -> Any:
         return _unwrap(self._get(ref, timeout))
