@@ -93,11 +93,11 @@ class AgentClient:
             while True:
                 now = time.monotonic()
                 left = deadline - now
+                if self._silence > 0 and now - heard > self._silence:  # checked first: says more
+                    raise self._lost(f"agent silent for {self._silence:g} s during '{op}' (host lost?)")
                 if left <= 0:
                     self._gone = f"agent did not answer '{op}' within {timeout:g} s"
                     raise AgentTimeout(self._gone, self.host)
-                if self._silence > 0 and now - heard > self._silence:
-                    raise self._lost(f"agent silent for {self._silence:g} s during '{op}' (host lost?)")
                 try:
                     raw = self._lines.get(timeout=min(left, self._silence) if self._silence > 0 else left)
                 except queue.Empty:
