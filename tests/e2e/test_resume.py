@@ -114,3 +114,62 @@ def test_resume_refuses_a_finished_run_and_a_missing_host(fleet_inventory, inven
     assert p.returncode != 0 and "complete already" in p.stderr and len(p.stderr.strip().splitlines()) == 1
     p = run_cli("run", "--resume", str(tmp_path))
     assert p.returncode != 0 and "not a resumable run folder" in p.stderr
+
+
+def _somaxconn(host: str) -> str:
+    return subprocess.run(["ip", "netns", "exec", f"tf-{host}", "sysctl", "-n", "net.core.somaxconn"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+
+
+def test_a_host_left_changed_is_restored_from_its_journal_and_named(fleet_inventory, inventory, tmp_path):
+    """The agents die with the controller (kill -9 of both, mid-search): nobody restores, the
+    candidate values stay and the journals stay. The resumed run's agents restore them at start."""
+    import os
+    import signal
+
+    before = knob_values(inventory)
+    spec_file = tmp_path / "storm.json"
+    spec_file.write_text(json.dumps(STORM))
+    run_dir = tmp_path / "run"
+    proc = subprocess.Popen([*TUNEFLEET, "run", "--hosts", str(fleet_inventory), "--spec", str(spec_file), "--yes",
+                             "--budget", str(BUDGET), "--strategy", "random", "--seed", "1", "--verify-repeats", "2",
+                             "--run-dir", str(run_dir)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 180
+        while _phases(run_dir)["search"] < 4 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        for host in json.loads((run_dir / "hosts.json").read_text()).values():
+            os.kill(host["facts"]["pid"], signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)
+    left = {h: _somaxconn(h) for h in before if _somaxconn(h) != before[h]["net.core.somaxconn"]}
+    assert left, "no host was left changed: the kill came between two evaluations"
+
+    p = run_cli("--quiet", "run", "--resume", str(run_dir), "--json")
+    assert p.returncode == 0, p.stderr[-3000:]
+    restored = json.loads(p.stdout)["resumed"]["restored"]
+    assert set(left) <= set(restored)
+    assert all(restored[h]["net.core.somaxconn"] == before[h]["net.core.somaxconn"] for h in left)
+    assert knob_values(inventory) == before
+
+
+def test_a_host_changed_outside_any_journal_is_refused(fleet_inventory, inventory, tmp_path):
+    before = knob_values(inventory)
+    spec_file = tmp_path / "storm.json"
+    spec_file.write_text(json.dumps(STORM))
+    run_dir = tmp_path / "run"
+    _run_and_kill(fleet_inventory, spec_file, run_dir, "search", 1, "random")
+    deadline = time.monotonic() + 30
+    while knob_values(inventory) != before and time.monotonic() < deadline:  # the agents restore on EOF
+        time.sleep(0.1)
+    subprocess.run(["ip", "netns", "exec", "tf-h2", "sysctl", "-qw", "net.core.somaxconn=300"], check=True)
+    try:
+        p = run_cli("run", "--resume", str(run_dir))
+        assert p.returncode != 0 and "Traceback" not in p.stderr
+        assert "h2: net.core.somaxconn is 300" in p.stderr.strip().splitlines()[-1]
+        assert _somaxconn("h2") == "300" and not (run_dir / "result.json").exists()
+    finally:
+        subprocess.run(["ip", "netns", "exec", "tf-h2", "sysctl", "-qw",
+                        f"net.core.somaxconn={before['h2']['net.core.somaxconn']}"], check=True)
+    assert knob_values(inventory) == before
