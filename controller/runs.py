@@ -4,6 +4,8 @@
       spec.json        the spec that ran
       plan.json        how it was chosen (strategist, reasons, rationale per knob)
       hosts.json       each host's facts and original knob values
+      options.json     how the run was started (strategy, budget, seed, inventory, ...): for --resume
+      baseline.json    each host's baseline, once the baseline phase finished (controller/resume.py)
       trials.jsonl     one line per benchmark evaluation, appended and flushed as it happens
       ppo/             policy checkpoints
       result.json      the outcome (written atomically, last)
