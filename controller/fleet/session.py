@@ -92,6 +92,10 @@ def _explain_start_failure(name: str, status: int | None, stderr: str, cause: Ex
 
 def connect_host(spec: HostSpec, options: ConnectOptions) -> Host:
     """SSH to one host and start its agent; the connection is closed again if the start fails."""
+    if spec.become_user not in (None, "root"):
+        # Ansible's become_user is for playbooks; sysctls under /proc/sys are written by root only.
+        raise HostError(f"become_user is {spec.become_user!r}: the agent writes /proc/sys and runs as root "
+                        "(through sudo -n for a non-root SSH user); drop ansible_become_user for this host", spec.name)
     transport = SSHTransport(spec, connect_timeout=options.connect_timeout,
                              accept_new_host_keys=options.accept_new_host_keys, ssh_config=options.ssh_config)
     try:
