@@ -361,6 +361,10 @@ def run(
     if resume_dir is not None:  # everything as the run that died recorded it (options.json); consent was given then
         from controller.resume import Resume
 
+        given = [f for f, v in (("GOAL", goal), ("--spec", spec_file), ("--budget", budget), ("--policy", policy),
+                                ("--strategy", strategy != "auto"), ("--seed", seed), ("--catalog", catalog_file)) if v]
+        if given:
+            raise UserError(f"--resume continues the run as it was started: {', '.join(given)} cannot change it")
         resumed = Resume.load(resume_dir)
         o = resumed.options
         hosts, limit = (hosts, limit) if hosts else (Path(o["hosts"]), o.get("limit"))

@@ -114,6 +114,8 @@ def test_resume_refuses_a_finished_run_and_a_missing_host(fleet_inventory, inven
     assert p.returncode != 0 and "complete already" in p.stderr and len(p.stderr.strip().splitlines()) == 1
     p = run_cli("run", "--resume", str(tmp_path))
     assert p.returncode != 0 and "not a resumable run folder" in p.stderr
+    p = run_cli("run", "--resume", str(run_dir), "--budget", "30")
+    assert p.returncode != 0 and "--budget cannot change it" in p.stderr
 
 
 def _somaxconn(host: str) -> str:
