@@ -89,7 +89,10 @@ class Resume:
         except (TypeError, ValueError) as e:
             raise UserError(f"--resume {path}: trials.jsonl cannot be read: {e}") from None
         baseline = _read(path / BASELINE, BASELINE) if (path / BASELINE).is_file() else None
-        return cls(run, _read(path / "spec.json", "spec.json"), _read(path / OPTIONS, OPTIONS),
+        options = _read(path / OPTIONS, OPTIONS)
+        if not options.get("hosts"):
+            raise UserError(f"--resume {path}: the run was not started by `tunefleet run` (no inventory recorded)")
+        return cls(run, _read(path / "spec.json", "spec.json"), options,
                    _read(path / "hosts.json", "hosts.json"), trials, baseline)
 
     def of(self, phase: str) -> list[Trial]:

@@ -112,3 +112,7 @@ def test_refusals(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(UserError, match="not a resumable run folder"):
         Resume.load(tmp_path / "empty")
+    chat = _killed_copy(tmp_path / "whole", tmp_path / "chat", 1)
+    (chat / "options.json").write_text(json.dumps({"strategy": "random", "budget": 3}))  # as tune() alone writes it
+    with pytest.raises(UserError, match="not started by `tunefleet run`"):
+        Resume.load(chat)
