@@ -62,7 +62,7 @@ def normalize_value(value):
     if isinstance(value, (list, tuple)):
         return " ".join(normalize_value(v) for v in value)
     if isinstance(value, float):
-        if value != int(value):
+        if not value.is_integer():  # also NaN and +-Infinity, which JSON readers accept
             raise ValueError("a sysctl value must be an integer or text, got %r" % (value,))
         value = int(value)
     return " ".join(str(value).split())

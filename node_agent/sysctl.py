@@ -119,7 +119,7 @@ def _bound_int(name, bound, label):
     if isinstance(bound, bool) or not isinstance(bound, (int, float, str)):
         raise _invalid(name, "%s must be a number or a list of numbers, got %r" % (label, bound))
     if isinstance(bound, float):
-        if bound != int(bound):
+        if not bound.is_integer():  # also NaN and +-Infinity
             raise _invalid(name, "%s %r is not an integer" % (label, bound))
         return int(bound)
     return _as_int(name, str(bound).strip(), label)
