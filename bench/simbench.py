@@ -131,36 +131,56 @@ def train(dims: int, members: int, budget: int, store: str) -> dict:
             "seconds": round(time.monotonic() - started, 1)}
 
 
-def probe(dims: int, store: str) -> dict:
-    """What the transferred policy reacts to: its deterministic action (in [-1, 1] per dimension)
-    after a step on a training member's originals that showed each metric feature at +0.76 (about
-    7x the baseline) against the same step with every feature at 0, largest shifts first."""
+def probe(dims: int, store: str, members: int = 40, draws: int = 20) -> dict:
+    """Does the transferred policy follow the expert rule "listen overflows while the accept queue is
+    short: raise it"? Over held-out members, step-1 configurations drawn uniformly whose queue is
+    shorter than the member's burst (so the benchmark overflows), with the metric features the member
+    emits there (relative to its baseline): how often the policy's deterministic next configuration
+    has a longer queue, and how often with the overflow and drop features replaced by "none" (-1).
+    Every original in the family overflows, so a relative feature near 0 means "still overflowing"."""
     import numpy as np
     from stable_baselines3 import PPO
 
     from controller.learn import features
     from controller.learn.policystore import PolicyStore
-    from controller.learn.simfleet import member
+    from controller.learn.simfleet import _int, member
 
     ps = PolicyStore(store)
-    spec = member(0, dims).spec()
-    entry = ps.find(spec, "")
-    model = PPO.load(str(entry.path(ps.root)), device="cpu")
-    knobs = spec.to_unit(member(0, dims).originals)
-    base = np.concatenate([knobs, np.zeros(features.SIZE), [0.0]]).astype(np.float32)
-    act = lambda obs: model.predict(obs, deterministic=True)[0]  # noqa: E731
-    start = act(base)
-    shifts = []
-    for i, name in enumerate(features.NAMES):
-        obs = base.copy()
-        obs[len(knobs) + i] = 0.76
-        delta = act(obs) - start
-        j = int(np.argmax(np.abs(delta)))
-        shifts.append({"feature": name, "largest_shift": round(float(delta[j]), 3), "dimension": j,
-                       "total": round(float(np.abs(delta).sum()), 3)})
-    shifts.sort(key=lambda x: -x["total"])
-    return {"dims": dims, "action_at_originals": [round(float(x), 3) for x in start],
-            "dimensions": [k.param for k in spec.action_space], "shifts": shifts}
+    spec = member(HELD_OUT, dims).spec()  # a held-out workload name: the store's newest policy, as a run finds it
+    model = PPO.load(str(ps.find(spec, "").path(ps.root)), device="cpu")
+    rng = np.random.default_rng(0)
+    overflow = [spec.action_dim + features.NAMES.index(n)
+                for n in ("tcp_listen_overflows.sum", "tcp_listen_drops.sum")]
+
+    def queue(values):
+        return min(_int(values["net.core.somaxconn"]), 2 * _int(values["net.ipv4.tcp_max_syn_backlog"]))
+
+    def proposed(obs):
+        return queue(spec.to_values(model.predict(obs, deterministic=True)[0]))
+
+    seen = raised = raised_blind = 0
+    for index in range(HELD_OUT, HELD_OUT + members):
+        m = member(index, dims)
+        f0 = m.true_perf(m.originals)
+        base = features.aggregate([], m.metrics(m.originals, f0, rng))
+        for _ in range(draws):
+            values = spec.to_values(rng.uniform(-1.0, 1.0, spec.action_dim))
+            if queue(values) >= m.burst or m.failure(values):
+                continue
+            perf = m.true_perf(values)
+            named = features.relative(features.aggregate([], m.metrics(values, perf, rng)), base)
+            obs = np.concatenate([spec.to_unit(values), features.vector(named),
+                                  [np.tanh(np.log(perf / f0) / 2.0)]]).astype(np.float32)
+            blind = obs.copy()
+            blind[overflow] = -1.0
+            seen += 1
+            raised += proposed(obs) > queue(values)
+            raised_blind += proposed(blind) > queue(values)
+    start = np.concatenate([spec.to_unit(member(HELD_OUT, dims).originals), np.zeros(features.SIZE + 1)])
+    return {"dims": dims, "overflowing_steps": seen, "raised": round(raised / seen, 3),
+            "raised_without_overflows": round(raised_blind / seen, 3),
+            "action_at_originals": [round(float(x), 3) for x in model.predict(start.astype(np.float32),
+                                                                                deterministic=True)[0]]}
 
 
 def _init_worker() -> None:

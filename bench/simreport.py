@@ -166,12 +166,11 @@ def write_section(data: dict, table: dict, out: Path, json_path: Path) -> None:
         L += [f"- {t['dims']} knobs: {', '.join(f'{r:.2f}' for r in t['regrets'])} ({t['seconds']:.0f} s)"
               for t in data["training"]]
     if data.get("probes"):
-        L += ["", "What the transferred policies react to: the action they take at a training member's originals "
-              "(in [-1, 1] per knob dimension), and how far it moves when the last step showed one metric "
-              "feature at about 7x its baseline (the three features that move it most):", ""]
-        for p in data["probes"]:
-            top = "; ".join(f"{x['feature']} moves {p['dimensions'][x['dimension']]} by {x['largest_shift']:+.2f}"
-                            for x in p["shifts"][:3])
-            L.append(f"- {p['dims']} knobs: action {p['action_at_originals']}; {top}")
+        L += ["", "Does the transferred policy follow the rule \"listen overflows while the accept queue is short: "
+              "raise it\"? Over 40 held-out members, step-1 configurations whose queue is shorter than the "
+              "member's burst, with the features the member emits there: the share where the policy's next "
+              "configuration has a longer queue, and the same with the overflow and drop features set to \"none\":", ""]
+        L += [f"- {p['dims']} knobs: raises the queue after {p['raised']:.0%} of {p['overflowing_steps']} overflowing "
+              f"steps, {p['raised_without_overflows']:.0%} when the overflows are hidden" for p in data["probes"]]
     L += ["", f"Data: [{json_path.name}]({json_path.name})."]
     update_section(out, "simulated", "\n".join(L))

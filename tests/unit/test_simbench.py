@@ -3,6 +3,8 @@ difference it must see (bo against random search on 4-knob members at budget 24)
 
 from __future__ import annotations
 
+import pytest
+
 from bench import simbench, simreport
 
 
@@ -24,3 +26,29 @@ def test_quick_benchmark_tells_bo_from_random(tmp_path):
     text = out.read_text()
     assert "kept" in text and "## Strategies on the simulated fleet" in text and "| bo | " in text
     assert (tmp_path / "benchmarks-sim.png").stat().st_size > 1000
+
+
+def test_probe_measures_the_queue_rule_on_the_newest_policy(tmp_path):
+    """The probe reads the policy a held-out run would start from (the store's newest: training
+    members' own workload names would find their own, older policy) and measures the expert rule
+    on steps that overflow: a policy trained on four members raises the queue after nearly all."""
+    pytest.importorskip("stable_baselines3")
+    store = str(tmp_path / "policies")
+    simbench.train(2, 4, 48, store)
+    p = simbench.probe(2, store, members=10)
+    assert p["overflowing_steps"] >= 100 and p["raised"] >= 0.8, p
+    assert p["action_at_originals"][0] > 0.5, p  # somaxconn well above the middle of its range
+    # the action it reports is the newest policy's, not the first training run's
+    import numpy as np
+    from stable_baselines3 import PPO
+
+    from controller.learn import features
+    from controller.learn.policystore import PolicyStore
+    from controller.learn.simfleet import member
+
+    ps = PolicyStore(store)
+    newest = max(ps.entries(), key=lambda e: e.created)
+    obs = np.concatenate([member(simbench.HELD_OUT, 2).spec().to_unit(member(simbench.HELD_OUT, 2).originals),
+                          np.zeros(features.SIZE + 1)]).astype(np.float32)
+    action = PPO.load(str(newest.path(ps.root)), device="cpu").predict(obs, deterministic=True)[0]
+    assert p["action_at_originals"] == [round(float(x), 3) for x in action]

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
 import pytest
 
+from controller.learn import features
 from controller.learn.simfleet import KNOBS, SimHost, member, sim_fleet
 from controller.runs import RunDir
 from controller.tuner import RunOptions, tune
@@ -101,3 +103,46 @@ def test_tune_runs_on_a_simulated_fleet_and_restores(tmp_path):
     assert any(h.values != m.originals for h in hosts)  # verification left the best in force
     fleet.close()
     assert all(h.values == m.originals for h in hosts)
+
+
+def _train_and_propose(tmp_path, members: int = 4) -> list[float]:
+    """Train PPO through a policy store on members 0 .. members-1 (2 knobs), then the queue its
+    stored policy proposes first on held-out members, as a multiple of each member's burst."""
+    from stable_baselines3 import PPO
+
+    from controller.learn.policystore import PolicyStore
+    from controller.learn.simfleet import _int
+
+    store = PolicyStore(tmp_path / "policies")
+    for i in range(members):
+        m = member(i, 2)
+        run = RunDir.create(m.spec_dict()["workload_name"], tmp_path / f"run{i}")
+        try:
+            tune(m.spec(), sim_fleet(m, 3, i), run,
+                 RunOptions(strategy="ppo", budget=48, seed=i, verify_repeats=2, policy_store=store))
+        finally:
+            run.close()
+    spec = member(100, 2).spec()
+    model = PPO.load(str(store.find(spec, "").path(store.root)), device="cpu")
+    out = []
+    for index in range(100, 110):
+        m = member(index, 2)
+        obs = np.concatenate([spec.to_unit(m.originals), np.zeros(features.SIZE + 1)]).astype(np.float32)
+        v = spec.to_values(model.predict(obs, deterministic=True)[0])
+        out.append(min(_int(v["net.core.somaxconn"]), 2 * _int(v["net.ipv4.tcp_max_syn_backlog"])) / m.burst)
+    return out
+
+
+def test_ppo_trained_on_other_members_proposes_a_queue_long_enough_for_held_out_ones(tmp_path, monkeypatch):
+    """Every member overflows at its originals and wants a queue of at least its burst (2048 and
+    more): a policy trained on four members proposes that first on ten it never saw. The same
+    runs with PPO's updates switched off leave the initial policy, whose mean is the middle of
+    the box (a queue of about 1000)."""
+    pytest.importorskip("stable_baselines3")
+    from stable_baselines3 import PPO
+
+    trained = _train_and_propose(tmp_path / "trained")
+    assert sum(q >= 1.0 for q in trained) >= 9, [round(q, 2) for q in trained]
+    monkeypatch.setattr(PPO, "train", lambda self: None)
+    untrained = _train_and_propose(tmp_path / "untrained")
+    assert sum(q >= 1.0 for q in untrained) <= 2, [round(q, 2) for q in untrained]
