@@ -18,7 +18,7 @@ from pathlib import Path
 
 from stable_baselines3 import PPO
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
-from stable_baselines3.common.logger import configure
+from stable_baselines3.common.logger import Logger, make_output_format
 
 from controller.errors import SpecError
 from controller.fleet.executor import ThreadExecutor
@@ -145,9 +145,14 @@ def ppo_search(ctx: SearchContext) -> None:
     if ctx.policy_in is not None:
         model.set_parameters(str(ctx.policy_in), exact_match=True, device="cpu")
     callbacks = [BudgetCallback(ctx, hosts)]
+    outputs = []
     if ctx.checkpoint_dir is not None:
-        model.set_logger(configure(str(ctx.checkpoint_dir), ["csv"]))
+        outputs.append(make_output_format("csv", str(ctx.checkpoint_dir)))
         callbacks.append(CheckpointEveryUpdate(Path(ctx.checkpoint_dir)))
+    if ctx.tensorboard_dir is not None:  # --tensorboard: train/* and rollout/* curves
+        outputs.append(make_output_format("tensorboard", str(Path(ctx.tensorboard_dir) / "ppo")))
+    if outputs:
+        model.set_logger(Logger(None, outputs))
     try:
         model.learn(total_timesteps=rounds * len(envs), callback=CallbackList(callbacks))
     finally:

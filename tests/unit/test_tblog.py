@@ -40,3 +40,22 @@ def test_search_results_land_as_scalars_per_host_and_fleet_best(tmp_path):
     assert best == [(1, 10.0), (3, 50.0), (4, 50.0)]  # steps count search evaluations, failures too
     assert [(e.step, e.value) for e in events.Scalars("raw/h1")] == [(1, 900.0), (4, 950.0)]
     assert [e.value for e in events.Scalars("baseline/h1")] == [1000.0]
+
+
+def test_ppo_training_curves_land_in_the_run_folder(tmp_path):
+    """--tensorboard also carries PPO's own curves (stable-baselines3's logger), beside the csv."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from controller.learn.search import STRATEGIES
+    from tests.unit import surface
+
+    hosts = [surface.SurfaceHost(f"h{i}", seed=i) for i in range(3)]
+    ctx = surface.context(hosts, surface.spec(), budget=12, seed=0, checkpoint_dir=tmp_path / "checkpoints",
+                          tensorboard_dir=tmp_path / "tensorboard")
+    (tmp_path / "checkpoints").mkdir()
+    STRATEGIES["ppo"](ctx)
+    runs = list((tmp_path / "tensorboard" / "ppo").iterdir())
+    assert runs, "no PPO event file"
+    tags = EventAccumulator(str(tmp_path / "tensorboard" / "ppo")).Reload().Tags()["scalars"]
+    assert "train/policy_gradient_loss" in tags and "train/learning_rate" in tags, tags
+    assert (tmp_path / "checkpoints" / "progress.csv").exists()  # the csv log is kept
