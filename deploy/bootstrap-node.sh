@@ -8,6 +8,7 @@ set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 SUDOERS_SRC=$HERE/sudoers.d/tunefleet
 SUDOERS_DST=/etc/sudoers.d/tunefleet
+AGENT_DIR=/usr/local/lib/tunefleet   # the sudo rule runs $AGENT_DIR/agent.pyz, root-owned
 PG_ROLE=pgbench      # the benchmark's login role and database (not a superuser)
 PG_DB=pgbench
 
@@ -24,9 +25,12 @@ sysbench and ab (httpd-tools / apache2-utils).
                     local socket and 127.0.0.1/::1 only, so a benchmark runs as
                         pgbench -h 127.0.0.1 -U $PG_ROLE -c 8 -j 2 -T 30 $PG_DB
   --scale N         pgbench scale factor for --postgres (default 5, ~75 MB)
-  --user NAME       create the tuning user NAME (if missing; shell /bin/bash) and install the
+  --user NAME       create the tuning user NAME (if missing; shell /bin/bash), install the
                     sudoers drop-in that lets it start the tunefleet agent, and only the agent,
-                    as root (from $SUDOERS_SRC)
+                    as root (from $SUDOERS_SRC), and make the agent's root-owned folder
+                    $AGENT_DIR. The agent itself comes from the workstation, as root or
+                    an administrator with sudo (never as NAME, whose rule cannot install):
+                        tunefleet install --hosts INVENTORY --limit HOST --user admin
   --pubkey FILE     with --user: an SSH public key to add to NAME's ~/.ssh/authorized_keys
   -h, --help        this text
 
@@ -211,8 +215,7 @@ if [[ -n $user ]]; then
     if [[ $(getent shadow "$user" | cut -d: -f2) == '!'* ]]; then usermod -p '*' "$user"; fi
     home=$(getent passwd "$user" | cut -d: -f6)
     group=$(id -gn "$user")
-    [[ $home =~ ^/[A-Za-z0-9._/-]+$ ]] || die "home folder of $user ('$home') has characters the sudoers rule cannot take"
-    install -d -m 0700 -o "$user" -g "$group" "$home/.ssh" "$home/.tunefleet"
+    install -d -m 0700 -o "$user" -g "$group" "$home/.ssh"
     if [[ -n $pubkey ]]; then
         key=$(grep -vE '^\s*(#|$)' "$pubkey" | head -n 1)
         [[ $key =~ ^(ssh-|ecdsa-|sk-) ]] || die "$pubkey does not look like an SSH public key"
@@ -224,12 +227,26 @@ if [[ -n $user ]]; then
         say "authorized $pubkey for $user"
     fi
     tmp=$(mktemp)
-    sed -e "s#/home/tfuser/#$home/#g" -e "s/\btfuser\b/$user/g" "$SUDOERS_SRC" >"$tmp"
+    sed -e "s/\btfuser\b/$user/g" "$SUDOERS_SRC" >"$tmp"
     visudo -cqf "$tmp" || { rm -f "$tmp"; die "the rendered sudoers drop-in does not pass visudo -c"; }
     install -m 0440 -o root -g root "$tmp" "$SUDOERS_DST"
     rm -f "$tmp"
     visudo -cq || die "sudo's configuration is broken after installing $SUDOERS_DST"
-    say "installed $SUDOERS_DST: $user may run '/usr/bin/python3 -I $home/.tunefleet/agent-*.pyz *' as root"
+    # The folder sudo runs the agent from: root's alone, as is every folder above it.
+    install -d -m 0755 -o root -g root "$AGENT_DIR"
+    chown root:root "$AGENT_DIR"
+    chmod 0755 "$AGENT_DIR"
+    d=$AGENT_DIR
+    while [[ $d != / ]]; do
+        d=$(dirname "$d")
+        read -r mode owner < <(stat -c '%a %u' "$d")
+        [[ $owner == 0 ]] && (( (8#$mode & 8#022) == 0 )) \
+            || die "$d is not root-owned or is writable by others: the agent under it would not be root's alone"
+    done
+    say "installed $SUDOERS_DST: $user may run exactly '/usr/bin/python3 -I $AGENT_DIR/agent.pyz' as root"
+    if [[ ! -f $AGENT_DIR/agent.pyz ]]; then
+        say "next, from the workstation: tunefleet install --hosts INVENTORY --limit THIS_HOST --user ADMIN_OR_ROOT"
+    fi
 fi
 
 say "done. Tools: $(for t in python3 sysbench ab pgbench psql; do

@@ -184,7 +184,7 @@ install -m 0644 -o root -g root /dev/null "$FLEET/empty-rc"
 # Let tfuser start the agent (and only the agent) as root, to exercise the non-root path.
 if command -v sudo >/dev/null 2>&1 && command -v visudo >/dev/null 2>&1; then
     tmp=$(mktemp)
-    sed -e "s#/home/tfuser/#$TF_HOME/#g" -e "s/\btfuser\b/$TFUSER/g" "$SUDOERS_SRC" >"$tmp"
+    sed -e "s/\btfuser\b/$TFUSER/g" "$SUDOERS_SRC" >"$tmp"
     visudo -cqf "$tmp" || { rm -f "$tmp"; die "$SUDOERS_SRC does not pass visudo -c"; }
     install -m 0440 -o root -g root "$tmp" "$SUDOERS_DST"
     rm -f "$tmp"
@@ -602,6 +602,15 @@ if (( failed )); then
         done
     done
     die "SSH login failed (details above and in $FLEET/h*/sshd.log; a folder above $FLEET that is group- or world-writable makes sshd refuse the keys)"
+fi
+# The agent that $TFUSER's sudo rule runs, installed root-owned as root over SSH (the hosts
+# share this machine's /usr/local/lib, so one host installs it for all). After a change to
+# node_agent/, run `tunefleet install --hosts inventory/local.yml --limit h1` again.
+if [[ -x $ROOT/.venv/bin/python ]]; then
+    (cd "$ROOT" && .venv/bin/python -m controller.cli install --hosts "$INVENTORY" --limit h1) >/dev/null \
+        || die "tunefleet install failed: $TFUSER cannot start the agent through sudo"
+else
+    say "no .venv (make setup): the agent for $TFUSER's sudo rule is not installed (tunefleet install)"
 fi
 T1=$(date +%s%N)
 

@@ -1,9 +1,11 @@
 """Entry point of the agent payload.
 
-    python3 -I agent.pyz --state DIR [--idle-timeout S] [--heartbeat-timeout S]
+    python3 -I agent.pyz [--state DIR] [--idle-timeout S] [--heartbeat-timeout S]
                                                              serve the protocol on stdin/stdout
     python3 -I agent.pyz bench accept-storm|stream [...]     run a built-in benchmark
 
+Without --state the folder is ~/.tunefleet of the user the agent runs as, looked up in the
+password database (not $HOME): started through sudo with no arguments, that is root's own.
 Also runs as ``python3 -m node_agent`` and as ``python3 path/to/node_agent``.
 """
 
@@ -23,13 +25,17 @@ def _serve(argv):
     from node_agent import agent
 
     parser = argparse.ArgumentParser(prog="node_agent", description="tunefleet node agent")
-    parser.add_argument("--state", required=True, help="private state folder (journal, lock)")
+    parser.add_argument("--state", default=None,
+                        help="private state folder (journal, lock); default ~/.tunefleet of the effective user")
     parser.add_argument("--idle-timeout", type=float, default=0.0,
                         help="restore and exit after this many seconds without a request (0 = never)")
     parser.add_argument("--heartbeat-timeout", type=float, default=0.0,
                         help="restore and exit after this many seconds in which the controller sent nothing, "
                              "also during a benchmark (0 = never)")
     args = parser.parse_args(argv)
+    if args.state is None:
+        import pwd
+        args.state = os.path.join(pwd.getpwuid(os.geteuid()).pw_dir, ".tunefleet")
     logging.basicConfig(stream=sys.stderr, level=logging.INFO,
                         format="tunefleet-agent[%d] %%(levelname)s %%(message)s" % os.getpid())
     # The protocol owns the original stdout; anything else that prints lands on stderr.

@@ -35,6 +35,13 @@ def _names(args, key="names", required=True):
     return names
 
 
+def _seconds(args, key):
+    value = args[key]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1e9:
+        raise BadArgs("%s must be a number of seconds >= 0" % key)
+    return float(value)
+
+
 class Agent:
     def __init__(self, state_dir, idle_timeout=0.0, in_fd=0, out_fd=1, heartbeat_timeout=0.0):
         self.state_dir = os.path.abspath(state_dir)
@@ -191,6 +198,11 @@ class Agent:
             return protocol.failure(rid, protocol.E_INTERNAL, "%s: %s" % (type(e).__name__, e))
 
     def op_hello(self, _rid, args):
+        # Started through sudo the agent gets no arguments (the rule allows none): the
+        # controller's timeouts arrive here instead.
+        timeouts = dict((key, _seconds(args, key)) for key in ("idle_timeout", "heartbeat_timeout") if key in args)
+        for key, seconds in timeouts.items():
+            setattr(self, key, seconds)
         result = facts.host_facts()
         result.update({
             "protocol": protocol.PROTOCOL_VERSION, "agent_hash": facts.payload_hash(),

@@ -69,6 +69,29 @@ def payload_hash():
     return "src-" + digest.hexdigest()
 
 
+def invoker():
+    """The password entry of the user who started this agent through sudo, else None.
+
+    sudo sets SUDO_UID itself and its env_reset keeps the caller from setting it. Such an agent
+    writes sysctls as root but runs commands (benchmarks) as that user: the sudo rule grants
+    running the agent, not running the user's programs as root.
+    """
+    uid = os.environ.get("SUDO_UID", "")
+    if os.geteuid() != 0 or not uid.isdigit() or int(uid) == 0:
+        return None
+    try:
+        return pwd.getpwuid(int(uid))
+    except KeyError:
+        return None
+
+
+def become(entry):
+    """In a child before exec: drop every root id for the user ``entry``, for good."""
+    os.setgroups(os.getgrouplist(entry.pw_name, entry.pw_gid))
+    os.setgid(entry.pw_gid)
+    os.setuid(entry.pw_uid)
+
+
 def _read(path, default=""):
     try:
         with open(path) as f:
@@ -114,6 +137,7 @@ def host_facts():
         "cpus": os.cpu_count() or 1,
         "mem_total_kb": mem.get("MemTotal", 0),
         "user": user(),
+        "command_user": (invoker() or pwd.getpwuid(os.geteuid())).pw_name,
         "tools": dict((tool, find_program(tool)) for tool in TOOLS),
         "services": {"postgresql": listening(POSTGRESQL_PORT)},
     }

@@ -26,6 +26,19 @@ def check_path(path):
         raise BadPath("persist path must be an absolute path without '..'")
     if not path.endswith(".conf") or os.path.basename(os.path.dirname(path)) != "sysctl.d":
         raise BadPath("persist path must be a .conf file in a sysctl.d folder, got %r" % path[:200])
+    # The agent runs as root: a folder reached through a symlink, or one someone else may write
+    # to, would let that someone aim this write (or unpersist's delete) at any *.conf file.
+    folder = os.path.dirname(path)
+    if os.path.realpath(folder) != folder or os.path.islink(path):
+        raise BadPath("persist path must not go through a symlink, got %r" % path[:200])
+    while folder != "/":
+        try:
+            st = os.stat(folder)
+        except FileNotFoundError:  # made by persist, in a checked parent
+            st = None
+        if st and (st.st_uid not in (0, os.geteuid()) or (st.st_mode & 0o022 and not st.st_mode & 0o1000)):
+            raise BadPath("persist path: %s may be changed by another user than the agent's" % folder)
+        folder = os.path.dirname(folder)
     return path
 
 

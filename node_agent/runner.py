@@ -112,12 +112,16 @@ def run(args, emit, watch, interrupted):
     argv = resolve(argv, cwd)
     child_env = dict(os.environ)
     child_env.update(env)
+    entry = facts.invoker()  # started through sudo: the command runs as the user who asked
+    if entry:
+        child_env.update(HOME=entry.pw_dir, USER=entry.pw_name, LOGNAME=entry.pw_name)
     snaps = [metrics.snapshot()]
     start = time.monotonic()
     try:
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, cwd=cwd, env=child_env,
-                                start_new_session=True, close_fds=True)
+                                start_new_session=True, close_fds=True,
+                                preexec_fn=(lambda: facts.become(entry)) if entry else None)
     except OSError as e:
         raise OSError(e.errno, "cannot start %s: %s" % (argv[0], e.strerror or e))
     out_tail, err_tail = _Tail(), _Tail()

@@ -1,5 +1,11 @@
-"""Ship the agent: build a zipapp from the installed node_agent package, upload it once per
-content hash, and start it with the host's system python3 (through `sudo -n` when needed)."""
+"""Ship the agent: build a zipapp from the installed node_agent package and start it with the
+host's system python3.
+
+A root SSH user gets the payload uploaded into its own ~/.tunefleet once per content hash. A
+non-root user starts the agent through sudo, and sudo may only ever run a file the user cannot
+change: the payload installed root-owned at INSTALL_PATH (`tunefleet install`), started by one
+exact command with no arguments, so the sudoers rule grants that and nothing else.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +21,10 @@ import node_agent
 
 STATE_DIR = "$HOME/.tunefleet"  # per SSH user; expanded by the host's shell
 EXIT_NO_PAYLOAD = 100
+EXIT_NOT_INSTALLED = 101
+INSTALL_DIR = "/usr/local/lib/tunefleet"
+INSTALL_PATH = f"{INSTALL_DIR}/agent.pyz"
+SUDO_PYTHON = "/usr/bin/python3"  # the interpreter the sudoers rule names
 EXIT_NO_PYTHON = 127
 
 _ZIP_MAIN = b"from node_agent.__main__ import main\nmain()\n"
@@ -58,22 +68,44 @@ def agent_command(payload: Payload, *, sudo: bool, python: str | None = None, id
                   heartbeat_timeout: float = HEARTBEAT_TIMEOUT) -> str:
     """The shell command that starts the agent on a host, in one exec.
 
-    Exits EXIT_NO_PAYLOAD when this payload is not uploaded yet, EXIT_NO_PYTHON without python3.
-    The system interpreter is preferred: shims (pyenv) cost ~70 ms per start and may be a
-    different Python from the one sudoers allows.
+    As root: the uploaded payload; exits EXIT_NO_PAYLOAD when this one is not uploaded yet.
+    Through sudo: exactly the command of the sudoers rule (deploy/sudoers.d/tunefleet), with
+    no arguments; the timeouts then travel in hello. Exits EXIT_NOT_INSTALLED without an
+    installed agent, EXIT_NO_PYTHON without python3. The system interpreter is preferred: shims
+    (pyenv) cost ~70 ms per start and may be a different Python from the one sudoers allows.
     """
+    if sudo:
+        return (f'[ -f {INSTALL_PATH} ] || exit {EXIT_NOT_INSTALLED}; '
+                f'exec sudo -n {shlex.quote(python or SUDO_PYTHON)} -I {INSTALL_PATH}')
     find_python = (
         f"PY={shlex.quote(python)}" if python else
         'PY=/usr/bin/python3; [ -x "$PY" ] || PY=$(command -v python3) '
         f'|| {{ echo "tunefleet: python3 not found on this host" >&2; exit {EXIT_NO_PYTHON}; }}'
     )
-    runner = "sudo -n " if sudo else ""
     return (
         f'D="{STATE_DIR}"; P="$D/{payload.filename}"; {find_python}; '
         f'[ -f "$P" ] || exit {EXIT_NO_PAYLOAD}; '
-        f'exec {runner}"$PY" -I "$P" --state "$D" --idle-timeout {idle_timeout:g} '
+        f'exec "$PY" -I "$P" --state "$D" --idle-timeout {idle_timeout:g} '
         f'--heartbeat-timeout {heartbeat_timeout:g}'
     )
+
+
+def install_command(payload: Payload, *, sudo: str = "") -> str:
+    """Install the payload root-owned at INSTALL_PATH from stdin, atomically.
+
+    ``sudo`` prefixes the root part ("" as root, "sudo -n", or "sudo -k -S -p ''" when the
+    password comes first on stdin). The copy is checked against the payload's hash after it
+    landed in the root-owned folder, so what sudo will run is what this controller built.
+    """
+    root_part = (
+        f'set -e; umask 022; install -d -m 0755 -o root -g root {INSTALL_DIR}; '
+        f'chown root:root {INSTALL_DIR}; chmod 0755 {INSTALL_DIR}; '
+        f'T=$(mktemp {INSTALL_DIR}/.agent.XXXXXX); cat > "$T"; '
+        f'if [ "$(sha256sum < "$T" | cut -d" " -f1)" != {payload.digest} ]; then '
+        f'rm -f "$T"; echo "tunefleet: the agent arrived damaged" >&2; exit 1; fi; '
+        f'chown root:root "$T"; chmod 0644 "$T"; mv -f "$T" {INSTALL_PATH}'
+    )
+    return f'{sudo} sh -c {shlex.quote(root_part)}'.strip()
 
 
 def upload_command(payload: Payload) -> str:

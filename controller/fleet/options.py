@@ -10,6 +10,7 @@ class ConnectOptions:
     connect_timeout: float = 5.0
     accept_new_host_keys: bool = False
     idle_timeout: float = 900.0  # the agent restores and exits after this long without a request
+    heartbeat_timeout: float = 30.0  # ... and after this long without hearing from the controller
     knobs: tuple[str, ...] = ()  # described in hello
     workers: str = "threads"  # "ray": each host's session lives in a Ray actor (see ray_hosts.py)
     ssh_config: str | None = None  # instead of ~/.ssh/config and /etc/ssh/ssh_config, like ssh -F

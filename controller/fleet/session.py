@@ -10,8 +10,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from controller.errors import AgentError, AgentGone, HostError, NoPython, SudoPasswordRequired
-from controller.fleet.client import AgentClient
-from controller.fleet.deploy import EXIT_NO_PAYLOAD, EXIT_NO_PYTHON, Payload, agent_command, build_payload, upload_command
+from controller.fleet.client import HEARTBEAT_EVERY, AgentClient
+from controller.fleet.deploy import (EXIT_NO_PAYLOAD, EXIT_NO_PYTHON, EXIT_NOT_INSTALLED, INSTALL_PATH, Payload,
+                                     agent_command, build_payload, install_command, upload_command)
 from controller.fleet.inventory import HostSpec
 from controller.fleet.options import ConnectOptions
 from controller.fleet.transport import SSHTransport, Transport
@@ -41,21 +42,32 @@ class Host:
 
 def start_agent(name: str, transport: Transport, *, sudo: bool | None = None, python: str | None = None,
                 options: ConnectOptions | None = None, spec: HostSpec | None = None) -> Host:
-    """Start the agent over a transport (uploading the payload if this hash is new), say hello."""
+    """Start the agent over a transport (as root uploading the payload if this hash is new), say hello.
+
+    Through sudo the installed agent runs; one that is not this controller's build is refused
+    with the way to upgrade it: installing is an explicit step, never a side effect of a run.
+    """
     options = options or ConnectOptions()
     payload = build_payload()
     if sudo is None:
         sudo = transport.user != "root"
-    command = agent_command(payload, sudo=sudo, python=python, idle_timeout=options.idle_timeout)
+    command = agent_command(payload, sudo=sudo, python=python, idle_timeout=options.idle_timeout,
+                            heartbeat_timeout=options.heartbeat_timeout)
+    hello = {"knobs": list(options.knobs), "idle_timeout": options.idle_timeout,
+             "heartbeat_timeout": options.heartbeat_timeout}
     uploaded = False
     for attempt in range(2):
-        agent = AgentClient(transport.start(command), name)
+        agent = AgentClient(transport.start(command), name, silence=options.heartbeat_timeout,
+                            heartbeat_every=min(HEARTBEAT_EVERY, options.heartbeat_timeout / 3))
         try:
-            facts = agent.request("hello", {"knobs": list(options.knobs)}, timeout=30.0)
+            facts = agent.request("hello", hello, timeout=30.0)
         except AgentGone as e:
             status = agent.exit_status()
             agent.abandon()
-            if status == EXIT_NO_PAYLOAD and attempt == 0:
+            if status == EXIT_NOT_INSTALLED:
+                raise HostError(f"no tunefleet agent installed at {INSTALL_PATH} for sudo to run: "
+                                "run `tunefleet install --hosts ...` once", name) from None
+            if status == EXIT_NO_PAYLOAD and attempt == 0 and not sudo:
                 _upload(transport, payload, name)
                 uploaded = True
                 continue
@@ -66,6 +78,10 @@ def start_agent(name: str, transport: Transport, *, sudo: bool | None = None, py
         if facts.get("protocol") != protocol.PROTOCOL_VERSION:
             agent.close()
             raise HostError(f"agent speaks protocol {facts.get('protocol')}, controller {protocol.PROTOCOL_VERSION}", name)
+        if sudo and facts.get("agent_hash") != payload.digest:
+            agent.close()
+            raise HostError(f"the agent installed at {INSTALL_PATH} is {str(facts.get('agent_hash'))[:16]}, "
+                            f"this controller's is {payload.short}: run `tunefleet install --hosts ...`", name)
         return Host(name, spec, transport, agent, facts, uploaded)
     raise HostError("the agent payload vanished right after upload", name)
 
@@ -74,6 +90,31 @@ def _upload(transport: Transport, payload: Payload, name: str) -> None:
     rc, _, err = transport.run(upload_command(payload), stdin=payload.data, timeout=60.0)
     if rc != 0:
         raise HostError(f"cannot upload the agent ({len(payload.data)} bytes): {err.strip() or f'exit {rc}'}", name)
+
+
+def install_agent(name: str, transport: Transport, password: str | None = None) -> str:
+    """Install this controller's agent root-owned at INSTALL_PATH; returns how ("root", "sudo").
+
+    As root directly; otherwise through the user's own sudo, once: `sudo -n` when it needs no
+    password, else `sudo -S` with ``password`` as the first line of stdin (sudo reads it byte
+    by byte, the rest is the payload). Raises SudoPasswordRequired when a password is needed
+    and none was given.
+    """
+    payload = build_payload()
+    if transport.user == "root":
+        how, command, stdin = "root", install_command(payload), payload.data
+    elif password is None:
+        how, command, stdin = "sudo", install_command(payload, sudo="sudo -n"), payload.data
+    else:
+        how, command = "sudo", install_command(payload, sudo="sudo -k -S -p ''")
+        stdin = password.encode() + b"\n" + payload.data
+    rc, _, err = transport.run(command, stdin=stdin, timeout=60.0)
+    if rc != 0 and ("password is required" in err or "a terminal is required" in err):
+        raise SudoPasswordRequired("sudo asks for a password to install the agent", name)
+    if rc != 0:
+        last = err.strip().splitlines()[-1] if err.strip() else f"exit {rc}"
+        raise HostError(f"cannot install the agent at {INSTALL_PATH}: {last}", name)
+    return how
 
 
 def _explain_start_failure(name: str, status: int | None, stderr: str, cause: Exception) -> HostError:
