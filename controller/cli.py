@@ -79,7 +79,7 @@ def _select(hosts: Path, limit: Optional[str]):
 
 
 def _connect(hosts: Path, limit: Optional[str], accept_new: bool, connect_timeout: float, knobs=(),
-             workers: str = "threads", ssh_config: Optional[Path] = None):
+             workers: str = "threads", ssh_config: Optional[Path] = None, heartbeat_timeout: float = 30.0):
     """The selected hosts, connected with their agents started: (host specs, Fleet)."""
     from controller.fleet.fleet import ConnectOptions, Fleet
 
@@ -89,7 +89,8 @@ def _connect(hosts: Path, limit: Optional[str], accept_new: bool, connect_timeou
     if ssh_config is not None and not ssh_config.exists():
         raise UserError(f"--ssh-config {ssh_config}: no such file")
     options = ConnectOptions(connect_timeout=connect_timeout, accept_new_host_keys=accept_new, knobs=tuple(knobs),
-                             workers=workers, ssh_config=str(ssh_config) if ssh_config else None)
+                             workers=workers, ssh_config=str(ssh_config) if ssh_config else None,
+                             heartbeat_timeout=heartbeat_timeout)
     return specs, Fleet.connect(specs, options)
 
 
@@ -122,6 +123,54 @@ def check(
     if failed:
         for r in failed:
             _error(f"{r['name']}: {r['error']}")
+        raise typer.Exit(1)
+
+
+@app.command()
+def install(
+    hosts: Path = HostsOpt,
+    limit: Optional[str] = LimitOpt,
+    accept_new_host_keys: bool = AcceptOpt,
+    connect_timeout: float = TimeoutOpt,
+    ssh_config: Optional[Path] = SSHConfigOpt,
+    user: Optional[str] = typer.Option(None, "--user", "-u", help="Log in as this user instead of the inventory's "
+                                       "(root, or an administrator with sudo: the tuning user's rule cannot install)."),
+) -> None:
+    """Install this agent root-owned on each host for a non-root user's sudo rule (also the upgrade step)."""
+    # As root over SSH, or through the SSH user's own sudo once: `sudo -n`, else its password
+    # asked on the terminal. A run refuses an installed agent that is not this build.
+    import dataclasses
+    import getpass
+
+    from controller.errors import HostError, SudoPasswordRequired
+    from controller.fleet.deploy import INSTALL_PATH, build_payload
+    from controller.fleet.session import install_agent
+    from controller.fleet.transport import SSHTransport
+
+    specs = [dataclasses.replace(s, user=user) if user else s for s in _select(hosts, limit)]
+    if ssh_config is not None and not ssh_config.exists():
+        raise UserError(f"--ssh-config {ssh_config}: no such file")
+    password, failed = None, []
+    for spec in specs:
+        try:
+            transport = SSHTransport(spec, connect_timeout=connect_timeout, accept_new_host_keys=accept_new_host_keys,
+                                     ssh_config=str(ssh_config) if ssh_config else None)
+            try:
+                try:
+                    how = install_agent(spec.name, transport, password)
+                except SudoPasswordRequired:
+                    if password is not None or not sys.stdin.isatty():
+                        raise
+                    password = getpass.getpass(f"sudo password for {transport.user}: ")
+                    how = install_agent(spec.name, transport, password)
+            finally:
+                transport.close()
+        except HostError as e:
+            failed.append(spec.name)
+            _error(str(e))
+            continue
+        print(f"{spec.name}: installed {INSTALL_PATH} ({build_payload().short}, as {how})")
+    if failed:
         raise typer.Exit(1)
 
 
@@ -351,6 +400,9 @@ def run(
     workers: str = WorkersOpt,
     resume_dir: Optional[Path] = typer.Option(None, "--resume", help="Continue the run in this folder that was killed "
                                               "or interrupted, with its spec and options (--hosts: another inventory)."),
+    heartbeat_timeout: float = typer.Option(30.0, "--heartbeat-timeout", min=3.0, max=86400.0, help="Seconds of silence "
+                                            "after which a host's agent restores its originals and exits, and the run "
+                                            "drops that host."),
 ) -> None:
     """Learn better kernel settings by running the benchmark on every host, then restore them."""
     from controller.catalog import validate
@@ -399,7 +451,7 @@ def run(
         require()
 
     _, fleet = _connect(hosts, limit, accept_new_host_keys, connect_timeout, spec.knob_names, workers,
-                        ssh_config=ssh_config)
+                        ssh_config=ssh_config, heartbeat_timeout=heartbeat_timeout)
     result = None
     try:
         facts = _reachable_facts(fleet)
