@@ -76,7 +76,42 @@ def as_data(fn: Callable[[], Any], name: str) -> Any:
         return HostError(f"{type(e).__name__}: {e}", name)
 
 
-def gather(futures: list[cf.Future]) -> list[Any]:
-    """Results in order; waits for all of them even when one raises, then re-raises the first error."""
-    cf.wait(futures)
-    return [f.result() for f in futures]
+class Then:
+    """A future whose result is fn(inner.result): the driver's end of work done elsewhere (an actor
+    call's reply turned into a recorded trial). fn runs once, on the first result()."""
+
+    def __init__(self, inner: Any, fn: Callable[[Callable[[], Any]], Any]):
+        self.inner = inner
+        self._fn = fn
+        self._done = False
+        self._value: Any = None
+
+    def result(self) -> Any:
+        if not self._done:
+            self._value, self._done = self._fn(self.inner.result), True
+        return self._value
+
+
+def gather(futures: list) -> list[Any]:
+    """Results in order; waits for all of them even when one raises, then re-raises the first error.
+
+    Thread futures are awaited with concurrent.futures.wait; any other kind by its class's
+    `wait_all` (Ray's actor calls: one ray.wait over the round's ObjectRefs, no thread each)."""
+    inner = [f.inner if isinstance(f, Then) else f for f in futures]
+    cf.wait([f for f in inner if isinstance(f, cf.Future)])
+    kinds: dict[type, list] = {}
+    for f in inner:
+        if not isinstance(f, cf.Future):
+            kinds.setdefault(type(f), []).append(f)
+    for kind, group in kinds.items():
+        kind.wait_all(group)
+    results, error = [], None
+    for f in futures:  # every result taken (a Then records its trial) before an error is raised
+        try:
+            results.append(f.result())
+        except Exception as e:
+            error = error or e
+            results.append(None)
+    if error is not None:
+        raise error
+    return results

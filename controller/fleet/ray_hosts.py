@@ -2,14 +2,18 @@
 
 Each actor owns one host's SSH connection and agent session; the controller holds a RayHost,
 which has the same surface as fleet.Host (`name`, `facts`, `request`, `close`), so everything above
-the fleet — evaluators, the VecEnv, the tuner — runs unchanged. Where the actors run and how they
-are started is controller/fleet/ray_executor.py. The facts say where the session lives
+the fleet runs unchanged, plus `submit`: a host-side function (an evaluation's apply, benchmark
+with its streamed samples and parsing, controller/learn/evaluation.py's Measure) runs next to the
+session in one actor call, and the driver awaits a round's calls together with ray.wait. Where
+the actors run and how they are started is controller/fleet/ray_executor.py. The facts say where the session lives
 (`facts["worker"]`: the Ray node's id and address, the actor's pid), so results can record it.
 """
 
 from __future__ import annotations
 
 import os
+import time
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +36,8 @@ class HostWorker:
         self.spec = spec
         self.options = options
         self.host = None
+        self.procedures: dict[int, Any] = {}  # installed once, then run by key (see RayHost.submit)
+        self.served: Counter = Counter()  # calls served, by method: what one evaluation costs in round trips
 
     def connect(self) -> tuple:
         return _as_data(self._connect)
@@ -47,9 +53,21 @@ class HostWorker:
 
     def request(self, op: str, args: dict | None, timeout: float) -> tuple:
         """The reply and the events the agent sent while it ran (a benchmark's metric samples)."""
+        self.served["request"] += 1
         events: list[dict] = []
-
         return _as_data(lambda: self.host.request(op, args, timeout=timeout, on_event=events.append)), events
+
+    def install(self, key: int, fn) -> None:
+        self.served["install"] += 1
+        self.procedures[key] = fn
+
+    def call(self, key: int, *args) -> tuple:
+        """fn(host, *args) for an installed fn: a whole evaluation in one call."""
+        self.served["call"] += 1
+        return _as_data(lambda: self.procedures[key](self.host, *args))
+
+    def calls(self) -> dict:
+        return dict(self.served)
 
     def close(self, keep: bool) -> tuple:
         return _as_data(lambda: self.host.close(keep=keep) if self.host else None)
@@ -81,6 +99,17 @@ class RayHost:
     facts: dict = field(default_factory=dict)
     uploaded: bool = False
     gone: bool = False  # the actor died under a call: closing it only kills what is left
+    installed: dict[int, tuple[Any, int]] = field(default_factory=dict)  # id(fn) -> (fn, its key in the actor)
+
+    def submit(self, fn, *args, timeout: float) -> RayCall:
+        """fn(host, *args) run in the actor, as a future (gather() waits on a round of them with
+        ray.wait). fn travels once: the first submit installs it in the actor, the later ones only
+        name it; an actor runs one caller's calls in the order they were made, so the install
+        comes first."""
+        if id(fn) not in self.installed:
+            self.installed[id(fn)] = (fn, len(self.installed))
+            self.actor.install.remote(self.installed[id(fn)][1], fn)
+        return RayCall(self, self.actor.call.remote(self.installed[id(fn)][1], *args), timeout)
 
     def request(self, op: str, args: dict | None = None, *, timeout: float = 30.0, on_event=None) -> Any:
         # The actor collects the streamed events and returns them with the reply; they are replayed
@@ -113,3 +142,22 @@ class RayHost:
             self.gone = True
             raise errors.AgentGone(f"host worker lost: {str(e).splitlines()[0]}", self.name)
 
+
+class RayCall:
+    """One actor call in flight; gather() waits on a round of them together (RayCall.wait_all)."""
+
+    def __init__(self, host: RayHost, ref, timeout: float):
+        self.host = host
+        self.ref = ref
+        self.deadline = time.monotonic() + timeout + 30  # + the actor's own overhead, as request allows
+
+    def result(self) -> Any:
+        return _unwrap(self.host._get(self.ref, max(0.0, self.deadline - time.monotonic())))
+
+    @staticmethod
+    def wait_all(calls: list[RayCall]) -> None:
+        """Until every call has answered or the latest deadline passed (result() then says which did not)."""
+        import ray
+
+        timeout = max(0.0, max(c.deadline for c in calls) - time.monotonic())
+        ray.wait([c.ref for c in calls], num_returns=len(calls), timeout=timeout)

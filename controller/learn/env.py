@@ -73,11 +73,13 @@ class HostEnv(gym.Env):
         self._obs = self._start.copy()
         return self._obs.copy(), {}
 
-    def step(self, action):
-        if self.evaluator.dropped:  # the run gave up on this host: no more benchmarks here
+    def step(self, action, trial: Trial | None = None):
+        """`trial`: this action's evaluation when the caller ran it already (FleetVecEnv evaluates
+        a round of hosts at once)."""
+        if self.evaluator.dropped and trial is None:  # the run gave up on this host: no more benchmarks here
             return self._obs.copy(), 0.0, True, False, {"dropped": self.evaluator.dropped}
         values = self.spec.to_values(np.asarray(action, dtype=np.float64))
-        trial = self.evaluator.evaluate(values)
+        trial = self.evaluator.evaluate(values) if trial is None else trial
         self.last_trial = trial
         if self._steps == 0:
             self.episodes += 1

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Callable
 
 from controller.errors import AgentError, AgentGone, SpecError, TunefleetError
+from controller.fleet.executor import Executor, Then
 from controller.fleet.fleet import Host
 from controller.learn import features as feat
 
@@ -112,15 +113,83 @@ class Recorder:
         return [t for t in self.trials if t.phase == "search" and (host is None or t.host == host)]
 
 
+class Measure:
+    """The host side of an evaluation: apply the values, run the benchmark with the agent's streamed
+    samples, parse the reward metric, aggregate the metrics. Built once from the spec, it is a plain
+    function of (host, values) that returns plain data (the trial's measured fields), so it runs
+    the same in a thread of this process or next to the host's session in a Ray actor, which
+    receives it once and then runs a whole evaluation per call (controller/fleet/ray_hosts.py).
+    Never raises for a failed apply or benchmark: the returned `error` says so, and `lost` says
+    the agent is gone."""
+
+    def __init__(self, spec):
+        self.spec = spec
+        self.bounds = {k.param: k.bounds() for k in spec.action_space}  # the agent re-checks these
+        self.run_timeout = float(spec.benchmark_timeout)
+        self.timeout = 30.0 + self.run_timeout + 30.0  # apply, then the benchmark: what a caller waits at most
+
+    def __call__(self, host, values: dict[str, str] | None, bounded: bool = True) -> dict:
+        out = {"metrics": {}, "aggregates": {}, "samples": 0, "raw": None, "error": None, "lost": None}
+        started = time.monotonic()
+        try:
+            if values:
+                self._apply(host, values, bounded)
+            self._benchmark(host, out)
+        except AgentGone as e:
+            out["lost"] = e.message
+            out["error"] = f"agent lost: {e.message}"
+        except TunefleetError as e:
+            out["error"] = e.message
+        out["duration_s"] = round(time.monotonic() - started, 4)
+        return out
+
+    def _apply(self, host, values: dict[str, str], bounded: bool) -> None:
+        bounds = {k: self.bounds[k] for k in values if k in self.bounds} if bounded else {}
+        result = host.request("apply", {"values": values, "bounds": bounds}, timeout=30.0)
+        refused = result.get("refused") or {}
+        if refused:
+            why = "; ".join(f"{k} = {values.get(k)!r}: {v.get('message', v)}" for k, v in refused.items())
+            raise AgentError(f"apply refused: {why}", host.name, "ValidationError")
+
+    def _benchmark(self, host, out: dict) -> None:
+        timeout = self.run_timeout
+        args = {"cmd": self.spec.benchmark_command, "timeout": timeout, "interval": 1.0}
+        if getattr(self.spec, "benchmark_cwd", None):
+            args["cwd"] = self.spec.benchmark_cwd
+        samples: list[dict] = []
+
+        def on_event(msg: dict) -> None:  # the agent's per-second samples while the benchmark runs
+            data = msg.get("data") or {}
+            if msg.get("event") == "sample" and isinstance(data.get("metrics"), dict):
+                samples.append(data["metrics"])
+
+        result = host.request("run", args, timeout=timeout + 30.0, on_event=on_event)
+        out["metrics"] = metrics = {k: round(float(v), 4) for k, v in (result.get("metrics") or {}).items()}
+        out["aggregates"] = feat.aggregate(samples, metrics)
+        out["samples"] = len(samples)
+        if result.get("timed_out"):
+            raise AgentError(f"benchmark timed out after {timeout:g} s", host.name, "Timeout")
+        if result.get("exit_code") != 0:
+            tail = (result.get("stderr_tail") or result.get("stdout_tail") or "").strip().splitlines()
+            raise AgentError(f"benchmark exited {result.get('exit_code')}: {tail[-1] if tail else 'no output'}",
+                             host.name, "OSError")
+        try:
+            out["raw"] = float(self.spec.parse_reward(result.get("stdout_tail") or ""))
+        except SpecError as e:
+            raise AgentError(str(e.message), host.name, "ValidationError")
+
+
 class HostEvaluator:
-    """Evaluates knob values on one host. Never raises for a failed benchmark: the trial says so."""
+    """Evaluates knob values on one host: the driver side (reward, features against the baseline,
+    numbering and recording) around one Measure of the host side. Never raises for a failed
+    benchmark: the trial says so."""
 
     def __init__(self, host: Host, spec, recorder: Recorder):
         self.host = host
         self.name = host.name
         self.spec = spec
         self.recorder = recorder
-        self.bounds = {k.param: k.bounds() for k in spec.action_space}  # the agent re-checks these
+        self.measure = Measure(spec)
         self.baseline: float | None = None
         self.baseline_aggregates: dict[str, float] = {}  # the reference for every trial's features
         self.lost: str | None = None  # set when the agent is gone: no further evaluation is possible
@@ -133,18 +202,34 @@ class HostEvaluator:
         `original`: the values are the host's own originals, which may lie outside the spec's
         ranges; the agent then checks names and existence but not the spec's bounds.
         """
-        trial = Trial(self.name, phase, dict(values or {}), label=label)
-        started = time.monotonic()
+        if hasattr(self.host, "submit"):
+            return self.submit(None, values, phase, label, original).result()
+        return self._finish(values, phase, label, lambda: self.measure(self.host, values, not original))
+
+    def submit(self, executor: Executor | None, values: dict[str, str] | None, phase: str = "search",
+               label: str = "", original: bool = False):
+        """evaluate() as a future of its Trial, for a round of hosts awaited together (gather).
+        A host whose session lives elsewhere (a Ray actor: it has `submit`) runs the whole Measure
+        there in one call and the driver holds no thread for it; any other host is evaluated in
+        one of the executor's threads."""
+        remote = getattr(self.host, "submit", None)
+        if remote is None:
+            return executor.submit(self.evaluate, values, phase, label, original)
+        call = remote(self.measure, values, not original, timeout=self.measure.timeout)
+        return Then(call, lambda result: self._finish(values, phase, label, result))
+
+    def _finish(self, values: dict[str, str] | None, phase: str, label: str, measured: Callable[[], dict]) -> Trial:
+        """The trial from the host side's fields (`measured()` returns them or raises why there are none)."""
         try:
-            if values:
-                self._apply(values, bounded=not original)
-            self._benchmark(trial)
+            out = measured()
         except AgentGone as e:
-            self.lost = e.message
-            trial.error = f"agent lost: {e.message}"
+            out = {"error": f"agent lost: {e.message}", "lost": e.message}
         except TunefleetError as e:
-            trial.error = e.message
-        trial.duration_s = round(time.monotonic() - started, 4)
+            out = {"error": e.message}
+        lost = out.pop("lost", None)
+        if lost:
+            self.lost = lost
+        trial = Trial(self.name, phase, dict(values or {}), label=label, **out)
         if self.baseline_aggregates and phase != "baseline":
             trial.features = feat.relative(trial.aggregates, self.baseline_aggregates)
         if trial.ok and self.baseline is not None and phase != "baseline":
@@ -154,38 +239,3 @@ class HostEvaluator:
         elif not trial.ok and phase == "search":
             trial.reward = FAILURE_REWARD
         return self.recorder.record(trial)
-
-    def _apply(self, values: dict[str, str], bounded: bool = True) -> None:
-        bounds = {k: self.bounds[k] for k in values if k in self.bounds} if bounded else {}
-        result = self.host.request("apply", {"values": values, "bounds": bounds}, timeout=30.0)
-        refused = result.get("refused") or {}
-        if refused:
-            why = "; ".join(f"{k} = {values.get(k)!r}: {v.get('message', v)}" for k, v in refused.items())
-            raise AgentError(f"apply refused: {why}", self.name, "ValidationError")
-
-    def _benchmark(self, trial: Trial) -> None:
-        timeout = float(self.spec.benchmark_timeout)
-        args = {"cmd": self.spec.benchmark_command, "timeout": timeout, "interval": 1.0}
-        if getattr(self.spec, "benchmark_cwd", None):
-            args["cwd"] = self.spec.benchmark_cwd
-        samples: list[dict] = []
-
-        def on_event(msg: dict) -> None:  # the agent's per-second samples while the benchmark runs
-            data = msg.get("data") or {}
-            if msg.get("event") == "sample" and isinstance(data.get("metrics"), dict):
-                samples.append(data["metrics"])
-
-        result = self.host.request("run", args, timeout=timeout + 30.0, on_event=on_event)
-        trial.metrics = {k: round(float(v), 4) for k, v in (result.get("metrics") or {}).items()}
-        trial.aggregates = feat.aggregate(samples, trial.metrics)
-        trial.samples = len(samples)
-        if result.get("timed_out"):
-            raise AgentError(f"benchmark timed out after {timeout:g} s", self.name, "Timeout")
-        if result.get("exit_code") != 0:
-            tail = (result.get("stderr_tail") or result.get("stdout_tail") or "").strip().splitlines()
-            raise AgentError(f"benchmark exited {result.get('exit_code')}: {tail[-1] if tail else 'no output'}",
-                             self.name, "OSError")
-        try:
-            trial.raw = float(self.spec.parse_reward(result.get("stdout_tail") or ""))
-        except SpecError as e:
-            raise AgentError(str(e.message), self.name, "ValidationError")

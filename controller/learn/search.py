@@ -55,7 +55,7 @@ class SearchContext:
     def evaluate_round(self, candidates: dict[str, dict[str, str]]) -> dict[str, Trial]:
         """Evaluate one candidate per host, all hosts at once; never beyond the budget."""
         names = [n for n in candidates if n not in self.dropped][: self.remaining]
-        futures = [self.executor.submit(self.evaluators[n].evaluate, candidates[n]) for n in names]
+        futures = [self.evaluators[n].submit(self.executor, candidates[n]) for n in names]
         trials = dict(zip(names, gather(futures)))
         for name in names:
             self.note_outcome(name)

@@ -1,8 +1,10 @@
 """FleetVecEnv: a stable-baselines3 VecEnv whose hosts step concurrently.
 
-`step_async` hands every host's step (apply + benchmark + metrics) to the executor at once and
-`step_wait` gathers them, so N hosts give N evaluations in the time of one. Everything else
-(resets, buffers, attribute access) is DummyVecEnv's.
+`step_async` submits every host's evaluation (apply + benchmark + metrics) at once and
+`step_wait` gathers them, then steps each env with its trial, so N hosts give N evaluations in the
+time of one. The evaluations run where HostEvaluator.submit puts them: in the executor's threads,
+or one call each in the hosts' Ray actors, awaited together. Everything else (resets, buffers,
+attribute access) is DummyVecEnv's.
 """
 
 from __future__ import annotations
@@ -22,10 +24,16 @@ class FleetVecEnv(DummyVecEnv):
         self.executor = executor
 
     def step_async(self, actions: np.ndarray) -> None:
-        self._futures = [self.executor.submit(env.step, actions[i]) for i, env in enumerate(self.envs)]
+        self._actions = actions
+        self._futures = {}
+        for i, env in enumerate(self.envs):
+            if not env.evaluator.dropped:  # a dropped host's env answers its step without a benchmark
+                values = env.spec.to_values(np.asarray(actions[i], dtype=np.float64))
+                self._futures[i] = env.evaluator.submit(self.executor, values)
 
     def step_wait(self):
-        results = gather(self._futures)
+        trials = dict(zip(self._futures, gather(list(self._futures.values()))))
+        results = [env.step(self._actions[i], trial=trials.get(i)) for i, env in enumerate(self.envs)]
         for i, (obs, reward, terminated, truncated, info) in enumerate(results):
             self.buf_rews[i] = reward
             self.buf_dones[i] = terminated or truncated

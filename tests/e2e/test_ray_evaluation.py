@@ -1,0 +1,60 @@
+"""With Ray workers an evaluation is one actor call: apply, benchmark with its streamed samples,
+parsing and metric aggregates all run next to the host's session, and the driver awaits a round of
+hosts together. Counted where it happens: the calls each host's actor served."""
+
+from __future__ import annotations
+
+import subprocess
+
+from tests.e2e.test_ray_restart import KNOB
+
+
+def _value(ns: str) -> str:
+    return subprocess.run(["ip", "netns", "exec", ns, "cat", "/proc/sys/" + KNOB.replace(".", "/")],
+                          capture_output=True, text=True, check=True).stdout.strip()
+
+
+def test_one_actor_call_per_evaluation(inventory, monkeypatch):
+    import ray
+
+    from controller.fleet.executor import ThreadExecutor
+    from controller.fleet.fleet import ConnectOptions, Fleet
+    from controller.learn.evaluation import HostEvaluator, Recorder
+    from controller.learn.search import SearchContext, random_search
+    from controller.spec import TuningSpec
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    spec = TuningSpec.from_dict({
+        "workload_name": "calls", "reward_metric": "x", "reward_pattern": r"x=(\S+)",
+        "benchmark_command": "sh -c 'sleep 1.2; echo x=1'", "benchmark_timeout": 30,
+        "action_space": [{"param": KNOB, "min": 10, "max": 60}],
+    })
+    before = {n: _value(f"tf-{n}") for n in ("h1", "h2")}
+    fleet = Fleet.connect([inventory.hosts["h1"], inventory.hosts["h2"]], ConnectOptions(knobs=(KNOB,), workers="ray"))
+    executor = ThreadExecutor(2)
+    try:
+        assert not fleet.failed, fleet.failed
+        served_before = {n: ray.get(h.actor.calls.remote()) for n, h in fleet.hosts.items()}
+        recorder = Recorder()
+        evaluators = {n: HostEvaluator(h, spec, recorder) for n, h in fleet.hosts.items()}
+        ctx = SearchContext(spec=spec, evaluators=evaluators, originals=before, baseline_metrics={},
+                            executor=executor, recorder=recorder, budget=6, log=lambda m: None)
+        random_search(ctx)
+        served = {n: ray.get(h.actor.calls.remote()) for n, h in fleet.hosts.items()}
+    finally:
+        executor.shutdown()
+        fleet.close()
+
+    trials = recorder.trials
+    assert len(trials) == 6 and all(t.ok for t in trials), [t.error for t in trials]
+    # the samples streamed during the 1.2 s benchmark were gathered and aggregated in the actor
+    assert all(t.samples >= 1 and t.aggregates for t in trials), [(t.samples, t.aggregates) for t in trials]
+    for name, counts in served.items():
+        evaluations = sum(t.host == name for t in trials)
+        assert evaluations == 3
+        new = {k: v - served_before[name].get(k, 0) for k, v in counts.items() if v > served_before[name].get(k, 0)}
+        # one call per evaluation; the evaluation function shipped once; no request forwarded on the side
+        assert new == {"call": evaluations, "install": 1}, (name, new)
+    # the driver awaited the rounds on ObjectRefs: none of the executor's threads was ever started
+    assert not executor._pool._threads
+    assert {n: _value(f"tf-{n}") for n in ("h1", "h2")} == before
