@@ -8,6 +8,8 @@ optimum, 1 = the original. Seed s runs held-out member 100 + s of the family wit
 knobs; "ppo trained" starts from a policy trained, one run after the other through the policy
 store, on members 0 .. train-1 of the same knob count (never on a held-out one); "ppo trained
 on K" from the policy the first K of those runs left (one earlier run on the same knobs: K = 1).
+The policy depends on its training run as much as on the family: --policies independent trainings
+per knob count (other seeds), held-out seeds spread over them, so the intervals include that.
 
     .venv/bin/python bench/simbench.py --out docs/benchmarks.md          (make bench)
     .venv/bin/python bench/simbench.py --quick                           (a smoke run, seconds)
@@ -33,6 +35,7 @@ DIMS = (2, 4, 6, 8)
 BUDGETS = (6, 12, 24, 48)
 SNAPSHOTS = (1, 4)        # "ppo trained on K": the policy after the first K training runs
 HELD_OUT = 100            # held-out members are HELD_OUT + seed; training members are 0 .. train-1
+TRAIN_SEED = 500          # training run i of policy r uses seed TRAIN_SEED + 1000 r + i
 # label -> (strategy, expert priors, policy: "none" cold, "trained" from the family's policy)
 CELLS = {
     "random": ("random", False, None),
@@ -102,8 +105,9 @@ def run_one(label: str, dims: int, index: int, budget: int, seed: int, store: st
             "from_policy": bool((result.get("policy") or {}).get("started_from"))}
 
 
-def train(dims: int, members: int, budget: int, store: str) -> dict:
-    """PPO on members 0 .. members-1, one run after the other, each starting from the last policy."""
+def train(dims: int, members: int, budget: int, store: str, first_seed: int = TRAIN_SEED) -> dict:
+    """PPO on members 0 .. members-1, one run after the other, each starting from the last policy;
+    run i uses seed first_seed + i (PPO's and the simulated hosts' noise)."""
     from controller.errors import TunefleetError
     from controller.learn.policystore import PolicyStore
     from controller.learn.simfleet import member, sim_fleet
@@ -117,8 +121,8 @@ def train(dims: int, members: int, budget: int, store: str) -> dict:
         with tempfile.TemporaryDirectory(prefix="tunefleet-sim-") as tmp:
             run = RunDir.create(m.spec_dict()["workload_name"], Path(tmp) / "run")
             try:
-                chosen = tune(m.spec(), sim_fleet(m, 3, 500 + i), run,
-                              RunOptions(strategy="ppo", budget=budget, seed=500 + i, verify_repeats=2,
+                chosen = tune(m.spec(), sim_fleet(m, 3, first_seed + i), run,
+                              RunOptions(strategy="ppo", budget=budget, seed=first_seed + i, verify_repeats=2,
                                          policy_store=PolicyStore(store)))["best_config"]
             except TunefleetError:  # nothing succeeded; the policy it trained is stored all the same
                 chosen = m.originals
@@ -127,7 +131,7 @@ def train(dims: int, members: int, budget: int, store: str) -> dict:
         regrets.append(round(m.regret(chosen), 4))
         if i + 1 in SNAPSHOTS:  # the store as the first i + 1 runs leave it
             shutil.copytree(store, f"{store}-{i + 1}")
-    return {"dims": dims, "members": members, "budget": budget, "regrets": regrets,
+    return {"dims": dims, "members": members, "budget": budget, "first_seed": first_seed, "regrets": regrets,
             "seconds": round(time.monotonic() - started, 1)}
 
 
@@ -197,18 +201,26 @@ def collect(args) -> dict:
     budgets = [int(b) for b in args.budgets.split(",")]
     dims = [int(d) for d in args.dims.split(",")]
     started = time.monotonic()
-    stores = {d: tempfile.mkdtemp(prefix=f"tunefleet-sim-policies-{d}-") for d in dims}
+    # args.policies independent trainings per knob count: seed s starts from policy (s // len(dims)) % policies,
+    # so the intervals include how much the trained policy depends on its own training run
+    trainings = [(d, r) for d in dims for r in range(args.policies)]
+    stores = {t: tempfile.mkdtemp(prefix=f"tunefleet-sim-policies-{t[0]}-{t[1]}-") for t in trainings}
+
+    def store_of(s: int) -> str:
+        return stores[(dims[s % len(dims)], (s // len(dims)) % args.policies)]
+
     data = {"command": ("bench/simbench.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])).strip(),
             "settings": {"cells": labels, "budgets": budgets, "dims": dims, "seeds": args.seeds, "hosts": 3,
-                         "train_members": args.train, "train_budget": args.train_budget},
+                         "train_members": args.train, "train_budget": args.train_budget,
+                         "policies": args.policies},
             "training": [], "runs": [], "date": time.strftime("%Y-%m-%d"), "cpus": os.cpu_count()}
     with ProcessPoolExecutor(args.jobs, initializer=_init_worker) as pool:
         if any(str(CELLS.get(label, (None, None, None))[2]).startswith("trained") for label in labels):
-            data["training"] = list(pool.map(train, dims, [args.train] * len(dims),
-                                             [args.train_budget] * len(dims), [stores[d] for d in dims]))
-            data["probes"] = list(pool.map(probe, dims, [stores[d] for d in dims]))
+            data["training"] = list(pool.map(train, *zip(*[(d, args.train, args.train_budget, stores[(d, r)],
+                                                             TRAIN_SEED + 1000 * r) for d, r in trainings])))
+            data["probes"] = list(pool.map(probe, dims, [stores[(d, 0)] for d in dims]))
         data["training_minutes"] = round((time.monotonic() - started) / 60.0, 2)
-        jobs = [(label, dims[s % len(dims)], HELD_OUT + s, b, s, stores[dims[s % len(dims)]])
+        jobs = [(label, dims[s % len(dims)], HELD_OUT + s, b, s, store_of(s))
                 for s in range(args.seeds) for b in budgets for label in labels]
         data["runs"] = list(pool.map(run_one, *zip(*jobs), chunksize=4))
     data["minutes"] = round((time.monotonic() - started) / 60.0, 2)
@@ -224,6 +236,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seeds", type=int, default=20)
     p.add_argument("--train", type=int, default=12, help="family members the transferred policy is trained on")
     p.add_argument("--train-budget", type=int, default=48, help="evaluations per training run")
+    p.add_argument("--policies", type=int, default=3, help="independent trainings per knob count")
     p.add_argument("--jobs", type=int, default=2, help="worker processes")
     p.add_argument("--quick", action="store_true", help="a smoke run: random and bo, 6 seeds, 4 knobs, budget 24")
     p.add_argument("--from-json", type=Path, default=None, help="rebuild the section from saved results")

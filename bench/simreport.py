@@ -132,7 +132,10 @@ def write_section(data: dict, table: dict, out: Path, json_path: Path) -> None:
          f"Seed s runs held-out member {100}+s with {'/'.join(map(str, s['dims']))} knobs (by s mod "
          f"{len(s['dims'])}); originals 1.2x to 1000x worse than the optimum, 1-10% noise. "
          f"\"ppo trained\" starts from the policy PPO left after runs on {s['train_members']} other members "
-         f"(budget {s['train_budget']} each, one after the other through the policy store); \"+ priors\" "
+         f"(budget {s['train_budget']} each, one after the other through the policy store; "
+         f"{s.get('policies', 1)} such policies trained independently per knob count, seed s starting from "
+         f"policy (s div {len(s['dims'])}) mod {s.get('policies', 1)}, so the intervals include how much the "
+         "result depends on the training run); \"+ priors\" "
          "evaluates two expert configurations first (bench/simbench.py, `expert_priors`), inside the budget.", "",
          "```",
          f".venv/bin/python {data['command']}",
@@ -163,7 +166,8 @@ def write_section(data: dict, table: dict, out: Path, json_path: Path) -> None:
     L += [f"- {what}: {status}" for what, status in table["targets"]]
     if data.get("training"):
         L += ["", "Training runs of the transferred policies (regret of each run's own choice, in order):", ""]
-        L += [f"- {t['dims']} knobs: {', '.join(f'{r:.2f}' for r in t['regrets'])} ({t['seconds']:.0f} s)"
+        L += [f"- {t['dims']} knobs, seeds from {t.get('first_seed', 500)}: "
+              f"{', '.join(f'{r:.2f}' for r in t['regrets'])} ({t['seconds']:.0f} s)"
               for t in data["training"]]
     if data.get("probes"):
         L += ["", "Does the transferred policy follow the rule \"listen overflows while the accept queue is short: "
