@@ -223,6 +223,9 @@ def collect(args) -> dict:
         jobs = [(label, dims[s % len(dims)], HELD_OUT + s, b, s, store_of(s))
                 for s in range(args.seeds) for b in budgets for label in labels]
         data["runs"] = list(pool.map(run_one, *zip(*jobs), chunksize=4))
+    for path in stores.values():  # the trained policies and their snapshots
+        for folder in (path, *(f"{path}-{k}" for k in SNAPSHOTS)):
+            shutil.rmtree(folder, ignore_errors=True)
     data["minutes"] = round((time.monotonic() - started) / 60.0, 2)
     return data
 
