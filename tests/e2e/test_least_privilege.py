@@ -224,6 +224,22 @@ def test_the_agent_refuses_root_writes_the_user_could_aim(fleet, probe):
         target.rmdir()
 
 
+def test_the_agent_started_by_the_rule_takes_its_heartbeat_bound_from_hello(fleet):
+    """No arguments through sudo, so the dead-man bound comes in hello: a controller that goes
+    silent (the channel stays open) gets h1's value restored within that bound."""
+    read = ["ip", "netns", "exec", "tf-h1", "cat", "/proc/sys/net/core/somaxconn"]
+    original = subprocess.run(read, capture_output=True, text=True, check=True).stdout.strip()
+    requests = "".join(json.dumps(r) + "\n" for r in (
+        {"id": 1, "op": "hello", "args": {"heartbeat_timeout": 1}},
+        {"id": 2, "op": "apply", "args": {"values": {"net.core.somaxconn": str(int(original) + 1)}}}))
+    # the requests, then 6 s of silence on an open channel, then the end of input
+    p = as_tfuser(fleet, f"(printf %s {shlex.quote(requests)}; sleep 6) | sudo -n {ALLOWED}", timeout=30)
+    replies = [json.loads(line) for line in p.stdout.splitlines()]
+    assert replies[1]["result"]["applied"] == {"net.core.somaxconn": str(int(original) + 1)}
+    assert "stopping (no heartbeat for 1 s): restored 1 knob(s)" in p.stderr, p.stderr
+    assert subprocess.run(read, capture_output=True, text=True, check=True).stdout.strip() == original
+
+
 def test_the_tuning_user_cannot_install_an_agent(fleet, fleet_inventory):
     """tunefleet install needs root or an administrator's sudo: the tuning user's rule is no way in."""
     before = Path(INSTALL_PATH).read_bytes()
