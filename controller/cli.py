@@ -391,8 +391,8 @@ def run(
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask before changing hosts."),
     as_json: bool = typer.Option(False, "--json", help="Print only the result JSON on stdout."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Plan and validate against the hosts, change nothing."),
-    tensorboard: bool = typer.Option(False, "--tensorboard", help="Log the search's results to RUN_DIR/tensorboard "
-                                     "(needs tensorboard)."),
+    tensorboard: bool = typer.Option(False, "--tensorboard", help="Log the search's results (and PPO's training "
+                                     "curves) to RUN_DIR/tensorboard (needs tensorboard)."),
     model: Optional[str] = ModelOpt,
     accept_new_host_keys: bool = AcceptOpt,
     connect_timeout: float = TimeoutOpt,
