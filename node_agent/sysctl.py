@@ -166,12 +166,14 @@ def check_bounds(name, text, bounds):
 
 
 def check_shape(name, text, current):
-    """A numeric vector (tcp_rmem, ip_local_port_range) must be given all of its components:
-    the kernel would otherwise change only the first ones without saying so."""
+    """A numeric knob gets as many numbers as it holds. A vector (tcp_rmem, ip_local_port_range)
+    given fewer: the kernel changes only the first ones without saying so. A scalar given several:
+    the kernel writes the first and then answers EINVAL, a refusal that changed the knob."""
     words = current.split()
-    if len(words) > 1 and all(w.lstrip("-").isdigit() for w in words):
+    if words and all(w.lstrip("-").isdigit() for w in words):
         if len(text.split()) != len(words):
-            raise _invalid(name, "needs %d components like %r, got %r" % (len(words), current, text))
+            what = "components" if len(words) > 1 else "number"
+            raise _invalid(name, "needs %d %s like %r, got %r" % (len(words), what, current, text))
 
 
 def write(name, text, root=PROC_SYS):

@@ -282,6 +282,17 @@ def test_out_of_bounds_is_refused_before_anything_is_written(netns, agents, stat
     assert not (state / journal.JOURNAL).exists()  # nothing was about to change
 
 
+def test_a_scalar_given_several_numbers_is_refused_before_the_kernel_sees_it(netns, agents):
+    """The kernel writes the first number and then answers EINVAL: a refusal that changed the
+    knob. The agent refuses the shape instead, and nothing changes."""
+    agent = agents()
+    before = netns.sysctl(FIN)
+    result = agent.call("apply", {"values": {FIN: "4096 87380 6291456"}})
+    assert result["applied"] == {} and result["refused"][FIN]["type"] == "ValidationError"
+    assert "needs 1 number" in result["refused"][FIN]["message"]
+    assert netns.sysctl(FIN) == before
+
+
 def test_bad_names_are_refused(agents):
     agent = agents()
     result = agent.call("apply", {"values": {"../../etc/passwd": 1, "net.core.somaxconn; rm -rf /": 1,
