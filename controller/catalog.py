@@ -180,8 +180,8 @@ class Catalog:
                 problems.append(f"{name}: listed twice in action_space")
                 continue
             seen.add(name)
-            if denied(name):
-                problems.append(denied(name))
+            if refusal := denied(name):
+                problems.append(refusal)
                 continue
             tunable = self.get(name)
             if tunable is None:
@@ -381,8 +381,8 @@ def _entry(name: str, fields: Any, base: Tunable | None) -> Tunable:
 
     if not is_sysctl_name(name):
         raise ValueError(": not a plain sysctl name")
-    if denied(name):
-        raise ValueError(f": {denied(name)}")
+    if refusal := denied(name):
+        raise ValueError(f": {refusal}")
     if not isinstance(fields, dict):
         raise ValueError(": must be a mapping of type, min, max, choices, scope, description")
     unknown = sorted(set(fields) - ENTRY_FIELDS)
