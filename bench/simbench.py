@@ -146,6 +146,7 @@ def probe(dims: int, store: str, members: int = 40, draws: int = 20) -> dict:
     from stable_baselines3 import PPO
 
     from controller.learn import features
+    from controller.learn.env import observation
     from controller.learn.policystore import PolicyStore
     from controller.learn.simfleet import _int, member
 
@@ -173,18 +174,16 @@ def probe(dims: int, store: str, members: int = 40, draws: int = 20) -> dict:
                 continue
             perf = m.true_perf(values)
             named = features.relative(features.aggregate([], m.metrics(values, perf, rng)), base)
-            obs = np.concatenate([spec.to_unit(values), features.vector(named),
-                                  [np.tanh(np.log(perf / f0) / 2.0)]]).astype(np.float32)
+            obs = observation(spec.to_unit(values), named, float(np.log(perf / f0)))
             blind = obs.copy()
             blind[overflow] = -1.0
             seen += 1
             raised += proposed(obs) > queue(values)
             raised_blind += proposed(blind) > queue(values)
-    start = np.concatenate([spec.to_unit(member(HELD_OUT, dims).originals), np.zeros(features.SIZE + 1)])
+    start = observation(spec.to_unit(member(HELD_OUT, dims).originals), {}, 0.0)
     return {"dims": dims, "overflowing_steps": seen, "raised": round(raised / seen, 3),
             "raised_without_overflows": round(raised_blind / seen, 3),
-            "action_at_originals": [round(float(x), 3) for x in model.predict(start.astype(np.float32),
-                                                                                deterministic=True)[0]]}
+            "action_at_originals": [round(float(x), 3) for x in model.predict(start, deterministic=True)[0]]}
 
 
 def _init_worker() -> None:

@@ -33,6 +33,12 @@ def observation_size(action_dim: int) -> int:
     return action_dim + features.SIZE + 1
 
 
+def observation(knobs: np.ndarray, named: dict[str, float] | None, reward: float) -> np.ndarray:
+    """The observation from the knob values in [-1, 1]^d, an evaluation's named features and its reward."""
+    obs = np.concatenate([knobs, features.vector(named), [math.tanh(reward / 2.0)]]).astype(np.float32)
+    return np.clip(obs, -1.0, 1.0)
+
+
 class HostEnv(gym.Env):
     metadata = {"render_modes": []}
 
@@ -54,9 +60,7 @@ class HostEnv(gym.Env):
         self.last_trial: Trial | None = None
 
     def _observe(self, reward: float, named: dict[str, float], values: dict[str, str]) -> np.ndarray:
-        knobs = self.spec.to_unit({**self.originals, **values})
-        obs = np.concatenate([knobs, features.vector(named), [math.tanh(reward / 2.0)]]).astype(np.float32)
-        return np.clip(obs, -1.0, 1.0)
+        return observation(self.spec.to_unit({**self.originals, **values}), named, reward)
 
     def features_of(self, obs: np.ndarray) -> np.ndarray:
         """The metric-feature part of an observation."""
