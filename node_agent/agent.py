@@ -91,9 +91,10 @@ class Agent:
         closed and nobody reads our output). A half-closed stdin lets queued work finish."""
         if self.stopping:
             return self.stopping
-        if self._silent():
-            self.stopping = self._silent()
-            return self.stopping
+        silent = self._silent()
+        if silent:
+            self.stopping = silent
+            return silent
         if self.channel.eof and self.channel.peer_gone():
             return "controller gone"
         return None
@@ -122,8 +123,9 @@ class Agent:
                         self.stopping = "idle for %g s" % self.idle_timeout
                         break
                 if self.heartbeat_timeout > 0:
-                    if self._silent():
-                        self.stopping = self._silent()
+                    silent = self._silent()
+                    if silent:
+                        self.stopping = silent
                         break
                     left = self.heartbeat_timeout - (time.monotonic() - self.channel.last_heard) + 0.05
                     wait = left if wait is None else min(wait, left)
