@@ -58,6 +58,17 @@ def _bool(host: str, var: str, value) -> bool:
     raise InventoryError(f"host {host}: {var} must be a boolean (true/false/yes/no), got {value!r}")
 
 
+def port_number(value, label: str) -> int:
+    """An inventory port as an int in 1..65535; `label` names it in the error."""
+    try:
+        port = int(value)
+    except (TypeError, ValueError):
+        raise InventoryError(f"{label} must be a number, got {value!r}")
+    if not 0 < port < 65536:
+        raise InventoryError(f"{label} {port} out of range")
+    return port
+
+
 def host_from_vars(name: str, hostvars: dict, groups: tuple[str, ...] = ()) -> HostSpec:
     """One host's merged variables (as Ansible resolves them) -> how tunefleet reaches it."""
     fields: dict = {}
@@ -68,12 +79,7 @@ def host_from_vars(name: str, hostvars: dict, groups: tuple[str, ...] = ()) -> H
         if isinstance(value, (dict, list)):
             raise InventoryError(f"host {name}: {var} must be a single value, got {type(value).__name__}")
         if field_name == "port":
-            try:
-                value = int(value)
-            except (TypeError, ValueError):
-                raise InventoryError(f"host {name}: {var} must be a number, got {value!r}")
-            if not 0 < value < 65536:
-                raise InventoryError(f"host {name}: {var} {value} out of range")
+            value = port_number(value, f"host {name}: {var}")
         elif field_name == "sudo":
             value = _bool(name, var, value)
         elif field_name == "key":

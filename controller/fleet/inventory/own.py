@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from controller.errors import InventoryError
+from controller.fleet.inventory.hostvars import port_number
 from controller.fleet.inventory.model import HostSpec, Inventory
 
 TOP_KEYS = {"defaults", "hosts", "groups"}
@@ -64,12 +65,7 @@ def _host(name: str, fields: Mapping, base: Path, source: str, groups: tuple[str
         raise InventoryError(f"{source}: host {name}: unknown field(s) {', '.join(sorted(unknown))}")
     port = fields.get("port")
     if port is not None:
-        try:
-            port = int(port)
-        except (TypeError, ValueError):
-            raise InventoryError(f"{source}: host {name}: port must be a number, got {port!r}")
-        if not 0 < port < 65536:
-            raise InventoryError(f"{source}: host {name}: port {port} out of range")
+        port = port_number(port, f"{source}: host {name}: port")
     sudo = fields.get("sudo")
     if sudo is not None and not isinstance(sudo, bool):
         raise InventoryError(f"{source}: host {name}: sudo must be true or false")
