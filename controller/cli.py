@@ -53,7 +53,7 @@ TimeoutOpt = typer.Option(5.0, "--connect-timeout", help="Seconds to wait for ea
 SSHConfigOpt = typer.Option(None, "--ssh-config", help="SSH config file to use instead of ~/.ssh/config and "
                             "/etc/ssh/ssh_config (like ssh -F).")
 WorkersOpt = typer.Option("threads", "--workers", help="Where host sessions live: threads (this process) "
-                          "or ray (one Ray actor per host; RAY_ADDRESS joins a cluster).")
+                          "or ray (Ray actors of up to 16 hosts each, ray:K for K; RAY_ADDRESS joins a cluster).")
 ModelOpt = typer.Option(None, "--model", "-m", help="Model to plan with (default: TUNEFLEET_MODEL, the config "
                         "file, or what the endpoint serves); 'builtin' uses the built-in workload catalog.")
 
@@ -81,10 +81,10 @@ def _select(hosts: Path, limit: Optional[str]):
 def _connect(hosts: Path, limit: Optional[str], accept_new: bool, connect_timeout: float, knobs=(),
              workers: str = "threads", ssh_config: Optional[Path] = None, heartbeat_timeout: float = 30.0):
     """The selected hosts, connected with their agents started: (host specs, Fleet)."""
+    from controller.fleet.executor import parse_workers
     from controller.fleet.fleet import ConnectOptions, Fleet
 
-    if workers not in ("threads", "ray"):
-        raise UserError(f"--workers {workers}: choose threads or ray")
+    parse_workers(workers)  # a bad --workers is refused before any host is touched
     specs = _select(hosts, limit)
     if ssh_config is not None and not ssh_config.exists():
         raise UserError(f"--ssh-config {ssh_config}: no such file")
@@ -368,6 +368,7 @@ def _host_facts(hosts: Path, limit: Optional[str], accept_new: bool, connect_tim
 
 @app.command()
 def run(
+    ctx: typer.Context,
     goal: Optional[str] = typer.Argument(None, help="What the hosts are for, in plain words."),
     hosts: Optional[Path] = typer.Option(None, "--hosts", "-i", help=HostsOpt.help + " Required unless --resume."),
     limit: Optional[str] = LimitOpt,
@@ -411,28 +412,36 @@ def run(
     out = _console(stderr=True)
     resumed = None
     if resume_dir is not None:  # everything as the run that died recorded it (options.json); consent was given then
-        from controller.resume import Resume
+        from controller.resume import Resume, check_options
 
-        given = [f for f, v in (("GOAL", goal), ("--spec", spec_file), ("--budget", budget), ("--policy", policy),
-                                ("--strategy", strategy != "auto"), ("--seed", seed), ("--catalog", catalog_file)) if v]
-        if given:
-            raise UserError(f"--resume continues the run as it was started: {', '.join(given)} cannot change it")
         resumed = Resume.load(resume_dir)
         o = resumed.options
+        given = _given(ctx, goal=goal, spec_file=spec_file, run_dir=run_dir, budget=budget, strategy=strategy,
+                       seed=seed, policy=policy, verify_repeats=verify_repeats, baseline_repeats=baseline_repeats,
+                       confirm_top=confirm_top, keep_best=keep_best, persist=persist, persist_file=persist_file,
+                       catalog_file=catalog_file and str(catalog_file.resolve()), heartbeat_timeout=heartbeat_timeout,
+                       workers=workers, tensorboard=tensorboard, ssh_config=ssh_config and str(ssh_config.resolve()))
+        for line in resumed.notes + check_options(o, given):
+            out.print(line)
         hosts, limit = (hosts, limit) if hosts else (Path(o["hosts"]), o.get("limit"))
         goal, spec_file, yes = None, resumed.run.path / "spec.json", True
         catalog_file = Path(o["catalog"]) if o.get("catalog") else None
         ssh_config = ssh_config or (Path(o["ssh_config"]) if o.get("ssh_config") else None)
-        strategy, budget, seed, policy, workers = o["strategy"], o["budget"], o["seed"], o["policy"], o["workers"]
+        strategy, budget, seed, policy = o["strategy"], o["budget"], o["seed"], o["policy"]
         verify_repeats, baseline_repeats = o["verify_repeats"], o["baseline_repeats"]
-        confirm_top, keep_best, tensorboard = o["confirm_top"], o["keep_best"], o["tensorboard"]
+        confirm_top, keep_best = o["confirm_top"], o["keep_best"]
         persist, persist_file = bool(o["persist_file"]), o["persist_file"] or persist_file
+        workers = workers if "--workers" in given else o["workers"]
+        tensorboard = tensorboard if "--tensorboard" in given else o["tensorboard"]
+        if "--heartbeat-timeout" not in given:
+            heartbeat_timeout = o.get("heartbeat_timeout", heartbeat_timeout)
     elif hosts is None:
         raise UserError("--hosts is required (or --resume RUN_DIR)")
     invocation = {"hosts": str(hosts.resolve()), "limit": limit,
                   "catalog": str(catalog_file.resolve()) if catalog_file else None,
                   "ssh_config": str(ssh_config.resolve()) if ssh_config else None, "workers": workers,
-                  "keep_best": keep_best, "persist_file": persist_file if persist else None, "tensorboard": tensorboard}
+                  "keep_best": keep_best, "persist_file": persist_file if persist else None, "tensorboard": tensorboard,
+                  "heartbeat_timeout": heartbeat_timeout}
     catalog = _load_catalog(catalog_file)
     _select(hosts, limit)  # a bad inventory or --limit fails before any planning
     facts = None
@@ -601,6 +610,17 @@ def _run(spec, chosen, fleet, out, *, strategy, budget, seed, verify_repeats, ba
         run.close()
     _write_report(run.path)
     return result
+
+
+def _given(ctx: typer.Context, **values) -> dict:
+    """The parameters among `values` (by name) that the command line gave, keyed as the user wrote
+    them (--budget, GOAL). Defaults are left out: an option not given keeps what the run recorded."""
+    def label(name: str) -> str:
+        first = next(p.opts[0] for p in ctx.command.params if p.name == name)
+        return first if first.startswith("-") else first.upper()
+
+    return {label(n): v for n, v in values.items()
+            if getattr(ctx.get_parameter_source(n), "name", None) == "COMMANDLINE"}
 
 
 def _write_report(run_dir: Path) -> None:

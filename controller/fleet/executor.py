@@ -9,7 +9,7 @@ import concurrent.futures as cf
 import importlib
 from typing import Any, Callable, Protocol
 
-from controller.errors import HostError, TunefleetError
+from controller.errors import HostError, TunefleetError, UserError
 from controller.fleet.session import connect_host
 
 # kind -> "module:class"; loaded by name when a fleet asks for it
@@ -31,11 +31,21 @@ class Workers(Protocol):
         """name -> a connected host, or the TunefleetError that says why not."""
 
 
-def workers_for(kind: str) -> Workers:
-    if kind not in WORKERS:
-        raise TunefleetError(f"--workers {kind}: choose {' or '.join(WORKERS)}")
+def parse_workers(value: str) -> tuple[str, int | None]:
+    """"threads", "ray" or "ray:K" (K hosts per Ray actor) -> (kind, K or None for the default)."""
+    kind, sep, per = value.partition(":")
+    if kind in WORKERS and not sep:
+        return kind, None
+    if kind == "ray" and per.isdigit() and int(per) >= 1:
+        return kind, int(per)
+    raise UserError(f"--workers {value}: choose threads, ray or ray:K (K hosts per Ray actor, K >= 1)")
+
+
+def workers_for(value: str) -> Workers:
+    kind, per = parse_workers(value)
     module, _, name = WORKERS[kind].partition(":")
-    return getattr(importlib.import_module(module), name)()
+    cls = getattr(importlib.import_module(module), name)
+    return cls() if per is None else cls(per)
 
 
 class ThreadExecutor:

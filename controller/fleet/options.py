@@ -12,5 +12,5 @@ class ConnectOptions:
     idle_timeout: float = 900.0  # the agent restores and exits after this long without a request
     heartbeat_timeout: float = 30.0  # ... and after this long without hearing from the controller
     knobs: tuple[str, ...] = ()  # described in hello
-    workers: str = "threads"  # "ray": each host's session lives in a Ray actor (see ray_hosts.py)
+    workers: str = "threads"  # "ray" / "ray:K": host sessions live in Ray actors, K hosts each (see ray_hosts.py)
     ssh_config: str | None = None  # instead of ~/.ssh/config and /etc/ssh/ssh_config, like ssh -F

@@ -3,11 +3,13 @@
 Placement comes from the inventory: a host (or group) variable `tunefleet_ray_resource: net-a`
 makes that host's actor ask for a sliver of the custom resource `net-a`, which only the Ray nodes
 inside that network offer (`ray start --resources '{"net-a": 1}'`). A host with no such variable
-may run anywhere. The actors need no CPU: host work waits on SSH.
+may run anywhere. The actors need no CPU: host work waits on SSH. Hosts share actors, up to
+`per_actor` each (`--workers ray:K`), and only with hosts that ask for the same resource.
 
 The controller and agent packages travel in the job's runtime_env, so a worker node needs only
-Ray and Python. An actor whose process or node dies is not restarted (see HostWorker): its calls
-fail, the run drops that host, and its agent has restored it by itself (its channel closed). With
+Ray and Python. An actor whose process or node dies is not restarted (see HostsWorker): its calls
+fail, the run drops its hosts, and their agents have restored them by themselves (their channels
+closed). With
 RAY_ADDRESS set the actors run on that cluster; otherwise a local Ray is started, bound to loopback.
 """
 
@@ -20,9 +22,10 @@ from typing import Any
 
 from controller.errors import AgentTimeout, HostError, TunefleetError
 from controller.fleet.inventory import HostSpec
-from controller.fleet.ray_hosts import HostWorker, RayHost, _unwrap
+from controller.fleet.ray_hosts import HostsWorker, RayHost, SharedActor, _unwrap
 
-RESOURCE_SHARE = 0.001  # of a node's custom resource, per actor: a thousand hosts fit behind one node
+RESOURCE_SHARE = 0.001  # of a node's custom resource, per actor: a thousand actors fit behind one node
+HOSTS_PER_ACTOR = 16  # --workers ray = ray:16; why 16: docs/benchmarks.md, "Fleet scale"
 
 
 def init_ray() -> None:
@@ -67,24 +70,41 @@ def placement(spec: HostSpec, offered: dict[str, float]) -> dict:
     return {"resources": {spec.ray_resource: RESOURCE_SHARE}}
 
 
+def groups(specs: list[HostSpec], per_actor: int) -> list[list[HostSpec]]:
+    """The hosts that share an actor: inventory order, at most per_actor each, and only hosts that
+    ask for the same placement resource (an actor runs on one node, which must reach them all)."""
+    by_resource: dict[str | None, list[HostSpec]] = {}
+    for spec in specs:
+        by_resource.setdefault(spec.ray_resource, []).append(spec)
+    return [same[i:i + per_actor] for same in by_resource.values() for i in range(0, len(same), per_actor)]
+
+
 class RayWorkers:
-    """Starts one actor per host and waits on their connections together (ray.wait, no thread each)."""
+    """Starts one actor per group of up to `per_actor` hosts and waits on all their connections
+    together (ray.wait, no thread each). An actor runs each call in a thread of its own: it may
+    hold a call and a request for every host at once, plus an install."""
+
+    def __init__(self, per_actor: int = HOSTS_PER_ACTOR):
+        self.per_actor = per_actor
 
     def connect(self, specs: list[HostSpec], options) -> dict[str, Any]:
         import ray
 
         init_ray()
         offered = ray.cluster_resources()
-        worker = ray.remote(num_cpus=0, max_restarts=0)(HostWorker)
         results: dict[str, Any] = {}
-        pending: dict[Any, tuple[HostSpec, Any]] = {}
-        for spec in specs:
+        pending: dict[Any, tuple[HostSpec, SharedActor]] = {}
+        for group in groups(specs, self.per_actor):
             try:
-                actor = worker.options(**placement(spec, offered)).remote(spec, options)
+                where = placement(group[0], offered)
             except TunefleetError as e:
-                results[spec.name] = e
+                results.update({s.name: HostError(e.message, s.name) for s in group})
                 continue
-            pending[actor.connect.remote()] = (spec, actor)
+            worker = ray.remote(num_cpus=0, max_restarts=0, max_concurrency=2 * len(group) + 1)(HostsWorker)
+            actor = SharedActor(worker.options(**where).remote(options))
+            for spec in group:
+                actor.members.add(spec.name)
+                pending[actor.handle.connect.remote(spec)] = (spec, actor)
         deadline = time.monotonic() + options.connect_timeout + 60  # + a node's first runtime_env setup
         while pending:
             done, _ = ray.wait(list(pending), num_returns=1, timeout=max(0.0, deadline - time.monotonic()))
@@ -93,21 +113,21 @@ class RayWorkers:
             spec, actor = pending.pop(done[0])
             results[spec.name] = self._started(spec, actor, done[0])
         for spec, actor in pending.values():
-            ray.kill(actor)
+            actor.release(spec.name)
             results[spec.name] = AgentTimeout("its Ray actor did not start (no node can run it?)", spec.name)
         return {s.name: results[s.name] for s in specs}
 
     @staticmethod
-    def _started(spec: HostSpec, actor, ref) -> Any:
+    def _started(spec: HostSpec, actor: SharedActor, ref) -> Any:
         import ray
 
         try:
             info = _unwrap(ray.get(ref))
         except TunefleetError as e:
-            ray.kill(actor)
+            actor.release(spec.name)
             e.host = e.host or spec.name
             return e
         except ray.exceptions.RayError as e:
-            ray.kill(actor)
+            actor.release(spec.name)
             return HostError(f"its Ray actor failed: {str(e).splitlines()[0]}", spec.name)
         return RayHost(spec.name, spec, actor, info["facts"], info["uploaded"])

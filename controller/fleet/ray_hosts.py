@@ -1,76 +1,84 @@
 """Host workers as Ray actors, for fleets that outgrow one controller process.
 
-Each actor owns one host's SSH connection and agent session; the controller holds a RayHost,
-which has the same surface as fleet.Host (`name`, `facts`, `request`, `close`), so everything above
-the fleet runs unchanged, plus `submit`: a host-side function (an evaluation's apply, benchmark
-with its streamed samples and parsing, controller/learn/evaluation.py's Measure) runs next to the
-session in one actor call, and the driver awaits a round's calls together with ray.wait. Where
-the actors run and how they are started is controller/fleet/ray_executor.py. The facts say where the session lives
-(`facts["worker"]`: the Ray node's id and address, the actor's pid), so results can record it.
+An actor holds the SSH connections and agent sessions of up to K hosts (`--workers ray:K`), each
+call running in a thread of its own (a threaded actor: the work is waiting on SSH, not
+computing). One actor process per host cost a whole Python with ray imported (~115 MiB) and one
+more process competing for the machine's cores; shared, that cost is divided by the hosts.
+
+The controller holds a RayHost per host, which has the same surface as fleet.Host (`name`,
+`facts`, `request`, `close`), so everything above the fleet runs unchanged, plus `submit`: a
+host-side function (an evaluation's apply, benchmark with its streamed samples and parsing,
+controller/learn/evaluation.py's Measure) runs next to the session in one actor call, and the
+driver awaits a round's calls together with ray.wait. Which hosts share an actor, and where the
+actors run, is controller/fleet/ray_executor.py. The facts say where the session lives
+(`facts["worker"]`: the Ray node's id and address, the actor's id and pid), so results can record it.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
 from controller import errors
-from controller.errors import HostError, TunefleetError
+from controller.errors import TunefleetError
 from controller.fleet.inventory import HostSpec
 from controller.fleet.session import connect_host
 
 
-class HostWorker:
-    """Runs inside a Ray actor: connects, starts the agent, forwards requests.
+class HostsWorker:
+    """Runs inside a Ray actor: connects its hosts, starts their agents, forwards requests by host name.
 
-    An actor is not restarted when its process dies: the agent lost its channel and restored the
-    host from its journal, so a new session would start from the originals, and a request that
-    continued an evaluation there (a benchmark after its apply) would measure the wrong values.
-    The call fails instead (AgentGone) and the run drops the host.
+    An actor is not restarted when its process dies: the agents lost their channels and restored
+    their hosts from the journal, so new sessions would start from the originals, and a request
+    that continued an evaluation there (a benchmark after its apply) would measure the wrong
+    values. The calls fail instead (AgentGone) and the run drops every host the actor held.
     """
 
-    def __init__(self, spec: HostSpec, options):
-        self.spec = spec
+    def __init__(self, options):
         self.options = options
-        self.host = None
-        self.procedures: dict[int, Any] = {}  # installed once, then run by key (see RayHost.submit)
-        self.served: Counter = Counter()  # calls served, by method: what one evaluation costs in round trips
+        self.hosts: dict[str, Any] = {}
+        self.procedures: dict[int, Any] = {}  # installed once per actor, then run by key (see SharedActor)
+        self.served: dict[str, Counter] = defaultdict(Counter)  # calls served per host: round trips per evaluation
 
-    def connect(self) -> tuple:
-        return _as_data(self._connect)
+    def connect(self, spec: HostSpec) -> tuple:
+        return _as_data(lambda: self._connect(spec))
 
-    def _connect(self) -> dict:
+    def _connect(self, spec: HostSpec) -> dict:
         import ray
 
-        self.host = connect_host(self.spec, self.options)
+        host = connect_host(spec, self.options)
         ctx = ray.get_runtime_context()
-        self.host.facts["worker"] = {"kind": "ray", "node_id": ctx.get_node_id(),
-                                     "node_ip": ray.util.get_node_ip_address(), "pid": os.getpid()}
-        return {"facts": self.host.facts, "uploaded": self.host.uploaded}
+        host.facts["worker"] = {"kind": "ray", "node_id": ctx.get_node_id(), "node_ip": ray.util.get_node_ip_address(),
+                                "actor_id": ctx.get_actor_id(), "pid": os.getpid()}
+        self.hosts[spec.name] = host
+        return {"facts": host.facts, "uploaded": host.uploaded}
 
-    def request(self, op: str, args: dict | None, timeout: float) -> tuple:
+    def request(self, name: str, op: str, args: dict | None, timeout: float) -> tuple:
         """The reply and the events the agent sent while it ran (a benchmark's metric samples)."""
-        self.served["request"] += 1
+        self.served[name]["request"] += 1
         events: list[dict] = []
-        return _as_data(lambda: self.host.request(op, args, timeout=timeout, on_event=events.append)), events
+        return _as_data(lambda: self.hosts[name].request(op, args, timeout=timeout, on_event=events.append)), events
 
     def install(self, key: int, fn) -> None:
-        self.served["install"] += 1
+        self.served["*"]["install"] += 1
         self.procedures[key] = fn
 
-    def call(self, key: int, *args) -> tuple:
+    def call(self, name: str, key: int, *args) -> tuple:
         """fn(host, *args) for an installed fn: a whole evaluation in one call."""
-        self.served["call"] += 1
-        return _as_data(lambda: self.procedures[key](self.host, *args))
+        self.served[name]["call"] += 1
+        return _as_data(lambda: self.procedures[key](self.hosts[name], *args))
 
     def calls(self) -> dict:
-        return dict(self.served)
+        """Calls served, by host name ("*": the actor's own, e.g. installs)."""
+        return {name: dict(counts) for name, counts in self.served.items()}
 
-    def close(self, keep: bool) -> tuple:
-        return _as_data(lambda: self.host.close(keep=keep) if self.host else None)
+    def close(self, name: str, keep: bool) -> tuple:
+        host = self.hosts.pop(name, None)
+        return _as_data(lambda: host.close(keep=keep) if host else None)
 
 
 def _as_data(fn) -> tuple:
@@ -85,61 +93,88 @@ def _unwrap(reply: tuple) -> Any:
     if reply[0] == "ok":
         return reply[1]
     _, kind, message, host, etype = reply
-    cls = getattr(errors, kind, HostError)
+    cls = getattr(errors, kind, errors.HostError)
     if etype is not None and kind == "AgentError":
         raise errors.AgentError(message, host, etype)
     raise cls(message, host)
+
+
+class SharedActor:
+    """The driver's end of one actor and the hosts it holds: a procedure is installed once per
+    actor, a lost actor is lost for all its hosts, and the actor is stopped with its last host."""
+
+    def __init__(self, handle):
+        self.handle = handle
+        self.members: set[str] = set()
+        self.gone = False  # the actor died under a call: closing its hosts only kills what is left
+        self._installed: dict[int, tuple[Any, int]] = {}  # id(fn) -> (fn, its key in the actor)
+        self._lock = threading.Lock()
+
+    def key(self, fn, timeout: float) -> int:
+        """fn's key in the actor, installing it on first use. The install is awaited: a threaded
+        actor runs calls in no particular order, so a call sent right behind it could run first."""
+        import ray
+
+        with self._lock:
+            if id(fn) not in self._installed:
+                key = len(self._installed)
+                ray.get(self.handle.install.remote(key, fn), timeout=timeout)
+                self._installed[id(fn)] = (fn, key)  # fn kept alive: its id stays its own
+            return self._installed[id(fn)][1]
+
+    def release(self, name: str) -> None:
+        import ray
+
+        with self._lock:
+            self.members.discard(name)
+            last = not self.members
+        if last:
+            ray.kill(self.handle)
 
 
 @dataclass
 class RayHost:
     name: str
     spec: HostSpec
-    actor: Any
+    actor: SharedActor
     facts: dict = field(default_factory=dict)
     uploaded: bool = False
-    gone: bool = False  # the actor died under a call: closing it only kills what is left
-    installed: dict[int, tuple[Any, int]] = field(default_factory=dict)  # id(fn) -> (fn, its key in the actor)
 
     def submit(self, fn, *args, timeout: float) -> RayCall:
         """fn(host, *args) run in the actor, as a future (gather() waits on a round of them with
-        ray.wait). fn travels once: the first submit installs it in the actor, the later ones only
-        name it; an actor runs one caller's calls in the order they were made, so the install
-        comes first."""
-        if id(fn) not in self.installed:
-            self.installed[id(fn)] = (fn, len(self.installed))
-            self.actor.install.remote(self.installed[id(fn)][1], fn)
-        return RayCall(self, self.actor.call.remote(self.installed[id(fn)][1], *args), timeout)
+        ray.wait). fn travels once per actor; the later calls only name it."""
+        key = self._guard(lambda: self.actor.key(fn, timeout=60))
+        return RayCall(self, self.actor.handle.call.remote(self.name, key, *args), timeout)
 
     def request(self, op: str, args: dict | None = None, *, timeout: float = 30.0, on_event=None) -> Any:
         # The actor collects the streamed events and returns them with the reply; they are replayed
         # here, in order, before the reply is returned (or its error raised), as fleet.Host delivers them.
-        reply, events = self._get(self.actor.request.remote(op, args, timeout), timeout + 30)
+        reply, events = self._get(self.actor.handle.request.remote(self.name, op, args, timeout), timeout + 30)
         if on_event is not None:
             for event in events:
                 on_event(event)
         return _unwrap(reply)
 
     def close(self, keep: bool = False) -> dict | None:
-        import ray
-
         try:
-            return None if self.gone else self._call(self.actor.close.remote(keep), 60)
+            return None if self.actor.gone else _unwrap(self._get(self.actor.handle.close.remote(self.name, keep), 60))
         finally:
-            ray.kill(self.actor)
-
-    def _call(self, ref, timeout: float) -> Any:
-        return _unwrap(self._get(ref, timeout))
+            self.actor.release(self.name)
 
     def _get(self, ref, timeout: float) -> Any:
         import ray
 
+        return self._guard(lambda: ray.get(ref, timeout=timeout), timeout)
+
+    def _guard(self, fn, timeout: float = 60) -> Any:
+        import ray
+
         try:
-            return ray.get(ref, timeout=timeout)
+            return fn()
         except ray.exceptions.GetTimeoutError:
             raise errors.AgentTimeout(f"host worker did not answer within {timeout:g} s", self.name)
         except ray.exceptions.RayError as e:
-            self.gone = True
+            self.actor.gone = True
             raise errors.AgentGone(f"host worker lost: {str(e).splitlines()[0]}", self.name)
 
 

@@ -87,6 +87,9 @@ def test_actors_run_where_their_hosts_are_and_a_lost_node_leaves_its_host_restor
     # every host's actor ran on the node offering its resource, as result and trials record
     placed = {n: h["worker"]["node_ip"] for n, h in result["hosts"].items()}
     assert placed == {n: NODES[r] for n, r in PLACEMENT.items()}, placed
+    # hosts share an actor only with hosts that ask for the same resource
+    actors = {n: h["worker"]["actor_id"] for n, h in result["hosts"].items()}
+    assert actors["h1"] == actors["h2"] != actors["h3"], actors
     trials = [json.loads(line) for line in (run_dir / "trials.jsonl").read_text().splitlines()]
     assert {(t["host"], t["worker"]["node_ip"]) for t in trials} == set(placed.items())
 

@@ -9,10 +9,11 @@ import sys
 
 import pytest
 
-from controller.errors import HostError
+from controller.errors import HostError, UserError
+from controller.fleet.executor import parse_workers
 from controller.fleet.inventory import load_inventory
 from controller.fleet.inventory.model import HostSpec
-from controller.fleet.ray_executor import RESOURCE_SHARE, placement
+from controller.fleet.ray_executor import RESOURCE_SHARE, groups, placement
 
 ANSIBLE_YAML = """
 all:
@@ -62,6 +63,31 @@ def test_placement_asks_for_a_sliver_of_the_resource_or_says_no_node_offers_it()
         placement(HostSpec("h2", "192.0.2.2", ray_resource="net-x"), offered)
     assert e.value.message == ("no Ray node offers the resource 'net-x' (tunefleet_ray_resource); "
                                "the cluster offers: net-a, net-b")
+
+
+def test_hosts_share_an_actor_k_at_a_time_and_only_with_hosts_of_the_same_resource():
+    specs = [HostSpec(f"h{i}", f"192.0.2.{i}", ray_resource=r)
+             for i, r in enumerate(["net-a", "net-b", "net-a", None, "net-a", None, "net-b"], 1)]
+
+    def named(gs):
+        return [[s.name for s in g] for g in gs]
+
+    assert named(groups(specs, 2)) == [["h1", "h3"], ["h5"], ["h2", "h7"], ["h4", "h6"]]
+    assert named(groups(specs, 16)) == [["h1", "h3", "h5"], ["h2", "h7"], ["h4", "h6"]]
+    assert sorted(named(groups(specs, 1))) == sorted([s.name] for s in specs)
+    for group in groups(specs, 16):
+        assert len({s.ray_resource for s in group}) == 1
+
+
+@pytest.mark.parametrize("value,parsed", [("threads", ("threads", None)), ("ray", ("ray", None)), ("ray:8", ("ray", 8))])
+def test_workers_name_the_executor_and_for_ray_the_hosts_per_actor(value, parsed):
+    assert parse_workers(value) == parsed
+
+
+@pytest.mark.parametrize("value", ["ray:0", "ray:", "ray:x", "threads:2", "dask", "ray:-1"])
+def test_a_bad_workers_value_is_refused(value):
+    with pytest.raises(UserError, match=r"choose threads, ray or ray:K"):
+        parse_workers(value)
 
 
 def _imported_after(statement: str) -> set[str]:
