@@ -40,6 +40,38 @@ PHASES = ("baseline", "search", "confirm", "verify")
 _TRIAL_FIELDS = {f.name for f in fields(Trial)} - {"aggregates"}
 
 
+# Options that decide what a run measures or leaves on its hosts: a resumed run is the run that was
+# started, so these must be what options.json recorded (GOAL, --spec and --run-dir have no
+# counterpart: the folder holds them). The others say how to reach the hosts, where host work
+# runs or what is logged; a resumed run may change them.
+BINDING = {"--budget": "budget", "--strategy": "strategy", "--seed": "seed", "--policy": "policy",
+           "--verify-repeats": "verify_repeats", "--baseline-repeats": "baseline_repeats",
+           "--confirm-top": "confirm_top", "--keep-best": "keep_best", "--persist": "persist",
+           "--persist-file": "persist_file", "--catalog": "catalog"}
+FREE = {"--heartbeat-timeout": "heartbeat_timeout", "--workers": "workers", "--tensorboard": "tensorboard",
+        "--ssh-config": "ssh_config"}
+
+
+def check_options(stored: dict, given: dict) -> list[str]:
+    """Options given on the command line of --resume (option -> value as options.json spells it),
+    against the run's: one of BINDING that differs is refused (a UserError naming each), one of
+    FREE is taken and said (the lines returned)."""
+    recorded = {**stored, "persist": stored.get("persist_file") is not None}
+    refused, notes = [], []
+    for option, value in given.items():
+        key = BINDING.get(option) or FREE.get(option)
+        if key is None:
+            refused.append(option)
+        elif value != recorded.get(key):
+            was = recorded.get(key)
+            started = "with it" if was is True else "without it" if was in (False, None) else f"with {was}"
+            said = f"{option if value is True else f'{option} {value}'} (the run was started {started})"
+            (refused if option in BINDING else notes).append(said)
+    if refused:
+        raise UserError(f"--resume continues the run as it was started: {', '.join(refused)} cannot change it")
+    return [f"--resume: {n}" for n in notes]
+
+
 def record_options(run: RunDir, options, invocation: dict | None) -> None:
     """options.json: what --resume needs to run the rest the same way (the resolved strategy)."""
     keep = ("strategy", "budget", "seed", "baseline_repeats", "verify_repeats", "episode_steps", "confirm_top",
@@ -71,6 +103,7 @@ class Resume:
     baseline: dict | None                     # baseline.json, when the baseline finished
     restored: dict[str, dict[str, str]] = field(default_factory=dict)
     checkpoint: Path | None = None            # the PPO checkpoint the search continued from
+    notes: list[str] = field(default_factory=list)  # what was repaired or changed, one line each
 
     @classmethod
     def load(cls, path: Path) -> "Resume":
@@ -83,17 +116,21 @@ class Resume:
         missing = [n for n in ("spec.json", OPTIONS, "hosts.json") if not (path / n).is_file()]
         if missing:
             raise UserError(f"--resume {path}: not a resumable run folder (no {', '.join(missing)})")
-        run = RunDir(path)
+        options = _read(path / OPTIONS, OPTIONS)
+        if not options.get("hosts"):
+            raise UserError(f"--resume {path}: the run was not started by `tunefleet run` (no inventory recorded)")
+        baseline = _read(path / BASELINE, BASELINE) if (path / BASELINE).is_file() else None
+        spec, hosts = _read(path / "spec.json", "spec.json"), _read(path / "hosts.json", "hosts.json")
+        run, notes = RunDir(path), []
+        cut = run.repair_trials()
+        if cut:
+            notes.append(f"--resume: trials.jsonl ended in a partial line ({cut} bytes, cut off by the kill): "
+                         "dropped it, that evaluation is measured again")
         try:
             trials = [Trial(**{k: v for k, v in t.items() if k in _TRIAL_FIELDS}) for t in run.trials()]
         except (TypeError, ValueError) as e:
             raise UserError(f"--resume {path}: trials.jsonl cannot be read: {e}") from None
-        baseline = _read(path / BASELINE, BASELINE) if (path / BASELINE).is_file() else None
-        options = _read(path / OPTIONS, OPTIONS)
-        if not options.get("hosts"):
-            raise UserError(f"--resume {path}: the run was not started by `tunefleet run` (no inventory recorded)")
-        return cls(run, _read(path / "spec.json", "spec.json"), options,
-                   _read(path / "hosts.json", "hosts.json"), trials, baseline)
+        return cls(run, spec, options, hosts, trials, baseline, notes=notes)
 
     def of(self, phase: str) -> list[Trial]:
         return [t for t in self.trials if t.phase == phase]
@@ -145,7 +182,7 @@ class Resume:
         keep = {"baseline", "search", "confirm"} if self.baseline is not None else set()
         for t in self.trials:
             if t.phase in keep:
-                _replay(recorder, t)
+                recorder.replay(t)
         if self.baseline is None:
             return
         for name, ev in evaluators.items():
@@ -174,16 +211,6 @@ class Resume:
                 "discarded": {p: len(self.of(p)) for p in PHASES if p not in replayed and self.of(p)},
                 "restored": {n: v for n, v in self.restored.items() if v},
                 **({"checkpoint": str(self.checkpoint)} if self.checkpoint else {})}
-
-
-def _replay(recorder: Recorder, trial: Trial) -> None:
-    """Record a trial already in trials.jsonl without writing it again or showing it as new."""
-    append, listeners = recorder._append, recorder._listeners
-    recorder._append, recorder._listeners = None, []
-    try:
-        recorder.record(trial)
-    finally:
-        recorder._append, recorder._listeners = append, listeners
 
 
 class ConfirmReplay(HostEvaluator):

@@ -99,6 +99,24 @@ class RunDir:
             return []
         return [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
 
+    def repair_trials(self) -> int:
+        """Cut trials.jsonl back to its last complete line; returns how many bytes went.
+
+        A controller killed (SIGKILL) in the middle of an append leaves a partial last line: the
+        evaluation it was writing is lost like one in flight, and the next append must start on
+        a line of its own."""
+        p = self.path / "trials.jsonl"
+        if not p.exists():
+            return 0
+        data = p.read_bytes()
+        keep = data.rfind(b"\n") + 1
+        if keep == len(data):
+            return 0
+        with open(p, "r+b") as f:
+            f.truncate(keep)
+            os.fsync(f.fileno())
+        return len(data) - keep
+
     @property
     def checkpoints(self) -> Path:
         p = self.path / "ppo"

@@ -99,15 +99,25 @@ class Recorder:
 
     def record(self, trial: Trial) -> Trial:
         with self._lock:
-            trial.index = len(self.trials)
-            if trial.phase == "search":
-                self.search_evaluations += 1
-            self.trials.append(trial)
+            self._add(trial)
             if self._append is not None:
                 self._append(trial.to_dict())
         for fn in self._listeners:
             fn(trial)
         return trial
+
+    def replay(self, trial: Trial) -> Trial:
+        """Take back a trial that trials.jsonl holds already (a resumed run): numbered and counted
+        toward the budget like a new one, but neither written again nor shown as new."""
+        with self._lock:
+            self._add(trial)
+        return trial
+
+    def _add(self, trial: Trial) -> None:
+        trial.index = len(self.trials)
+        if trial.phase == "search":
+            self.search_evaluations += 1
+        self.trials.append(trial)
 
     def search_trials(self, host: str | None = None) -> list[Trial]:
         return [t for t in self.trials if t.phase == "search" and (host is None or t.host == host)]

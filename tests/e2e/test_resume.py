@@ -107,6 +107,9 @@ def test_resume_refuses_a_finished_run_and_a_missing_host(fleet_inventory, inven
     assert p.returncode != 0 and "h3" in p.stderr and "Traceback" not in p.stderr
     assert p.stderr.strip().splitlines()[-1].startswith("tunefleet: error: --resume: host(s) of the run")
     assert not (run_dir / "result.json").exists() and knob_values(inventory) == before
+    p = run_cli("run", "--resume", str(run_dir), "--budget", "30")
+    assert p.returncode != 0 and f"--budget 30 (the run was started with {BUDGET}) cannot change it" in p.stderr
+    assert json.loads((run_dir / "options.json").read_text())["heartbeat_timeout"] == 30.0
 
     p = run_cli("run", "--resume", str(run_dir), "--json")
     assert p.returncode == 0, p.stderr[-2000:]
@@ -114,8 +117,6 @@ def test_resume_refuses_a_finished_run_and_a_missing_host(fleet_inventory, inven
     assert p.returncode != 0 and "complete already" in p.stderr and len(p.stderr.strip().splitlines()) == 1
     p = run_cli("run", "--resume", str(tmp_path))
     assert p.returncode != 0 and "not a resumable run folder" in p.stderr
-    p = run_cli("run", "--resume", str(run_dir), "--budget", "30")
-    assert p.returncode != 0 and "--budget cannot change it" in p.stderr
 
 
 def _somaxconn(host: str) -> str:

@@ -116,3 +116,75 @@ def test_refusals(tmp_path):
     (chat / "options.json").write_text(json.dumps({"strategy": "random", "budget": 3}))  # as tune() alone writes it
     with pytest.raises(UserError, match="not started by `tunefleet run`"):
         Resume.load(chat)
+
+
+def test_a_trials_file_cut_mid_line_is_repaired_and_said(tmp_path):
+    """SIGKILL in the middle of an append leaves half a line: --resume drops it (one note), cuts the
+    file back to its last complete line, and the resumed run appends whole lines after it."""
+    m = member(3, 3)
+    _run(m, tmp_path / "whole", "random", 12)
+    killed = _killed_copy(tmp_path / "whole", tmp_path / "killed", 7)
+    complete = (killed / "trials.jsonl").read_bytes()
+    eighth = [line for line in (tmp_path / "whole" / "trials.jsonl").read_bytes().splitlines()
+              if json.loads(line)["phase"] == "search"][7]
+    (killed / "trials.jsonl").write_bytes(complete + eighth[: len(eighth) // 2])  # the kill, mid-write
+
+    resume = Resume.load(killed)
+    assert len(resume.notes) == 1 and "partial line" in resume.notes[0], resume.notes
+    assert f"{len(eighth) // 2} bytes" in resume.notes[0]
+    assert (killed / "trials.jsonl").read_bytes() == complete
+    assert len(resume.of("search")) == 7
+    assert Resume.load(killed).notes == []  # nothing left to repair
+    result = _run(m, None, "random", 12, resume=resume)
+    assert result["evaluations"] == 12
+    assert [json.loads(line)["phase"] for line in (killed / "trials.jsonl").read_text().splitlines()].count("search") == 12
+
+
+def test_a_line_broken_before_the_last_is_still_refused(tmp_path):
+    m = member(3, 3)
+    _run(m, tmp_path / "whole", "random", 6)
+    killed = _killed_copy(tmp_path / "whole", tmp_path / "killed", 3)
+    lines = (killed / "trials.jsonl").read_text().splitlines(keepends=True)
+    lines[1] = lines[1][:20] + "\n"
+    (killed / "trials.jsonl").write_text("".join(lines))
+    with pytest.raises(UserError, match="trials.jsonl cannot be read"):
+        Resume.load(killed)
+
+
+def _cli(*args):
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "controller.cli", *args], capture_output=True, text=True, timeout=60)
+
+
+def test_resume_refuses_options_that_change_the_run_and_says_the_others(tmp_path):
+    """Options given with --resume are checked against options.json, never silently replaced:
+    one that changes what the run measures or leaves behind is refused in one line naming it;
+    the same value, or one that only changes how hosts are reached, goes on (and is said)."""
+    m = member(3, 3)
+    _run(m, tmp_path / "whole", "random", 6)
+    killed = _killed_copy(tmp_path / "whole", tmp_path / "killed", 3)
+    options = json.loads((killed / "options.json").read_text())
+    options.update(hosts=str(tmp_path / "no-inventory.yml"), catalog=None, ssh_config=None, workers="threads",
+                   keep_best=False, persist_file=None, tensorboard=False, heartbeat_timeout=30.0)  # as `run` writes
+    (killed / "options.json").write_text(json.dumps(options))
+
+    for args, named in ((["--verify-repeats", "3"], "--verify-repeats 3 (the run was started with 2)"),
+                        (["--keep-best"], "--keep-best (the run was started without it)"),
+                        (["--persist"], "--persist (the run was started without it)"),
+                        (["--confirm-top", "0"], "--confirm-top 0 (the run was started with 3)"),
+                        (["--seed", "0"], "--seed 0 (the run was started with 7)"),
+                        (["--budget", "6", "--strategy", "bo"], "--strategy bo (the run was started with random)"),
+                        (["--run-dir", str(tmp_path / "x")], "--run-dir")):
+        p = _cli("run", "--resume", str(killed), *args)
+        assert p.returncode != 0 and "Traceback" not in p.stderr
+        assert p.stderr.strip().splitlines() == [
+            f"tunefleet: error: --resume continues the run as it was started: {named} cannot change it"], p.stderr
+
+    # the run's own values are no change; a new heartbeat bound is taken and said (then the missing
+    # inventory stops it, before any host is touched)
+    p = _cli("run", "--resume", str(killed), "--seed", "7", "--budget", "6", "--heartbeat-timeout", "10")
+    lines = p.stderr.strip().splitlines()
+    assert lines[0] == "--resume: --heartbeat-timeout 10.0 (the run was started with 30.0)", p.stderr
+    assert "no-inventory.yml" in lines[-1] and "cannot change" not in p.stderr
