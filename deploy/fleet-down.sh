@@ -8,17 +8,17 @@
 #   deploy/fleet-down.sh --purge    also delete deploy/.fleet, inventory/local.yml (and
 #                                   local-bastion.yml), the sudoers drop-in and the tfuser
 #                                   account (if fleet-up created it)
+#   FLEET_NAME=x deploy/fleet-down.sh [--purge]
+#                                   the same for fleet x only (deploy/fleet-name.sh); its
+#                                   --purge deletes deploy/.fleet-x and inventory/local-x.yml
 #
 # The per-host mounts (tmpfs state folders, masked rc files) live in the hosts' private mount
 # namespaces and vanish with their last process: nothing is unmounted here.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-FLEET=$ROOT/deploy/.fleet
-INVENTORY=$ROOT/inventory/local.yml
 BASTION_INVENTORY=$ROOT/inventory/local-bastion.yml
 SUDOERS_DST=/etc/sudoers.d/tunefleet-fleet
-BRIDGE=tfbr0
 PRIVATE_BRIDGES=(tfbr1 tfbr2)          # BASTION=1
 PRIVATE_NETS=(10.87.78.0/24 10.87.79.0/24)
 TFUSER=tfuser
@@ -28,7 +28,7 @@ for arg in "$@"; do
     case $arg in
         --purge) purge=1 ;;
         --quiet) quiet=1 ;;   # used by fleet-up: say nothing when nothing was up
-        -h|--help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "usage: $0 [--purge]" >&2; exit 2 ;;
     esac
 done
@@ -36,6 +36,11 @@ done
 say() { printf 'fleet-down: %s\n' "$*"; }
 die() { printf 'fleet-down: error: %s\n' "$*" >&2; exit 1; }
 [[ $EUID -eq 0 ]] || die "must run as root; try: sudo $0"
+# shellcheck source=deploy/fleet-name.sh
+. "$ROOT/deploy/fleet-name.sh"   # PREFIX, BRIDGE, FLEET, INVENTORY of the fleet named by FLEET_NAME
+if [[ -n $FLEET_NAME ]]; then
+    PRIVATE_BRIDGES=() PRIVATE_NETS=()   # the bastion belongs to the default fleet
+fi
 
 # A process that exited but was not reaped yet (a zombie) counts as gone: on machines whose
 # init reaps lazily, kill -0 would keep "seeing" it.
@@ -70,7 +75,7 @@ stop_pids() {   # TERM, wait up to 3 s, then KILL
 # with a live pid file (a namespace deleted by hand leaves its daemons running).
 hosts=()
 while read -r ns _; do
-    [[ $ns =~ ^tf-([hjp][0-9]+)$ ]] && hosts+=("${BASH_REMATCH[1]}")
+    [[ $ns =~ ^$PREFIX-([hjp][0-9]+)$ ]] && hosts+=("${BASH_REMATCH[1]}")
 done < <(ip netns list 2>/dev/null)
 for d in "$FLEET"/[hjp]*/; do
     [[ -d $d && $(basename "$d") =~ ^([hjp][0-9]+)$ ]] || continue
@@ -80,7 +85,7 @@ done
 
 stopped=0
 for h in "${hosts[@]}"; do
-    dir=$FLEET/$h ns=tf-$h did=0
+    dir=$FLEET/$h ns=$PREFIX-$h did=0
 
     # PostgreSQL first, cleanly (fast shutdown: a checkpoint, no crash recovery next time).
     pgpid=$(head -n 1 "$dir/pgdata/postmaster.pid" 2>/dev/null || true)
@@ -114,7 +119,7 @@ done
 # Veths normally die with their namespace; remove any root-side end left over.
 while read -r link; do
     ip link del "$link" 2>/dev/null || true
-done < <(ip -o link show type veth 2>/dev/null | sed -nE 's/^[0-9]+: (tfv-[hjp][0-9]+(-[0-9]+)?)@.*/\1/p')
+done < <(ip -o link show type veth 2>/dev/null | sed -nE "s/^[0-9]+: (${PREFIX}v-[hjp][0-9]+(-[0-9]+)?)@.*/\\1/p")
 did_bridge=0
 for br in "$BRIDGE" "${PRIVATE_BRIDGES[@]}"; do
     if ip link show "$br" >/dev/null 2>&1; then
@@ -132,7 +137,11 @@ elif (( ! quiet )); then
     say "nothing was up"
 fi
 
-if (( purge )); then
+if (( purge )) && [[ -n $FLEET_NAME ]]; then
+    rm -f "$INVENTORY"
+    rm -rf "$FLEET"
+    say "purged deploy/.fleet-$FLEET_NAME and inventory/local-$FLEET_NAME.yml"
+elif (( purge )); then
     if [[ -f $FLEET/created-$TFUSER ]] && id "$TFUSER" >/dev/null 2>&1; then
         userdel --remove "$TFUSER" 2>/dev/null || userdel "$TFUSER"
         say "deleted user $TFUSER"

@@ -4,6 +4,8 @@
 #
 #   HOSTS=3 PG=1 deploy/fleet-up.sh        (as root; defaults HOSTS=3 PG=1)
 #   BASTION=1 deploy/fleet-up.sh           ... plus jump hosts and targets reachable only through them
+#   FLEET_NAME=big FLEET_NET=10.87.90 HOSTS=64 PG=0 deploy/fleet-up.sh
+#                                          a second fleet beside the default one (deploy/fleet-name.sh)
 #
 # Idempotent: a fleet that is already up is taken down first (deploy/fleet-down.sh).
 # Keys, host keys and PostgreSQL data dirs under deploy/.fleet/ are kept between runs.
@@ -22,14 +24,10 @@ BASTION=${BASTION:-0}
 QUICKACK=${QUICKACK:-1}
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-FLEET=$ROOT/deploy/.fleet
-INVENTORY=$ROOT/inventory/local.yml
 BASTION_INVENTORY=$ROOT/inventory/local-bastion.yml
 SUDOERS_SRC=$ROOT/deploy/sudoers.d/tunefleet
 SUDOERS_DST=/etc/sudoers.d/tunefleet-fleet   # not "tunefleet": a real bootstrap of this machine may own that one
 
-BRIDGE=tfbr0
-NET=10.87.77          # /24; the bridge is .1, host i is .(10+i)
 # BASTION=1: two private nets that only the jump hosts reach. The root namespace has no
 # address on them and routes them as unreachable, so a direct connection fails at once and no
 # packet for them leaves the machine; nothing is forwarded: a jump is an SSH direct-tcpip
@@ -46,18 +44,23 @@ CLEAN_ENV=(env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/
 
 say() { printf 'fleet-up: %s\n' "$*"; }
 die() { printf 'fleet-up: error: %s\n' "$*" >&2; exit 1; }
+# shellcheck source=deploy/fleet-name.sh
+. "$ROOT/deploy/fleet-name.sh"   # PREFIX, NET, BRIDGE, FLEET, INVENTORY (FLEET_NAME, FLEET_NET)
 
 usage() {
     cat <<EOF
-usage: [HOSTS=N] [PG=0|1] [QUICKACK=0|1] [BASTION=0|1] $0
+usage: [HOSTS=N] [PG=0|1] [QUICKACK=0|1] [BASTION=0|1] [FLEET_NAME=x FLEET_NET=a.b.c] $0
 
-Creates HOSTS (default 3) SSH hosts from network namespaces tf-h1..tf-hN on bridge $BRIDGE
+Creates HOSTS (default 3) SSH hosts from network namespaces $PREFIX-h1..$PREFIX-hN on bridge $BRIDGE
 ($NET.1/24; host i at $NET.\$((10+i))), each with sshd on port 22 and, with PG=1 (default),
 PostgreSQL on port 5432 with a 'pgbench' database (scale 5). Writes inventory/local.yml.
 BASTION=1 adds jump hosts tf-j1, tf-j2 and targets tf-p1 (behind j1) and tf-p2 (behind j1
 and j2) on private bridges tfbr1/tfbr2 ($PNET1.0/24, $PNET2.0/24), writes
 deploy/.fleet/ssh_config (ProxyJump) and inventory/local-bastion.yml.
-Run as root. Undo with deploy/fleet-down.sh [--purge].
+FLEET_NAME=x FLEET_NET=a.b.c brings up another fleet beside the default one: namespaces
+tfx-h1.., bridge tfxbr0 on a.b.c.0/24, deploy/.fleet-x, inventory/local-x.yml (no bastion; the
+tuning user's sudo rule and installed agent are the default fleet's).
+Run as root. Undo with [FLEET_NAME=x] deploy/fleet-down.sh [--purge].
 EOF
 }
 
@@ -75,6 +78,11 @@ fi
 [[ $PG == 0 || $PG == 1 ]] || die "PG must be 0 or 1, got '$PG'"
 [[ $QUICKACK == 0 || $QUICKACK == 1 ]] || die "QUICKACK must be 0 or 1, got '$QUICKACK'"
 [[ $BASTION == 0 || $BASTION == 1 ]] || die "BASTION must be 0 or 1, got '$BASTION'"
+if [[ -n $FLEET_NAME ]]; then
+    [[ $NET =~ ^(10\.[0-9]{1,3}|192\.168)\.[0-9]{1,3}$ ]] \
+        || die "FLEET_NAME=$FLEET_NAME needs FLEET_NET, a private /24 of its own as its first three numbers (e.g. FLEET_NET=10.87.90), got '$NET'"
+    (( ! BASTION )) || die "BASTION=1 is for the default fleet only"
+fi
 ROUTE_OPTS=()
 if (( QUICKACK )); then ROUTE_OPTS=(quickack 1); fi
 
@@ -182,7 +190,9 @@ done
 install -m 0644 -o root -g root /dev/null "$FLEET/empty-rc"
 
 # Let tfuser start the agent (and only the agent) as root, to exercise the non-root path.
-if command -v sudo >/dev/null 2>&1 && command -v visudo >/dev/null 2>&1; then
+if [[ -n $FLEET_NAME ]]; then
+    :   # the default fleet's drop-in serves every fleet; only its fleet-down --purge removes it
+elif command -v sudo >/dev/null 2>&1 && command -v visudo >/dev/null 2>&1; then
     tmp=$(mktemp)
     sed -e "s/\btfuser\b/$TFUSER/g" "$SUDOERS_SRC" >"$tmp"
     visudo -cqf "$tmp" || { rm -f "$tmp"; die "$SUDOERS_SRC does not pass visudo -c"; }
@@ -331,7 +341,7 @@ exec "$sshd" -f "$dir/sshd_config" -E "$dir/sshd.log"
 '
 
 write_host_files() {   # $1 = host (h3, j1, ...), $2 = address sshd listens on, $3 = AllowTcpForwarding
-    local h=$1 name=tf-$1 ip=$2 forwarding=$3 dir=$FLEET/$1 j
+    local h=$1 name=$PREFIX-$1 ip=$2 forwarding=$3 dir=$FLEET/$1 j
     install -d -m 0755 -o root -g root "$dir"
     if [[ ! -f $dir/ssh_host_ed25519_key ]]; then
         ssh-keygen -q -t ed25519 -N '' -C "$name" -f "$dir/ssh_host_ed25519_key"
@@ -371,8 +381,8 @@ EOF
         echo "# written by deploy/fleet-up.sh: /etc/hosts inside fleet host $h"
         echo "127.0.0.1 localhost"
         echo "::1 localhost ip6-localhost ip6-loopback"
-        echo "$NET.1 tf-gw"
-        for ((j = 1; j <= HOSTS; j++)); do echo "$NET.$((10 + j)) tf-h$j"; done
+        echo "$NET.1 $PREFIX-gw"
+        for ((j = 1; j <= HOSTS; j++)); do echo "$NET.$((10 + j)) $PREFIX-h$j"; done
         if (( BASTION )); then
             echo "$NET.241 tf-j1"; echo "$PNET1.2 tf-j2"; echo "$PNET1.11 tf-p1"; echo "$PNET2.11 tf-p2"
         fi
@@ -395,12 +405,12 @@ net_link() {   # $1 = namespace, $2 = its interface, $3 = root-side veth, $4 = b
 }
 
 net_host() {   # $1 = host (h3, j1, ...), then (bridge address) pairs: namespace, veths, addresses
-    local h=$1 ns=tf-$1 n=0
+    local h=$1 ns=$PREFIX-$1 n=0
     shift
     ip netns add "$ns"
     ip -n "$ns" link set lo up
     while (( $# )); do
-        net_link "$ns" "eth$n" "tfv-$h$( (( n )) && echo "-$n")" "$1" "$2"
+        net_link "$ns" "eth$n" "${PREFIX}v-$h$( (( n )) && echo "-$n")" "$1" "$2"
         shift 2
         n=$((n + 1))
     done
@@ -417,8 +427,8 @@ net_host() {   # $1 = host (h3, j1, ...), then (bridge address) pairs: namespace
 start_sshd() {   # $1 = host (h3, j1, ...)
     local h=$1 dir=$FLEET/$1
     "$SSHD" -t -f "$dir/sshd_config" || die "$h: sshd rejects $dir/sshd_config"
-    setsid "${CLEAN_ENV[@]}" ip netns exec "tf-$h" unshare --uts --mount --propagation private -- \
-        bash -c "$INSIDE" inside "tf-$h" "$dir" "$FLEET/empty-rc" "$TF_UID" "$TF_GID" "$TF_HOME" "$SSHD" \
+    setsid "${CLEAN_ENV[@]}" ip netns exec "$PREFIX-$h" unshare --uts --mount --propagation private -- \
+        bash -c "$INSIDE" inside "$PREFIX-$h" "$dir" "$FLEET/empty-rc" "$TF_UID" "$TF_GID" "$TF_HOME" "$SSHD" \
         </dev/null >>"$dir/launch.log" 2>&1 \
         || die "$h: could not start sshd in its namespaces, see $dir/launch.log"
 }
@@ -499,7 +509,7 @@ chmod 0644 "$FLEET/known_hosts"
 
 mkdir -p "$(dirname "$INVENTORY")"
 {
-    echo "# written by deploy/fleet-up.sh — the local fleet (network namespaces on this machine)"
+    echo "# written by deploy/fleet-up.sh — the local fleet${FLEET_NAME:+ '$FLEET_NAME'} (network namespaces on this machine)"
     echo "defaults:"
     echo "  user: root"
     echo "  key: $FLEET/id_ed25519"
@@ -552,7 +562,7 @@ all:
         p2: {ansible_host: tf-p2}
 EOF
     mv "$BASTION_INVENTORY.tmp" "$BASTION_INVENTORY"
-else
+elif [[ -z $FLEET_NAME ]]; then
     rm -f "$FLEET/ssh_config" "$BASTION_INVENTORY"   # from an earlier BASTION=1: those hosts are gone
 fi
 
@@ -606,7 +616,9 @@ fi
 # The agent that $TFUSER's sudo rule runs, installed root-owned as root over SSH (the hosts
 # share this machine's /usr/local/lib, so one host installs it for all). After a change to
 # node_agent/, run `tunefleet install --hosts inventory/local.yml --limit h1` again.
-if [[ -x $ROOT/.venv/bin/python ]]; then
+if [[ -n $FLEET_NAME ]]; then
+    :   # the hosts of every fleet share /usr/local/lib: the default fleet's fleet-up installs it
+elif [[ -x $ROOT/.venv/bin/python ]]; then
     (cd "$ROOT" && .venv/bin/python -m controller.cli install --hosts "$INVENTORY" --limit h1) >/dev/null \
         || die "tunefleet install failed: $TFUSER cannot start the agent through sudo"
 else
@@ -615,7 +627,7 @@ fi
 T1=$(date +%s%N)
 
 for ((i = 1; i <= HOSTS; i++)); do
-    line="h$i  tf-h$i  $NET.$((10 + i)):22  sshd pid $(cat "$FLEET/h$i/sshd.pid")"
+    line="h$i  $PREFIX-h$i  $NET.$((10 + i)):22  sshd pid $(cat "$FLEET/h$i/sshd.pid")"
     if (( PG )); then line+="  postgres :5432 pid $(head -n 1 "$FLEET/h$i/pgdata/postmaster.pid")"; fi
     echo "$line"
 done
