@@ -51,7 +51,7 @@ class Agent:
         self.boot_id = journal.read_boot_id()
         self.journal = journal.Journal(self.state_dir, self.boot_id, coupled=sysctl.COUPLED)
         self.locked_out = None  # message when another agent owns the state folder
-        self.recovery = {"restored": {}, "unchanged": {}, "errors": {}}  # of a stale journal
+        self.recovery = {"restored": {}, "unchanged": {}, "errors": {}, "discarded": {}}  # of a stale journal
         self.stopping = None
         self.last_activity = time.monotonic()
         self.sampler = None
@@ -210,7 +210,7 @@ class Agent:
             "protocol": protocol.PROTOCOL_VERSION, "agent_hash": facts.payload_hash(),
             "pid": os.getpid(), "boot_id": self.boot_id, "state_dir": self.state_dir,
             "recovered": self.recovery["restored"], "recover_unchanged": self.recovery["unchanged"],
-            "recover_errors": self.recovery["errors"],
+            "recover_errors": self.recovery["errors"], "discarded": self.recovery["discarded"],
             "journaled": self.journal.names(), "kept": self.journal.kept().names(),
             "knobs": self.op_describe(None, {"names": _names(args, "knobs", False) or []}),
         })

@@ -119,6 +119,7 @@ class Journal:
         self.filename = filename
         self.coupled = coupled or {}  # name -> the knob the kernel zeroes when name is written
         self.entries = []  # [(name, original)] in order of first change
+        self.discarded = None  # {"boot_id", "originals"} of this file when it was from an earlier boot
 
     def names(self):
         return [name for name, _ in self.entries]
@@ -141,6 +142,7 @@ class Journal:
             log.info("discarding %s %s from an earlier boot (%s): %d knob(s) already reset by "
                      "the reboot", what, self.filename, boot_id or "unknown", len(entries))
             _remove(self.state_dir, self.filename)
+            self.discarded = {"boot_id": boot_id, "originals": dict(entries)}
             return []
         return entries
 
@@ -222,9 +224,17 @@ class Journal:
 
     def recover(self, write, read=None):
         """At start: restore a stale journal left by an agent that died during this boot.
-        A journal from an earlier boot is discarded. Returns a ``restore`` report."""
+
+        Journals written during an earlier boot (this one and the kept one) are discarded, never
+        written back: the reboot put each knob at its boot value (the kernel's default or a
+        sysctl.d drop-in), and the old originals would change the host, not restore it. Returns a
+        ``restore`` report plus ``discarded``: {file name: {"boot_id", "originals"}}."""
         self.entries = self._load_same_boot("stale journal")
-        if not self.entries:
-            return {"restored": {}, "unchanged": {}, "errors": {}}
-        log.info("restoring %d knob(s) from a stale %s", len(self.entries), self.filename)
-        return self.restore(write, read=read)
+        discarded = dict((book.filename, book.discarded) for book in (self, self.kept()) if book.discarded)
+        if self.entries:
+            log.info("restoring %d knob(s) from a stale %s", len(self.entries), self.filename)
+            report = self.restore(write, read=read)
+        else:
+            report = {"restored": {}, "unchanged": {}, "errors": {}}
+        report["discarded"] = discarded
+        return report
