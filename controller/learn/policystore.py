@@ -99,10 +99,12 @@ class PolicyStore:
                 out.append(e)
         return out
 
-    def find(self, spec, kernel: str) -> Entry | None:
-        """The best compatible policy for this spec and kernel family, or None."""
+    def find(self, spec, kernel: str, action_mode: str = "config") -> Entry | None:
+        """The best compatible policy for this spec, kernel family and action mode (training_config
+        ``action``; policies indexed before it existed act with whole configurations), or None."""
         sig = knob_signature(spec)
-        compatible = [e for e in self.entries() if e.knobs == sig]
+        compatible = [e for e in self.entries()
+                      if e.knobs == sig and e.data.get("action_mode", "config") == action_mode]
         if not compatible:
             return None
         return max(compatible, key=lambda e: (e.workload == spec.workload_name, e.kernel_family == kernel, e.created))

@@ -23,11 +23,12 @@ from stable_baselines3.common.logger import Logger, make_output_format
 from controller.errors import SpecError
 from controller.fleet.executor import ThreadExecutor
 from controller.learn import training
-from controller.learn.env import HostEnv, observation_size
+from controller.learn.env import HostEnv, Incumbent, observation_size
 from controller.learn.search import SearchContext, evaluate_priors
 from controller.learn.strategies import register
 from controller.learn.vecenv import FleetVecEnv
 
+ACTION_MODE_ATTR = "tunefleet_action"  # saved with the policy: how its actions are read (env.py)
 STEPS_PER_UPDATE = 4  # fleet steps per PPO update (each host contributes one evaluation per step)
 MIN_UPDATES = 4       # small budgets update more often: a policy that never updates is a random sampler
 
@@ -73,12 +74,19 @@ def saved_shapes(path: Path) -> dict:
     except (OSError, ValueError, KeyError) as e:
         raise SpecError(f"policy {path}: cannot be read as a saved PPO policy: {e}") from None
     return {"observation": int(data["observation_space"].shape[0]), "action": int(data["action_space"].shape[0]),
-            "net_arch": list((data.get("policy_kwargs") or {}).get("net_arch") or [])}
+            "net_arch": list((data.get("policy_kwargs") or {}).get("net_arch") or []),
+            # policies saved before moves existed acted with whole configurations
+            "action_mode": str(data.get(ACTION_MODE_ATTR, "config"))}
 
 
-def check_policy(path: Path, action_dim: int) -> dict:
-    """The saved policy's shapes, or a SpecError saying why it cannot act on this knob set."""
+def check_policy(path: Path, action_dim: int, action_mode: str = "config") -> dict:
+    """The saved policy's shapes, or a SpecError saying why it cannot act on this knob set and
+    action mode (training_config ``action``)."""
     shapes = saved_shapes(path)
+    if shapes["action_mode"] != action_mode:
+        raise SpecError(f"policy {path} was trained with training_config action {shapes['action_mode']!r}; this "
+                        f"run's is {action_mode!r}: start cold (--policy none) or set action to "
+                        f"{shapes['action_mode']!r}")
     want = {"observation": observation_size(action_dim), "action": action_dim}
     if shapes["observation"] != want["observation"] or shapes["action"] != want["action"]:
         raise SpecError(f"policy {path} was trained for {shapes['action']} action and {shapes['observation']} "
@@ -129,14 +137,19 @@ def search(ctx: SearchContext) -> None:
 def ppo_search(ctx: SearchContext) -> None:
     settings = settings_of(ctx)
     if ctx.policy_in is not None:
-        shapes = check_policy(Path(ctx.policy_in), ctx.spec.action_dim)
+        shapes = check_policy(Path(ctx.policy_in), ctx.spec.action_dim, settings["action"])
         if shapes["net_arch"] and shapes["net_arch"] != settings["net_arch"]:
             ctx.log(f"starting from {ctx.policy_in}: its network {shapes['net_arch']} replaces {settings['net_arch']}")
             settings["net_arch"] = shapes["net_arch"]
     hosts = [ev.name for ev in ctx.live()]
     episode_steps = settings["episode_steps"] or ctx.episode_steps
-    envs = [HostEnv(ctx.evaluators[n], ctx.spec, originals=ctx.originals[n], episode_steps=episode_steps)
-            for n in hosts]
+    incumbent = None
+    if settings["action"] == "move":  # every move starts from the best the fleet found: priors, a resumed run's
+        incumbent = Incumbent(ctx.spec, ctx.originals[hosts[0]])
+        for trial in ctx.recorder.search_trials():
+            incumbent.offer(trial)
+    envs = [HostEnv(ctx.evaluators[n], ctx.spec, originals=ctx.originals[n], episode_steps=episode_steps,
+                    incumbent=incumbent) for n in hosts]
     executor = ctx.executor or ThreadExecutor(len(envs))
     venv = FleetVecEnv(envs, executor)
     rounds = max(1, ctx.remaining // len(envs))
@@ -144,6 +157,7 @@ def ppo_search(ctx: SearchContext) -> None:
                        settings=settings)
     if ctx.policy_in is not None:
         model.set_parameters(str(ctx.policy_in), exact_match=True, device="cpu")
+    setattr(model, ACTION_MODE_ATTR, settings["action"])
     callbacks = [BudgetCallback(ctx, hosts)]
     outputs = []
     if ctx.checkpoint_dir is not None:

@@ -40,6 +40,7 @@ class SearchContext:
     policy_out: Path | None = None      # where PPO saves the policy it trained
     episodes: int | None = None         # set by strategies that run episodes (PPO): how many began
     tensorboard_dir: Path | None = None  # --tensorboard: PPO's training curves go here (stable-baselines3's logger)
+    rejoiner: object = None             # reconnects hosts whose agent was lost (controller/fleet/rejoin.py)
 
     @property
     def dropped(self) -> dict[str, str]:
@@ -50,7 +51,23 @@ class SearchContext:
         return max(0, self.budget - self.recorder.search_evaluations)
 
     def live(self) -> list[HostEvaluator]:
+        """The hosts the run still evaluates on; one whose reconnection has settled since the last
+        call comes back here, or stays out for good."""
+        if self.rejoiner is not None:
+            self.take_back(self.rejoiner.poll())
         return [ev for ev in self.evaluators.values() if not ev.dropped]
+
+    def take_back(self, verdicts: dict) -> None:
+        """Apply reconnection verdicts (rejoin.Rejoin by host): back on its originals, a host is
+        evaluated again on its new session; anywhere else it stays dropped, saying why."""
+        for name, verdict in verdicts.items():
+            ev = self.evaluators[name]
+            if verdict.host is None:
+                ev.dropped = verdict.note
+                self.log(f"dropping {name} from the run: {verdict.note}")
+            else:
+                ev.host, ev.lost, ev.dropped, ev.rejoined = verdict.host, None, None, verdict.note
+                self.log(f"{name} is back in the run: {verdict.note}")
 
     def evaluate_round(self, candidates: dict[str, dict[str, str]]) -> dict[str, Trial]:
         """Evaluate one candidate per host, all hosts at once; never beyond the budget."""
@@ -69,6 +86,10 @@ class SearchContext:
         if ev.dropped:
             return
         recent = self.recorder.search_trials(name)[-DROP_AFTER_FAILURES:]
+        if ev.lost and self.rejoiner is not None and self.rejoiner.start(name, ev.lost):
+            ev.dropped = f"{ev.lost}; reconnecting"  # out of the rounds until live() takes the verdict
+            self.log(f"{name}: {ev.lost}; reconnecting in the background")
+            return
         if ev.lost:
             why = ev.lost
         elif len(recent) == DROP_AFTER_FAILURES and not any(t.ok for t in recent):
@@ -135,7 +156,9 @@ def auto_choice(spec, kernel: str, policy: str | None, store) -> tuple[str, str]
         return "bo", "--policy none: no trained policy, so bo"
     if policy:
         return "ppo", f"ppo from the policy {policy}"
-    entry = store.find(spec, kernel)
+    from controller.learn import training
+
+    entry = store.find(spec, kernel, training.validate(getattr(spec, "training_config", None))["action"])
     if entry is None:
         return "bo", "no trained policy for this knob set in the policy store, so bo"
     trained = trained_evaluations(store, entry)

@@ -25,7 +25,9 @@ DEFAULTS: dict[str, Any] = {
     "net_arch": [32, 32],
     "log_std_init": -0.5,
     "episode_steps": None,  # None: RunOptions.episode_steps
+    "action": "config",     # env.py: a whole configuration, or "move": a move from the fleet's best so far
 }
+ACTIONS = ("move", "config")
 # Other names people give the same setting (the seed's, stable-baselines3's, common usage).
 ALIASES = {"steps_per_update": "n_steps", "lr": "learning_rate", "epochs": "n_epochs",
            "hidden_sizes": "net_arch", "network": "net_arch", "episode_length": "episode_steps"}
@@ -64,6 +66,11 @@ def validate(config: dict | None) -> dict[str, Any]:
             if str(value).lower() != "ppo":
                 raise FieldError(key, f"only PPO is trained here, got {value!r} "
                                  "(other searches are --strategy bo or random)")
+            continue
+        if name == "action":
+            if value not in ACTIONS:
+                raise FieldError(key, f"must be one of {', '.join(ACTIONS)}, got {value!r}")
+            out[name] = value
             continue
         if name == "net_arch":
             out[name] = _net_arch(value)

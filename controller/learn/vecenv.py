@@ -4,7 +4,9 @@
 `step_wait` gathers them, then steps each env with its trial, so N hosts give N evaluations in the
 time of one. The evaluations run where HostEvaluator.submit puts them: in the executor's threads,
 or one call each in the hosts' Ray actors, awaited together. Everything else (resets, buffers,
-attribute access) is DummyVecEnv's.
+attribute access) is DummyVecEnv's. In "move" mode the hosts share one incumbent (env.py): the
+round's trials are offered to it before any host's step, so every host's next observation, and
+the point its next move starts from, is the best configuration the fleet has found.
 """
 
 from __future__ import annotations
@@ -28,11 +30,13 @@ class FleetVecEnv(DummyVecEnv):
         self._futures = {}
         for i, env in enumerate(self.envs):
             if not env.evaluator.dropped:  # a dropped host's env answers its step without a benchmark
-                values = env.spec.to_values(np.asarray(actions[i], dtype=np.float64))
-                self._futures[i] = env.evaluator.submit(self.executor, values)
+                self._futures[i] = env.evaluator.submit(self.executor, env.values_for(actions[i]))
 
     def step_wait(self):
         trials = dict(zip(self._futures, gather(list(self._futures.values()))))
+        for i, trial in trials.items():  # "move": the round's best becomes every host's next start
+            if self.envs[i].incumbent is not None:
+                self.envs[i].incumbent.offer(trial)
         results = [env.step(self._actions[i], trial=trials.get(i)) for i, env in enumerate(self.envs)]
         for i, (obs, reward, terminated, truncated, info) in enumerate(results):
             self.buf_rews[i] = reward

@@ -144,3 +144,43 @@ def test_a_later_run_on_the_same_knobs_starts_from_the_stored_policy(tmp_path):
     assert any("starts from the stored policy" in text for text in said)
     assert cold["started_from"] is None
     assert len(store.entries()) == 3 and all(r["total_episodes"] >= 1 for r in results)
+
+
+def test_moves_start_from_the_best_configuration_so_far():
+    """training_config action "move": each round's candidates lie within one move (MOVE_SCALE in the
+    unit box) of the best configuration the fleet measured in the rounds before, the originals
+    until something beats them; the expert prior, far from the originals, is where moves begin."""
+    from controller.learn.env import MOVE_SCALE
+
+    prior = {"values": {k: "300000" for k in surface.KNOBS}, "reason": "near the optimum"}
+    the_spec = surface.spec(training_config={"action": "move"}, initial_candidates=[prior])
+    hosts = hosts_for(3)
+    ctx = surface.context(hosts, the_spec, budget=16, seed=3)
+    STRATEGIES["ppo"](ctx)
+    trials = ctx.recorder.search_trials()
+    assert len(trials) == 16 and trials[0].values == prior["values"]
+    far = 0
+    for start in range(1, len(trials), len(hosts)):  # round 1: the prior (and two idle hosts)
+        best, best_reward = the_spec.to_unit(ctx.originals[hosts[0].name]), 0.0
+        for t in trials[:start]:
+            if t.ok and t.reward > best_reward:
+                best, best_reward = the_spec.to_unit(t.values), t.reward
+        for t in trials[start:start + len(hosts)]:
+            distance = np.abs(the_spec.to_unit(t.values) - best).max()
+            assert distance <= MOVE_SCALE + 0.01, (t.index, distance)  # 0.01: values are rounded to integers
+            far += distance > 0.05
+    assert far >= 10  # the moves explore; they do not sit on the incumbent
+
+
+def test_a_policy_acts_only_in_the_action_mode_it_was_trained_for(tmp_path):
+    saved = tmp_path / "moves.zip"
+    run_ppo(0, 6, policy_out=saved, training_config={"action": "move"})
+    ctx, _ = run_ppo(1, 3, policy_in=saved, training_config={"action": "move"})  # same mode: accepted
+    assert ctx.recorder.search_evaluations == 3
+    hosts = hosts_for(1)
+    ctx = surface.context(hosts, surface.spec(), budget=3, policy_in=saved)
+    with pytest.raises(SpecError, match="trained with training_config action 'move'; this run's is 'config'"):
+        STRATEGIES["ppo"](ctx)
+    assert ctx.recorder.search_evaluations == 0
+    with pytest.raises(SpecError, match="training_config.action: must be one of move, config"):
+        surface.spec(training_config={"action": "jump"})
