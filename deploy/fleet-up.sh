@@ -37,15 +37,13 @@ SUDOERS_DST=/etc/sudoers.d/tunefleet-fleet   # not "tunefleet": a real bootstrap
 PNET1=10.87.78
 PNET2=10.87.79
 BASTION_HOSTS=(j1 j2 p1 p2)
-TFUSER=tfuser
-SSH_WAIT_S=10         # bound for "every sshd accepts TCP"
-# Daemons get a small, predictable environment, not the caller's (pyenv shims, venvs, ...).
-CLEAN_ENV=(env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8)
 
 say() { printf 'fleet-up: %s\n' "$*"; }
 die() { printf 'fleet-up: error: %s\n' "$*" >&2; exit 1; }
 # shellcheck source=deploy/fleet-name.sh
 . "$ROOT/deploy/fleet-name.sh"   # PREFIX, NET, BRIDGE, FLEET, INVENTORY (FLEET_NAME, FLEET_NET)
+# shellcheck source=deploy/fleet-host.sh
+. "$ROOT/deploy/fleet-host.sh"   # TFUSER, CLEAN_ENV, SSH_WAIT_S; net_host, start_sshd, start_pg, ...
 
 usage() {
     cat <<EOF
@@ -258,16 +256,6 @@ EOF
     mv "$tmp" "$tpl"
 }
 
-running_postgres() {   # $1 = pid: a live (not zombie) postgres process?
-    local key val
-    [[ $1 =~ ^[0-9]+$ && -r /proc/$1/status ]] || return 1
-    [[ $(readlink "/proc/$1/exe" 2>/dev/null) == */postgres ]] || return 1
-    while read -r key val _; do
-        if [[ $key == State: ]]; then [[ $val != [ZX] ]]; return; fi
-    done <"/proc/$1/status"
-    return 1
-}
-
 pg_datadir() {   # $1 = host index: make sure h$i/pgdata exists and is current
     local i=$1 d=$FLEET/h$1/pgdata
     if [[ -f $d/PG_VERSION && $(cat "$d/PG_VERSION") != "$PG_MAJOR" ]]; then
@@ -283,14 +271,7 @@ pg_datadir() {   # $1 = host index: make sure h$i/pgdata exists and is current
         cp -a "$FLEET/pg-template" "$d.tmp"
         mv "$d.tmp" "$d"
     fi
-    # A server that died without cleaning up leaves postmaster.pid behind; postgres refuses to
-    # start while that pid exists, even as an unreaped zombie or a reused pid. fleet-down has
-    # stopped every postgres of ours by now, so a pid file here is stale.
-    if [[ -f $d/postmaster.pid ]]; then
-        local old
-        old=$(head -n 1 "$d/postmaster.pid")
-        if ! running_postgres "$old"; then rm -f "$d/postmaster.pid"; fi
-    fi
+    clear_stale_pid "$d"   # fleet-down has stopped every postgres of ours by now
     [[ -f $FLEET/h$i/postgres.log ]] || install -m 0644 -o postgres -g postgres /dev/null "$FLEET/h$i/postgres.log"
     cat >"$d/fleet.conf" <<EOF
 # written by deploy/fleet-up.sh on every run
@@ -317,28 +298,6 @@ ip addr add "$NET.1/24" dev "$BRIDGE"
 if [[ -e /proc/sys/net/ipv6/conf/$BRIDGE/disable_ipv6 ]]; then echo 1 >"/proc/sys/net/ipv6/conf/$BRIDGE/disable_ipv6"; fi
 ip link set "$BRIDGE" up
 ip route replace "$NET.0/24" dev "$BRIDGE" proto kernel scope link src "$NET.1" "${ROUTE_OPTS[@]}"
-
-# Commands run inside a new host's UTS + mount namespaces (already inside its network
-# namespace): set the hostname, cover the per-user state folders with private tmpfs, mask
-# the rc files, give PostgreSQL a private socket dir and the host its own /etc/hosts, then
-# become sshd. sshd daemonizes (setsid, stdio to /dev/null) and writes its pid file once it
-# listens; everything it starts later lives in these namespaces too.
-# shellcheck disable=SC2016  # expanded by the inner bash
-INSIDE='
-set -euo pipefail
-name=$1 dir=$2 empty=$3 tf_uid=$4 tf_gid=$5 tf_home=$6 sshd=$7
-hostname "$name"
-mount -t tmpfs -o mode=0700,size=64m tunefleet-state /root/.tunefleet
-mount -t tmpfs -o "mode=0700,size=64m,uid=$tf_uid,gid=$tf_gid" tunefleet-state "$tf_home/.tunefleet"
-for rc in /root/.bashrc "$tf_home/.bashrc"; do
-    if [ -f "$rc" ]; then mount --bind "$empty" "$rc"; fi
-done
-if [ -d /run/postgresql ] && id postgres >/dev/null 2>&1; then
-    mount -t tmpfs -o mode=2775,size=1m,uid=$(id -u postgres),gid=$(id -g postgres) pg-socket /run/postgresql
-fi
-mount --bind "$dir/hosts" /etc/hosts
-exec "$sshd" -f "$dir/sshd_config" -E "$dir/sshd.log"
-'
 
 write_host_files() {   # $1 = host (h3, j1, ...), $2 = address sshd listens on, $3 = AllowTcpForwarding
     local h=$1 name=$PREFIX-$1 ip=$2 forwarding=$3 dir=$FLEET/$1 j
@@ -389,73 +348,6 @@ EOF
     } >"$dir/hosts"
     chmod 0644 "$dir/hosts"
     rm -f "$dir/sshd.pid"
-}
-
-net_link() {   # $1 = namespace, $2 = its interface, $3 = root-side veth, $4 = bridge, $5 = address (/24)
-    local ns=$1 dev=$2 veth=$3 bridge=$4 ip=$5
-    ip link add "$veth" type veth peer name "$dev" netns "$ns"
-    if [[ -e /proc/sys/net/ipv6/conf/$veth/disable_ipv6 ]]; then echo 1 >"/proc/sys/net/ipv6/conf/$veth/disable_ipv6"; fi
-    ip link set "$veth" master "$bridge" up
-    ip -n "$ns" addr add "$ip/24" dev "$dev"
-    ip -n "$ns" link set "$dev" up
-    ip -n "$ns" route replace "${ip%.*}.0/24" dev "$dev" proto kernel scope link src "$ip" "${ROUTE_OPTS[@]}"
-    if ip netns exec "$ns" test -e "/proc/sys/net/ipv6/conf/$dev/disable_ipv6"; then
-        ip netns exec "$ns" sh -c "echo 1 > /proc/sys/net/ipv6/conf/$dev/disable_ipv6"
-    fi
-}
-
-net_host() {   # $1 = host (h3, j1, ...), then (bridge address) pairs: namespace, veths, addresses
-    local h=$1 ns=$PREFIX-$1 n=0
-    shift
-    ip netns add "$ns"
-    ip -n "$ns" link set lo up
-    while (( $# )); do
-        net_link "$ns" "eth$n" "${PREFIX}v-$h$( (( n )) && echo "-$n")" "$1" "$2"
-        shift 2
-        n=$((n + 1))
-    done
-    # No default route: the only reachable addresses are loopback and the host's own /24s.
-    #
-    # A fresh network namespace on a 6.x kernel starts with net.core.somaxconn=4096, but
-    # openEuler 20.03 (kernel 4.19) and many older hosts ship 128: the fleet starts where the
-    # demo's real targets start, so tuning the accept queue has something to find. Set before
-    # sshd/postgres listen (listen() takes the value at that moment). IPv6 off on eth0 as on
-    # the bridge.
-    ip netns exec "$ns" sh -c 'echo 128 > /proc/sys/net/core/somaxconn'
-}
-
-start_sshd() {   # $1 = host (h3, j1, ...)
-    local h=$1 dir=$FLEET/$1
-    "$SSHD" -t -f "$dir/sshd_config" || die "$h: sshd rejects $dir/sshd_config"
-    setsid "${CLEAN_ENV[@]}" ip netns exec "$PREFIX-$h" unshare --uts --mount --propagation private -- \
-        bash -c "$INSIDE" inside "$PREFIX-$h" "$dir" "$FLEET/empty-rc" "$TF_UID" "$TF_GID" "$TF_HOME" "$SSHD" \
-        </dev/null >>"$dir/launch.log" 2>&1 \
-        || die "$h: could not start sshd in its namespaces, see $dir/launch.log"
-}
-
-sshd_pid() {   # $1 = host (h3, j1, ...); waits (bounded) for sshd's pid file
-    local f=$FLEET/$1/sshd.pid n
-    for ((n = 0; n < 100; n++)); do
-        if [[ -s $f ]]; then cat "$f"; return 0; fi
-        sleep 0.05
-    done
-    die "$1: sshd wrote no pid file within 5 s, see $FLEET/$1/sshd.log"
-}
-
-start_pg() {   # $1 = host index: postgres inside the host's namespaces (those of its sshd)
-    local i=$1 d=$FLEET/h$1/pgdata pid
-    pid=$(sshd_pid "h$i")
-    (cd / && nsenter --target "$pid" --net --uts --mount -- \
-        runuser -u postgres -- "${CLEAN_ENV[@]}" "$PGBIN/pg_ctl" start -w -t 30 -D "$d" -l "$FLEET/h$i/postgres.log") \
-        </dev/null >/dev/null 2>&1 \
-        || { echo "fleet-up: error: h$i: PostgreSQL did not start, see $FLEET/h$i/postgres.log" >&2; return 1; }
-}
-
-wait_tcp() {   # $1 = address, $2 = port, $3 = deadline (epoch seconds)
-    until timeout 1 bash -c "exec 3<>/dev/tcp/$1/$2" 2>/dev/null; do
-        (( $(date +%s) < $3 )) || return 1
-        sleep 0.05
-    done
 }
 
 for ((i = 1; i <= HOSTS; i++)); do
