@@ -648,6 +648,9 @@ def _print_outcome(console, result: dict, hosts) -> None:
     elif result.get("kept"):
         console.print("kept the best configuration on every host (until reboot); "
                       f"`tunefleet restore --hosts {hosts}` brings the originals back")
+    elif result.get("dropped"):
+        console.print("every host still in the run is back on its original values; "
+                      f"dropped (see above): {', '.join(result['dropped'])}")
     else:
         console.print("every host is back on its original values")
 

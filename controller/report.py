@@ -154,6 +154,8 @@ def print_result(console, result: dict) -> None:
     console.print(importance_line(result.get("importance")))
     for name, why in (result.get("dropped") or {}).items():
         console.print(f"[yellow]dropped[/] {name}: {why}")
+    for name, how in (result.get("rejoined") or {}).items():
+        console.print(f"[yellow]rejoined[/] {name}: {how}")
     console.print(f"run folder: {result['run_dir']}")
 
 

@@ -204,7 +204,7 @@ def _store_policy(plan: dict, spec, run: RunDir, recorder: Recorder, reporter: R
 def _rejoiner(fleet: Fleet, originals: dict[str, dict[str, str]]):
     """Hosts whose agent is lost are reconnected and judged (controller/fleet/rejoin.py) when their
     sessions live in this process; with Ray workers a lost host is dropped."""
-    if True:
+    if fleet.options is None or fleet.options.workers != "threads":
         return None
     from controller.fleet.rejoin import Rejoiner
 

@@ -31,11 +31,12 @@ class Outcome:
 class Fleet:
     hosts: dict[str, Host] = field(default_factory=dict)
     failed: dict[str, TunefleetError] = field(default_factory=dict)
+    options: ConnectOptions | None = None  # how the hosts were connected (a lost one is reconnected so)
 
     @classmethod
     def connect(cls, specs: Iterable[HostSpec], options: ConnectOptions | None = None) -> "Fleet":
         options = options or ConnectOptions()
-        fleet = cls()
+        fleet = cls(options=options)
         for name, got in workers_for(options.workers).connect(list(specs), options).items():
             if isinstance(got, TunefleetError):
                 fleet.failed[name] = got

@@ -204,6 +204,7 @@ class HostEvaluator:
         self.baseline_aggregates: dict[str, float] = {}  # the reference for every trial's features
         self.lost: str | None = None  # set when the agent is gone: no further evaluation is possible
         self.dropped: str | None = None  # set when the run gave up on this host (why)
+        self.rejoined: str | None = None  # set when it came back after its agent was lost (how)
 
     def evaluate(self, values: dict[str, str] | None, phase: str = "search", label: str = "",
                  original: bool = False) -> Trial:

@@ -1,0 +1,132 @@
+"""Hosts whose agent was lost mid-run: reconnected in the background, then let back in or left out.
+
+An agent is lost when its channel closes or goes silent: the network broke, sshd or the agent was
+killed, or the host rebooted. Each of those leaves the host on values of its own choosing, and the
+run may only continue on it when they are the ones its baseline was measured on. So, without
+holding up the other hosts, the host is reconnected (a fresh SSH session and agent, retried every
+RETRY_EVERY seconds for REJOIN_WITHIN seconds: long enough for a partitioned agent to restore
+and release its state folder, or for a VM to boot) and judged:
+
+    same boot_id       the old agent restored the originals when its channel closed (or the new
+                       one restored its stale journal at start: hello's ``recovered``)
+    another boot_id    the host rebooted: its knobs are at their boot values (the kernel's default
+                       or a sysctl.d drop-in), and the agent discarded the earlier boot's journal
+                       without writing it back (hello's ``discarded``)
+
+Either way the knobs are read: on the run's originals, the host rejoins and the run goes on with
+it (its next apply journals the originals again); anywhere else, its baseline no longer holds and
+it is left out of the rest of the run, untouched. Both are said per host in the result. A host is
+reconnected once per run (a second loss drops it), and a reconnection still under way when the
+run ends is cancelled.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+
+from controller.errors import TunefleetError
+from controller.fleet.session import Host, connect_host
+
+REJOIN_WITHIN = 180.0
+RETRY_EVERY = 3.0
+
+
+@dataclass
+class Rejoin:
+    host: Host | None  # the new session when the host rejoins; None: it stays out
+    note: str          # what was found, for the result
+
+
+class Rejoiner:
+    """Reconnects lost hosts of a fleet, one background thread each; `poll` hands back the verdicts."""
+
+    def __init__(self, fleet, originals: dict[str, dict[str, str]], within: float = REJOIN_WITHIN,
+                 every: float = RETRY_EVERY):
+        self.fleet = fleet
+        self.originals = originals
+        self.boot_ids = {n: h.facts.get("boot_id") for n, h in fleet.hosts.items()}
+        self.within, self.every = within, every
+        self._cancel = threading.Event()
+        self._threads: dict[str, threading.Thread] = {}
+        self._done: dict[str, Rejoin] = {}
+        self._lock = threading.Lock()
+
+    def start(self, name: str, why: str) -> bool:
+        """Begin reconnecting `name`, lost for `why`; False when it was reconnected once already."""
+        if name in self._threads:
+            return False
+        thread = threading.Thread(target=self._run, args=(name, self.fleet.hosts[name], why),
+                                  name=f"rejoin-{name}", daemon=True)
+        self._threads[name] = thread
+        thread.start()
+        return True
+
+    def poll(self) -> dict[str, Rejoin]:
+        """The verdicts reached since the last poll; a host that rejoins is the fleet's again."""
+        with self._lock:
+            done, self._done = self._done, {}
+        for name, verdict in done.items():
+            if verdict.host is not None:
+                self.fleet.hosts[name] = verdict.host
+        return done
+
+    def close(self) -> dict[str, Rejoin]:
+        """The run is over: stop trying, wait for every thread, and return the verdicts not polled."""
+        self._cancel.set()
+        for thread in self._threads.values():
+            thread.join()
+        return self.poll()
+
+    def _run(self, name: str, old: Host, why: str) -> None:
+        verdict = self._reconnect(name, old, why)
+        with self._lock:
+            self._done[name] = verdict
+
+    def _reconnect(self, name: str, old: Host, why: str) -> Rejoin:
+        try:
+            old.close()  # its agent is gone (or restores when this channel closes)
+        except Exception:  # noqa: BLE001 - a dead session may fail to close in any way
+            pass
+        started, last = time.monotonic(), None
+        while not self._cancel.is_set() and time.monotonic() - started < self.within:
+            try:
+                host = connect_host(old.spec, self.fleet.options)
+            except TunefleetError as e:
+                last = e.message
+                self._cancel.wait(self.every)
+                continue
+            if self._cancel.is_set():
+                host.close()
+                break
+            return self._judge(name, host, why)
+        when = "before the run ended" if self._cancel.is_set() else f"within {self.within:g} s"
+        return Rejoin(None, f"{why}; not back {when}" + (f" (last try: {last})" if last else ""))
+
+    def _judge(self, name: str, host: Host, why: str) -> Rejoin:
+        before, now = self.boot_ids.get(name) or "", host.facts.get("boot_id") or ""
+        rebooted = before != now
+        if rebooted:
+            what = f"rebooted (boot_id {before[:8]}… → {now[:8]}…)"
+            stale = sum(len(d.get("originals") or {}) for d in (host.facts.get("discarded") or {}).values())
+            if stale:
+                what += f", its journal of the earlier boot discarded unreplayed ({stale} knob(s))"
+        else:
+            what = f"agent lost ({why}), same boot"
+            if host.facts.get("recovered"):
+                what += f", {len(host.facts['recovered'])} knob(s) restored from its journal"
+        originals = self.originals[name]
+        try:
+            values = host.request("read", {"names": list(originals)})["values"]
+        except TunefleetError as e:
+            host.close()
+            return Rejoin(None, f"{what}; its knobs cannot be read ({e.message}); left out of the rest of the run")
+        changed = {k: values.get(k) for k, v in originals.items() if values.get(k) != v}
+        if changed:
+            host.close()  # this agent changed nothing: the host stays as its boot left it
+            where = "at boot defaults or a persisted drop-in" if rebooted else "not on the run's originals"
+            k = next(iter(changed))
+            return Rejoin(None, f"{what}, values {where} ({k} = {changed[k]}, {originals[k]} at the run's start): "
+                                "its baseline no longer holds; left out of the rest of the run")
+        return Rejoin(host, f"{what}, values back on the run's originals; rejoined")
