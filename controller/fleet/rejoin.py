@@ -63,8 +63,12 @@ class Rejoiner:
         thread.start()
         return True
 
-    def poll(self) -> dict[str, Rejoin]:
-        """The verdicts reached since the last poll; a host that rejoins is the fleet's again."""
+    def poll(self, wait: bool = False) -> dict[str, Rejoin]:
+        """The verdicts reached since the last poll (with `wait`, once every reconnection under
+        way has one); a host that rejoins is the fleet's again."""
+        if wait:
+            for thread in list(self._threads.values()):
+                thread.join()
         with self._lock:
             done, self._done = self._done, {}
         for name, verdict in done.items():
@@ -75,9 +79,7 @@ class Rejoiner:
     def close(self) -> dict[str, Rejoin]:
         """The run is over: stop trying, wait for every thread, and return the verdicts not polled."""
         self._cancel.set()
-        for thread in self._threads.values():
-            thread.join()
-        return self.poll()
+        return self.poll(wait=True)
 
     def _run(self, name: str, old: Host, why: str) -> None:
         verdict = self._reconnect(name, old, why)

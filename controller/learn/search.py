@@ -52,9 +52,12 @@ class SearchContext:
 
     def live(self) -> list[HostEvaluator]:
         """The hosts the run still evaluates on; one whose reconnection has settled since the last
-        call comes back here, or stays out for good."""
+        call comes back here, or stays out for good. When every host is out and one is being
+        reconnected, its verdict is awaited: nothing else could run meanwhile."""
         if self.rejoiner is not None:
             self.take_back(self.rejoiner.poll())
+            if all(ev.dropped for ev in self.evaluators.values()):
+                self.take_back(self.rejoiner.poll(wait=True))
         return [ev for ev in self.evaluators.values() if not ev.dropped]
 
     def take_back(self, verdicts: dict) -> None:

@@ -66,9 +66,9 @@ def fleet_as_made(inventory):
     assert knob_values(inventory) == before
 
 
-def run_with_a_reboot(fleet_inventory, tmp_path, before, *flags: str, json_out: bool = True):
-    """A real `tunefleet run` on h1..h3; h2 reboots as soon as the search has changed it.
-    Returns (stdout, stderr, when h2 was up again, the run folder)."""
+def run_with_a_reboot(fleet_inventory, tmp_path, before, *flags: str, json_out: bool = True, event=None):
+    """A real `tunefleet run` on h1..h3; h2 reboots (or `event(run_dir)` happens) as soon as the
+    search has changed it. Returns (stdout, stderr, when h2 was up again, the run folder)."""
     spec = tmp_path / "storm.json"
     spec.write_text(json.dumps(STORM))
     run_dir = tmp_path / "run"
@@ -82,7 +82,7 @@ def run_with_a_reboot(fleet_inventory, tmp_path, before, *flags: str, json_out: 
             assert proc.poll() is None, proc.stderr.read()[-2000:]
             assert time.monotonic() < deadline, "h2 was not searched within 90 s"
             time.sleep(0.1)
-        reboot(*flags)
+        event(run_dir) if event else reboot(*flags)
         up = time.time()  # an evaluation that finished while the reset was under way is older
         out, err = proc.communicate(timeout=400)
     finally:
@@ -142,4 +142,24 @@ def test_a_host_rebooted_onto_its_originals_rejoins_the_run(fleet_inventory, inv
     assert "verification" in result["hosts"]["h2"]
     assert boot_id() != Path("/proc/sys/kernel/random/boot_id").read_text().strip()
     assert not h2_journal_exists()
+    assert knob_values(inventory) == before
+
+
+def test_an_agent_killed_mid_run_is_reconnected_on_the_same_boot_and_rejoins(fleet_inventory, inventory, tmp_path):
+    """No reboot: h2's agent dies (SIGKILL, so nobody restores). The new agent finds its journal of
+    this boot and restores it at start; the boot_id is the run's, the values the originals: h2 rejoins."""
+    import os
+    import signal
+
+    before = knob_values(inventory)
+
+    def kill_agent(run_dir):
+        os.kill(json.loads((run_dir / "hosts.json").read_text())["h2"]["facts"]["pid"], signal.SIGKILL)
+
+    out, err, up, run_dir = run_with_a_reboot(fleet_inventory, tmp_path, before, event=kill_agent)
+    result = json.loads(out)
+    how = result["rejoined"]["h2"]
+    assert how.startswith("agent lost (agent exited during 'run'") and how.endswith(
+        "), same boot, 1 knob(s) restored from its journal, values back on the run's originals; rejoined"), how
+    assert "h2" not in result["dropped"] and h2_trials_after(run_dir, up)
     assert knob_values(inventory) == before
