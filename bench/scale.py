@@ -1,7 +1,11 @@
 """Fleet scale: what the controller costs per host and per evaluation, threads and Ray side by side,
 against the naive loop (bench/naive_loop.py) measured in the same run.
 
-    .venv/bin/python bench/scale.py --hosts inventory/local.yml --sizes 1,3,16,64 [--out docs/benchmarks.md]
+    .venv/bin/python bench/scale.py --hosts inventory/local-scale.yml --sizes 1,3,16,64 [--out docs/benchmarks.md]
+
+Each --hosts fleet is measured in turn, and the table says how its route acknowledges: at once
+(QUICKACK=1, the default local fleet) or after the delayed-ACK timer, as on a real network
+(QUICKACK=0), which costs a client without TCP_NODELAY, like the naive loop's, ~40 ms per exec.
 
 For every fleet size and executor:
 - first evaluation: connect + deploy + hello, then one evaluation on every host;
@@ -12,7 +16,9 @@ For every fleet size and executor:
 - controller CPU per evaluation (the echo runs): this process, every process it started (with Ray
   its daemons) and the host actors; resident memory per host: the growth of this process plus the
   host actors' processes, over connecting (Ray's daemons are a fixed cost, not counted per host).
-Sizes larger than the inventory are skipped (bring the fleet up with HOSTS=64 PG=0 first).
+Sizes larger than the inventory are skipped (`make bench-scale` brings up a 64-host fleet of its own).
+At the largest size, Ray is also measured with other numbers of hosts per actor (--per-actor), and
+the floor of one Ray actor call (a method that does nothing) is measured once.
 """
 
 from __future__ import annotations
@@ -36,9 +42,9 @@ from controller.spec import TuningSpec  # noqa: E402
 from controller.tuner import read_originals  # noqa: E402
 
 from bench.naive_loop import naive_run  # noqa: E402
+from bench.scale_report import ECHO, line, section  # noqa: E402
 from bench.sections import update_section  # noqa: E402
 
-ECHO = "echo x=1"
 SLEEP = "sh -c 'sleep 1; echo x=1'"
 TICK = os.sysconf("SC_CLK_TCK")
 
@@ -136,6 +142,38 @@ def echo_ms(times: int = 50) -> float:
     return statistics.median(walls)
 
 
+def route_acks(address: str) -> str:
+    """How the route to a fleet address acknowledges: "at once" (quickack) or "delayed"."""
+    route = subprocess.run(["ip", "route", "get", address], capture_output=True, text=True).stdout
+    return "at once" if "quickack 1" in route else "delayed"
+
+
+def ray_call_floor(calls: int = 3000, batch: int = 16) -> tuple[float, float]:
+    """CPU ms per call, driver and actor, of a threaded actor method that does nothing, called in
+    rounds of `batch` awaited with ray.wait: what one actor call per evaluation costs at least."""
+    import ray
+
+    class Nothing:
+        def pid(self) -> int:
+            return os.getpid()
+
+        def call(self, name: str, key: int, values: dict) -> tuple:
+            return ("ok", {"metrics": {"x": 1.0}, "error": None})
+
+    actor = ray.remote(num_cpus=0, max_concurrency=2 * batch + 1)(Nothing).remote()
+    pid = ray.get(actor.pid.remote())
+    ray.get([actor.call.remote("h", 0, {}) for _ in range(batch)])
+    (me0, _), (act0, _) = _cpu_rss({os.getpid()}), _cpu_rss({pid})
+    for _ in range(calls // batch):
+        refs = [actor.call.remote("h", 0, {"net.ipv4.tcp_fin_timeout": "30"}) for _ in range(batch)]
+        ray.wait(refs, num_returns=batch)
+        ray.get(refs)
+    (me1, _), (act1, _) = _cpu_rss({os.getpid()}), _cpu_rss({pid})
+    ray.kill(actor)
+    n = calls // batch * batch
+    return (me1 - me0) / n * 1000, (act1 - act0) / n * 1000
+
+
 def measure(specs: list, workers: str, r1: int, r2: int, sleep_rounds: int, own_ms: float) -> dict:
     n = len(specs)
     spec = spec_for(ECHO)
@@ -146,6 +184,7 @@ def measure(specs: list, workers: str, r1: int, r2: int, sleep_rounds: int, own_
     if fleet.failed:
         sys.exit(f"hosts failed: {fleet.failed}")
     try:
+        actors = len(set(_actors(fleet)))
         first_s = connect_s + _rounds(fleet, spec, 1)
         pids = _controller(fleet)
         cpu1, _ = _cpu_rss(pids)
@@ -157,51 +196,81 @@ def measure(specs: list, workers: str, r1: int, r2: int, sleep_rounds: int, own_
         sleep_wall = _rounds(fleet, spec_for(SLEEP), sleep_rounds)
     finally:
         fleet.close()
-    return {"hosts": n, "workers": workers, "connect_s": connect_s, "first_s": first_s, "slope_ms": slope_ms,
-            "marginal_ms": slope_ms - own_ms / n, "per_host_ms": slope_ms * n - own_ms, "own_ms": own_ms,
-            "cpu_per_host_s": (cpu2 - cpu1) / n, "cpu_per_eval_ms": (cpu2 - cpu1) / ((r1 + r2) * n) * 1000,
-            "rss_per_host_mb": (rss - rss0) / n, "sleep_wall": sleep_wall}
+    return {"hosts": n, "workers": workers, "actors": actors, "connect_s": connect_s, "first_s": first_s,
+            "slope_ms": slope_ms, "marginal_ms": slope_ms - own_ms / n, "per_host_ms": slope_ms * n - own_ms,
+            "own_ms": own_ms, "cpu_per_host_s": (cpu2 - cpu1) / n,
+            "cpu_per_eval_ms": (cpu2 - cpu1) / ((r1 + r2) * n) * 1000, "rss_per_host_mb": (rss - rss0) / n,
+            "sleep_wall": sleep_wall}
 
 
 def naive(specs: list, r1: int, r2: int, own_ms: float) -> dict:
     n = len(specs)
     w1, w2 = naive_run(specs, r1, ECHO), naive_run(specs, r2, ECHO)
     slope_ms = (w2 - w1) / ((r2 - r1) * n) * 1000
-    return {"hosts": n, "slope_ms": slope_ms, "marginal_ms": slope_ms - own_ms / n, "per_host_ms": slope_ms * n - own_ms}
+    return {"hosts": n, "workers": "naive", "slope_ms": slope_ms, "marginal_ms": slope_ms - own_ms / n,
+            "per_host_ms": slope_ms * n - own_ms}
+
+
+def measure_fleet(path: str, args, own_ms: float) -> tuple[list[dict], list[int]]:
+    """Every size and executor on one fleet, the naive loop after each size; Ray with other
+    numbers of hosts per actor at the largest size."""
+    r1, r2 = (int(x) for x in args.rounds.split(","))
+    everyone = list(load_inventory(path).hosts.values())
+    acks = route_acks(everyone[0].host)
+    sizes = [k for k in (int(s) for s in args.sizes.split(",")) if k <= len(everyone)]
+    rows = []
+    for k in sizes:
+        kinds = args.workers.split(",")
+        if k == sizes[-1] and "ray" in kinds and args.per_actor:
+            kinds += [f"ray:{per}" for per in args.per_actor.split(",")]
+        for workers in kinds:
+            rows.append({**measure(everyone[:k], workers, r1, r2, args.sleep_rounds, own_ms), "acks": acks})
+            print(line(rows[-1]), flush=True)
+        rows.append({**naive(everyone[:k], r1, r2, own_ms), "acks": acks})
+        print(f"naive loop, {k} host(s), ACKs {acks}: {rows[-1]['marginal_ms']:.1f} ms per evaluation amortized, "
+              f"{rows[-1]['per_host_ms']:.1f} ms per evaluation per host", flush=True)
+    for row in rows:
+        if "sleep_wall" in row:  # against 1 host of the same kind (ray:K: of ray; K is moot for one host)
+            kind = row["workers"].split(":")[0]
+            one = next(r for r in rows if r["hosts"] == 1 and r["workers"] == kind)
+            row["efficiency"] = one["sleep_wall"] / row["sleep_wall"]
+    return rows, sizes
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--hosts", default="inventory/local.yml")
+    ap.add_argument("--hosts", action="append", help="a fleet's inventory; repeat to measure several fleets "
+                    "(default: inventory/local.yml)")
     ap.add_argument("--sizes", default="1,3,16,64")
     ap.add_argument("--workers", default="threads,ray")
+    ap.add_argument("--per-actor", default="1,4,64", help="also measure ray:K for these K at the largest size "
+                    "('' for none)")
     ap.add_argument("--rounds", default="4,14", help="R1,R2: echo rounds of the two runs the slope is taken from")
     ap.add_argument("--sleep-rounds", type=int, default=3)
     ap.add_argument("--out", type=Path, help="benchmarks page whose 'scale' section to rewrite")
     args = ap.parse_args()
-    r1, r2 = (int(x) for x in args.rounds.split(","))
+    args.hosts = args.hosts or ["inventory/local.yml"]
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     import paramiko  # noqa: F401  (imported once up front: its import is no host's memory)
 
-    ray_start_s = _start_ray() if "ray" in args.workers.split(",") else None
+    load_before = os.getloadavg()[0]
+    uses_ray = any(w.startswith("ray") for w in args.workers.split(","))
+    ray_start_s = _start_ray() if uses_ray else None
+    floor = ray_call_floor() if uses_ray else None
+    if floor:
+        print(f"one Ray actor call that does nothing: {floor[0]:.2f} ms CPU in the driver, {floor[1]:.2f} ms in "
+              "the actor", flush=True)
     own_ms = echo_ms()
     print(f"`{ECHO}` itself: {own_ms:.2f} ms", flush=True)
-    everyone = list(load_inventory(args.hosts).hosts.values())
-    sizes = [k for k in (int(s) for s in args.sizes.split(",")) if k <= len(everyone)]
-    rows, anchors = [], []
-    for k in sizes:
-        for workers in args.workers.split(","):
-            row = measure(everyone[:k], workers, r1, r2, args.sleep_rounds, own_ms)
-            rows.append(row)
-            print(_line(row), flush=True)
-        anchors.append(naive(everyone[:k], r1, r2, own_ms))
-        print(f"naive loop, {k} host(s): {anchors[-1]['marginal_ms']:.1f} ms per evaluation amortized, "
-              f"{anchors[-1]['per_host_ms']:.1f} ms per evaluation per host", flush=True)
-    for row in rows:
-        one = next(r for r in rows if r["hosts"] == 1 and r["workers"] == row["workers"])
-        row["efficiency"] = one["sleep_wall"] / row["sleep_wall"]
+    rows, sizes = [], []
+    for path in args.hosts:
+        got, fleet_sizes = measure_fleet(path, args, own_ms)
+        rows += got
+        sizes = sorted(set(sizes) | set(fleet_sizes))
+    loads = (load_before, os.getloadavg()[0])
+    print(f"1-minute load average: {loads[0]:.1f} before, {loads[1]:.1f} after", flush=True)
     if args.out:
-        update_section(args.out, "scale", _section(rows, anchors, args, sizes, ray_start_s, own_ms))
+        update_section(args.out, "scale", section(rows, args, sizes, ray_start_s, own_ms, floor, loads))
 
 
 def _start_ray() -> float:
@@ -211,55 +280,6 @@ def _start_ray() -> float:
     started = time.monotonic()
     init_ray()
     return time.monotonic() - started
-
-
-def _line(r: dict) -> str:
-    return (f"{r['workers']:7} {r['hosts']:3} hosts: connect {r['connect_s']:.2f} s, first evaluation {r['first_s']:.2f} s, "
-            f"marginal {r['marginal_ms']:.2f} ms/eval amortized ({r['per_host_ms']:.1f} ms per host), cpu {r['cpu_per_eval_ms']:.2f} ms/eval, rss {r['rss_per_host_mb']:.1f} MiB/host, "
-            f"1 s benchmark rounds in {r['sleep_wall']:.2f} s")
-
-
-def _section(rows: list[dict], anchors: list[dict], args, sizes: list[int], ray_start_s: float | None,
-             own_ms: float) -> str:
-    cmd = (f".venv/bin/python bench/scale.py --hosts {args.hosts} --sizes {','.join(map(str, sizes))} "
-           f"--rounds {args.rounds} --sleep-rounds {args.sleep_rounds} --out {args.out}")
-    table = ["| hosts | workers | connect + deploy + hello | first evaluation done | wall per evaluation, echo "
-             "included (amortized) | marginal cost per evaluation (amortized) | per evaluation per host | "
-             "controller CPU per evaluation | controller CPU per host | RSS per "
-             "host | parallel efficiency (1 s benchmark) |", "|---|---|---|---|---|---|---|---|---|---|---|"]
-    for r in rows:
-        table.append(f"| {r['hosts']} | {r['workers']} | {r['connect_s']:.2f} s | {r['first_s']:.2f} s | "
-                     f"{r['slope_ms']:.2f} ms | {r['marginal_ms']:.2f} ms | {r['per_host_ms']:.1f} ms | {r['cpu_per_eval_ms']:.2f} ms | "
-                     f"{r['cpu_per_host_s']:.2f} s | "
-                     f"{r['rss_per_host_mb']:.1f} MiB | {r['efficiency']:.2f} |")
-    naive_rows = [f"| {a['hosts']} | naive loop (paramiko) | | | {a['slope_ms']:.2f} ms | {a['marginal_ms']:.2f} ms | {a['per_host_ms']:.1f} ms "
-                  f"| | | | |" for a in anchors]
-    return "\n".join([
-        "## Fleet scale: threads, Ray and the naive loop",
-        "",
-        f"Measured on {time.strftime('%Y-%m-%d')} on the local fleet ({os.cpu_count()} cores shared by every host "
-        "and the controller), local Ray (one actor process per host"
-        + (f"; starting Ray itself took {ray_start_s:.1f} s once, before the first row" if ray_start_s else "")
-        + "):",
-        "",
-        "```",
-        cmd,
-        "```",
-        "",
-        *table,
-        *naive_rows,
-        "",
-        f"Marginal cost: the slope of wall time between {args.rounds.replace(',', ' and ')} rounds of `{ECHO}` "
-        f"on every host, minus the benchmark's own time ({own_ms:.1f} ms: `{ECHO}` started and reaped on this "
-        "machine, divided by the hosts running it side by side; started from this Python process it costs more "
-        "than from the agent's, so at 1 host the difference can come out below zero: the wall column is the slope "
-        "itself); amortized = per evaluation of the "
-        "fleet (hosts run side by side), per host = what one host's evaluation costs end to end. The naive loop "
-        "(bench/naive_loop.py) runs the same rounds with one paramiko exec per `sysctl -w`, per benchmark and per "
-        "/proc read. Controller CPU per host: over the two echo runs. Parallel efficiency: T(1 host) / T(k hosts) for the same number of rounds of `sleep 1`. "
-        "RSS per host: for threads the growth of this process and its children over connecting; for Ray the "
-        "driver plus every host actor's process, divided by the hosts (Ray's own daemons not counted).",
-    ])
 
 
 if __name__ == "__main__":
