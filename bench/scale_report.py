@@ -77,6 +77,27 @@ def targets(rows: list[dict]) -> list[str]:
     return out
 
 
+def per_actor(rows: list[dict], default: int) -> str:
+    """Why the default number of hosts per actor, from the rows that vary it at the largest size."""
+    from controller.fleet.executor import parse_workers
+
+    top = max(r["hosts"] for r in rows)
+    acks = next(r["acks"] for r in rows if r["hosts"] == top)
+    sweep = sorted(((parse_workers(r["workers"])[1] or default, r) for r in rows
+                    if r["hosts"] == top and r["acks"] == acks and r["workers"].startswith("ray")), key=lambda x: x[0])
+    if len(sweep) < 2:
+        return ""
+    figures = "; ".join(f"K = {k}: {r['marginal_ms']:.2f} ms marginal, efficiency {r['efficiency']:.2f}, "
+                        f"{r['rss_per_host_mb']:.1f} MiB per host, connected in {r['connect_s']:.1f} s" for k, r in sweep)
+    small = next((k for k, r in sweep if r["rss_per_host_mb"] * 1.048576 <= 10), None)
+    why = (f"K = {small} is the smallest K measured here that keeps Ray under 10 MB per host once an actor is full"
+           if small else "no K measured here kept Ray under 10 MB per host")
+    return (f"Hosts per actor (`--workers ray:K`), at {top} hosts: {figures}. An actor is a Python process with ray "
+            f"imported, its memory divided among its hosts: {why}. A larger K saves little more memory, puts more "
+            f"hosts' SSH work behind one interpreter lock, and a lost actor drops more hosts. The default is "
+            f"{default}. Fewer hosts than K share one actor, so a small fleet still pays a whole process.")
+
+
 def section(rows: list[dict], args, sizes: list[int], ray_start_s: float | None, own_ms: float,
              floor: tuple[float, float] | None, loads: tuple[float, float]) -> str:
     from controller.fleet.ray_executor import HOSTS_PER_ACTOR
@@ -109,6 +130,8 @@ def section(rows: list[dict], args, sizes: list[int], ray_start_s: float | None,
         "Targets (issue 10):",
         "",
         *[f"- {line}" for line in targets(rows)],
+        "",
+        per_actor(rows, HOSTS_PER_ACTOR),
         "",
         "Fleet route ACKs: *delayed* is a fleet brought up with `QUICKACK=0`, whose route acknowledges after the "
         "40 ms delayed-ACK timer as a real network does; *at once* is `QUICKACK=1`, the default local fleet, which "
