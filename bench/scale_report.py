@@ -137,9 +137,7 @@ def section(rows: list[dict], args, sizes: list[int], ray_start_s: float | None,
         "40 ms delayed-ACK timer as a real network does; *at once* is `QUICKACK=1`, the default local fleet, which "
         "acknowledges at once. The naive loop (paramiko without TCP_NODELAY, one exec per step) waits for a "
         "delayed ACK on nearly every exec. tunefleet keeps one channel per host open and sets TCP_NODELAY on its "
-        "own socket, so it waits far less often, but not never: the host's sshd (no TCP_NODELAY for a channel "
-        "without a tty) holds a reply sent right behind another packet until the controller's delayed ACK "
-        "comes (compare the rows of 1 host on the two fleets).",
+        "own socket; whether delayed ACKs still cost it anything shows in its rows on the two fleets.",
         "",
         f"Marginal cost: the slope of wall time between {args.rounds.replace(',', ' and ')} rounds of `{ECHO}` "
         f"on every host, minus the benchmark's own time ({own_ms:.1f} ms: `{ECHO}` started and reaped on this "
