@@ -140,7 +140,7 @@ def _hosts_table(run: RunRecord) -> str:
     for name, h in hosts.items():
         h = h or {}
         b, v = h.get("baseline") or {}, h.get("verification") or {}
-        dropped = f" (dropped: {escape(str(h['dropped']))})" if h.get("dropped") else ""
+        dropped = "".join(f" ({what}: {escape(str(h[what]))})" for what in ("dropped", "rejoined") if h.get(what))
         cells = [_num(b.get("median")), _num(b.get("cv"), "{:.1%}"), _num(v.get("change_pct"), "{:+.1f}%"),
                  _ci(v), _num(v.get("p_value"), "{:.3g}")]
         rows.append(f"<tr><td>{escape(name)}{dropped}</td>" + "".join(f"<td class=n>{c}</td>" for c in cells) + "</tr>")

@@ -120,6 +120,7 @@ def test_a_host_rebooted_onto_other_values_is_left_out_and_its_old_journal_is_no
     assert result["rejoined"] == {} and result["hosts"]["h2"]["dropped"] == why
     assert "verification" not in result["hosts"]["h2"] and result["verification"] is not None
     assert h2_trials_after(run_dir, up) == []
+    assert "(dropped: rebooted (boot_id " in (run_dir / "report.html").read_text()
     # the old boot's journal (somaxconn 128) was discarded, not written over the new boot's 4096
     assert not h2_journal_exists()
     after = knob_values(inventory)
@@ -140,6 +141,7 @@ def test_a_host_rebooted_onto_its_originals_rejoins_the_run(fleet_inventory, inv
     assert f"rejoined h2: {how}" in " ".join(out.split())  # the text report says it too
     assert h2_trials_after(run_dir, up), "h2 was not evaluated after it rejoined"
     assert "verification" in result["hosts"]["h2"]
+    assert "(rejoined: rebooted (boot_id " in (run_dir / "report.html").read_text()
     assert boot_id() != Path("/proc/sys/kernel/random/boot_id").read_text().strip()
     assert not h2_journal_exists()
     assert knob_values(inventory) == before

@@ -176,3 +176,28 @@ def test_a_host_changed_outside_any_journal_is_refused(fleet_inventory, inventor
         subprocess.run(["ip", "netns", "exec", "tf-h2", "sysctl", "-qw",
                         f"net.core.somaxconn={before['h2']['net.core.somaxconn']}"], check=True)
     assert knob_values(inventory) == before
+
+
+def test_a_trials_line_cut_by_the_kill_is_dropped_and_said(fleet_inventory, inventory, tmp_path):
+    """A kill in the middle of an append leaves half a line in trials.jsonl (made here by cutting
+    the last line of a really killed run in half): --resume cuts it off, says so in one line, and
+    finishes the run with whole lines only."""
+    before = knob_values(inventory)
+    spec_file = tmp_path / "storm.json"
+    spec_file.write_text(json.dumps(STORM))
+    run_dir = tmp_path / "run"
+    _run_and_kill(fleet_inventory, spec_file, run_dir, "search", 4, "random")
+    trials = run_dir / "trials.jsonl"
+    data = trials.read_bytes()
+    last = data.rstrip(b"\n").rsplit(b"\n", 1)[-1]
+    trials.write_bytes(data[: len(data) - 1 - len(last) // 2])  # half the last line, no newline
+    p = run_cli("run", "--resume", str(run_dir), "--json")
+    assert p.returncode == 0, p.stderr[-3000:]
+    notes = [line for line in p.stderr.splitlines() if "partial line" in line]
+    assert notes == [f"--resume: trials.jsonl ended in a partial line ({len(last) - len(last) // 2} bytes, cut off "
+                     "by the kill): dropped it, that evaluation is measured again"], p.stderr[-2000:]
+    lines = trials.read_text().splitlines()
+    assert all(json.loads(line) for line in lines)
+    result = json.loads(p.stdout)
+    assert result["evaluations"] == BUDGET and result["verification"] is not None
+    assert knob_values(inventory) == before
