@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from controller.errors import TunefleetError
 from controller.fleet.session import Host, connect_host
@@ -77,12 +77,17 @@ class Rejoiner:
         return done
 
     def close(self) -> dict[str, Rejoin]:
-        """The run is over: stop trying, wait for every thread, and return the verdicts not polled."""
+        """The run is over: stop trying, wait for every thread, and return the verdicts not polled
+        (a host that came back since the last poll took no part in what followed: said so)."""
         self._cancel.set()
-        return self.poll(wait=True)
+        return {n: replace(v, note=f"{v.note} after the run's last evaluation") if v.host else v
+                for n, v in self.poll(wait=True).items()}
 
     def _run(self, name: str, old: Host, why: str) -> None:
-        verdict = self._reconnect(name, old, why)
+        try:
+            verdict = self._reconnect(name, old, why)
+        except Exception as e:  # noqa: BLE001 - a verdict is owed whatever happens in this thread
+            verdict = Rejoin(None, f"{why}; reconnecting failed ({type(e).__name__}: {e})")
         with self._lock:
             self._done[name] = verdict
 
