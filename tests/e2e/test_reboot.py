@@ -142,6 +142,10 @@ def test_a_host_rebooted_onto_its_originals_rejoins_the_run(fleet_inventory, inv
     assert h2_trials_after(run_dir, up), "h2 was not evaluated after it rejoined"
     assert "verification" in result["hosts"]["h2"]
     assert "(rejoined: rebooted (boot_id " in (run_dir / "report.html").read_text()
+    trials = [json.loads(line) for line in (run_dir / "trials.jsonl").read_text().splitlines()]
+    lost = next(t for t in trials if t["host"] == "h2" and (t["error"] or "").startswith("agent lost"))
+    back = next(t for t in trials if t["host"] == "h2" and t["error"] is None and t["time"] > lost["time"])
+    print(f"h2 evaluated again {back['time'] - back['duration_s'] - lost['time']:.1f} s after its agent was lost")
     assert boot_id() != Path("/proc/sys/kernel/random/boot_id").read_text().strip()
     assert not h2_journal_exists()
     assert knob_values(inventory) == before
