@@ -94,14 +94,14 @@ class RayWorkers:
         offered = ray.cluster_resources()
         results: dict[str, Any] = {}
         pending: dict[Any, tuple[HostSpec, SharedActor]] = {}
+        worker = ray.remote(num_cpus=0, max_restarts=0)(HostsWorker)  # once: Ray exports a remote class each time
         for group in groups(specs, self.per_actor):
             try:
                 where = placement(group[0], offered)
             except TunefleetError as e:
                 results.update({s.name: HostError(e.message, s.name) for s in group})
                 continue
-            worker = ray.remote(num_cpus=0, max_restarts=0, max_concurrency=2 * len(group) + 1)(HostsWorker)
-            actor = SharedActor(worker.options(**where).remote(options))
+            actor = SharedActor(worker.options(max_concurrency=2 * len(group) + 1, **where).remote(options))
             for spec in group:
                 actor.members.add(spec.name)
                 pending[actor.handle.connect.remote(spec)] = (spec, actor)
