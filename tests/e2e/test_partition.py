@@ -120,3 +120,49 @@ def test_a_run_loses_a_partitioned_host_and_finishes_on_the_others(fleet_invento
     assert set(result["best_config"]) == {KNOB}
     assert "Traceback" not in err
     assert knob_values(inventory) == before
+
+
+def test_a_partition_that_heals_mid_run_lets_the_host_rejoin(fleet_inventory, inventory, tmp_path):
+    """h2's link is down for longer than the heartbeat bound (3 s here), then back while the run goes
+    on: its agent restored the originals on its own and exited; the controller, which never waited
+    on h2, reconnects, finds the same boot and the originals, and lets h2 back into the run."""
+    import json
+    import sys
+
+    from tests.e2e.test_tuning import STORM, knob_values
+
+    spec = tmp_path / "storm.json"
+    spec.write_text(json.dumps({**STORM, "benchmark_command": "tunefleet-bench accept-storm --clients 256 --rounds 2"}))
+    before = knob_values(inventory)
+    dev = link()
+    run = subprocess.Popen([sys.executable, "-m", "controller.cli", "run", "--hosts", str(fleet_inventory),
+                            "--spec", str(spec), "--strategy", "random", "--budget", "60", "--verify-repeats", "2",
+                            "--confirm-top", "0", "--heartbeat-timeout", "3", "--run-dir", str(tmp_path / "r"),
+                            "--yes", "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while in_ns("cat", "/proc/sys/net/core/somaxconn") == before["h2"][KNOB]:
+            assert run.poll() is None and time.monotonic() < deadline, run.stderr.read() if run.poll() else "slow"
+            time.sleep(0.1)
+        in_ns("ip", "link", "set", dev, "down")
+        cut = time.monotonic()
+        while in_ns("cat", "/proc/sys/net/core/somaxconn") != before["h2"][KNOB] and time.monotonic() - cut < 30:
+            time.sleep(0.2)
+        time.sleep(1)
+    finally:
+        in_ns("ip", "link", "set", dev, "up")
+    healed = time.time()
+    try:
+        out, err = run.communicate(timeout=400)
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.communicate()
+    assert run.returncode == 0 and "Traceback" not in err, err[-3000:]
+    result = json.loads(out)
+    how = result["rejoined"].get("h2") or ""
+    assert how.startswith("agent lost (agent silent for 3 s") and "), same boot" in how, result["rejoined"] or result["dropped"]
+    assert how.endswith("values back on the run's originals; rejoined") and "h2" not in result["dropped"]
+    trials = [json.loads(line) for line in (tmp_path / "r" / "trials.jsonl").read_text().splitlines()]
+    assert any(t["host"] == "h2" and t["error"] is None and t["time"] > healed for t in trials)
+    assert knob_values(inventory) == before
