@@ -157,15 +157,15 @@ def ray_call_floor(calls: int = 3000, batch: int = 16) -> tuple[float, float]:
         def pid(self) -> int:
             return os.getpid()
 
-        def call(self, name: str, key: int, values: dict) -> tuple:
+        def call(self, packed: tuple) -> tuple:  # (name, key, args) in one, as HostsWorker.call
             return ("ok", {"metrics": {"x": 1.0}, "error": None})
 
     actor = ray.remote(num_cpus=0, max_concurrency=2 * batch + 1)(Nothing).remote()
     pid = ray.get(actor.pid.remote())
-    ray.get([actor.call.remote("h", 0, {}) for _ in range(batch)])
+    ray.get([actor.call.remote(("h", 0, ({},))) for _ in range(batch)])
     (me0, _), (act0, _) = _cpu_rss({os.getpid()}), _cpu_rss({pid})
     for _ in range(calls // batch):
-        refs = [actor.call.remote("h", 0, {"net.ipv4.tcp_fin_timeout": "30"}) for _ in range(batch)]
+        refs = [actor.call.remote(("h", 0, ({"net.ipv4.tcp_fin_timeout": "30"}, True))) for _ in range(batch)]
         ray.wait(refs, num_returns=batch)
         ray.get(refs)
     (me1, _), (act1, _) = _cpu_rss({os.getpid()}), _cpu_rss({pid})

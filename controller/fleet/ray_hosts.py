@@ -67,8 +67,11 @@ class HostsWorker:
         self.served["*"]["install"] += 1
         self.procedures[key] = fn
 
-    def call(self, name: str, key: int, *args) -> tuple:
-        """fn(host, *args) for an installed fn: a whole evaluation in one call."""
+    def call(self, packed: tuple) -> tuple:
+        """fn(host, *args) for an installed fn: a whole evaluation in one call. (name, key, args)
+        travel as one argument: Ray serializes each argument on its own, and at one call per
+        evaluation that showed (~0.1 ms of CPU per call here)."""
+        name, key, args = packed
         self.served[name]["call"] += 1
         return _as_data(lambda: self.procedures[key](self.hosts[name], *args))
 
@@ -144,7 +147,7 @@ class RayHost:
         """fn(host, *args) run in the actor, as a future (gather() waits on a round of them with
         ray.wait). fn travels once per actor; the later calls only name it."""
         key = self._guard(lambda: self.actor.key(fn, timeout=60))
-        return RayCall(self, self.actor.handle.call.remote(self.name, key, *args), timeout)
+        return RayCall(self, self.actor.handle.call.remote((self.name, key, args)), timeout)
 
     def request(self, op: str, args: dict | None = None, *, timeout: float = 30.0, on_event=None) -> Any:
         # The actor collects the streamed events and returns them with the reply; they are replayed
