@@ -217,7 +217,7 @@ def restore(
     failed.update({n: o.error for n, o in outcomes.items() if not o.ok})
     if as_json:
         print(json.dumps({**{key: {n: r.to_dict()[key] for n, r in reports.items()}
-                             for key in ("restored", "unchanged", "failed", "left", "removed")},
+                             for key in ("restored", "unchanged", "failed", "left", "removed", "discarded")},
                           "errors": {n: str(e) for n, e in failed.items()}}, indent=2))
     else:
         print("\n".join(line for name, r in reports.items() for line in r.lines(name)))

@@ -4,7 +4,9 @@ An agent restores a stale journal as soon as it starts (reported in ``hello``) a
 is still journaled, kept originals included, on ``restore {"kept": true}``. The two reports are
 merged here into one truth per knob. A knob that failed stays journaled on the host (the agent
 tries again at its next start and on the next restore), and is listed in ``left``: a host with
-anything left is not back to its originals, and the command exits non-zero.
+anything left is not back to its originals, and the command exits non-zero. A journal written
+during an earlier boot was discarded by the agent at start (hello's ``discarded``): the reboot
+reset those knobs, and they are named as such, not as restored.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ class HostRestore:
     failed: dict[str, dict] = field(default_factory=dict)     # name -> {"errno", "message"}
     left: list[str] = field(default_factory=list)             # still journaled: left changed
     removed: str | None = None                                # the sysctl.d drop-in deleted
+    discarded: dict[str, dict] = field(default_factory=dict)  # name -> {"original", "boot_id"}: an earlier boot's
 
     @property
     def clean(self) -> bool:
@@ -26,7 +29,7 @@ class HostRestore:
 
     def to_dict(self) -> dict:
         return {"restored": self.restored, "unchanged": self.unchanged, "failed": self.failed,
-                "left": self.left, "removed": self.removed}
+                "left": self.left, "removed": self.removed, "discarded": self.discarded}
 
     def lines(self, host: str) -> list[str]:
         out = [f"{host}: {n} restored ({v})" for n, v in self.restored.items()]
@@ -36,6 +39,9 @@ class HostRestore:
             label = f" [errno {code}]" if code else ""
             where = "still journaled on the host" if name in self.left else "no longer journaled"
             out.append(f"{host}: {name} FAILED: {err.get('message')}{label}; {where}")
+        for name, d in self.discarded.items():
+            out.append(f"{host}: {name} not written back: journaled during an earlier boot "
+                       f"({d['boot_id'][:8]}…, original {d['original']}), which the reboot reset")
         if self.removed:
             out.append(f"{host}: removed {self.removed}")
         if not out:
@@ -55,6 +61,9 @@ def restore_host(host, unpersist_path: str | None = None) -> HostRestore:
     report.unchanged.update(reply["unchanged"])
     report.failed.update(reply["errors"])
     report.left = list(reply.get("left", []))
+    for journal in (facts.get("discarded") or {}).values():
+        for name, original in journal["originals"].items():
+            report.discarded[name] = {"original": original, "boot_id": journal["boot_id"]}
     if unpersist_path and host.request("unpersist", {"path": unpersist_path})["removed"]:
         report.removed = unpersist_path
     return report

@@ -169,3 +169,29 @@ def test_an_agent_killed_mid_run_is_reconnected_on_the_same_boot_and_rejoins(fle
         "), same boot, 1 knob(s) restored from its journal, values back on the run's originals; rejoined"), how
     assert "h2" not in result["dropped"] and h2_trials_after(run_dir, up)
     assert knob_values(inventory) == before
+
+
+def test_restore_after_a_reboot_names_the_kept_journal_it_discarded(fleet_inventory, inventory, fleet_as_made):
+    """--keep-best leaves values applied until a reboot: after one, the kept journal holds another
+    boot's originals. `tunefleet restore` writes none of them and says which it left to the reboot."""
+    from controller.fleet.fleet import start_agent
+    from controller.fleet.transport import SSHTransport
+
+    before = fleet_as_made
+    transport = SSHTransport(inventory.hosts["h2"])
+    try:
+        host = start_agent("h2", transport, sudo=False)
+        assert host.request("apply", {"values": {SOMAXCONN: "1999"}})["applied"] == {SOMAXCONN: "1999"}
+        assert host.agent.close(keep=True)["kept"] == [SOMAXCONN]
+    finally:
+        transport.close()
+    assert knob_values_h2() == "1999"
+    reboot("--new-boot-id")
+    assert knob_values_h2() == before["h2"][SOMAXCONN]
+    p = subprocess.run([*TUNEFLEET, "restore", "--hosts", str(fleet_inventory), "--limit", "h2"],
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    earlier = Path("/proc/sys/kernel/random/boot_id").read_text()[:8]
+    assert (f"h2: {SOMAXCONN} not written back: journaled during an earlier boot ({earlier}…, original "
+            f"{before['h2'][SOMAXCONN]}), which the reboot reset") in p.stdout, p.stdout
+    assert knob_values(inventory) == before
