@@ -211,9 +211,9 @@ def naive(specs: list, r1: int, r2: int, own_ms: float) -> dict:
             "per_host_ms": slope_ms * n - own_ms}
 
 
-def measure_fleet(path: str, args, own_ms: float) -> tuple[list[dict], list[int]]:
+def measure_fleet(path: str, args, own_ms: float, top: int) -> tuple[list[dict], list[int]]:
     """Every size and executor on one fleet, the naive loop after each size; Ray with other
-    numbers of hosts per actor at the largest size."""
+    numbers of hosts per actor at size `top`, the largest of the run."""
     r1, r2 = (int(x) for x in args.rounds.split(","))
     everyone = list(load_inventory(path).hosts.values())
     acks = route_acks(everyone[0].host)
@@ -221,7 +221,7 @@ def measure_fleet(path: str, args, own_ms: float) -> tuple[list[dict], list[int]
     rows = []
     for k in sizes:
         kinds = args.workers.split(",")
-        if k == sizes[-1] and "ray" in kinds and args.per_actor:
+        if k == top and "ray" in kinds and args.per_actor:
             kinds += [f"ray:{per}" for per in args.per_actor.split(",")]
         for workers in kinds:
             rows.append({**measure(everyone[:k], workers, r1, r2, args.sleep_rounds, own_ms), "acks": acks})
@@ -263,8 +263,10 @@ def main() -> None:
     own_ms = echo_ms()
     print(f"`{ECHO}` itself: {own_ms:.2f} ms", flush=True)
     rows, sizes = [], []
+    fleets = {path: len(load_inventory(path).hosts) for path in args.hosts}
+    top = max(k for k in (int(s) for s in args.sizes.split(",")) if k <= max(fleets.values()))
     for path in args.hosts:
-        got, fleet_sizes = measure_fleet(path, args, own_ms)
+        got, fleet_sizes = measure_fleet(path, args, own_ms, top)
         rows += got
         sizes = sorted(set(sizes) | set(fleet_sizes))
     loads = (load_before, os.getloadavg()[0])

@@ -114,7 +114,8 @@ def section(rows: list[dict], args, sizes: list[int], ray_start_s: float | None,
         "## Fleet scale: threads, Ray and the naive loop",
         "",
         f"Measured on {time.strftime('%Y-%m-%d')} on local fleets ({os.cpu_count()} cores shared by every host, "
-        f"the controller and whatever else ran: 1-minute load average {loads[0]:.1f} before, {loads[1]:.1f} after), "
+        f"the controller and whatever else ran; 1-minute load average {loads[0]:.1f} when it started, "
+        f"{loads[1]:.1f} when it ended, its own fleets and actors included), "
         f"local Ray, `--workers ray` = up to {HOSTS_PER_ACTOR} hosts per actor"
         + (f" (starting Ray itself took {ray_start_s:.1f} s once, before the first row)" if ray_start_s else "")
         + ":",
