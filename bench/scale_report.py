@@ -77,6 +77,24 @@ def targets(rows: list[dict]) -> list[str]:
     return out
 
 
+def ray_floor(rows: list[dict], floor: tuple[float, float]) -> str:
+    """What one actor call costs by itself, against what Ray costs beyond threads at 16 hosts."""
+    text = (f"One Ray actor call that does nothing costs {floor[0]:.2f} ms of CPU in the driver and {floor[1]:.2f} ms "
+            "in the actor here (bench/scale.py, `ray_call_floor`): with one call per evaluation that is Ray's floor, "
+            "on top of the SSH work that threads do as well.")
+    got = {w: next((r for r in rows if r["hosts"] == 16 and r["workers"] == w and r["acks"] == "delayed"), None)
+           for w in ("threads", "ray")}
+    if not all(got.values()):
+        return text
+    cores = os.cpu_count() or 1
+    share = sum(floor) / cores / got["threads"]["marginal_ms"]
+    return text + (f" At 16 hosts Ray spent {got['ray']['cpu_per_eval_ms'] - got['threads']['cpu_per_eval_ms']:.2f} ms "
+                   f"more controller CPU per evaluation than threads; spread over {cores} busy cores the floor alone "
+                   f"is {share:.0%} of threads' marginal cost"
+                   + (", so on this machine Ray cannot come within 10% of threads with one call per evaluation."
+                      if share > 0.10 else "."))
+
+
 def per_actor(rows: list[dict], default: int) -> str:
     """Why the default number of hosts per actor, from the rows that vary it at the largest size."""
     from controller.fleet.executor import parse_workers
@@ -151,7 +169,5 @@ def section(rows: list[dict], args, sizes: list[int], ray_start_s: float | None,
         "for the same number of rounds of `sleep 1` (ray:K against 1 host of ray). RSS per host: for threads the "
         "growth of this process and its children over connecting; for Ray the driver's growth plus every actor's "
         "process, divided by the hosts (Ray's own daemons not counted)."
-        + (f" One Ray actor call that does nothing costs {floor[0]:.2f} ms of CPU in the driver and "
-           f"{floor[1]:.2f} ms in the actor here (bench/scale.py, `ray_call_floor`): with one call per "
-           "evaluation that is Ray's floor, on top of the SSH work the threads do as well." if floor else ""),
+        + (" " + ray_floor(rows, floor) if floor else ""),
     ])
