@@ -106,9 +106,12 @@ def run_one(label: str, dims: int, index: int, budget: int, seed: int, store: st
             "from_policy": bool((result.get("policy") or {}).get("started_from"))}
 
 
-def train(dims: int, members: int, budget: int, store: str, first_seed: int = TRAIN_SEED, action: str = "config") -> dict:
+def train(dims: int, members: int, budget: int, store: str, first_seed: int = TRAIN_SEED, action: str = "config",
+          per_run: int = 1) -> dict:
     """PPO on members 0 .. members-1, one run after the other, each starting from the last policy;
-    run i uses seed first_seed + i (PPO's and the simulated hosts' noise)."""
+    run r uses seed first_seed + r (PPO's and the simulated hosts' noise). ``per_run`` > 1: each run
+    is a fleet of that many hosts, each a different member (each update then learns from several
+    members at once), with ``budget`` evaluations per member; 1: three hosts of one member."""
     from controller.errors import TunefleetError
     from controller.learn.policystore import PolicyStore
     from controller.learn.simfleet import member, sim_fleet
@@ -118,24 +121,26 @@ def train(dims: int, members: int, budget: int, store: str, first_seed: int = TR
 
     started = time.monotonic()
     regrets = []
-    for i in range(members):
-        m = member(i, dims)
+    for r in range(-(-members // per_run)):
+        group = [member(i, dims) for i in range(r * per_run, min(members, (r + 1) * per_run))]
+        hosts = max(3, len(group))
         with tempfile.TemporaryDirectory(prefix="tunefleet-sim-") as tmp:
-            run = RunDir.create(m.spec_dict()["workload_name"], Path(tmp) / "run")
+            run = RunDir.create(group[0].spec_dict()["workload_name"], Path(tmp) / "run")
             try:
-                spec = TuningSpec.from_dict({**m.spec_dict(), "training_config": {"action": action}}, f"member {i}")
-                chosen = tune(spec, sim_fleet(m, 3, first_seed + i), run,
-                              RunOptions(strategy="ppo", budget=budget, seed=first_seed + i, verify_repeats=2,
-                                         policy_store=PolicyStore(store)))["best_config"]
+                spec = TuningSpec.from_dict({**group[0].spec_dict(), "training_config": {"action": action}},
+                                            f"member {group[0].index}")
+                chosen = tune(spec, sim_fleet(group, hosts, first_seed + r), run,
+                              RunOptions(strategy="ppo", budget=budget * len(group), seed=first_seed + r,
+                                         verify_repeats=2, policy_store=PolicyStore(store)))["best_config"]
             except TunefleetError:  # nothing succeeded; the policy it trained is stored all the same
-                chosen = m.originals
+                chosen = group[0].originals
             finally:
                 run.close()
-        regrets.append(round(m.regret(chosen), 4))
-        if i + 1 in SNAPSHOTS:  # the store as the first i + 1 runs leave it
-            shutil.copytree(store, f"{store}-{i + 1}")
-    return {"dims": dims, "members": members, "budget": budget, "first_seed": first_seed, "regrets": regrets,
-            "seconds": round(time.monotonic() - started, 1)}
+        regrets.append(round(sum(m.regret(chosen) for m in group) / len(group), 4))
+        if r + 1 in SNAPSHOTS:  # the store as the first r + 1 runs leave it
+            shutil.copytree(store, f"{store}-{r + 1}")
+    return {"dims": dims, "members": members, "per_run": per_run, "budget": budget, "first_seed": first_seed,
+            "regrets": regrets, "seconds": round(time.monotonic() - started, 1)}
 
 
 def probe(dims: int, store: str, action: str = "config", members: int = 40, draws: int = 20) -> dict:
@@ -219,12 +224,13 @@ def collect(args) -> dict:
     data = {"command": ("bench/simbench.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])).strip(),
             "settings": {"cells": labels, "budgets": budgets, "dims": dims, "seeds": args.seeds, "hosts": 3,
                          "train_members": args.train, "train_budget": args.train_budget,
+                         "train_per_run": args.train_per_run,
                          "policies": args.policies, "ppo_action": args.ppo_action},
             "training": [], "runs": [], "date": time.strftime("%Y-%m-%d"), "cpus": os.cpu_count()}
     with ProcessPoolExecutor(args.jobs, initializer=_init_worker) as pool:
         if any(str(CELLS.get(label, (None, None, None))[2]).startswith("trained") for label in labels):
             data["training"] = list(pool.map(train, *zip(*[(d, args.train, args.train_budget, stores[(d, r)],
-                                                             TRAIN_SEED + 1000 * r, args.ppo_action)
+                                                             TRAIN_SEED + 1000 * r, args.ppo_action, args.train_per_run)
                                                             for d, r in trainings])))
             data["probes"] = list(pool.map(probe, dims, [stores[(d, 0)] for d in dims], [args.ppo_action] * len(dims)))
         data["training_minutes"] = round((time.monotonic() - started) / 60.0, 2)
@@ -245,9 +251,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--budgets", default=",".join(map(str, BUDGETS)))
     p.add_argument("--dims", default=",".join(map(str, DIMS)), help="knob counts; seed s uses dims[s % len]")
     p.add_argument("--seeds", type=int, default=20)
-    p.add_argument("--train", type=int, default=12, help="family members the transferred policy is trained on")
+    p.add_argument("--train", type=int, default=192, help="family members the transferred policy is trained on")
     p.add_argument("--train-budget", type=int, default=48, help="evaluations per training run")
     p.add_argument("--policies", type=int, default=3, help="independent trainings per knob count")
+    p.add_argument("--train-per-run", type=int, default=16,
+                   help="members per training run (a fleet of different members; 1: three hosts of one)")
     p.add_argument("--ppo-action", choices=("move", "config"), default="config",
                    help="how PPO's actions are read (training_config action, controller/learn/env.py)")
     p.add_argument("--jobs", type=int, default=2, help="worker processes")

@@ -132,8 +132,12 @@ def write_section(data: dict, table: dict, out: Path, json_path: Path) -> None:
          f"Seed s runs held-out member {100}+s with {'/'.join(map(str, s['dims']))} knobs (by s mod "
          f"{len(s['dims'])}); originals 1.2x to 1000x worse than the optimum, 1-10% noise. "
          f"\"ppo trained\" starts from the policy PPO left after runs on {s['train_members']} other members "
-         f"(budget {s['train_budget']} each, one after the other through the policy store; "
-         f"{s.get('policies', 1)} such policies trained independently per knob count, seed s starting from "
+         + (f"(budget {s['train_budget']} each, one after the other through the policy store; "
+            if s.get("train_per_run", 1) == 1 else
+            f"({s['train_per_run']} at a time: each training run is a fleet of {s['train_per_run']} hosts, each "
+            f"a different member, {s['train_budget']} evaluations per host, and the runs follow one another "
+            "through the policy store; ")
+         + f"{s.get('policies', 1)} such policies trained independently per knob count, seed s starting from "
          f"policy (s div {len(s['dims'])}) mod {s.get('policies', 1)}, so the intervals include how much the "
          "result depends on the training run); \"+ priors\" "
          "evaluates two expert configurations first (bench/simbench.py, `expert_priors`), inside the budget.", "",
@@ -165,7 +169,8 @@ def write_section(data: dict, table: dict, out: Path, json_path: Path) -> None:
     L += ["", f"![regret by budget]({png.name})", "", "Targets (paired differences: same member and seed):", ""]
     L += [f"- {what}: {status}" for what, status in table["targets"]]
     if data.get("training"):
-        L += ["", "Training runs of the transferred policies (regret of each run's own choice, in order):", ""]
+        L += ["", "Training runs of the transferred policies (regret of each run's own choice, averaged over "
+              "the run's members, in order):", ""]
         L += [f"- {t['dims']} knobs, seeds from {t.get('first_seed', 500)}: "
               f"{', '.join(f'{r:.2f}' for r in t['regrets'])} ({t['seconds']:.0f} s)"
               for t in data["training"]]

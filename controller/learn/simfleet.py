@@ -310,9 +310,15 @@ class SimHost:
                 "stderr_tail": "", "metrics": metrics, "samples": 2}
 
 
-def sim_fleet(m: Member, hosts: int = 3, seed: int = 0, delay_s: float = 0.0):
-    """A controller.fleet.fleet.Fleet of ``hosts`` simulated hosts, all running member ``m``."""
+def sim_fleet(m: Member | list[Member], hosts: int = 3, seed: int = 0, delay_s: float = 0.0):
+    """A controller.fleet.fleet.Fleet of ``hosts`` simulated hosts, all running member ``m``, or
+    host i running ``m[i % len(m)]`` when ``m`` is a list (members with the same knobs: a fleet
+    of different servers, for training a policy across the family at once)."""
     from controller.fleet.fleet import Fleet
 
-    return Fleet(hosts={f"sim{i + 1}": SimHost(f"sim{i + 1}", m, seed=seed * 1000 + i, delay_s=delay_s)
+    members = m if isinstance(m, list) else [m]
+    if len({x.dims for x in members}) != 1:
+        raise ValueError("the members of one simulated fleet must have the same knobs")
+    return Fleet(hosts={f"sim{i + 1}": SimHost(f"sim{i + 1}", members[i % len(members)], seed=seed * 1000 + i,
+                                               delay_s=delay_s)
                         for i in range(hosts)})

@@ -105,6 +105,25 @@ def test_tune_runs_on_a_simulated_fleet_and_restores(tmp_path):
     assert all(h.values == m.originals for h in hosts)
 
 
+def test_a_fleet_of_several_members_gives_each_host_its_own_server(tmp_path):
+    """A training fleet: host i runs member i (its own originals, burst and optimum); tune() keeps
+    each host's baseline and originals apart and restores each host to its own."""
+    group = [member(i, 4) for i in range(4)]
+    fleet = sim_fleet(group, hosts=4, seed=2)
+    hosts = [fleet.hosts[f"sim{i + 1}"] for i in range(4)]
+    assert [h.member.index for h in hosts] == [0, 1, 2, 3]
+    run = RunDir.create(group[0].spec().workload_name, tmp_path / "run")
+    try:
+        tune(group[0].spec(), fleet, run, RunOptions(strategy="random", budget=8, seed=2, verify_repeats=2))
+    finally:
+        run.close()
+    fleet.close()
+    assert all(h.values == h.member.originals for h in hosts)
+    assert len({h.member.originals["net.core.somaxconn"] for h in hosts}) > 1
+    with pytest.raises(ValueError, match="same knobs"):
+        sim_fleet([member(0, 2), member(1, 4)])
+
+
 def _train_and_propose(tmp_path, members: int = 4) -> list[float]:
     """Train PPO through a policy store on members 0 .. members-1 (2 knobs), then the queue its
     stored policy proposes first on held-out members, as a multiple of each member's burst."""
