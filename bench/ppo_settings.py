@@ -8,11 +8,10 @@ policy's mean action from the host's original state (what a later run started fr
 does first). docs/strategies.md quotes the output.
 
     .venv/bin/python bench/ppo_settings.py --seeds 24 --budget 48
-    .venv/bin/python bench/ppo_settings.py --seeds 24 --budget 48 --moves 1.0
+    .venv/bin/python bench/ppo_settings.py --seeds 24 --budget 48 --moves
 
-`--moves STEP` measures the alternative action the environment does not offer: a bounded move of
-at most STEP (in the [-1, 1] box, per knob) from the configuration in force, instead of a whole
-configuration; it wraps HostEnv.step for this measurement only.
+`--moves` measures the other action mode (training_config ``action: move``, controller/learn/env.py):
+bounded moves from the fleet's best configuration so far instead of whole configurations.
 """
 
 from __future__ import annotations
@@ -28,11 +27,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from controller.learn.env import observation_size  # noqa: E402
+from controller.learn.env import MOVE_SCALE, observation_size  # noqa: E402
 from controller.learn.search import STRATEGIES  # noqa: E402
 from tests.unit import surface  # noqa: E402
 
-MOVE_SETTINGS = ({"episode_steps": 4, "gamma": 0.9}, {"episode_steps": 8, "gamma": 0.9})
+MOVE_SETTINGS = ({"action": "move", "episode_steps": 2}, {"action": "move", "episode_steps": 4, "gamma": 0.9})
 SETTINGS = ({"episode_steps": 1}, {"episode_steps": 2}, {"episode_steps": 4}, {"episode_steps": 8},
             {"episode_steps": 4, "gamma": 0.5}, {"episode_steps": 4, "gamma": 0.9})
 
@@ -50,30 +49,17 @@ def one(config: dict, seed: int, budget: int, folder: Path) -> tuple[float, floa
     start = np.zeros(observation_size(spec.action_dim), dtype=np.float32)
     start[:spec.action_dim] = spec.to_unit(ctx.originals["h0"])
     action, _ = PPO.load(saved, device="cpu").predict(start, deterministic=True)
+    if config.get("action") == "move":  # a move from the originals, the best before anything beats them
+        action = np.clip(start[:spec.action_dim] + MOVE_SCALE * np.clip(action, -1.0, 1.0), -1.0, 1.0)
     return late, hosts[0].truth(spec.to_values(action))
-
-
-def bounded_moves(step: float) -> None:
-    from controller.learn.env import HostEnv
-
-    whole = HostEnv.step
-
-    def move(self, action):
-        d = self.spec.action_dim
-        current = np.asarray(self._obs[:d], dtype=np.float64)  # the knobs in force, as observed
-        return whole(self, np.clip(current + step * np.asarray(action, dtype=np.float64), -1.0, 1.0))
-
-    HostEnv.step = move
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, default=24)
     ap.add_argument("--budget", type=int, default=48)
-    ap.add_argument("--moves", type=float, default=None, help="act by bounded moves of at most this size")
+    ap.add_argument("--moves", action="store_true", help="training_config action: move")
     args = ap.parse_args()
-    if args.moves:
-        bounded_moves(args.moves)
     print("| training_config | late-third mean log(result) | policy mean from the start, median |")
     print("|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:

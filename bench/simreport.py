@@ -169,8 +169,9 @@ def write_section(data: dict, table: dict, out: Path, json_path: Path) -> None:
     L += ["", f"![regret by budget]({png.name})", "", "Targets (paired differences: same member and seed):", ""]
     L += [f"- {what}: {status}" for what, status in table["targets"]]
     if data.get("training"):
-        L += ["", "Training runs of the transferred policies (regret of each run's own choice, averaged over "
-              "the run's members, in order):", ""]
+        L += ["", "Training runs of the transferred policies, in order: the regret of the one configuration each "
+              "run chose, averaged over the run's members (with several members per run no one configuration "
+              "fits them all; it is what the run reports, not what the policy learned):", ""]
         L += [f"- {t['dims']} knobs, seeds from {t.get('first_seed', 500)}: "
               f"{', '.join(f'{r:.2f}' for r in t['regrets'])} ({t['seconds']:.0f} s)"
               for t in data["training"]]

@@ -134,8 +134,8 @@ def random_search(ctx: SearchContext) -> None:
 
 
 # --strategy auto starts PPO from a stored policy only when this many evaluations trained it (its
-# run and the runs it started from): on the simulated family, a policy behind 576 evaluations beat
-# bo at budgets 6 and 12 and tied at 24 and 48, those behind 48 or 192 lost to it at 48 (docs/strategies.md).
+# run and the runs it started from): on the simulated family, a policy behind 768 evaluations beat
+# bo at budgets 6 to 24 and tied at 48, those behind 48 or 192 lost to it at 48 (docs/strategies.md).
 AUTO_MIN_TRAINED = 500
 
 
