@@ -1,13 +1,14 @@
 """Which metric features a trained policy relies on, measured on the simulated family.
 
-PPO is trained run after run through one policy store on members 0 .. N-1 of the family
-(controller/learn/simfleet.py, full tune() runs on 3 simulated hosts), as a fleet's history would
-train it. Then, over the observations of the last run's search (knobs in force + features + last
-reward, rebuilt from trials.jsonl), the sensitivity of the policy's mean action to each feature is
-|d mean action / d feature| (summed over the action's dimensions) times that feature's spread in
-those observations: how far the feature moves the proposed configuration in practice.
+PPO is trained as bench/simbench.py trains the transferred policy (members 0 .. N-1 of the family,
+controller/learn/simfleet.py, --per-run of them at a time, full tune() runs through one policy
+store); then a run on a held-out member starts from it. Over the observations of that run's search
+(knobs in force + features + last reward, rebuilt from trials.jsonl), the sensitivity of the
+policy's mean action to each feature is |d mean action / d feature| (summed over the action's
+dimensions) times that feature's spread in those observations: how far the feature moves the
+proposed configuration in practice.
 
-    .venv/bin/python bench/policy_features.py --members 8 --budget 48
+    .venv/bin/python bench/policy_features.py --members 192 --per-run 16 --budget 48
 """
 
 from __future__ import annotations
@@ -28,32 +29,33 @@ def main() -> None:
     import torch
     from stable_baselines3 import PPO
 
+    from bench.simbench import HELD_OUT, train
     from controller.learn import features
     from controller.learn.policystore import PolicyStore
     from controller.learn.simfleet import member, sim_fleet
     from controller.runs import RunDir
-    from controller.spec import TuningSpec
     from controller.tuner import RunOptions, tune
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--members", type=int, default=8)
+    ap.add_argument("--members", type=int, default=192)
+    ap.add_argument("--per-run", type=int, default=16)
     ap.add_argument("--budget", type=int, default=48)
     ap.add_argument("--dims", type=int, default=4)
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         store = PolicyStore(Path(tmp) / "policies")
-        for index in range(args.members):
-            m = member(index, args.dims)
-            spec = TuningSpec.from_dict(m.spec_dict(), f"member {index}")
-            run = RunDir.create(spec.workload_name, Path(tmp) / f"run{index}")
-            try:
-                result = tune(spec, sim_fleet(m, 3, index), run, RunOptions(strategy="ppo", budget=args.budget,
-                                                                              seed=index, verify_repeats=2, policy_store=store))
-                trials = run.trials()
-            finally:
-                run.close()
-            print(f"member {index}: regret {m.regret(result['best_config']):.3f}, "
-                  f"started from {Path(result['policy']['started_from'] or 'nothing').name}", file=sys.stderr)
+        trained = train(args.dims, args.members, args.budget, str(store.root), per_run=args.per_run)
+        print(f"trained on {args.members} members in {trained['seconds']} s", file=sys.stderr)
+        m = member(HELD_OUT, args.dims)
+        spec = m.spec()
+        run = RunDir.create(spec.workload_name, Path(tmp) / "held-out")
+        try:
+            result = tune(spec, sim_fleet(m, 3, 0), run, RunOptions(strategy="ppo", budget=args.budget, seed=0,
+                                                                     verify_repeats=2, policy_store=store))
+            trials = run.trials()
+        finally:
+            run.close()
+        print(f"held-out member {HELD_OUT}: regret {m.regret(result['best_config']):.3f}", file=sys.stderr)
         model = PPO.load(result["policy"]["saved"], device="cpu")
     obs = []
     for t in trials:

@@ -35,7 +35,9 @@ def recorded() -> Console:
 
 def test_shell_completion_is_offered_and_completes():
     entry = [str(Path(sys.executable).parent / "tunefleet")]
-    script = subprocess.run([*entry, "--show-completion", "bash"], capture_output=True, text=True)
+    # the shell named, not detected from the parent processes (a test run need not have a shell above it)
+    script = subprocess.run([*entry, "--show-completion", "bash"], capture_output=True, text=True,
+                            env={**os.environ, "_TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION": "1"})
     assert script.returncode == 0 and "_TUNEFLEET_COMPLETE=complete_bash" in script.stdout
     for words, cword, want in (("tunefleet ex", 1, "export"), ("tunefleet export x --form", 3, "--format")):
         p = subprocess.run(entry, capture_output=True, text=True, env={
