@@ -18,6 +18,7 @@ from html import escape
 from pathlib import Path
 
 from controller.history import RunRecord, load_run
+from controller.rewards import change_pct
 from controller.svgplot import BEST, FLEET, NOISE, ORIGINAL, Panel, Scale, colour, fmt, padded
 
 CSS = """
@@ -82,15 +83,16 @@ def _metric(run: RunRecord) -> str:
 
 
 def _baselines(run: RunRecord) -> dict[str, float]:
-    """Each host's baseline median: from the result, else from its baseline trials."""
+    """Each host's baseline median: from the result, else from its baseline trials. A host whose
+    baseline is not positive has no percentages to chart (change_pct is undefined) and is left out."""
     out = {}
     for name, h in ((run.result or {}).get("hosts") or {}).items():
         median = ((h or {}).get("baseline") or {}).get("median")
-        if median:
+        if isinstance(median, (int, float)) and median > 0:
             out[name] = median
     for host in {t.get("host") for t in run.trials} - set(out):
         raws = [t["raw"] for t in _trials(run, "baseline", host)]
-        if raws:
+        if raws and statistics.median(raws) > 0:
             out[host] = statistics.median(raws)
     return out
 
@@ -98,10 +100,6 @@ def _baselines(run: RunRecord) -> dict[str, float]:
 def _trials(run: RunRecord, phase: str, host: str | None = None) -> list[dict]:
     return [t for t in run.trials if t.get("phase") == phase and (host is None or t.get("host") == host)
             and not t.get("error") and isinstance(t.get("raw"), (int, float))]
-
-
-def _better_pct(raw: float, base: float, goal: str) -> float:
-    return (raw / base - 1) * 100 if goal != "minimize" else (1 - raw / base) * 100
 
 
 def _meta(run: RunRecord) -> str:
@@ -240,7 +238,7 @@ def _best_so_far(run: RunRecord) -> str:
         h = t.get("host")
         if t.get("error") or not isinstance(t.get("raw"), (int, float)) or h not in base:
             continue
-        pct = _better_pct(t["raw"], base[h], goal)
+        pct = change_pct(t["raw"], base[h], goal)
         dots[h].append((i, pct))
         host_best[h] = max(host_best.get(h, pct), pct)
         curves[h].append((i, host_best[h]))
@@ -250,7 +248,7 @@ def _best_so_far(run: RunRecord) -> str:
     for h in hosts:
         raws = [t["raw"] for t in _trials(run, "baseline", h)]
         if raws:
-            band += [_better_pct(min(raws), base[h], goal), _better_pct(max(raws), base[h], goal)]
+            band += [change_pct(min(raws), base[h], goal), change_pct(max(raws), base[h], goal)]
     ys = _clamped([p for d in dots.values() for _, p in d] + band + [0.0])
     panel = Panel(Scale(0.5, len(search) + 0.5, 0, 1, integer=True), padded(ys), width=760, height=300,
                   xlabel="search evaluation (across the fleet, in order)", ylabel="% better than baseline",
@@ -313,7 +311,7 @@ def _knob_panel(k, label, i, values, hosts, base, goal, best_value, originals) -
         nums = _numbers(text)
         return nums[i] if nums and len(nums) > i else None
 
-    pts = [(x_of(v), _better_pct(t["raw"], base[t["host"]], goal), t["host"]) for v, t in values]
+    pts = [(x_of(v), change_pct(t["raw"], base[t["host"]], goal), t["host"]) for v, t in values]
     pts = [p for p in pts if p[0] is not None]
     if not pts:
         return ""

@@ -21,6 +21,15 @@ from controller.errors import SpecError
 NUMBER = r"([0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?)"
 
 
+def change_pct(raw: float, baseline: float, goal: str) -> float | None:
+    """Percent change of the raw metric, positive = better (the verification's convention); None
+    without a positive baseline to compare with."""
+    if not baseline or baseline <= 0:
+        return None
+    ratio = raw / baseline
+    return (ratio - 1.0) * 100.0 if goal == "maximize" else (1.0 - ratio) * 100.0
+
+
 class RewardParseError(SpecError):
     """The benchmark output does not contain the reward metric."""
 

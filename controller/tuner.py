@@ -16,10 +16,11 @@ from controller.errors import SpecError, TunefleetError
 from controller.fleet.executor import ThreadExecutor, gather
 from controller.fleet.fleet import Fleet
 from controller.learn import features, stats
-from controller.learn.evaluation import HostEvaluator, Recorder, Trial, change_pct
+from controller.learn.evaluation import HostEvaluator, Recorder, Trial
 from controller.learn.importance import knob_importance
 from controller.learn.search import STRATEGIES, SearchContext, auto_choice
 from controller.learn.select import pick_best
+from controller.rewards import change_pct
 from controller.runs import RunDir
 
 

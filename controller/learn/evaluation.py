@@ -14,6 +14,7 @@ from controller.errors import AgentError, AgentGone, SpecError, TunefleetError
 from controller.fleet.executor import Executor, Then
 from controller.fleet.fleet import Host
 from controller.learn import features as feat
+from controller.rewards import change_pct
 
 # The reward is the log of the ratio to the host's own baseline (sign flipped for a minimized
 # metric): 0 = as good as the original, ln 2 = twice as good, and a 100x gain scores twice a 10x
@@ -76,14 +77,6 @@ def relative_reward(raw: float, baseline: float, goal: str) -> float:
     if baseline <= 0:
         return 0.0
     return soft_bound(log_ratio(raw, baseline, goal))
-
-
-def change_pct(raw: float, baseline: float, goal: str) -> float | None:
-    """Percent change of the raw metric, positive = better (the verification's convention)."""
-    if not baseline or baseline <= 0:
-        return None
-    ratio = raw / baseline
-    return (ratio - 1.0) * 100.0 if goal == "maximize" else (1.0 - ratio) * 100.0
 
 
 class Recorder:
