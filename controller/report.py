@@ -88,6 +88,12 @@ def print_plan(console, spec, *, reason: str = "", rationale: dict | None = None
         now = (_current(facts, knob.param),) if facts else ()
         table.add_row(knob.param, rng, "choice" if knob.values else str(getattr(knob, "scale", "") or ""), *now, why)
     console.print(table)
+    priors = getattr(spec, "initial_candidates", None) or []
+    if priors:
+        console.print(f"[bold]expert priors[/] (evaluated first, inside the budget): {len(priors)}")
+        for i, c in enumerate(priors, 1):
+            values = ", ".join(f"{k} = {_text(v)}" for k, v in c["values"].items())
+            console.print(f"  {i}. {values}" + (f"  ({c['reason']})" if c.get("reason") else ""), soft_wrap=True)
     for w in warnings:
         console.print(f"[yellow]warning:[/] {w}")
 

@@ -329,9 +329,20 @@ def without(spec: TuningSpec, names) -> TuningSpec:
     """The same spec without the knobs in ``names``."""
     data = spec.to_dict()
     data["action_space"] = [k for k in data["action_space"] if k["param"] not in names]
-    data["initial_candidates"] = [{**c, "values": {k: v for k, v in c["values"].items() if k not in names}}
-                                  for c in data.get("initial_candidates", [])]
+    data["initial_candidates"] = [c for c in (_prior_without(c, names) for c in data.get("initial_candidates", []))
+                                  if c["values"]]
     return TuningSpec.from_dict(data, f"the plan for {spec.workload_name!r}")
+
+
+def _prior_without(candidate: dict, names) -> dict:
+    """An expert prior without the knobs in ``names``; its reason says which of its values went, since
+    it may be about them (a prior left with no value is dropped by the caller)."""
+    gone = [k for k in candidate["values"] if k in names]
+    if not gone:
+        return candidate
+    reason = candidate.get("reason") or ""
+    return {**candidate, "values": {k: v for k, v in candidate["values"].items() if k not in names},
+            "reason": f"{reason} (without its {', '.join(gone)}: left out of this plan)".strip()}
 
 
 def _host_warnings(workload: Workload, facts: dict) -> list[str]:

@@ -71,6 +71,21 @@ def test_plan_shows_each_knobs_current_value_and_range():
     assert "h1: 128; h2: 4096; h3: 128" in out.export_text()
 
 
+def test_plan_lists_the_expert_priors_with_their_reasons():
+    spec = TuningSpec.load(STORM / "spec.json")
+    out = recorded()
+    print_plan(out, spec)
+    assert "expert priors" not in out.export_text()  # this run's spec has none
+    data = spec.to_dict()
+    data["initial_candidates"] = [{"values": {k["param"]: 4096 for k in data["action_space"]},
+                                   "reason": "queues longer than the burst"}]
+    out = recorded()
+    print_plan(out, TuningSpec.from_dict(data, "test"))
+    text = out.export_text()
+    assert "expert priors (evaluated first, inside the budget): 1" in text
+    assert "1. net.core.somaxconn = 4096, net.ipv4.tcp_max_syn_backlog = 4096  (queues longer than the burst)" in text
+
+
 def test_keeping_shows_current_to_new_per_host_first():
     out = recorded()
     print_changes(out, facts(), {"net.core.somaxconn": "1469", "net.ipv4.tcp_max_syn_backlog": "2048"})

@@ -102,8 +102,16 @@ def test_builtin_priors_pass_the_gate_and_survive_leaving_knobs_out():
     assert len(with_priors) >= 5
     for w in with_priors:
         validate(w.spec, Catalog.default())
-        dropped = without(w.spec, w.spec.knob_names[:1])
+        gone = w.spec.knob_names[0]
+        dropped = without(w.spec, [gone])
         assert all(set(c["values"]) == set(dropped.knob_names) for c in dropped.initial_candidates)
+        # the reason, which may be about the value that went, says it went
+        assert all(c["reason"].endswith(f"(without its {gone}: left out of this plan)")
+                   for c in dropped.initial_candidates)
+    postgres = next(w for w in WORKLOADS if "net.core.somaxconn" in w.spec.knob_names
+                    and "vm.dirty_ratio" in w.spec.knob_names)
+    only_vm = without(postgres.spec, [k for k in postgres.spec.knob_names if k.startswith("vm.")])
+    assert [set(c["values"]) for c in only_vm.initial_candidates] == [{"net.core.somaxconn"}]
 
 
 def test_the_model_is_asked_for_priors_and_they_pass_the_same_gate():
