@@ -67,6 +67,17 @@ def _console(stderr: bool = False):
                    quiet=stderr and VERBOSITY["quiet"])
 
 
+def _json_stdout(as_json: bool):
+    """The stream a --json document goes to. With --json, stdout carries that document alone: what
+    else the process prints from here on goes to stderr (a Ray driver, for one, prints its workers'
+    and raylet's messages on stdout, from a thread, at any time). The command is the process's
+    last work, so sys.stdout is not put back (a test runner that swapped it puts its own back)."""
+    out = sys.stdout
+    if as_json:
+        sys.stdout = sys.stderr
+    return out
+
+
 def _error(message: str) -> None:
     """One line on stderr, never wrapped."""
     print(f"error: {message}", file=sys.stderr)
@@ -108,6 +119,7 @@ def check(
     from controller.fleet.fleet import round_trip_ms
     from controller.report import check_rows, print_check
 
+    doc = _json_stdout(as_json)
     started = time.monotonic()
     specs, fleet = _connect(hosts, limit, accept_new_host_keys, connect_timeout, workers=workers,
                             ssh_config=ssh_config)
@@ -116,7 +128,7 @@ def check(
         rows = check_rows(specs, fleet, {n: o.value for n, o in rtts.items() if o.ok})
     elapsed = time.monotonic() - started
     if as_json:
-        print(json.dumps(rows, indent=2))
+        print(json.dumps(rows, indent=2), file=doc)
     else:
         print_check(_console(), rows, elapsed)
     failed = [r for r in rows if not r["ok"]]
@@ -209,6 +221,7 @@ def restore(
     Says per host and knob: restored, already original, or failed (with the errno); exits 1 when a host is unreachable or anything is left changed (it stays journaled on the host)."""
     from controller.fleet.restoring import restore_host
 
+    doc = _json_stdout(as_json)
     _, fleet = _connect(hosts, limit, accept_new_host_keys, connect_timeout, workers=workers, ssh_config=ssh_config)
     with fleet:
         outcomes = fleet.map(lambda h: restore_host(h, persist_file if unpersist else None))
@@ -218,7 +231,7 @@ def restore(
     if as_json:
         print(json.dumps({**{key: {n: r.to_dict()[key] for n, r in reports.items()}
                              for key in ("restored", "unchanged", "failed", "left", "removed", "discarded")},
-                          "errors": {n: str(e) for n, e in failed.items()}}, indent=2))
+                          "errors": {n: str(e) for n, e in failed.items()}}, indent=2), file=doc)
     else:
         print("\n".join(line for name, r in reports.items() for line in r.lines(name)))
     for name, r in reports.items():
@@ -289,6 +302,7 @@ def plan(
         for w in workloads():
             print(f"{w.key:18} {w.description}")
         return
+    doc = _json_stdout(as_json)
     catalog = _load_catalog(catalog_file)
     facts = None
     if hosts is not None:
@@ -301,7 +315,7 @@ def plan(
 
         write_json_atomic(output, spec.to_dict())
     if as_json:
-        print(json.dumps(_plan_record(spec, chosen), indent=2))
+        print(json.dumps(_plan_record(spec, chosen), indent=2), file=doc)
     else:
         _show_plan(_console(), spec, chosen, spec_file, facts or {})
         if output is not None:
@@ -409,6 +423,7 @@ def run(
     from controller.catalog import validate
     from controller.report import print_result
 
+    doc = _json_stdout(as_json)
     out = _console(stderr=True)
     resumed = None
     if resume_dir is not None:  # everything as the run that died recorded it (options.json); consent was given then
@@ -495,7 +510,7 @@ def run(
               file=sys.stderr)
         raise typer.Exit(130)
     if as_json:
-        print(json.dumps(result, indent=2))
+        print(json.dumps(result, indent=2), file=doc)
     else:
         print_result(_console(), result)
         _print_outcome(_console(), result, hosts)
