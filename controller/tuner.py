@@ -203,9 +203,9 @@ def _store_policy(plan: dict, spec, run: RunDir, recorder: Recorder, reporter: R
 
 
 def _rejoiner(fleet: Fleet, originals: dict[str, dict[str, str]]):
-    """Hosts whose agent is lost are reconnected and judged (controller/fleet/rejoin.py) when their
-    sessions live in this process; with Ray workers a lost host is dropped."""
-    if fleet.options is None or fleet.options.workers != "threads":
+    """Hosts whose agent is lost are reconnected and judged (controller/fleet/rejoin.py), the way
+    the fleet connected them (threads or Ray actors)."""
+    if fleet.options is None:  # a fleet that was not connected here (a simulated one) cannot be reconnected
         return None
     from controller.fleet.rejoin import Rejoiner
 
@@ -213,11 +213,16 @@ def _rejoiner(fleet: Fleet, originals: dict[str, dict[str, str]]):
 
 
 def _trial_sink(run: RunDir, fleet: Fleet):
-    """Appends to trials.jsonl; with Ray workers each line also says where its host's session ran."""
-    where = {n: h.facts["worker"] for n, h in fleet.hosts.items() if h.facts.get("worker")}
-    if not where:
+    """Appends to trials.jsonl; with Ray workers each line also says where its host's session ran
+    (looked up per trial: a host that rejoined the run did so in another actor)."""
+    if not any(h.facts.get("worker") for h in fleet.hosts.values()):
         return run.append_trial
-    return lambda trial: run.append_trial({**trial, "worker": where.get(trial["host"])})
+
+    def append(trial: dict) -> None:
+        host = fleet.hosts.get(trial["host"])
+        run.append_trial({**trial, "worker": host.facts.get("worker") if host is not None else None})
+
+    return append
 
 
 def _baseline(evaluators: dict[str, HostEvaluator], executor, repeats: int, reporter: Reporter) -> dict[str, dict]:

@@ -8,8 +8,8 @@ may run anywhere. The actors need no CPU: host work waits on SSH. Hosts share ac
 
 The controller and agent packages travel in the job's runtime_env, so a worker node needs only
 Ray and Python. An actor whose process or node dies is not restarted (see HostsWorker): its calls
-fail, the run drops its hosts, and their agents have restored them by themselves (their channels
-closed). With
+fail, and their agents have restored them by themselves (their channels closed); the run
+reconnects each host in a new actor of its own (controller/fleet/rejoin.py). With
 RAY_ADDRESS set the actors run on that cluster; otherwise a local Ray is started, bound to loopback.
 """
 

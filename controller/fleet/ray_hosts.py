@@ -35,8 +35,9 @@ class HostsWorker:
     An actor is not restarted when its process dies: the agents lost their channels and restored
     their hosts from the journal, so new sessions would start from the originals, and a request
     that continued an evaluation there (a benchmark after its apply) would measure the wrong
-    values. The calls fail instead (AgentGone) and the run drops every host the actor held.
-    """
+    values. The calls fail instead (AgentGone), and the run reconnects every host the actor held
+    in a new actor, which lets a host back in only when it is on the run's originals
+    (controller/fleet/rejoin.py)."""
 
     def __init__(self, options):
         self.options = options

@@ -18,6 +18,11 @@ it (its next apply journals the originals again); anywhere else, its baseline no
 it is left out of the rest of the run, untouched. Both are said per host in the result. A host is
 reconnected once per run (a second loss drops it), and a reconnection still under way when the
 run ends is cancelled.
+
+The host is reconnected the way the run connected it (`--workers`): in this process, or in a new
+Ray actor of its own, placed by its inventory's resource like the first; an actor whose process
+died comes back that way, a host whose Ray node is gone stays out until a node offering its
+resource can take it.
 """
 
 from __future__ import annotations
@@ -27,10 +32,12 @@ import time
 from dataclasses import dataclass, replace
 
 from controller.errors import TunefleetError
-from controller.fleet.session import Host, connect_host
+from controller.fleet.executor import workers_for
+from controller.fleet.session import Host
 
 REJOIN_WITHIN = 180.0
 RETRY_EVERY = 3.0
+CLOSE_WAIT = 10.0
 
 
 @dataclass
@@ -50,6 +57,7 @@ class Rejoiner:
         self.within, self.every = within, every
         self._cancel = threading.Event()
         self._threads: dict[str, threading.Thread] = {}
+        self._why: dict[str, str] = {}
         self._done: dict[str, Rejoin] = {}
         self._lock = threading.Lock()
 
@@ -57,18 +65,20 @@ class Rejoiner:
         """Begin reconnecting `name`, lost for `why`; False when it was reconnected once already."""
         if name in self._threads:
             return False
+        self._why[name] = why
         thread = threading.Thread(target=self._run, args=(name, self.fleet.hosts[name], why),
                                   name=f"rejoin-{name}", daemon=True)
         self._threads[name] = thread
         thread.start()
         return True
 
-    def poll(self, wait: bool = False) -> dict[str, Rejoin]:
+    def poll(self, wait: bool = False, within: float | None = None) -> dict[str, Rejoin]:
         """The verdicts reached since the last poll (with `wait`, once every reconnection under
-        way has one); a host that rejoins is the fleet's again."""
+        way has one, or `within` seconds have passed); a host that rejoins is the fleet's again."""
         if wait:
+            deadline = None if within is None else time.monotonic() + within
             for thread in list(self._threads.values()):
-                thread.join()
+                thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
         with self._lock:
             done, self._done = self._done, {}
         for name, verdict in done.items():
@@ -77,11 +87,17 @@ class Rejoiner:
         return done
 
     def close(self) -> dict[str, Rejoin]:
-        """The run is over: stop trying, wait for every thread, and return the verdicts not polled
-        (a host that came back since the last poll took no part in what followed: said so)."""
+        """The run is over: stop trying, wait a little for the threads, and return the verdicts not
+        polled (a host that came back since the last poll took no part in what followed: said so).
+        A reconnection that does not stop within CLOSE_WAIT (a Ray actor still waiting for a node)
+        is left to end on its own: it closes what it opens once it sees the run is over."""
         self._cancel.set()
-        return {n: replace(v, note=f"{v.note} after the run's last evaluation") if v.host else v
-                for n, v in self.poll(wait=True).items()}
+        done = {n: replace(v, note=f"{v.note} after the run's last evaluation") if v.host else v
+                for n, v in self.poll(wait=True, within=CLOSE_WAIT).items()}
+        for name, thread in self._threads.items():
+            if thread.is_alive() and name not in done:
+                done[name] = Rejoin(None, f"{self._why[name]}; not back before the run ended")
+        return done
 
     def _run(self, name: str, old: Host, why: str) -> None:
         try:
@@ -98,12 +114,12 @@ class Rejoiner:
             pass
         started, last = time.monotonic(), None
         while not self._cancel.is_set() and time.monotonic() - started < self.within:
-            try:
-                host = connect_host(old.spec, self.fleet.options)
-            except TunefleetError as e:
-                last = e.message
+            got = workers_for(self.fleet.options.workers).connect([old.spec], self.fleet.options)[name]
+            if isinstance(got, TunefleetError):
+                last = got.message
                 self._cancel.wait(self.every)
                 continue
+            host = got
             if self._cancel.is_set():
                 host.close()
                 break

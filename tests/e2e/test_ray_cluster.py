@@ -55,6 +55,18 @@ def _kill_namespace(ns: str) -> None:
     subprocess.run(["kill", "-9", *pids], check=False)
 
 
+def test_a_resource_no_node_offers_is_one_clear_error(ray_address, fleet_inventory, tmp_path):
+    """Runs first: the next test kills net-b's node, and the cluster then offers net-a alone."""
+    hosts = _inventory(fleet_inventory, tmp_path, {"h1": "net-a", "h2": "net-nowhere"})
+    p = subprocess.run([*TUNEFLEET, "check", "--hosts", str(hosts), "--workers", "ray"],
+                       capture_output=True, text=True, timeout=180, env=_env(tmp_path, ray_address))
+    assert p.returncode == 1
+    errors = [line for line in p.stderr.splitlines() if line.startswith("error:")]
+    assert errors == ["error: h2: no Ray node offers the resource 'net-nowhere' (tunefleet_ray_resource); "
+                      "the cluster offers: net-a, net-b"], p.stderr
+    assert "Traceback" not in p.stderr
+
+
 def test_actors_run_where_their_hosts_are_and_a_lost_node_leaves_its_host_restored(
         ray_address, fleet_inventory, inventory, tmp_path):
     hosts = _inventory(fleet_inventory, tmp_path, PLACEMENT)
@@ -104,14 +116,3 @@ def test_actors_run_where_their_hosts_are_and_a_lost_node_leaves_its_host_restor
             break
         time.sleep(0.2)
     assert knob_values(inventory) == before
-
-
-def test_a_resource_no_node_offers_is_one_clear_error(ray_address, fleet_inventory, tmp_path):
-    hosts = _inventory(fleet_inventory, tmp_path, {"h1": "net-a", "h2": "net-nowhere"})
-    p = subprocess.run([*TUNEFLEET, "check", "--hosts", str(hosts), "--workers", "ray"],
-                       capture_output=True, text=True, timeout=180, env=_env(tmp_path, ray_address))
-    assert p.returncode == 1
-    errors = [line for line in p.stderr.splitlines() if line.startswith("error:")]
-    assert errors == ["error: h2: no Ray node offers the resource 'net-nowhere' (tunefleet_ray_resource); "
-                      "the cluster offers: net-a, net-b"], p.stderr
-    assert "Traceback" not in p.stderr

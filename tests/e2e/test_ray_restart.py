@@ -41,3 +41,49 @@ def test_a_dead_actor_leaves_its_host_restored_and_its_next_request_fails(invent
     finally:
         fleet.close()
     assert _value("tf-h1") == original
+
+
+def test_a_host_whose_actor_died_mid_run_rejoins_in_a_new_actor(fleet_inventory, inventory, tmp_path):
+    """The run's side of it: h1's actor process is SIGKILLed while the search runs (one host per
+    actor). Its agent restores h1 by itself; the run reconnects h1 in a new actor of its own, finds
+    the same boot on the originals, and goes on evaluating it there: the result says h1 rejoined and
+    its later trials record the new actor's process. Fails when a lost Ray host is only dropped."""
+    import json
+    import sys
+
+    from tests.e2e.test_tuning import STORM, knob_values
+
+    spec = tmp_path / "storm.json"
+    spec.write_text(json.dumps({**STORM, "benchmark_command": "tunefleet-bench accept-storm --clients 256 --rounds 2"}))
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "RAY_USAGE_STATS_ENABLED": "0"}
+    before = knob_values(inventory)
+    trials_file = tmp_path / "run" / "trials.jsonl"
+    run = subprocess.Popen([sys.executable, "-m", "controller.cli", "run", "--hosts", str(fleet_inventory),
+                            "--spec", str(spec), "--workers", "ray:1", "--strategy", "random", "--budget", "45",
+                            "--verify-repeats", "2", "--confirm-top", "0", "--run-dir", str(tmp_path / "run"),
+                            "--yes", "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        deadline, killed = time.monotonic() + 120, None
+        while killed is None:
+            assert run.poll() is None and time.monotonic() < deadline, run.stderr.read() if run.poll() else "slow"
+            lines = trials_file.read_text().split("\n")[:-1] if trials_file.exists() else []  # whole lines
+            searched = [json.loads(x) for x in lines if '"phase": "search"' in x and '"host": "h1"' in x]
+            if searched:
+                killed = searched[0]["worker"]["pid"]
+                os.kill(killed, signal.SIGKILL)
+            time.sleep(0.1)
+        out, err = run.communicate(timeout=400)
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.communicate()
+    assert run.returncode == 0 and "Traceback" not in err, err[-3000:]
+    result = json.loads(out)  # stdout is the document alone: Ray's "(raylet) A worker died" went to stderr
+    how = result.get("rejoined", {}).get("h1") or ""
+    assert how.startswith("agent lost (") and "same boot" in how and how.endswith("rejoined"), result
+    assert "h1" not in result["dropped"]
+    trials = [json.loads(x) for x in trials_file.read_text().splitlines()]
+    later = [t for t in trials if t["host"] == "h1" and t["error"] is None and t["worker"]["pid"] != killed]
+    assert later and all(t["worker"]["kind"] == "ray" for t in later), [t["worker"] for t in trials if t["host"] == "h1"]
+    assert result["hosts"]["h1"]["worker"]["pid"] not in (killed, run.pid)
+    assert knob_values(inventory) == before
