@@ -39,6 +39,19 @@ PPO_STORM = {**STORM, "benchmark_command": "tunefleet-bench accept-storm --clien
              "action_space": [{"param": "net.core.somaxconn", "min": 16, "max": 2048}]}
 
 
+def finished(run: subprocess.Popen, timeout: float = 400) -> dict:
+    """The --json result of a `tunefleet run` child process that must exit 0 (killed if it outlives
+    `timeout`); stdout must be the JSON document alone."""
+    try:
+        out, err = run.communicate(timeout=timeout)
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.communicate()
+    assert run.returncode == 0 and "Traceback" not in err, err[-3000:]
+    return json.loads(out)
+
+
 def knob_values(inventory) -> dict[str, dict[str, str]]:
     out = {}
     for name, spec in inventory.hosts.items():
