@@ -46,24 +46,24 @@ def targets(rows: list[dict]) -> list[str]:
     def verdict(ok: bool) -> str:
         return "met" if ok else "NOT met"
 
-    out = []
-    for hosts, bound in ((3, 5.0), (64, 2.0)):
+    def both(what: str, hosts: int, key: str, ok, fmt: str) -> None:
+        """A target that threads and Ray must both meet at `hosts`, when both were measured there."""
         got = {w: at(hosts, w) for w in ("threads", "ray")}
         if all(got.values()):
-            out.append(f"marginal cost <= {bound:g} ms amortized at {hosts} hosts, threads and Ray: "
-                       f"{verdict(all(r['marginal_ms'] <= bound for r in got.values()))} "
-                       f"(threads {got['threads']['marginal_ms']:.2f}, ray {got['ray']['marginal_ms']:.2f})")
+            out.append(f"{what}: {verdict(all(ok(r[key]) for r in got.values()))} "
+                       f"(threads {got['threads'][key]:{fmt}}, ray {got['ray'][key]:{fmt}})")
+
+    out = []
+    for hosts, bound in ((3, 5.0), (64, 2.0)):
+        both(f"marginal cost <= {bound:g} ms amortized at {hosts} hosts, threads and Ray", hosts, "marginal_ms",
+             lambda v, b=bound: v <= b, ".2f")
     naive3 = at(3, "naive")
     if naive3 and at(3, "threads") and at(3, "ray"):
         ratios = {w: naive3["marginal_ms"] / max(at(3, w)["marginal_ms"], 1e-9) for w in ("threads", "ray")}
         out.append(f">= 9x below the naive loop at 3 hosts (ACKs {acks}): {verdict(min(ratios.values()) >= 9)} "
                    f"(naive {naive3['marginal_ms']:.1f} ms: {ratios['threads']:.1f}x threads, {ratios['ray']:.1f}x ray)")
     for hosts, bound in ((16, 0.95), (64, 0.90)):
-        got = {w: at(hosts, w) for w in ("threads", "ray")}
-        if all(got.values()):
-            out.append(f"parallel efficiency >= {bound:.2f} at {hosts} hosts: "
-                       f"{verdict(all(r['efficiency'] >= bound for r in got.values()))} "
-                       f"(threads {got['threads']['efficiency']:.2f}, ray {got['ray']['efficiency']:.2f})")
+        both(f"parallel efficiency >= {bound:.2f} at {hosts} hosts", hosts, "efficiency", lambda v, b=bound: v >= b, ".2f")
     threads, ray = at(16, "threads"), at(16, "ray")
     if threads and ray:
         extra = ray["marginal_ms"] / threads["marginal_ms"] - 1
