@@ -173,7 +173,7 @@ def _policy_plan(spec, fleet: Fleet, options: RunOptions, reporter: Reporter) ->
 
     store = options.policy_store or PolicyStore()
     kernel = fleet_kernel_family({n: h.facts for n, h in fleet.hosts.items()})
-    mode = training.validate(spec.training_config)["action"]
+    mode = training.action_mode(spec)
     plan = {"store": store, "kernel": kernel, "path_out": store.new_path(), "started_from": None, "saved": None,
             "action_mode": mode}
     if options.policy and options.policy != "none":

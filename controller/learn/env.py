@@ -136,7 +136,7 @@ class HostEnv(gym.Env):
         self._failures = 0 if trial.ok else self._failures + 1
         # A failed run still has features (a timed-out storm shows its overflows).
         self._obs = (self.incumbent.observation() if self.incumbent is not None
-                     else self._observe(trial.reward, trial.features, self.spec.to_values(np.asarray(action))))
+                     else self._observe(trial.reward, trial.features, trial.values))
         terminated = self._failures > MAX_FAILURES or self.evaluator.lost is not None
         truncated = self._steps >= self.episode_steps
         return self._obs.copy(), float(trial.reward), terminated, truncated, {"trial": trial}

@@ -15,6 +15,7 @@ import numpy as np
 
 from controller.errors import TunefleetError
 from controller.fleet.executor import Executor, gather
+from controller.learn import training
 from controller.learn.evaluation import HostEvaluator, Recorder, Trial
 from controller.learn.strategies import STRATEGIES, register
 
@@ -159,9 +160,7 @@ def auto_choice(spec, kernel: str, policy: str | None, store) -> tuple[str, str]
         return "bo", "--policy none: no trained policy, so bo"
     if policy:
         return "ppo", f"ppo from the policy {policy}"
-    from controller.learn import training
-
-    entry = store.find(spec, kernel, training.validate(getattr(spec, "training_config", None))["action"])
+    entry = store.find(spec, kernel, training.action_mode(spec))
     if entry is None:
         return "bo", "no trained policy for this knob set in the policy store, so bo"
     trained = trained_evaluations(store, entry)

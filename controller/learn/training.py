@@ -83,6 +83,11 @@ def validate(config: dict | None) -> dict[str, Any]:
     return out
 
 
+def action_mode(spec) -> str:
+    """How PPO reads its actions for this spec (training_config ``action``): "config" or "move"."""
+    return validate(getattr(spec, "training_config", None))["action"]
+
+
 def _net_arch(value: Any) -> list[int]:
     """``64`` (one layer), ``[64, 64]``, or ``{"layers": 2, "units": 64}``."""
     if isinstance(value, dict) and set(value) == {"layers", "units"}:
