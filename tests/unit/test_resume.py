@@ -84,7 +84,7 @@ def test_bo_study_is_told_every_recorded_search_trial(tmp_path, monkeypatch):
     recorded = [t for t in RunDir(killed).trials() if t["phase"] == "search"]
     studies.clear()
     result = _run(m, None, "bo", 12, resume=Resume.load(killed))
-    assert result["evaluations"] == 12 and len(_search_values(killed)) <= 12
+    assert result["evaluations"] == 12 and sum(_search_values(killed).values()) == 12
     study = studies[0].study
     told = [(np.round([tr.params[bo._param(i)] for i in range(3)], 6).tolist(), tr.value) for tr in study.trials]
     for t in recorded:
@@ -99,7 +99,12 @@ def test_a_run_killed_after_its_search_measures_only_the_rest(tmp_path):
     killed = _killed_copy(tmp_path / "whole", tmp_path / "killed", 6)
     result = _run(m, None, "random", 6, resume=Resume.load(killed))
     phases = Counter(t["phase"] for t in RunDir(killed).trials())
+    whole = Counter(t["phase"] for t in RunDir(tmp_path / "whole").trials())
     assert result["resumed"]["from_phase"] == "confirm" and phases["search"] == 6
+    # the baseline was taken from the folder, not measured again; confirmation and verification ran
+    assert phases["baseline"] == whole["baseline"] == 3 * m.spec().baseline_repeats
+    assert result["evaluations"] == 6 and result["resumed"]["evaluations_replayed"] == 6
+    assert phases["verify"] == whole["verify"] and result["verification"] is not None
 
 
 def test_refusals(tmp_path):
