@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import tempfile
 from pathlib import Path
@@ -31,6 +30,7 @@ def main() -> None:
 
     from bench.simbench import HELD_OUT, train
     from controller.learn import features
+    from controller.learn.env import observation
     from controller.learn.policystore import PolicyStore
     from controller.learn.simfleet import member, sim_fleet
     from controller.runs import RunDir
@@ -61,8 +61,7 @@ def main() -> None:
     for t in trials:
         if t["phase"] == "search":
             reward = t["reward"] if t["reward"] is not None else 0.0
-            obs.append(np.concatenate([spec.to_unit(t["values"]), features.vector(t["features"]),
-                                       [math.tanh(reward / 2.0)]]))
+            obs.append(observation(spec.to_unit(t["values"]), t["features"], reward))  # as the policy saw it
     x = torch.tensor(np.asarray(obs, dtype=np.float32), requires_grad=True)
     mean = model.policy.get_distribution(x).distribution.mean
     grad = torch.autograd.grad(mean.sum(), x)[0].abs().numpy()  # d (sum of action dims) / d input, per obs

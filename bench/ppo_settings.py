@@ -27,7 +27,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from controller.learn.env import MOVE_SCALE, observation_size  # noqa: E402
+from controller.learn.env import move_point, observation  # noqa: E402
 from controller.learn.search import STRATEGIES  # noqa: E402
 from tests.unit import surface  # noqa: E402
 
@@ -46,11 +46,10 @@ def one(config: dict, seed: int, budget: int, folder: Path) -> tuple[float, floa
     STRATEGIES["ppo"](ctx)
     trials = ctx.recorder.search_trials()
     late = float(np.mean([math.log(hosts[0].truth(t.values)) for t in trials[-len(trials) // 3:]]))
-    start = np.zeros(observation_size(spec.action_dim), dtype=np.float32)
-    start[:spec.action_dim] = spec.to_unit(ctx.originals["h0"])
-    action, _ = PPO.load(saved, device="cpu").predict(start, deterministic=True)
+    unit = spec.to_unit(ctx.originals["h0"])
+    action, _ = PPO.load(saved, device="cpu").predict(observation(unit, {}, 0.0), deterministic=True)
     if config.get("action") == "move":  # a move from the originals, the best before anything beats them
-        action = np.clip(start[:spec.action_dim] + MOVE_SCALE * np.clip(action, -1.0, 1.0), -1.0, 1.0)
+        action = move_point(unit, action)
     return late, hosts[0].truth(spec.to_values(action))
 
 

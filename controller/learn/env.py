@@ -59,6 +59,12 @@ class Incumbent:
         return observation(self.unit(), self.features, self.reward)
 
 
+def move_point(start: np.ndarray, action) -> np.ndarray:
+    """"move": the point in the unit box an action leads to from `start` (MOVE_SCALE per unit of action)."""
+    return np.clip(np.asarray(start, dtype=np.float64) + MOVE_SCALE * np.clip(np.asarray(action, dtype=np.float64),
+                                                                                -1.0, 1.0), -1.0, 1.0)
+
+
 def observation_size(action_dim: int) -> int:
     return action_dim + features.SIZE + 1
 
@@ -102,10 +108,9 @@ class HostEnv(gym.Env):
 
     def values_for(self, action) -> dict[str, str]:
         """The configuration an action stands for: a move from the incumbent, or the point itself."""
-        point = np.asarray(action, dtype=np.float64)
         if self.incumbent is not None:
-            point = np.clip(self.incumbent.unit() + MOVE_SCALE * np.clip(point, -1.0, 1.0), -1.0, 1.0)
-        return self.spec.to_values(point)
+            return self.spec.to_values(move_point(self.incumbent.unit(), action))
+        return self.spec.to_values(np.asarray(action, dtype=np.float64))
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
