@@ -155,7 +155,7 @@ def probe(dims: int, store: str, action: str = "config", members: int = 40, draw
     from stable_baselines3 import PPO
 
     from controller.learn import features
-    from controller.learn.env import MOVE_SCALE, observation
+    from controller.learn.env import move_point, observation
     from controller.learn.policystore import PolicyStore
     from controller.learn.simfleet import _int, member
 
@@ -171,7 +171,7 @@ def probe(dims: int, store: str, action: str = "config", members: int = 40, draw
 
     def proposed(obs, unit):
         a = model.predict(obs, deterministic=True)[0]
-        point = np.clip(unit + MOVE_SCALE * np.clip(a, -1.0, 1.0), -1.0, 1.0) if action == "move" else a
+        point = move_point(unit, a) if action == "move" else a
         return queue(spec.to_values(point))
 
     seen = raised = raised_blind = 0
@@ -194,7 +194,7 @@ def probe(dims: int, store: str, action: str = "config", members: int = 40, draw
             raised += proposed(obs, unit) > queue(values)
             raised_blind += proposed(blind, unit) > queue(values)
     start = observation(spec.to_unit(member(HELD_OUT, dims).originals), {}, 0.0)
-    return {"dims": dims, "overflowing_steps": seen, "raised": round(raised / seen, 3),
+    return {"dims": dims, "members": members, "overflowing_steps": seen, "raised": round(raised / seen, 3),
             "raised_without_overflows": round(raised_blind / seen, 3),
             "action_at_originals": [round(float(x), 3) for x in model.predict(start, deterministic=True)[0]]}
 

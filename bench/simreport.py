@@ -55,22 +55,21 @@ def summarize(data: dict) -> dict:
 
 def targets(data: dict, cells: dict) -> list[tuple[str, str]]:
     """The issue's targets, each with what was measured (met / not met / not measured)."""
-    def mean(label, b):
-        c = cells.get(label, {}).get(b)
-        return None if c is None else c
+    def cell(label, b):
+        return cells.get(label, {}).get(b)
 
     out = []
-    c = mean("ppo trained", 12)
+    c = cell("ppo trained", 12)
     vs = paired(data, "ppo trained", "bo", 12)
     if c is not None and vs is not None:
         ok = c["mean"] <= 0.05 and vs["high"] < 0
         out.append(("ppo trained <= 0.05 at 12 and better than bo cold by a margin its CI supports",
                     f"{'met' if ok else 'NOT met'}: {c['mean']:.3f}; ppo trained - bo = {vs['mean']:+.3f} "
                     f"[{vs['low']:+.3f}, {vs['high']:+.3f}]"))
-    c = mean("bo", 24)
+    c = cell("bo", 24)
     if c is not None:
         out.append(("bo cold <= 0.10 at 24", f"{'met' if c['mean'] <= 0.10 else 'NOT met'}: {c['mean']:.3f}"))
-    prior_cells = [label for label in cells if label.endswith("+ priors") and mean(label, 12)]
+    prior_cells = [label for label in cells if label.endswith("+ priors") and cell(label, 12)]
     if prior_cells:
         best = min(prior_cells, key=lambda label: cells[label][12]["mean"])
         m = cells[best][12]["mean"]
@@ -81,7 +80,7 @@ def targets(data: dict, cells: dict) -> list[tuple[str, str]]:
         d = paired(data, "ppo cold", "random", b)
         if d is not None and d["low"] > 0:
             worse.append(f"{b} ({d['mean']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}])")
-    if mean("ppo cold", data["settings"]["budgets"][0]) is not None and "random" in cells:
+    if cell("ppo cold", data["settings"]["budgets"][0]) is not None and "random" in cells:
         out.append(("ppo cold never worse than random by a margin its CI supports",
                     "met" if not worse else "NOT met at budget " + ", ".join(worse)))
     return out
@@ -120,6 +119,8 @@ def plot(table: dict, path: Path) -> None:
 
 
 def write_section(data: dict, table: dict, out: Path, json_path: Path) -> None:
+    from bench.simbench import HELD_OUT
+
     png = out.with_name(out.stem + "-sim.png")
     plot(table, png)
     s = data["settings"]
@@ -129,7 +130,7 @@ def write_section(data: dict, table: dict, out: Path, json_path: Path) -> None:
          "the agent protocol, and every run is a full `tune()` (baseline, search, confirm, verification). "
          "The regret of the configuration a run chose is measured on the member's noiseless surface: "
          "0 = the optimum, 1 = the original configuration (a choice worse than the original counts as 1). "
-         f"Seed s runs held-out member {100}+s with {'/'.join(map(str, s['dims']))} knobs (by s mod "
+         f"Seed s runs held-out member {HELD_OUT}+s with {'/'.join(map(str, s['dims']))} knobs (by s mod "
          f"{len(s['dims'])}); originals 1.2x to 1000x worse than the optimum, 1-10% noise. "
          f"\"ppo trained\" starts from the policy PPO left after runs on {s['train_members']} other members "
          + (f"(budget {s['train_budget']} each, one after the other through the policy store; "
@@ -177,7 +178,7 @@ def write_section(data: dict, table: dict, out: Path, json_path: Path) -> None:
               for t in data["training"]]
     if data.get("probes"):
         L += ["", "Does the transferred policy follow the rule \"listen overflows while the accept queue is short: "
-              "raise it\"? Over 40 held-out members, step-1 configurations whose queue is shorter than the "
+              f"raise it\"? Over {data['probes'][0].get('members', 40)} held-out members, step-1 configurations whose queue is shorter than the "
               "member's burst, with the features the member emits there: the share where the policy's next "
               "configuration has a longer queue, and the same with the overflow and drop features set to \"none\":", ""]
         L += [f"- {p['dims']} knobs: raises the queue after {p['raised']:.0%} of {p['overflowing_steps']} overflowing "
