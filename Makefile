@@ -59,9 +59,9 @@ bench: fleet-up
 # fleet scale, threads and Ray against the naive loop, on fleets of its own beside the default one:
 # 64 hosts whose route delays ACKs as a real network does, and 3 whose route ACKs at once (as the default fleet's)
 bench-scale: venv
-	FLEET_NAME=scale FLEET_NET=10.87.90 HOSTS=64 PG=0 QUICKACK=0 deploy/fleet-up.sh
-	FLEET_NAME=quick FLEET_NET=10.87.93 HOSTS=3 PG=0 QUICKACK=1 deploy/fleet-up.sh
-	$(BIN)/python bench/scale.py --hosts inventory/local-scale.yml --hosts inventory/local-quick.yml \
+	FLEET_NAME=scale FLEET_NET=10.87.90 HOSTS=64 PG=0 QUICKACK=0 deploy/fleet-up.sh && \
+	  FLEET_NAME=quick FLEET_NET=10.87.93 HOSTS=3 PG=0 QUICKACK=1 deploy/fleet-up.sh && \
+	  $(BIN)/python bench/scale.py --hosts inventory/local-scale.yml --hosts inventory/local-quick.yml \
 	  --sizes 1,3,16,64 --rounds 10,60 --sleep-rounds 3 --out docs/benchmarks.md; rc=$$?; \
 	  FLEET_NAME=scale deploy/fleet-down.sh; FLEET_NAME=quick deploy/fleet-down.sh; exit $$rc
 

@@ -211,11 +211,10 @@ def naive(specs: list, r1: int, r2: int, own_ms: float) -> dict:
             "per_host_ms": slope_ms * n - own_ms}
 
 
-def measure_fleet(path: str, args, own_ms: float, top: int) -> tuple[list[dict], list[int]]:
-    """Every size and executor on one fleet, the naive loop after each size; Ray with other
-    numbers of hosts per actor at size `top`, the largest of the run."""
+def measure_fleet(everyone: list, args, own_ms: float, top: int) -> list[dict]:
+    """Every size and executor on one fleet (its hosts, in inventory order), the naive loop after
+    each size; Ray with other numbers of hosts per actor at size `top`, the largest of the run."""
     r1, r2 = (int(x) for x in args.rounds.split(","))
-    everyone = list(load_inventory(path).hosts.values())
     acks = route_acks(everyone[0].host)
     sizes = [k for k in (int(s) for s in args.sizes.split(",")) if k <= len(everyone)]
     rows = []
@@ -234,7 +233,7 @@ def measure_fleet(path: str, args, own_ms: float, top: int) -> tuple[list[dict],
             kind = row["workers"].split(":")[0]
             one = next(r for r in rows if r["hosts"] == 1 and r["workers"] == kind)
             row["efficiency"] = one["sleep_wall"] / row["sleep_wall"]
-    return rows, sizes
+    return rows
 
 
 def main() -> None:
@@ -262,13 +261,10 @@ def main() -> None:
               "the actor", flush=True)
     own_ms = echo_ms()
     print(f"`{ECHO}` itself: {own_ms:.2f} ms", flush=True)
-    rows, sizes = [], []
-    fleets = {path: len(load_inventory(path).hosts) for path in args.hosts}
-    top = max(k for k in (int(s) for s in args.sizes.split(",")) if k <= max(fleets.values()))
-    for path in args.hosts:
-        got, fleet_sizes = measure_fleet(path, args, own_ms, top)
-        rows += got
-        sizes = sorted(set(sizes) | set(fleet_sizes))
+    fleets = [list(load_inventory(path).hosts.values()) for path in args.hosts]
+    top = max(k for k in (int(s) for s in args.sizes.split(",")) if k <= max(map(len, fleets)))
+    rows = [row for everyone in fleets for row in measure_fleet(everyone, args, own_ms, top)]
+    sizes = sorted({r["hosts"] for r in rows})  # every size measured has its naive row
     loads = (load_before, os.getloadavg()[0])
     print(f"1-minute load average: {loads[0]:.1f} before, {loads[1]:.1f} after", flush=True)
     if args.out:

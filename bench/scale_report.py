@@ -36,9 +36,15 @@ def _row(r: dict) -> str:
             f"{r['efficiency']:.2f} |")
 
 
+def reference_acks(rows: list[dict]) -> str:
+    """The fleet the targets and notes are read on: the one whose route delays ACKs, as a real
+    network does, when there is one; else the first measured."""
+    return "delayed" if any(r["acks"] == "delayed" for r in rows) else rows[0]["acks"]
+
+
 def targets(rows: list[dict]) -> list[str]:
-    """Issue 10's targets, each met or NOT met, on the delayed-ACK fleet when there is one."""
-    acks = "delayed" if any(r["acks"] == "delayed" for r in rows) else rows[0]["acks"]
+    """Issue 10's targets, each met or NOT met, on the reference fleet (reference_acks)."""
+    acks = reference_acks(rows)
 
     def at(hosts: int, workers: str) -> dict | None:
         return next((r for r in rows if r["acks"] == acks and r["hosts"] == hosts and r["workers"] == workers), None)
@@ -82,7 +88,8 @@ def ray_floor(rows: list[dict], floor: tuple[float, float]) -> str:
     text = (f"One Ray actor call that does nothing costs {floor[0]:.2f} ms of CPU in the driver and {floor[1]:.2f} ms "
             "in the actor here (bench/scale.py, `ray_call_floor`): with one call per evaluation that is Ray's floor, "
             "on top of the SSH work that threads do as well.")
-    got = {w: next((r for r in rows if r["hosts"] == 16 and r["workers"] == w and r["acks"] == "delayed"), None)
+    acks = reference_acks(rows)
+    got = {w: next((r for r in rows if r["hosts"] == 16 and r["workers"] == w and r["acks"] == acks), None)
            for w in ("threads", "ray")}
     if not all(got.values()):
         return text
@@ -99,8 +106,8 @@ def per_actor(rows: list[dict], default: int) -> str:
     """Why the default number of hosts per actor, from the rows that vary it at the largest size."""
     from controller.fleet.executor import parse_workers
 
-    top = max(r["hosts"] for r in rows)
-    acks = next(r["acks"] for r in rows if r["hosts"] == top)
+    acks = reference_acks(rows)
+    top = max(r["hosts"] for r in rows if r["acks"] == acks)
     sweep = sorted(((parse_workers(r["workers"])[1] or default, r) for r in rows
                     if r["hosts"] == top and r["acks"] == acks and r["workers"].startswith("ray")), key=lambda x: x[0])
     if len(sweep) < 2:
@@ -112,8 +119,8 @@ def per_actor(rows: list[dict], default: int) -> str:
            if small else "no K measured here kept Ray under 10 MB per host")
     return (f"Hosts per actor (`--workers ray:K`), at {top} hosts: {figures}. An actor is a Python process with ray "
             f"imported, its memory divided among its hosts: {why}. A larger K saves little more memory, puts more "
-            f"hosts' SSH work behind one interpreter lock, and a lost actor drops more hosts. The default is "
-            f"{default}. Fewer hosts than K share one actor, so a small fleet still pays a whole process.")
+            f"hosts' SSH work behind one interpreter lock, and a lost actor takes more hosts out at once (each "
+            f"is then reconnected in an actor of its own). The default is {default}. Fewer hosts than K share one actor, so a small fleet still pays a whole process.")
 
 
 def section(rows: list[dict], args, sizes: list[int], ray_start_s: float | None, own_ms: float,
