@@ -28,13 +28,12 @@ def main() -> None:
     import torch
     from stable_baselines3 import PPO
 
-    from bench.simbench import HELD_OUT, train
+    from bench.simbench import HELD_OUT, train, tune_sim
     from controller.learn import features
     from controller.learn.env import observation
     from controller.learn.policystore import PolicyStore
-    from controller.learn.simfleet import member, sim_fleet
-    from controller.runs import RunDir
-    from controller.tuner import RunOptions, tune
+    from controller.learn.simfleet import member
+    from controller.tuner import RunOptions
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--members", type=int, default=192)
@@ -48,13 +47,8 @@ def main() -> None:
         print(f"trained on {args.members} members in {trained['seconds']} s", file=sys.stderr)
         m = member(HELD_OUT, args.dims)
         spec = m.spec()
-        run = RunDir.create(spec.workload_name, Path(tmp) / "held-out")
-        try:
-            result = tune(spec, sim_fleet(m, 3, 0), run, RunOptions(strategy="ppo", budget=args.budget, seed=0,
-                                                                     verify_repeats=2, policy_store=store))
-            trials = run.trials()
-        finally:
-            run.close()
+        result, trials = tune_sim([m], spec, 3, 0, RunOptions(strategy="ppo", budget=args.budget, seed=0,
+                                                                verify_repeats=2, policy_store=store), Path(tmp))
         print(f"held-out member {HELD_OUT}: regret {m.regret(result['best_config']):.3f}", file=sys.stderr)
         model = PPO.load(result["policy"]["saved"], device="cpu")
     obs = []

@@ -68,37 +68,53 @@ def expert_priors(m) -> list[dict]:
         (big, "the largest accept queue and 128 MB buffers: when the load is unknown, err on the large side"))]
 
 
-def run_one(label: str, dims: int, index: int, budget: int, seed: int, store: str | None, hosts: int = 3,
-            action: str = "config") -> dict:
-    """One full tuning run of ``label`` on member ``index``; the regret of the configuration it chose."""
+def tune_sim(members: list, spec, hosts: int, seed: int, options, folder: Path) -> tuple[dict, list[dict]]:
+    """One full tune() on a simulated fleet of `hosts` hosts running `members` (sim_fleet), its run
+    folder in `folder`: (result, trials). A run that ends without a successful evaluation stops as
+    the tool does, the hosts on their originals: its result says so (`error`, originals chosen)."""
     from controller.errors import TunefleetError
-    from controller.learn.policystore import PolicyStore
-    from controller.learn.simfleet import member, sim_fleet
+    from controller.learn.simfleet import sim_fleet
     from controller.runs import RunDir
-    from controller.spec import TuningSpec
-    from controller.tuner import RunOptions, tune
+    from controller.tuner import tune
 
-    strategy, priors, policy = CELLS[label] if label in CELLS else (label, False, None)
-    m = member(index, dims)
+    run = RunDir.create(spec.workload_name, Path(folder) / "run")
+    try:
+        try:
+            result = tune(spec, sim_fleet(members, hosts, seed), run, options)
+        except TunefleetError as e:
+            result = {"best_config": members[0].originals, "error": e.message,
+                      "evaluations": sum(1 for t in run.trials() if t["phase"] == "search")}
+        return result, run.trials()
+    finally:
+        run.close()
+
+
+def sim_spec(m, action: str, priors: bool = False):
+    """Member `m`'s spec with PPO's action mode, and with the expert priors when asked."""
+    from controller.spec import TuningSpec
+
     data = {**m.spec_dict(), "training_config": {"action": action}}
     if priors:
         data["initial_candidates"] = expert_priors(m)
-    spec = TuningSpec.from_dict(data, f"member {index}")
+    return TuningSpec.from_dict(data, f"member {m.index}")
+
+
+def run_one(label: str, dims: int, index: int, budget: int, seed: int, store: str | None, hosts: int = 3,
+            action: str = "config") -> dict:
+    """One full tuning run of ``label`` on member ``index``; the regret of the configuration it chose."""
+    from controller.learn.policystore import PolicyStore
+    from controller.learn.simfleet import member
+    from controller.tuner import RunOptions
+
+    strategy, priors, policy = CELLS[label] if label in CELLS else (label, False, None)
+    m = member(index, dims)
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="tunefleet-sim-") as tmp:
         if policy and policy.startswith("trained"):  # a copy: what this run saves must not reach the next run
             shutil.copytree(store + policy[len("trained"):], Path(tmp) / "policies")
-        own_store = PolicyStore(Path(tmp) / "policies")
         options = RunOptions(strategy=strategy, budget=budget, seed=seed, verify_repeats=2,
-                             policy="none" if policy == "none" else None, policy_store=own_store)
-        run = RunDir.create(spec.workload_name, Path(tmp) / "run")
-        try:
-            result = tune(spec, sim_fleet(m, hosts, seed), run, options)
-        except TunefleetError as e:  # e.g. every evaluation failed: the run ends, the hosts keep their originals
-            result = {"best_config": m.originals, "error": e.message,
-                      "evaluations": sum(1 for t in run.trials() if t["phase"] == "search")}
-        finally:
-            run.close()
+                             policy="none" if policy == "none" else None, policy_store=PolicyStore(Path(tmp) / "policies"))
+        result, _ = tune_sim([m], sim_spec(m, action, priors), hosts, seed, options, Path(tmp))
     return {"label": label, "dims": dims, "member": index, "budget": budget, "seed": seed,
             "regret": round(m.regret(result["best_config"]), 5), "ratio": round(m.ratio, 2),
             "evaluations": result["evaluations"], "error": result.get("error"),
@@ -111,32 +127,22 @@ def train(dims: int, members: int, budget: int, store: str, first_seed: int = TR
     """PPO on members 0 .. members-1, one run after the other, each starting from the last policy;
     run r uses seed first_seed + r (PPO's and the simulated hosts' noise). ``per_run`` > 1: each run
     is a fleet of that many hosts, each a different member (each update then learns from several
-    members at once), with ``budget`` evaluations per member; 1: three hosts of one member."""
-    from controller.errors import TunefleetError
+    members at once), with ``budget`` evaluations per member; 1: three hosts of one member. A run
+    that ends without a successful evaluation has stored the policy it trained all the same."""
     from controller.learn.policystore import PolicyStore
-    from controller.learn.simfleet import member, sim_fleet
-    from controller.runs import RunDir
-    from controller.spec import TuningSpec
-    from controller.tuner import RunOptions, tune
+    from controller.learn.simfleet import member
+    from controller.tuner import RunOptions
 
     started = time.monotonic()
     regrets = []
     for r in range(-(-members // per_run)):
         group = [member(i, dims) for i in range(r * per_run, min(members, (r + 1) * per_run))]
-        hosts = max(3, len(group))
+        options = RunOptions(strategy="ppo", budget=budget * len(group), seed=first_seed + r, verify_repeats=2,
+                             policy_store=PolicyStore(store))
         with tempfile.TemporaryDirectory(prefix="tunefleet-sim-") as tmp:
-            run = RunDir.create(group[0].spec_dict()["workload_name"], Path(tmp) / "run")
-            try:
-                spec = TuningSpec.from_dict({**group[0].spec_dict(), "training_config": {"action": action}},
-                                            f"member {group[0].index}")
-                chosen = tune(spec, sim_fleet(group, hosts, first_seed + r), run,
-                              RunOptions(strategy="ppo", budget=budget * len(group), seed=first_seed + r,
-                                         verify_repeats=2, policy_store=PolicyStore(store)))["best_config"]
-            except TunefleetError:  # nothing succeeded; the policy it trained is stored all the same
-                chosen = group[0].originals
-            finally:
-                run.close()
-        regrets.append(round(sum(m.regret(chosen) for m in group) / len(group), 4))
+            result, _ = tune_sim(group, sim_spec(group[0], action), max(3, len(group)), first_seed + r, options,
+                                 Path(tmp))
+        regrets.append(round(sum(m.regret(result["best_config"]) for m in group) / len(group), 4))
         if r + 1 in SNAPSHOTS:  # the store as the first r + 1 runs leave it
             shutil.copytree(store, f"{store}-{r + 1}")
     return {"dims": dims, "members": members, "per_run": per_run, "budget": budget, "first_seed": first_seed,
