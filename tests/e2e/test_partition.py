@@ -74,7 +74,10 @@ def test_a_partitioned_host_restores_itself_and_the_controller_lets_go(inventory
         assert isinstance(outcome.get("error"), AgentGone), outcome
         assert "silent" in outcome["error"].message
         assert outcome["at"] - cut < BOUND + 3
-        assert in_ns("sh", "-c", "pgrep -f '[s]leep 120' || true") == ""  # the benchmark was killed
+        gone_by = time.monotonic() + 5  # the benchmark was killed (its process reaped within seconds)
+        while in_ns("sh", "-c", "pgrep -f '[s]leep 120' || true") and time.monotonic() < gone_by:
+            time.sleep(0.2)
+        assert in_ns("sh", "-c", "pgrep -f '[s]leep 120' || true") == ""
     finally:
         in_ns("ip", "link", "set", dev, "up")
         client.abandon()
@@ -111,7 +114,7 @@ def test_a_run_loses_a_partitioned_host_and_finishes_on_the_others(fleet_invento
     (30 s heartbeat bound), the run completes on h1 and h3 and names h2, no host is left changed."""
     import json
 
-    from tests.e2e.test_tuning import STORM, knob_values
+    from tests.e2e.test_tuning import STORM, finished, knob_values
 
     spec = tmp_path / "storm.json"
     spec.write_text(json.dumps({**STORM, "benchmark_command": "tunefleet-bench accept-storm --clients 256 --rounds 3"}))
@@ -121,19 +124,17 @@ def test_a_run_loses_a_partitioned_host_and_finishes_on_the_others(fleet_invento
     try:
         wait_until_searched(run, before["h2"][KNOB])
         restored_after = cut_until_restored(dev, before["h2"][KNOB], within=60)
-        out, err = run.communicate(timeout=400)
+        result = finished(run)  # exit 0, no traceback, the JSON document alone (the link still down)
     finally:
         in_ns("ip", "link", "set", dev, "up")
         if run.poll() is None:
             run.kill()
             run.communicate()
-    print("h2 restored %.1f s after its link went down; run exit %d" % (restored_after, run.returncode))
+    print("h2 restored %.1f s after its link went down" % restored_after)
     assert restored_after < 45, restored_after
-    result = json.loads(out)
     lost = result["dropped"].get("h2") or ""
     assert "silent" in lost or "did not answer" in lost, result["dropped"]  # lost mid-request or at the next one
     assert set(result["best_config"]) == {KNOB}
-    assert "Traceback" not in err
     assert knob_values(inventory) == before
 
 

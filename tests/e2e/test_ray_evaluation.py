@@ -4,14 +4,7 @@ hosts together. Counted where it happens: the calls the hosts' actor served for 
 
 from __future__ import annotations
 
-import subprocess
-
-from tests.e2e.test_ray_restart import KNOB
-
-
-def _value(ns: str) -> str:
-    return subprocess.run(["ip", "netns", "exec", ns, "cat", "/proc/sys/" + KNOB.replace(".", "/")],
-                          capture_output=True, text=True, check=True).stdout.strip()
+from tests.e2e.test_ray_restart import KNOB, _value
 
 
 def test_one_actor_call_per_evaluation(inventory, monkeypatch):

@@ -30,9 +30,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import ROOT
 from tests.e2e.test_tuning import STORM, TUNEFLEET, knob_values
 
-ROOT = Path(__file__).resolve().parents[2]
 REBOOT = ROOT / "deploy" / "fleet-reboot.sh"
 SOMAXCONN = "net.core.somaxconn"
 

@@ -6,19 +6,13 @@ from controller.learn import search
 from controller.learn.policystore import PolicyStore
 from controller.learn.simfleet import member, sim_fleet
 from controller.runs import RunDir
-from controller.tuner import RunOptions, tune
+from controller.tuner import QuietReporter, RunOptions, tune
 
 
 def _tune(m, tmp_path, name, store, **kw):
     messages = []
 
-    class Say:
-        def phase(self, *a):
-            pass
-
-        def trial(self, t):
-            pass
-
+    class Say(QuietReporter):
         def message(self, text):
             messages.append(text)
 

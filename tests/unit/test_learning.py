@@ -114,18 +114,12 @@ def test_a_later_run_on_the_same_knobs_starts_from_the_stored_policy(tmp_path):
     from controller.learn.simfleet import member, sim_fleet
     from controller.runs import RunDir
     from controller.spec import TuningSpec
-    from controller.tuner import RunOptions, tune
+    from controller.tuner import QuietReporter, RunOptions, tune
 
     store = PolicyStore(tmp_path / "policies")
     results, said = [], []
 
-    class Reporter:
-        def phase(self, name, detail=""):
-            pass
-
-        def trial(self, t):
-            pass
-
+    class Reporter(QuietReporter):
         def message(self, text):
             said.append(text)
 

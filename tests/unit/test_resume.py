@@ -19,6 +19,7 @@ from controller.learn.simfleet import member, sim_fleet
 from controller.resume import Resume
 from controller.runs import RunDir
 from controller.tuner import RunOptions, tune
+from tests.unit.test_cli_conventions import cli
 
 
 def _run(m, path, strategy, budget, resume=None):
@@ -156,13 +157,6 @@ def test_a_line_broken_before_the_last_is_still_refused(tmp_path):
         Resume.load(killed)
 
 
-def _cli(*args):
-    import subprocess
-    import sys
-
-    return subprocess.run([sys.executable, "-m", "controller.cli", *args], capture_output=True, text=True, timeout=60)
-
-
 def test_resume_refuses_options_that_change_the_run_and_says_the_others(tmp_path):
     """Options given with --resume are checked against options.json, never silently replaced:
     one that changes what the run measures or leaves behind is refused in one line naming it;
@@ -182,14 +176,14 @@ def test_resume_refuses_options_that_change_the_run_and_says_the_others(tmp_path
                         (["--seed", "0"], "--seed 0 (the run was started with 7)"),
                         (["--budget", "6", "--strategy", "bo"], "--strategy bo (the run was started with random)"),
                         (["--run-dir", str(tmp_path / "x")], "--run-dir")):
-        p = _cli("run", "--resume", str(killed), *args)
+        p = cli("run", "--resume", str(killed), *args)
         assert p.returncode != 0 and "Traceback" not in p.stderr
         assert p.stderr.strip().splitlines() == [
             f"tunefleet: error: --resume continues the run as it was started: {named} cannot change it"], p.stderr
 
     # the run's own values are no change; a new heartbeat bound is taken and said (then the missing
     # inventory stops it, before any host is touched)
-    p = _cli("run", "--resume", str(killed), "--seed", "7", "--budget", "6", "--heartbeat-timeout", "10")
+    p = cli("run", "--resume", str(killed), "--seed", "7", "--budget", "6", "--heartbeat-timeout", "10")
     lines = p.stderr.strip().splitlines()
     assert lines[0] == "--resume: --heartbeat-timeout 10.0 (the run was started with 30.0)", p.stderr
     assert "no-inventory.yml" in lines[-1] and "cannot change" not in p.stderr
