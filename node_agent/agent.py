@@ -283,6 +283,22 @@ class Agent:
         return self.sampler.sample()
 
     def op_run(self, rid, args):
+        """Run a command; with ``apply`` (an ``apply`` request's args) first apply those values,
+        and run only when none was refused: one round trip per evaluation."""
+        staged = args.get("apply")
+        if staged is None:
+            return self._run(rid, args)
+        if not isinstance(staged, dict):
+            raise BadArgs("apply must be an object")
+        runner.prepare(args)  # a command that cannot run is refused before anything is written
+        applied = self.op_apply(rid, staged)
+        if applied["refused"]:
+            return {"apply": applied}
+        result = self._run(rid, args)
+        result["apply"] = applied
+        return result
+
+    def _run(self, rid, args):
         def emit(data):
             self.channel.send(protocol.event(rid, "sample", data))
         def pump():  # requests that arrive meanwhile wait in the channel

@@ -12,6 +12,14 @@ import time
 # /proc/stat cpu columns, in kernel order (guest time is already counted in user/nice).
 CPU_FIELDS = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
 PSI = (("cpu", "some"), ("io", "some"), ("io", "full"), ("memory", "some"), ("memory", "full"))
+# Network counters derive() reports: (metric, snapshot table, group, counter, per second?)
+COUNTERS = (("tcp_retrans_per_s", "snmp", "Tcp", "RetransSegs", True),
+            ("tcp_active_opens_per_s", "snmp", "Tcp", "ActiveOpens", True),
+            ("tcp_passive_opens_per_s", "snmp", "Tcp", "PassiveOpens", True),
+            ("tcp_listen_overflows", "netstat", "TcpExt", "ListenOverflows", False),
+            ("tcp_listen_drops", "netstat", "TcpExt", "ListenDrops", False),
+            ("tcp_backlog_drops", "netstat", "TcpExt", "TCPBacklogDrop", False))
+MEMINFO = ("MemTotal", "MemAvailable")
 GAUGES = ("procs_running", "load1", "mem_used_pct", "mem_available_mb",
           "psi_cpu_some", "psi_io_some", "psi_io_full", "psi_mem_some", "psi_mem_full")
 
@@ -32,14 +40,17 @@ def parse_stat(text):
     return out
 
 
-def parse_meminfo(text):
-    """/proc/meminfo -> {"MemTotal": kB, ...}"""
+def parse_meminfo(text, keys=None):
+    """/proc/meminfo -> {"MemTotal": kB, ...}; with ``keys``, only those."""
     out = {}
     for line in text.splitlines():
         key, _, rest = line.partition(":")
+        key = key.strip()
+        if keys is not None and key not in keys:
+            continue
         words = rest.split()
         if words and words[0].isdigit():
-            out[key.strip()] = int(words[0])
+            out[key] = int(words[0])
     return out
 
 
@@ -62,16 +73,20 @@ def parse_pressure(text):
     return out
 
 
-def parse_counter_table(text):
+def parse_counter_table(text, keys=None):
     """/proc/net/snmp and /proc/net/netstat (a header line then a value line per group)
-    -> {"Tcp": {"ActiveOpens": n, ...}, "TcpExt": {...}, ...}"""
+    -> {"Tcp": {"ActiveOpens": n, ...}, "TcpExt": {...}, ...}; with ``keys`` ({group: names}) only
+    those (a snapshot parses only what ``derive`` reads: netstat has a few hundred counters)."""
     out = {}
     lines = [line.split() for line in text.splitlines() if line.strip()]
     for header, values in zip(lines[0::2], lines[1::2]):
         group = header[0].rstrip(":")
-        if values[0].rstrip(":") != group:
+        if values[0].rstrip(":") != group or (keys is not None and group not in keys):
             continue
-        out[group] = dict((k, int(v)) for k, v in zip(header[1:], values[1:]))
+        if keys is None:
+            out[group] = dict((k, int(v)) for k, v in zip(header[1:], values[1:]))
+        else:
+            out[group] = dict((k, int(values[header.index(k)])) for k in keys[group] if k in header)
     return out
 
 
@@ -98,19 +113,31 @@ def parse_listen_ports(text):
 
 
 def _read(root, name):
-    try:
-        with open(os.path.join(root, name)) as f:
-            return f.read()
+    try:  # raw bytes, decoded here: a text file object costs more syscalls than the read itself
+        with open(os.path.join(root, name), "rb", buffering=0) as f:
+            return f.readall().decode("ascii", "replace")
     except OSError:
         return None
+
+
+def _table_parser(table):
+    keys = {}
+    for _, t, group, key, _ in COUNTERS:
+        if t == table:
+            keys.setdefault(group, []).append(key)
+    return lambda text: parse_counter_table(text, keys)
+
+
+_TABLES = dict((table, _table_parser(table)) for table in ("snmp", "netstat"))
+_MEMINFO = lambda text: parse_meminfo(text, MEMINFO)  # noqa: E731
 
 
 def snapshot(root="/proc"):
     """Parse every source once; a missing source (no /proc/pressure) is left out."""
     snap = {"time": time.time(), "mono": time.monotonic()}
-    sources = [("stat", "stat", parse_stat), ("meminfo", "meminfo", parse_meminfo),
-               ("loadavg", "loadavg", parse_loadavg), ("snmp", "net/snmp", parse_counter_table),
-               ("netstat", "net/netstat", parse_counter_table), ("dev", "net/dev", parse_net_dev)]
+    sources = [("stat", "stat", parse_stat), ("meminfo", "meminfo", _MEMINFO),
+               ("loadavg", "loadavg", parse_loadavg), ("snmp", "net/snmp", _TABLES["snmp"]),
+               ("netstat", "net/netstat", _TABLES["netstat"]), ("dev", "net/dev", parse_net_dev)]
     sources += [("psi_" + r, "pressure/" + r, parse_pressure) for r in ("cpu", "io", "memory")]
     for key, name, parse in sources:
         text = _read(root, name)
@@ -151,13 +178,7 @@ def derive(a, b):
         if "ctxt" in a["stat"] and "ctxt" in b["stat"]:
             out["ctxt_per_s"] = _delta(a["stat"]["ctxt"], b["stat"]["ctxt"]) / dt
     out.update(gauges(b))
-    for metric, table, group, key, per_s in (
-            ("tcp_retrans_per_s", "snmp", "Tcp", "RetransSegs", True),
-            ("tcp_active_opens_per_s", "snmp", "Tcp", "ActiveOpens", True),
-            ("tcp_passive_opens_per_s", "snmp", "Tcp", "PassiveOpens", True),
-            ("tcp_listen_overflows", "netstat", "TcpExt", "ListenOverflows", False),
-            ("tcp_listen_drops", "netstat", "TcpExt", "ListenDrops", False),
-            ("tcp_backlog_drops", "netstat", "TcpExt", "TCPBacklogDrop", False)):
+    for metric, table, group, key, per_s in COUNTERS:
         va, vb = _counter(a, table, group, key), _counter(b, table, group, key)
         if va is not None and vb is not None:
             out[metric] = _delta(va, vb) / dt if per_s else float(_delta(va, vb))

@@ -69,8 +69,8 @@ def read(name, root=PROC_SYS):
     """Current value in canonical text form; raises Refused (validation or OSError)."""
     path = path_of(name, root)
     try:
-        with open(path, "rb") as f:
-            raw = f.read(1 << 20)
+        with open(path, "rb", buffering=0) as f:  # unbuffered: no buffer to allocate per read
+            raw = f.readall()
     except OSError as e:
         raise _os_refusal(name, "reading", e)
     return protocol.normalize_value(raw.decode("utf-8", "replace"))

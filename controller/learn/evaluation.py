@@ -129,15 +129,13 @@ class Measure:
         self.spec = spec
         self.bounds = {k.param: k.bounds() for k in spec.action_space}  # the agent re-checks these
         self.run_timeout = float(spec.benchmark_timeout)
-        self.timeout = 30.0 + self.run_timeout + 30.0  # apply, then the benchmark: what a caller waits at most
+        self.timeout = self.run_timeout + 60.0  # the request's own bound (run + 30 s), with a margin: what a caller waits at most
 
     def __call__(self, host, values: dict[str, str] | None, bounded: bool = True) -> dict:
         out = {"metrics": {}, "aggregates": {}, "samples": 0, "raw": None, "error": None, "lost": None}
         started = time.monotonic()
         try:
-            if values:
-                self._apply(host, values, bounded)
-            self._benchmark(host, out)
+            self._benchmark(host, out, self._staged(values, bounded) if values else None)
         except AgentGone as e:
             out["lost"] = e.message
             out["error"] = f"agent lost: {e.message}"
@@ -146,19 +144,18 @@ class Measure:
         out["duration_s"] = round(time.monotonic() - started, 4)
         return out
 
-    def _apply(self, host, values: dict[str, str], bounded: bool) -> None:
+    def _staged(self, values: dict[str, str], bounded: bool) -> dict:
+        """The `apply` that the agent does before the benchmark, in the same request."""
         bounds = {k: self.bounds[k] for k in values if k in self.bounds} if bounded else {}
-        result = host.request("apply", {"values": values, "bounds": bounds}, timeout=30.0)
-        refused = result.get("refused") or {}
-        if refused:
-            why = "; ".join(f"{k} = {values.get(k)!r}: {v.get('message', v)}" for k, v in refused.items())
-            raise AgentError(f"apply refused: {why}", host.name, "ValidationError")
+        return {"values": values, "bounds": bounds}
 
-    def _benchmark(self, host, out: dict) -> None:
+    def _benchmark(self, host, out: dict, staged: dict | None) -> None:
         timeout = self.run_timeout
         args = {"cmd": self.spec.benchmark_command, "timeout": timeout, "interval": 1.0}
         if getattr(self.spec, "benchmark_cwd", None):
             args["cwd"] = self.spec.benchmark_cwd
+        if staged:
+            args["apply"] = staged
         samples: list[dict] = []
 
         def on_event(msg: dict) -> None:  # the agent's per-second samples while the benchmark runs
@@ -167,6 +164,11 @@ class Measure:
                 samples.append(data["metrics"])
 
         result = host.request("run", args, timeout=timeout + 30.0, on_event=on_event)
+        refused = (result.get("apply") or {}).get("refused") or {}
+        if refused:  # nothing was run
+            values = staged["values"]
+            why = "; ".join(f"{k} = {values.get(k)!r}: {v.get('message', v)}" for k, v in refused.items())
+            raise AgentError(f"apply refused: {why}", host.name, "ValidationError")
         out["metrics"] = metrics = {k: round(float(v), 4) for k, v in (result.get("metrics") or {}).items()}
         out["aggregates"] = feat.aggregate(samples, metrics)
         out["samples"] = len(samples)

@@ -265,7 +265,11 @@ class SimHost:
             if op == "apply":
                 return self._apply(args.get("values") or {}, args.get("bounds") or {})
             if op == "run":
-                return self._run(on_event)
+                staged = args.get("apply")
+                applied = self._apply(staged.get("values") or {}, staged.get("bounds") or {}) if staged else None
+                if applied and applied["refused"]:
+                    return {"apply": applied}
+                return {**self._run(on_event), **({"apply": applied} if applied else {})}
             if op in ("restore", "bye"):
                 restored, self.values = dict(self.member.originals), dict(self.member.originals)
                 return {"restored": restored, "errors": {}}

@@ -56,6 +56,8 @@ class SurfaceHost:
             self.values.update({k: str(v) for k, v in args["values"].items()})
             return {"applied": dict(args["values"]), "refused": {}}
         if op == "run":
+            if args.get("apply"):  # the evaluation's values come with its run, as to the agent
+                self.request("apply", args["apply"])
             shortfall = max(0.0, self.optimum[0] - self.units(self.values)[0])
             metrics = {"cpu_util": 50.0, "tcp_listen_overflows": round(5000 * shortfall), "mem_used_pct": 20.0}
             for t in range(3):  # the agent's per-second samples

@@ -487,6 +487,37 @@ def test_run_streams_samples_and_summarizes(agents):
     assert "cpu_util" in result["metrics"] and "tcp_listen_overflows" in result["metrics"]
 
 
+def test_run_applies_the_values_it_carries_before_the_command_starts(netns, agents, state):
+    """One round trip per evaluation: the command sees the applied value, the reply says what was applied."""
+    agent = agents()
+    original = netns.sysctl(FIN)
+    target = other_value(original, "17", "18")
+    result = agent.call("run", {"cmd": ["cat", "/proc/sys/net/ipv4/tcp_fin_timeout"], "timeout": 5,
+                                "apply": {"values": {FIN: int(target)}, "bounds": {FIN: {"min": 1, "max": 60}}}})
+    assert result["apply"] == {"applied": {FIN: target}, "refused": {}}
+    assert result["exit_code"] == 0 and result["stdout_tail"] == target + "\n"
+    assert dict(json.loads((state / journal.JOURNAL).read_text())["entries"]) == {FIN: original}
+    assert agent.call("bye")["restored"] == {FIN: original} and netns.sysctl(FIN) == original
+
+
+def test_a_refused_value_or_a_command_that_cannot_run_writes_nothing_and_runs_nothing(netns, agents, state, tmp_path):
+    agent = agents()
+    before = {SOMAXCONN: netns.sysctl(SOMAXCONN), FIN: netns.sysctl(FIN)}
+    marker = tmp_path / "ran"
+    refused = agent.call("run", {"cmd": ["touch", str(marker)], "timeout": 5, "apply": {
+        "values": {SOMAXCONN: 70000, FIN: 30}, "bounds": {SOMAXCONN: {"max": 65535}}}})
+    assert set(refused) == {"apply"} and set(refused["apply"]["refused"]) == {SOMAXCONN}
+    assert refused["apply"]["applied"] == {FIN: "30"}  # as `apply`: the others proceed, journaled
+    assert not marker.exists()  # not run: the evaluation would have measured other values than asked
+    missing = agent.request(12, "run", {"cmd": "no-such-benchmark", "timeout": 5, "apply": {"values": {FIN: 31}}})
+    assert missing["ok"] is False and "command not found" in missing["error"]["message"]
+    assert netns.sysctl(SOMAXCONN) == before[SOMAXCONN] and netns.sysctl(FIN) == "30"  # 31 never written
+    bad = agent.request(13, "run", {"cmd": "true", "timeout": 5, "apply": ["not", "an", "object"]})
+    assert bad["ok"] is False and bad["error"]["type"] == "BadRequest"
+    agent.call("bye")
+    assert netns.sysctl(SOMAXCONN) == before[SOMAXCONN] and netns.sysctl(FIN) == before[FIN]
+
+
 def test_run_takes_an_argv_list_and_never_a_shell(agents, tmp_path):
     result = agents().call("run", {"cmd": ["echo", "$HOME; rm -rf /"], "timeout": 5,
                                    "env": {"X": "1"}, "cwd": str(tmp_path)})

@@ -69,6 +69,17 @@ def test_parse_snmp_and_netstat():
     assert "IpExt" in netstat
 
 
+def test_a_snapshot_parses_just_the_counters_derive_reads_with_the_same_values():
+    """netstat has a few hundred counters: a snapshot keeps the ones in metrics.COUNTERS and MEMINFO."""
+    for name, table in (("net/snmp", "snmp"), ("net/netstat", "netstat")):
+        full, kept = metrics.parse_counter_table(text("t1", name)), metrics._TABLES[table](text("t1", name))
+        wanted = {(g, k) for _, t, g, k, _ in metrics.COUNTERS if t == table}
+        assert {(g, k) for g in kept for k in kept[g]} == wanted
+        assert all(kept[g][k] == full[g][k] for g, k in wanted)
+    mem = metrics._MEMINFO(text("t0", "meminfo"))
+    assert mem == {k: metrics.parse_meminfo(text("t0", "meminfo"))[k] for k in metrics.MEMINFO}
+
+
 def test_parse_net_dev():
     dev = metrics.parse_net_dev(text("t1", "net/dev"))
     assert dev == {"lo": {"rx_bytes": 10501716, "rx_packets": 303,
