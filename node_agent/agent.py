@@ -286,19 +286,19 @@ class Agent:
         """Run a command; with ``apply`` (an ``apply`` request's args) first apply those values,
         and run only when none was refused: one round trip per evaluation."""
         staged = args.get("apply")
-        if staged is None:
-            return self._run(rid, args)
-        if not isinstance(staged, dict):
+        if staged is not None and not isinstance(staged, dict):
             raise BadArgs("apply must be an object")
-        runner.prepare(args)  # a command that cannot run is refused before anything is written
+        prepared = runner.prepare(args)  # a command that cannot run is refused before anything is written
+        if staged is None:
+            return self._run(rid, args, prepared)
         applied = self.op_apply(rid, staged)
         if applied["refused"]:
             return {"apply": applied}
-        result = self._run(rid, args)
+        result = self._run(rid, args, prepared)
         result["apply"] = applied
         return result
 
-    def _run(self, rid, args):
+    def _run(self, rid, args, prepared):
         def emit(data):
             self.channel.send(protocol.event(rid, "sample", data))
         def pump():  # requests that arrive meanwhile wait in the channel
@@ -307,7 +307,7 @@ class Agent:
                 watch.pop(self.channel.in_fd, None)
 
         watch = {self.channel.in_fd: pump, self.wake_r: self._drain_wakeups}
-        return runner.run(args, emit, watch, self.interrupted)
+        return runner.run(args, emit, watch, self.interrupted, prepared)
 
     def op_persist(self, _rid, args):
         try:

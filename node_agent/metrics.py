@@ -28,9 +28,9 @@ def parse_stat(text):
     """/proc/stat -> {"cpu": {field: jiffies}, "ctxt": n, "procs_running": n, "procs_blocked": n}"""
     out = {}
     for line in text.splitlines():
-        words = line.split()
-        if not words:
+        if not line.startswith(("cpu ", "ctxt", "procs_")):  # skips the intr line: thousands of numbers on a big host
             continue
+        words = line.split()
         if words[0] == "cpu":
             values = [int(w) for w in words[1:1 + len(CPU_FIELDS)]]
             values += [0] * (len(CPU_FIELDS) - len(values))

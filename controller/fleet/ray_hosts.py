@@ -44,6 +44,7 @@ class HostsWorker:
         self.hosts: dict[str, Any] = {}
         self.procedures: dict[int, Any] = {}  # installed once per actor, then run by key (see SharedActor)
         self.served: dict[str, Counter] = defaultdict(Counter)  # calls served per host: round trips per evaluation
+        self._pool, self._pool_size = None, 0  # call_many's threads
 
     def connect(self, spec: HostSpec) -> tuple:
         return _as_data(lambda: self._connect(spec))
@@ -75,6 +76,20 @@ class HostsWorker:
         name, key, args = packed
         self.served[name]["call"] += 1
         return _as_data(lambda: self.procedures[key](self.hosts[name], *args))
+
+    def call_many(self, batch: list[tuple]) -> list[tuple]:
+        """Several of this actor's hosts' calls in one actor call, run side by side: a round's
+        evaluations cost one Ray call per actor, not one per host (~0.9 ms of CPU each here)."""
+        self.served["*"]["batch"] += 1
+        if len(batch) == 1:
+            return [self.call(batch[0])]
+        if self._pool is None or self._pool_size < len(batch):
+            from concurrent.futures import ThreadPoolExecutor
+
+            if self._pool is not None:
+                self._pool.shutdown(wait=False)
+            self._pool, self._pool_size = ThreadPoolExecutor(len(batch), thread_name_prefix="host"), len(batch)
+        return list(self._pool.map(self.call, batch))
 
     def calls(self) -> dict:
         """Calls served, by host name ("*": the actor's own, e.g. installs)."""
@@ -145,10 +160,11 @@ class RayHost:
     uploaded: bool = False
 
     def submit(self, fn, *args, timeout: float) -> RayCall:
-        """fn(host, *args) run in the actor, as a future (gather() waits on a round of them with
-        ray.wait). fn travels once per actor; the later calls only name it."""
+        """fn(host, *args) run in the actor, as a future. It is sent when awaited: gather() sends a
+        round's calls together, one actor call for the hosts each actor holds, and waits on them
+        with ray.wait. fn travels once per actor; the later calls only name it."""
         key = self._guard(lambda: self.actor.key(fn, timeout=60))
-        return RayCall(self, self.actor.handle.call.remote((self.name, key, args)), timeout)
+        return RayCall(self, (self.name, key, args), timeout)
 
     def request(self, op: str, args: dict | None = None, *, timeout: float = 30.0, on_event=None) -> Any:
         # The actor collects the streamed events and returns them with the reply; they are replayed
@@ -183,20 +199,68 @@ class RayHost:
 
 
 class RayCall:
-    """One actor call in flight; gather() waits on a round of them together (RayCall.wait_all)."""
+    """One host's call, sent with the other calls of a round that its actor serves (call_many);
+    gather() sends and waits on a round of them together (RayCall.wait_all)."""
 
-    def __init__(self, host: RayHost, ref, timeout: float):
+    def __init__(self, host: RayHost, packed: tuple, timeout: float):
         self.host = host
-        self.ref = ref
+        self.packed = packed
+        self.batch: _Batch | None = None  # set when sent
+        self.index = 0
         self.deadline = time.monotonic() + timeout + 30  # + the actor's own overhead, as request allows
 
     def result(self) -> Any:
-        return _unwrap(self.host._get(self.ref, max(0.0, self.deadline - time.monotonic())))
+        if self.batch is None:
+            RayCall.send([self])
+        batch = self.batch
+        replies = self.host._guard(lambda: batch.fetch(max(0.0, batch.deadline - time.monotonic())), batch.timeout)
+        return _unwrap(replies[self.index])
+
+    @staticmethod
+    def send(calls: list[RayCall]) -> None:
+        """The calls not sent yet, as one actor call per actor."""
+        by_actor: dict[int, list[RayCall]] = {}
+        for call in calls:
+            if call.batch is None:
+                by_actor.setdefault(id(call.host.actor), []).append(call)
+        for group in by_actor.values():
+            handle = group[0].host.actor.handle
+            ref = group[0].host._guard(lambda: handle.call_many.remote([c.packed for c in group]))
+            batch = _Batch(ref, max(c.deadline for c in group))
+            for i, call in enumerate(group):
+                call.batch, call.index = batch, i
 
     @staticmethod
     def wait_all(calls: list[RayCall]) -> None:
-        """Until every call has answered or the latest deadline passed (result() then says which did not)."""
+        """Sends what is not sent yet, then waits until every call has answered or the latest deadline
+        passed (result() then says which did not)."""
         import ray
 
-        timeout = max(0.0, max(c.deadline for c in calls) - time.monotonic())
-        ray.wait([c.ref for c in calls], num_returns=len(calls), timeout=timeout)
+        RayCall.send(calls)
+        batches = list({id(c.batch): c.batch for c in calls}.values())
+        timeout = max(0.0, max(b.deadline for b in batches) - time.monotonic())
+        ray.wait([b.ref for b in batches], num_returns=len(batches), timeout=timeout)
+
+
+class _Batch:
+    """One call_many in flight: its replies fetched once for all its hosts (or the error it raised)."""
+
+    def __init__(self, ref, deadline: float):
+        self.ref, self.deadline = ref, deadline
+        self.timeout = max(0.0, deadline - time.monotonic())
+        self._replies: list | None = None
+        self._error: BaseException | None = None
+
+    def fetch(self, timeout: float) -> list:
+        import ray
+
+        if self._replies is None and self._error is None:
+            try:
+                self._replies = ray.get(self.ref, timeout=timeout)
+            except ray.exceptions.RayError as e:
+                if isinstance(e, ray.exceptions.GetTimeoutError):
+                    raise  # not final: a later fetch may still get the replies
+                self._error = e
+        if self._error is not None:
+            raise self._error
+        return self._replies

@@ -1,13 +1,13 @@
-"""With Ray workers an evaluation is one actor call: apply, benchmark with its streamed samples,
-parsing and metric aggregates all run next to the host's session, and the driver awaits a round of
-hosts together. Counted where it happens: the calls the hosts' actor served for each."""
+"""With Ray workers a round of evaluations is one actor call per actor: each host's apply, benchmark
+with its streamed samples, parsing and metric aggregates run next to its session, side by side, and
+the driver awaits the round's calls together. Counted where it happens: the calls the hosts' actor served for each."""
 
 from __future__ import annotations
 
 from tests.e2e.test_ray_restart import KNOB, _value
 
 
-def test_one_actor_call_per_evaluation(inventory, monkeypatch):
+def test_one_actor_call_per_round_for_the_hosts_an_actor_holds(inventory, monkeypatch):
     import ray
 
     from controller.fleet.executor import ThreadExecutor
@@ -44,9 +44,10 @@ def test_one_actor_call_per_evaluation(inventory, monkeypatch):
     assert all(t.samples >= 1 and t.aggregates for t in trials), [(t.samples, t.aggregates) for t in trials]
     new = {name: {k: v - served_before.get(name, {}).get(k, 0) for k, v in counts.items()
                   if v > served_before.get(name, {}).get(k, 0)} for name, counts in served.items()}
-    # one call per evaluation and no request forwarded on the side; each host's evaluation
-    # function shipped once, to the actor both hosts share
-    assert new == {"h1": {"call": 3}, "h2": {"call": 3}, "*": {"install": 2}}, new
+    # one actor call per round for the two hosts the actor holds (a batch of their evaluations,
+    # run side by side), no request forwarded on the side; each host's evaluation function
+    # shipped once, to the actor both hosts share
+    assert new == {"h1": {"call": 3}, "h2": {"call": 3}, "*": {"install": 2, "batch": 3}}, new
     assert sum(t.host == "h1" for t in trials) == sum(t.host == "h2" for t in trials) == 3
     # the driver awaited the rounds on ObjectRefs: none of the executor's threads was ever started
     assert not executor._pool._threads
