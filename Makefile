@@ -62,7 +62,7 @@ bench-scale: venv
 	FLEET_NAME=scale FLEET_NET=10.87.90 HOSTS=64 PG=0 QUICKACK=0 deploy/fleet-up.sh && \
 	  FLEET_NAME=quick FLEET_NET=10.87.93 HOSTS=3 PG=0 QUICKACK=1 deploy/fleet-up.sh && \
 	  $(BIN)/python bench/scale.py --hosts inventory/local-scale.yml --hosts inventory/local-quick.yml \
-	  --sizes 1,3,16,64 --rounds 10,60 --sleep-rounds 3 --out docs/benchmarks.md; rc=$$?; \
+	  --sizes 1,3,16,64 --rounds 10,60 --sleep-rounds 3 --repeats 3 --out docs/benchmarks.md; rc=$$?; \
 	  FLEET_NAME=scale deploy/fleet-down.sh; FLEET_NAME=quick deploy/fleet-down.sh; exit $$rc
 
 clean: fleet-down

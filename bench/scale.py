@@ -10,7 +10,7 @@ Each --hosts fleet is measured in turn, and the table says how its route acknowl
 For every fleet size and executor:
 - first evaluation: connect + deploy + hello, then one evaluation on every host;
 - marginal controller cost: the slope of wall time over evaluations with `echo` as the benchmark
-  (two runs of R1 and R2 rounds), minus the benchmark's own time (echo run here); per
+  (two runs of R1 and R2 rounds, the median of --repeats such pairs), minus the benchmark's own time (echo run here); per
   evaluation amortized over the hosts (the fleet's cost per evaluation) and per host;
 - parallel efficiency with a fixed 1 s benchmark: T(1 host, n rounds) / T(k hosts, n rounds);
 - controller CPU per evaluation (the echo runs): this process, every process it started (with Ray
@@ -174,7 +174,7 @@ def ray_call_floor(calls: int = 3000, batch: int = 16) -> tuple[float, float]:
     return (me1 - me0) / n * 1000, (act1 - act0) / n * 1000
 
 
-def measure(specs: list, workers: str, r1: int, r2: int, sleep_rounds: int, own_ms: float) -> dict:
+def measure(specs: list, workers: str, r1: int, r2: int, sleep_rounds: int, own_ms: float, repeats: int = 1) -> dict:
     n = len(specs)
     spec = spec_for(ECHO)
     _, rss0 = _cpu_rss({os.getpid()})
@@ -188,18 +188,22 @@ def measure(specs: list, workers: str, r1: int, r2: int, sleep_rounds: int, own_
         first_s = connect_s + _rounds(fleet, spec, 1)
         pids = _controller(fleet)
         cpu1, _ = _cpu_rss(pids)
-        w1 = _rounds(fleet, spec, r1)
-        w2 = _rounds(fleet, spec, r2)
+        slopes = []  # wall per evaluation, the fleet's evaluations together, of each pair of runs
+        for _ in range(repeats):
+            w1 = _rounds(fleet, spec, r1)
+            w2 = _rounds(fleet, spec, r2)
+            slopes.append((w2 - w1) / ((r2 - r1) * n) * 1000)
         cpu2, _ = _cpu_rss(pids)
         _, rss = _cpu_rss(_per_host_memory(fleet))
-        slope_ms = (w2 - w1) / ((r2 - r1) * n) * 1000  # wall per evaluation, the fleet's evaluations together
-        sleep_wall = _rounds(fleet, spec_for(SLEEP), sleep_rounds)
+        slope_ms = statistics.median(slopes)  # the machine's own background work comes and goes
+        sleep_wall = statistics.median(_rounds(fleet, spec_for(SLEEP), sleep_rounds) for _ in range(repeats))
     finally:
         fleet.close()
     return {"hosts": n, "workers": workers, "actors": actors, "connect_s": connect_s, "first_s": first_s,
             "slope_ms": slope_ms, "marginal_ms": slope_ms - own_ms / n, "per_host_ms": slope_ms * n - own_ms,
-            "own_ms": own_ms, "cpu_per_host_s": (cpu2 - cpu1) / n,
-            "cpu_per_eval_ms": (cpu2 - cpu1) / ((r1 + r2) * n) * 1000, "rss_per_host_mb": (rss - rss0) / n,
+            "own_ms": own_ms, "slopes_ms": [round(x, 3) for x in slopes], "cpu_per_host_s": (cpu2 - cpu1) / n / repeats,
+            "cpu_per_eval_ms": (cpu2 - cpu1) / ((r1 + r2) * n * repeats) * 1000, "rss_per_host_mb": (rss - rss0) / n,
+            "rss_mb": rss - rss0,
             "sleep_wall": sleep_wall}
 
 
@@ -223,7 +227,7 @@ def measure_fleet(everyone: list, args, own_ms: float, top: int) -> list[dict]:
         if k == top and "ray" in kinds and args.per_actor:
             kinds += [f"ray:{per}" for per in args.per_actor.split(",")]
         for workers in kinds:
-            rows.append({**measure(everyone[:k], workers, r1, r2, args.sleep_rounds, own_ms), "acks": acks})
+            rows.append({**measure(everyone[:k], workers, r1, r2, args.sleep_rounds, own_ms, args.repeats), "acks": acks})
             print(line(rows[-1]), flush=True)
         rows.append({**naive(everyone[:k], r1, r2, own_ms), "acks": acks})
         print(f"naive loop, {k} host(s), ACKs {acks}: {rows[-1]['marginal_ms']:.1f} ms per evaluation amortized, "
@@ -246,6 +250,8 @@ def main() -> None:
                     "('' for none)")
     ap.add_argument("--rounds", default="4,14", help="R1,R2: echo rounds of the two runs the slope is taken from")
     ap.add_argument("--sleep-rounds", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=3, help="pairs of echo runs (and sleep runs) per row; the row "
+                    "holds their median")
     ap.add_argument("--out", type=Path, help="benchmarks page whose 'scale' section to rewrite")
     args = ap.parse_args()
     args.hosts = args.hosts or ["inventory/local.yml"]

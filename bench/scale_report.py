@@ -84,22 +84,28 @@ def targets(rows: list[dict]) -> list[str]:
 
 
 def ray_floor(rows: list[dict], floor: tuple[float, float]) -> str:
-    """What one actor call costs by itself, against what Ray costs beyond threads at 16 hosts."""
-    text = (f"One Ray actor call that does nothing costs {floor[0]:.2f} ms of CPU in the driver and {floor[1]:.2f} ms "
-            "in the actor here (bench/scale.py, `ray_call_floor`): with one call per evaluation that is Ray's floor, "
-            "on top of the SSH work that threads do as well.")
+    """What one actor call costs by itself, and what that is per evaluation with a round's calls batched."""
+    from controller.fleet.ray_executor import HOSTS_PER_ACTOR
+
+    cost = sum(floor)
+    return (f"One Ray actor call that does nothing costs {floor[0]:.2f} ms of CPU in the driver and {floor[1]:.2f} ms "
+            "in the actor here (bench/scale.py, `ray_call_floor`). A round of evaluations is one call per actor "
+            f"(`call_many`: the hosts it holds, side by side), so with {HOSTS_PER_ACTOR} hosts per actor Ray's floor "
+            f"is {cost / HOSTS_PER_ACTOR:.3f} ms of CPU per evaluation, where one call per evaluation cost {cost:.2f} ms.")
+
+
+def ray_memory(rows: list[dict]) -> str:
+    """Ray's memory per host added, between the sizes measured: an actor is a fixed cost until it is full."""
     acks = reference_acks(rows)
-    got = {w: next((r for r in rows if r["hosts"] == 16 and r["workers"] == w and r["acks"] == acks), None)
-           for w in ("threads", "ray")}
-    if not all(got.values()):
-        return text
-    cores = os.cpu_count() or 1
-    share = sum(floor) / cores / got["threads"]["marginal_ms"]
-    return text + (f" At 16 hosts Ray spent {got['ray']['cpu_per_eval_ms'] - got['threads']['cpu_per_eval_ms']:.2f} ms "
-                   f"more controller CPU per evaluation than threads; spread over {cores} busy cores the floor alone "
-                   f"is {share:.0%} of threads' marginal cost"
-                   + (", so on this machine Ray cannot come within 10% of threads with one call per evaluation."
-                      if share > 0.10 else "."))
+    ray = sorted((r for r in rows if r["acks"] == acks and r["workers"] == "ray"), key=lambda r: r["hosts"])
+    if len(ray) < 2:
+        return ""
+    steps = "; ".join(f"{a['hosts']} to {b['hosts']} hosts: {(b['rss_mb'] - a['rss_mb']) / (b['hosts'] - a['hosts']):.1f} MiB "
+                      "per host added" for a, b in zip(ray, ray[1:]) if "rss_mb" in a and "rss_mb" in b)
+    return (f"Ray's memory beyond the first actor: {steps}. A fleet smaller than an actor's share still pays the "
+            f"whole actor, a Python process with ray imported ({ray[0]['rss_mb']:.0f} MiB at {ray[0]['hosts']} host"
+            f"{'s' if ray[0]['hosts'] > 1 else ''}): below 16 hosts per actor, Ray's memory per host cannot be under "
+            "10 MB, and `--workers threads` (the default) is the executor for such fleets.")
 
 
 def per_actor(rows: list[dict], default: int) -> str:
@@ -129,7 +135,7 @@ def section(rows: list[dict], args, sizes: list[int], ray_start_s: float | None,
 
     cmd = (".venv/bin/python bench/scale.py " + " ".join(f"--hosts {h}" for h in args.hosts)
            + f" --sizes {','.join(map(str, sizes))} --per-actor {args.per_actor} --rounds {args.rounds} "
-           f"--sleep-rounds {args.sleep_rounds} --out {args.out}")
+           f"--sleep-rounds {args.sleep_rounds} --repeats {args.repeats} --out {args.out}")
     table = ["| fleet route ACKs | hosts | workers | connect + deploy + hello | first evaluation done | wall per "
              "evaluation, echo included (amortized) | marginal cost per evaluation (amortized) | per evaluation per "
              "host | controller CPU per evaluation | controller CPU per host | RSS per host | parallel efficiency "
@@ -159,6 +165,8 @@ def section(rows: list[dict], args, sizes: list[int], ray_start_s: float | None,
         "",
         per_actor(rows, HOSTS_PER_ACTOR),
         "",
+        ray_memory(rows),
+        "",
         "Fleet route ACKs: *delayed* is a fleet brought up with `QUICKACK=0`, whose route acknowledges after the "
         "40 ms delayed-ACK timer as a real network does; *at once* is `QUICKACK=1`, the default local fleet, which "
         "acknowledges at once. The naive loop (paramiko without TCP_NODELAY, one exec per step) waits for a "
@@ -166,14 +174,15 @@ def section(rows: list[dict], args, sizes: list[int], ray_start_s: float | None,
         "own socket; whether delayed ACKs still cost it anything shows in its rows on the two fleets.",
         "",
         f"Marginal cost: the slope of wall time between {args.rounds.replace(',', ' and ')} rounds of `{ECHO}` "
-        f"on every host, minus the benchmark's own time ({own_ms:.1f} ms: `{ECHO}` started and reaped on this "
+        f"on every host (the median of {args.repeats} such pairs of runs: this machine's own background work comes "
+        "and goes; the naive loop, one pair), minus the benchmark's own time ({own_ms:.1f} ms: `{ECHO}` started and reaped on this "
         "machine, divided by the hosts running it side by side; started from this Python process it costs more "
         "than from the agent's, so at 1 host the difference can come out below zero: the wall column is the slope "
         "itself); amortized = per evaluation of the fleet (hosts run side by side), per host = what one host's "
         "evaluation costs end to end. The naive loop (bench/naive_loop.py) runs the same rounds with one paramiko "
         "exec per `sysctl -w`, per benchmark and per /proc read. Controller CPU: this process, all it started "
         "(with Ray its daemons) and the actors, over the two echo runs. Parallel efficiency: T(1 host) / T(k hosts) "
-        "for the same number of rounds of `sleep 1` (ray:K against 1 host of ray). RSS per host: for threads the "
+        "for the same number of rounds of `sleep 1` (ray:K against 1 host of ray; the median of the repeats). RSS per host: for threads the "
         "growth of this process and its children over connecting; for Ray the driver's growth plus every actor's "
         "process, divided by the hosts (Ray's own daemons not counted)."
         + (" " + ray_floor(rows, floor) if floor else ""),

@@ -22,9 +22,11 @@ against the metrics the agent reads (``check_state_space``), never silently igno
 from __future__ import annotations
 
 import math
-from typing import Iterable, Mapping
+from typing import TYPE_CHECKING, Iterable, Mapping
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
+
 
 SCALE = 2.0
 
@@ -132,5 +134,7 @@ def relative(aggregates: Mapping[str, float], baseline: Mapping[str, float]) -> 
 
 def vector(features: Mapping[str, float] | None) -> np.ndarray:
     """The named features as the fixed-order vector a policy sees; absent ones are 0."""
+    import numpy as np  # here: the host side (a Ray actor) aggregates features without numpy's ~11 MiB
+
     features = features or {}
     return np.asarray([float(features.get(name, 0.0)) for name in NAMES], dtype=np.float64)
