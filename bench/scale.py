@@ -24,6 +24,7 @@ the floor of one Ray actor call (a method that does nothing) is measured once.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import subprocess
@@ -275,6 +276,10 @@ def main() -> None:
     print(f"1-minute load average: {loads[0]:.1f} before, {loads[1]:.1f} after", flush=True)
     if args.out:
         update_section(args.out, "scale", section(rows, args, sizes, ray_start_s, own_ms, floor, loads))
+        data = args.out.with_name(args.out.stem + "-scale.json")  # the rows behind the section
+        data.write_text(json.dumps({"command": " ".join(sys.argv), "date": time.strftime("%Y-%m-%d"),
+                                    "cpus": os.cpu_count(), "load_average": loads, "ray_start_s": ray_start_s,
+                                    "echo_ms": own_ms, "ray_call_floor_ms": floor, "rows": rows}, indent=1) + "\n")
 
 
 def _start_ray() -> float:

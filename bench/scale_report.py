@@ -3,6 +3,7 @@ and what each column means."""
 
 from __future__ import annotations
 
+import math
 import os
 import time
 
@@ -104,8 +105,9 @@ def ray_memory(rows: list[dict]) -> str:
                       "per host added" for a, b in zip(ray, ray[1:]) if "rss_mb" in a and "rss_mb" in b)
     return (f"Ray's memory beyond the first actor: {steps}. A fleet smaller than an actor's share still pays the "
             f"whole actor, a Python process with ray imported ({ray[0]['rss_mb']:.0f} MiB at {ray[0]['hosts']} host"
-            f"{'s' if ray[0]['hosts'] > 1 else ''}): below 16 hosts per actor, Ray's memory per host cannot be under "
-            "10 MB, and `--workers threads` (the default) is the executor for such fleets.")
+            f"{'s' if ray[0]['hosts'] > 1 else ''}): with fewer than {math.ceil(ray[0]['rss_mb'] / 9.5)} hosts in an "
+            "actor, Ray's memory per host cannot be under 10 MB, and `--workers threads` (the default) is the "
+            "executor for such fleets.")
 
 
 def per_actor(rows: list[dict], default: int) -> str:
@@ -175,7 +177,7 @@ def section(rows: list[dict], args, sizes: list[int], ray_start_s: float | None,
         "",
         f"Marginal cost: the slope of wall time between {args.rounds.replace(',', ' and ')} rounds of `{ECHO}` "
         f"on every host (the median of {args.repeats} such pairs of runs: this machine's own background work comes "
-        "and goes; the naive loop, one pair), minus the benchmark's own time ({own_ms:.1f} ms: `{ECHO}` started and reaped on this "
+        f"and goes; the naive loop, one pair), minus the benchmark's own time ({own_ms:.1f} ms: `{ECHO}` started and reaped on this "
         "machine, divided by the hosts running it side by side; started from this Python process it costs more "
         "than from the agent's, so at 1 host the difference can come out below zero: the wall column is the slope "
         "itself); amortized = per evaluation of the fleet (hosts run side by side), per host = what one host's "
@@ -184,6 +186,7 @@ def section(rows: list[dict], args, sizes: list[int], ray_start_s: float | None,
         "(with Ray its daemons) and the actors, over the two echo runs. Parallel efficiency: T(1 host) / T(k hosts) "
         "for the same number of rounds of `sleep 1` (ray:K against 1 host of ray; the median of the repeats). RSS per host: for threads the "
         "growth of this process and its children over connecting; for Ray the driver's growth plus every actor's "
-        "process, divided by the hosts (Ray's own daemons not counted)."
+        "process, divided by the hosts (Ray's own daemons not counted). The rows, with each pair's slope: "
+        "docs/benchmarks-scale.json."
         + (" " + ray_floor(rows, floor) if floor else ""),
     ])
