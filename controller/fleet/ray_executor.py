@@ -24,6 +24,13 @@ from controller.errors import AgentTimeout, HostError, TunefleetError
 from controller.fleet.inventory import HostSpec
 from controller.fleet.ray_hosts import HostsWorker, RayHost, SharedActor, _unwrap
 
+# A local Ray runs a few long-lived actors and no tasks: no idle workers started ahead, and the
+# daemons' periodic reports slowed down. Idle, they took ~0.08 of a core here, taken from the hosts'
+# share of the machine (docs/benchmarks.md, "Fleet scale"); with these, ~0.05. A cluster of the
+# user's (RAY_ADDRESS) keeps its own settings.
+LOCAL_RAY_CONFIG = {"prestart_worker_first_driver": False, "enable_worker_prestart": False,
+                    "raylet_report_resources_period_milliseconds": 1000, "metrics_report_interval_ms": 60000,
+                    "debug_dump_period_milliseconds": 60000, "event_stats": False}
 RESOURCE_SHARE = 0.001  # of a node's custom resource, per actor: a thousand actors fit behind one node
 HOSTS_PER_ACTOR = 16  # --workers ray = ray:16; why 16: docs/benchmarks.md, "Fleet scale"
 
@@ -44,7 +51,7 @@ def init_ray() -> None:
         ray.init(address=address, log_to_driver=False, runtime_env=runtime_env, configure_logging=False)
     else:
         ray.init(include_dashboard=False, log_to_driver=False, _node_ip_address="127.0.0.1",
-                 configure_logging=False, runtime_env=runtime_env)
+                 configure_logging=False, runtime_env=runtime_env, _system_config=LOCAL_RAY_CONFIG)
 
 
 def _reachable(address: str, timeout: float = 5.0) -> None:
