@@ -149,9 +149,10 @@ def route_acks(address: str) -> str:
     return "at once" if "quickack 1" in route else "delayed"
 
 
-def ray_call_floor(calls: int = 3000, batch: int = 16) -> tuple[float, float]:
+def ray_call_floor(calls: int = 3000, batch: int = 16) -> tuple[float, float, float]:
     """CPU ms per call, driver and actor, of a threaded actor method that does nothing, called in
-    rounds of `batch` awaited with ray.wait: what one actor call per evaluation costs at least."""
+    rounds of `batch` awaited with ray.wait: what one actor call costs at least; and the resident MiB
+    of that actor, which imports nothing of ours: what any actor costs at least."""
     import ray
 
     class Nothing:
@@ -169,10 +170,10 @@ def ray_call_floor(calls: int = 3000, batch: int = 16) -> tuple[float, float]:
         refs = [actor.call.remote(("h", 0, ({"net.ipv4.tcp_fin_timeout": "30"}, True))) for _ in range(batch)]
         ray.wait(refs, num_returns=batch)
         ray.get(refs)
-    (me1, _), (act1, _) = _cpu_rss({os.getpid()}), _cpu_rss({pid})
+    (me1, _), (act1, rss) = _cpu_rss({os.getpid()}), _cpu_rss({pid})
     ray.kill(actor)
     n = calls // batch * batch
-    return (me1 - me0) / n * 1000, (act1 - act0) / n * 1000
+    return (me1 - me0) / n * 1000, (act1 - act0) / n * 1000, rss
 
 
 def measure(specs: list, workers: str, r1: int, r2: int, sleep_rounds: int, own_ms: float, repeats: int = 1) -> dict:
@@ -265,7 +266,7 @@ def main() -> None:
     floor = ray_call_floor() if uses_ray else None
     if floor:
         print(f"one Ray actor call that does nothing: {floor[0]:.2f} ms CPU in the driver, {floor[1]:.2f} ms in "
-              "the actor", flush=True)
+              f"the actor; that actor holds {floor[2]:.0f} MiB", flush=True)
     own_ms = echo_ms()
     print(f"`{ECHO}` itself: {own_ms:.2f} ms", flush=True)
     fleets = [list(load_inventory(path).hosts.values()) for path in args.hosts]

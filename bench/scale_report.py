@@ -84,18 +84,18 @@ def targets(rows: list[dict]) -> list[str]:
     return out
 
 
-def ray_floor(rows: list[dict], floor: tuple[float, float]) -> str:
+def ray_floor(rows: list[dict], floor: tuple[float, float, float]) -> str:
     """What one actor call costs by itself, and what that is per evaluation with a round's calls batched."""
     from controller.fleet.ray_executor import HOSTS_PER_ACTOR
 
-    cost = sum(floor)
+    cost = floor[0] + floor[1]
     return (f"One Ray actor call that does nothing costs {floor[0]:.2f} ms of CPU in the driver and {floor[1]:.2f} ms "
             "in the actor here (bench/scale.py, `ray_call_floor`). A round of evaluations is one call per actor "
             f"(`call_many`: the hosts it holds, side by side), so with {HOSTS_PER_ACTOR} hosts per actor Ray's floor "
             f"is {cost / HOSTS_PER_ACTOR:.3f} ms of CPU per evaluation, where one call per evaluation cost {cost:.2f} ms.")
 
 
-def ray_memory(rows: list[dict]) -> str:
+def ray_memory(rows: list[dict], floor: tuple | None) -> str:
     """Ray's memory per host added, between the sizes measured: an actor is a fixed cost until it is full."""
     acks = reference_acks(rows)
     ray = sorted((r for r in rows if r["acks"] == acks and r["workers"] == "ray"), key=lambda r: r["hosts"])
@@ -107,7 +107,9 @@ def ray_memory(rows: list[dict]) -> str:
             f"whole actor, a Python process with ray imported ({ray[0]['rss_mb']:.0f} MiB at {ray[0]['hosts']} host"
             f"{'s' if ray[0]['hosts'] > 1 else ''}): with fewer than {math.ceil(ray[0]['rss_mb'] / 9.5)} hosts in an "
             "actor, Ray's memory per host cannot be under 10 MB, and `--workers threads` (the default) is the "
-            "executor for such fleets.")
+            "executor for such fleets."
+            + (f" An actor that imports nothing of ours (bench/scale.py, `ray_call_floor`) holds {floor[2]:.0f} MiB "
+               "by itself: that much is Ray's." if floor and len(floor) > 2 else ""))
 
 
 def per_actor(rows: list[dict], default: int) -> str:
@@ -167,7 +169,7 @@ def section(rows: list[dict], args, sizes: list[int], ray_start_s: float | None,
         "",
         per_actor(rows, HOSTS_PER_ACTOR),
         "",
-        ray_memory(rows),
+        ray_memory(rows, floor),
         "",
         "Fleet route ACKs: *delayed* is a fleet brought up with `QUICKACK=0`, whose route acknowledges after the "
         "40 ms delayed-ACK timer as a real network does; *at once* is `QUICKACK=1`, the default local fleet, which "
