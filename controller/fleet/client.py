@@ -23,6 +23,7 @@ from controller.fleet.transport import Process
 from node_agent import protocol
 
 HEARTBEAT_EVERY = 5.0
+EXIT_GRACE_S = 1.0  # an agent whose output ended is exiting: how long to wait for its exit status and stderr
 
 _EOF = object()
 _TOO_LONG = object()
@@ -104,6 +105,7 @@ class AgentClient:
                     continue
                 heard = time.monotonic()
                 if raw is _EOF:
+                    self._proc.wait(EXIT_GRACE_S)  # its last stderr line says why it exited: let it arrive
                     raise self._lost(f"agent exited during '{op}'")
                 if raw is _TOO_LONG:
                     raise self._lost(f"agent sent a line longer than {protocol.MAX_LINE} bytes")

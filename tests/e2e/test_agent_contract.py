@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from controller.errors import AgentError
+from controller.errors import AgentError, AgentGone
 from controller.fleet.deploy import build_payload
 from controller.fleet.fleet import ConnectOptions, start_agent
 
@@ -112,6 +112,19 @@ def test_closing_the_channel_restores(transport):
     host.request("apply", {"values": {KNOB: 333}})
     host.agent._proc.close_stdin()  # the controller vanishes without a bye
     assert host.agent.exit_status(10.0) is not None
+    assert sh(transport, "cat /proc/sys/net/core/somaxconn") == original
+
+
+def test_an_agent_that_left_on_its_own_says_why_at_the_next_request(transport):
+    """No request in flight when it exited (here its idle bound; in a partition, its heartbeat
+    bound): the next request finds the channel closed and names the agent's own reason."""
+    host = start(transport, options=ConnectOptions(idle_timeout=1.5))
+    original = read(host, KNOB)[KNOB]
+    host.request("apply", {"values": {KNOB: 333}})
+    assert host.agent.exit_status(10.0) is not None
+    with pytest.raises(AgentGone) as lost:
+        read(host, KNOB)
+    assert "idle for 1.5 s" in lost.value.message, lost.value.message
     assert sh(transport, "cat /proc/sys/net/core/somaxconn") == original
 
 
