@@ -255,7 +255,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, default=None, help="update the simulated-fleet section of this page")
     p.add_argument("--cells", default=",".join(CELLS))
     p.add_argument("--budgets", default=",".join(map(str, BUDGETS)))
-    p.add_argument("--dims", default=",".join(map(str, DIMS)), help="knob counts; seed s uses dims[s % len]")
+    p.add_argument("--dims", default=",".join(map(str, DIMS)), help="knob counts; seed s uses dims[s %% len]")
     p.add_argument("--seeds", type=int, default=20)
     p.add_argument("--train", type=int, default=192, help="family members the transferred policy is trained on")
     p.add_argument("--train-budget", type=int, default=48, help="evaluations per training run")
