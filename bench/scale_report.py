@@ -84,7 +84,7 @@ def targets(rows: list[dict]) -> list[str]:
     return out
 
 
-def ray_floor(rows: list[dict], floor: tuple[float, float, float]) -> str:
+def ray_floor(floor: tuple[float, float, float]) -> str:
     """What one actor call costs by itself, and what that is per evaluation with a round's calls batched."""
     from controller.fleet.ray_executor import HOSTS_PER_ACTOR
 
@@ -102,14 +102,14 @@ def ray_memory(rows: list[dict], floor: tuple | None) -> str:
     if len(ray) < 2:
         return ""
     steps = "; ".join(f"{a['hosts']} to {b['hosts']} hosts: {(b['rss_mb'] - a['rss_mb']) / (b['hosts'] - a['hosts']):.1f} MiB "
-                      "per host added" for a, b in zip(ray, ray[1:]) if "rss_mb" in a and "rss_mb" in b)
+                      "per host added" for a, b in zip(ray, ray[1:]))
     return (f"Ray's memory beyond the first actor: {steps}. A fleet smaller than an actor's share still pays the "
             f"whole actor, a Python process with ray imported ({ray[0]['rss_mb']:.0f} MiB at {ray[0]['hosts']} host"
             f"{'s' if ray[0]['hosts'] > 1 else ''}): with fewer than {math.ceil(ray[0]['rss_mb'] / 9.5)} hosts in an "
             "actor, Ray's memory per host cannot be under 10 MB, and `--workers threads` (the default) is the "
             "executor for such fleets."
             + (f" An actor that imports nothing of ours (bench/scale.py, `ray_call_floor`) holds {floor[2]:.0f} MiB "
-               "by itself: that much is Ray's." if floor and len(floor) > 2 else ""))
+               "by itself: that much is Ray's." if floor else ""))
 
 
 def per_actor(rows: list[dict], default: int) -> str:
@@ -190,5 +190,5 @@ def section(rows: list[dict], args, sizes: list[int], ray_start_s: float | None,
         "growth of this process and its children over connecting; for Ray the driver's growth plus every actor's "
         "process, divided by the hosts (Ray's own daemons not counted). The rows, with each pair's slope: "
         "docs/benchmarks-scale.json."
-        + (" " + ray_floor(rows, floor) if floor else ""),
+        + (" " + ray_floor(floor) if floor else ""),
     ])

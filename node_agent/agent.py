@@ -290,15 +290,15 @@ class Agent:
             raise BadArgs("apply must be an object")
         prepared = runner.prepare(args)  # a command that cannot run is refused before anything is written
         if staged is None:
-            return self._run(rid, args, prepared)
+            return self._run(rid, prepared)
         applied = self.op_apply(rid, staged)
         if applied["refused"]:
             return {"apply": applied}
-        result = self._run(rid, args, prepared)
+        result = self._run(rid, prepared)
         result["apply"] = applied
         return result
 
-    def _run(self, rid, args, prepared):
+    def _run(self, rid, prepared):
         def emit(data):
             self.channel.send(protocol.event(rid, "sample", data))
         def pump():  # requests that arrive meanwhile wait in the channel
@@ -307,7 +307,7 @@ class Agent:
                 watch.pop(self.channel.in_fd, None)
 
         watch = {self.channel.in_fd: pump, self.wake_r: self._drain_wakeups}
-        return runner.run(args, emit, watch, self.interrupted, prepared)
+        return runner.run(prepared, emit, watch, self.interrupted)
 
     def op_persist(self, _rid, args):
         try:

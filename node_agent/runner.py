@@ -118,14 +118,14 @@ def prepare(args):
     return resolve(argv, cwd), timeout, interval, cwd, env
 
 
-def run(args, emit, watch, interrupted, prepared=None):
-    """Run the command in ``args``; ``emit(data)`` sends a sample event.
+def run(prepared, emit, watch, interrupted):
+    """Run the command that prepare() made of a ``run`` request; ``emit(data)`` sends a sample event.
 
     ``watch`` maps file descriptors the agent must keep serving (its stdin, its signal pipe)
     to callbacks (which may remove their own entry); ``interrupted()`` returns a reason when the agent must stop, and then the
-    command's group is killed and Interrupted raised. ``prepared``: what prepare(args) returned.
+    command's group is killed and Interrupted raised.
     """
-    argv, timeout, interval, cwd, env = prepared or prepare(args)
+    argv, timeout, interval, cwd, env = prepared
     child_env = dict(os.environ)
     child_env.update(env)
     entry = facts.invoker()  # started through sudo: the command runs as the user who asked

@@ -212,9 +212,8 @@ class RayCall:
     def result(self) -> Any:
         if self.batch is None:
             RayCall.send([self])
-        batch = self.batch
-        replies = self.host._guard(lambda: batch.fetch(max(0.0, batch.deadline - time.monotonic())), batch.timeout)
-        return _unwrap(replies[self.index])
+        batch, left = self.batch, max(0.0, self.batch.deadline - time.monotonic())
+        return _unwrap(self.host._guard(lambda: batch.fetch(left), left)[self.index])
 
     @staticmethod
     def send(calls: list[RayCall]) -> None:
@@ -247,7 +246,6 @@ class _Batch:
 
     def __init__(self, ref, deadline: float):
         self.ref, self.deadline = ref, deadline
-        self.timeout = max(0.0, deadline - time.monotonic())
         self._replies: list | None = None
         self._error: BaseException | None = None
 
