@@ -40,7 +40,6 @@ TRAIN_SEED = 500          # training run i of policy r uses seed TRAIN_SEED + 10
 CELLS = {
     "random": ("random", False, None),
     "bo": ("bo", False, None),
-    "tpe": ("tpe", False, None),
     "ppo cold": ("ppo", False, "none"),
     "ppo trained": ("ppo", False, "trained"),
     "ppo trained on 1": ("ppo", False, "trained-1"),

@@ -1,13 +1,12 @@
-"""Bayesian optimization over the spec's action box: ``bo`` (an additive Gaussian process,
-controller/learn/addgp.py) and ``tpe`` (optuna's TPE, which bo used before; kept to compare).
+"""Bayesian optimization with optuna over the spec's action box.
 
 One study holds every evaluation of the run. Its search space is the same flat box [-1, 1]^d
 the PPO policy acts in, so the spec's mapping (integers rounded, log scales, choices, vector
 components) is reused unchanged and every strategy proposes values the same way.
 
-Each round asks the study for one candidate per live host, so the hosts evaluate different
-candidates at the same time: the additive GP draws an independent Thompson sample per host,
-TPE's constant liar and GP's pending points steer away from the trials still running. Rewards are relative to each host's own baseline, so the
+Each round asks the study once per live host, so the hosts evaluate different candidates at
+the same time: the sampler sees the trials still running (TPE's constant liar, GP's pending
+points) and steers away from them. Rewards are relative to each host's own baseline, so the
 hosts' results share one study. The host's original configuration was measured in the baseline
 phase, reward 0 by definition, and enters the study as a known point before the first ask; so do
 the spec's expert priors (initial_candidates), which are evaluated first, with what they scored.
@@ -28,7 +27,7 @@ from controller.learn.evaluation import FAILURE_REWARD
 from controller.learn.search import SearchContext, evaluate_priors
 from controller.learn.strategies import register
 
-SAMPLERS = ("tpe", "gp")  # optuna's; "additive" is controller/learn/addgp.py
+SAMPLERS = ("tpe", "gp")
 
 
 def _param(i: int) -> str:
@@ -78,8 +77,7 @@ class BoxStudy:
                                                        value=float(value), user_attrs=attrs))
         return True
 
-    def ask(self, keys, last: bool = False) -> dict[Hashable, np.ndarray]:
-        """One point per key; ``last`` (the run's last round) changes nothing for optuna's samplers."""
+    def ask(self, keys) -> dict[Hashable, np.ndarray]:
         out = {}
         with _quiet():
             for key in keys:
@@ -117,20 +115,11 @@ def _quiet():
         yield
 
 
-def make_study(dim: int, seed: int, hosts: int, sampler: str):
-    """A study over [-1, 1]^dim for a fleet of ``hosts``: the first round is space-filling."""
-    if sampler == "additive":
-        from controller.learn.addgp import AdditiveStudy
-
-        return AdditiveStudy(dim, seed=seed, n_startup=hosts, failure_value=FAILURE_REWARD)
-    return BoxStudy(dim, seed=seed, n_startup=max(4, hosts), sampler=sampler)
-
-
 @register("bo")
-def bo_search(ctx: SearchContext, sampler: str = "additive") -> None:
-    """Spend ctx.budget evaluations on the model's suggestions, one candidate per live host per round."""
+def bo_search(ctx: SearchContext, sampler: str = "tpe") -> None:
+    """Spend ctx.budget evaluations on optuna's suggestions, one candidate per live host per round."""
     evaluate_priors(ctx)
-    study = make_study(ctx.spec.action_dim, ctx.seed, len(ctx.live()), sampler)
+    study = BoxStudy(ctx.spec.action_dim, seed=ctx.seed, n_startup=max(4, len(ctx.live())), sampler=sampler)
     for t in ctx.recorder.search_trials():  # the priors as measured; resumed: every recorded evaluation
         reward = t.reward if t.ok and t.reward is not None else FAILURE_REWARD
         study.add_known(ctx.spec.to_unit(t.values), reward, origin="prior", host=t.host)
@@ -147,8 +136,7 @@ def bo_search(ctx: SearchContext, sampler: str = "additive") -> None:
     for _ in range(ctx.budget + 1):  # every round spends an evaluation or raises: a bound, not a guess
         if ctx.remaining <= 0:
             break
-        hosts = [ev.name for ev in ctx.live()[: ctx.remaining]]
-        points = study.ask(hosts, last=ctx.remaining <= len(hosts))
+        points = study.ask([ev.name for ev in ctx.live()[: ctx.remaining]])
         results = ctx.evaluate_round({name: ctx.spec.to_values(p) for name, p in points.items()})
         for name in points:
             t = results.get(name)
@@ -156,10 +144,3 @@ def bo_search(ctx: SearchContext, sampler: str = "additive") -> None:
                 study.tell(name, None)
             else:
                 study.tell(name, t.reward if t.ok and t.reward is not None else FAILURE_REWARD)
-
-
-@register("tpe")
-def tpe_search(ctx: SearchContext) -> None:
-    """bo with optuna's multivariate TPE in place of the additive GP (bo's model until the strategy
-    benchmark showed the GP ahead at every budget from 12 on: docs/strategies.md)."""
-    bo_search(ctx, sampler="tpe")

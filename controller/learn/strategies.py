@@ -17,7 +17,6 @@ from typing import Callable, Iterator
 MODULES = {
     "ppo": "controller.learn.ppo",
     "bo": "controller.learn.bo",
-    "tpe": "controller.learn.bo",
     "random": "controller.learn.search",
     "auto": "controller.learn.search",
 }

@@ -1,5 +1,4 @@
-"""BoxStudy: optuna over the action box, several points per round, told by key (the tpe strategy);
-bo's own model is tests/unit/test_addgp.py."""
+"""BoxStudy: optuna over the action box, several points per round, told by key."""
 
 from __future__ import annotations
 
@@ -75,22 +74,22 @@ def test_unknown_sampler():
 
 
 def test_bo_tells_its_study_the_expert_priors(tmp_path, monkeypatch):
-    """The priors are evaluated first and enter the study with what they scored, so the model
-    starts from them (a spy on AdditiveStudy.add_known; the study itself is real)."""
-    from controller.learn import addgp
+    """The priors are evaluated first and enter the study with what they scored, so TPE's model
+    starts from them (a spy on BoxStudy.add_known; the study itself is real)."""
+    from controller.learn import bo
     from controller.learn.simfleet import member, sim_fleet
     from controller.runs import RunDir
     from controller.spec import TuningSpec
     from controller.tuner import RunOptions, tune
 
     told = []
-    real = addgp.AdditiveStudy.add_known
+    real = bo.BoxStudy.add_known
 
     def spy(self, point, value, **attrs):
         told.append((np.round(point, 3).tolist(), value, attrs.get("origin")))
         return real(self, point, value, **attrs)
 
-    monkeypatch.setattr(addgp.AdditiveStudy, "add_known", spy)
+    monkeypatch.setattr(bo.BoxStudy, "add_known", spy)
     m = member(2, 4)
     priors = [{"values": m.optimum(), "reason": "the optimum"},
               {"values": {k: m.originals[k] for k in m.spec().knob_names}, "reason": "as the host is"}]

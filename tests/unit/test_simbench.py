@@ -65,4 +65,5 @@ def test_a_policy_trained_across_the_family_beats_bo_cold_on_held_out_members(tm
     ppo = [simbench.run_one("ppo trained", 4, simbench.HELD_OUT + s, 12, s, store)["regret"] for s in range(8)]
     bo = [simbench.run_one("bo", 4, simbench.HELD_OUT + s, 12, s, store)["regret"] for s in range(8)]
     mean = sum(ppo) / len(ppo)
-    assert mean < 0.3 and mean < sum(bo) / len(bo), (ppo, bo)
+    assert mean < 0.3 and mean < sum(bo) / len(bo) - 0.15, (ppo, bo)
+    assert sum(p < b for p, b in zip(ppo, bo)) >= 5, (ppo, bo)
