@@ -8,6 +8,7 @@ import os
 import time
 
 ECHO = "echo x=1"  # the benchmark that does nothing, whose slope is the controller's cost
+MEMORY_TARGET_MIB = 10e6 / 2**20  # issue 10: at most 10 MB of controller memory per host (RSS is in MiB)
 
 
 def _label(r: dict) -> str:
@@ -79,7 +80,7 @@ def targets(rows: list[dict]) -> list[str]:
     mem = [r for r in rows if r["acks"] == acks and r["workers"] == "ray"]
     if mem:
         out.append("Ray <= 10 MB (9.5 MiB) of controller memory per host: "
-                   + ", ".join(f"{r['hosts']} hosts {verdict(r['rss_per_host_mb'] * 1.048576 <= 10)} "
+                   + ", ".join(f"{r['hosts']} hosts {verdict(r['rss_per_host_mb'] <= MEMORY_TARGET_MIB)} "
                                f"({r['rss_per_host_mb']:.1f} MiB)" for r in mem))
     return out
 
@@ -105,7 +106,7 @@ def ray_memory(rows: list[dict], floor: tuple | None) -> str:
                       "per host added" for a, b in zip(ray, ray[1:]))
     return (f"Ray's memory beyond the first actor: {steps}. A fleet smaller than an actor's share still pays the "
             f"whole actor, a Python process with ray imported ({ray[0]['rss_mb']:.0f} MiB at {ray[0]['hosts']} host"
-            f"{'s' if ray[0]['hosts'] > 1 else ''}): with fewer than {math.ceil(ray[0]['rss_mb'] / 9.5)} hosts in an "
+            f"{'s' if ray[0]['hosts'] > 1 else ''}): with fewer than {math.ceil(ray[0]['rss_mb'] / MEMORY_TARGET_MIB)} hosts in an "
             "actor, Ray's memory per host cannot be under 10 MB, and `--workers threads` (the default) is the "
             "executor for such fleets."
             + (f" An actor that imports nothing of ours (bench/scale.py, `ray_call_floor`) holds {floor[2]:.0f} MiB "
@@ -124,7 +125,7 @@ def per_actor(rows: list[dict], default: int) -> str:
         return ""
     figures = "; ".join(f"K = {k}: {r['marginal_ms']:.2f} ms marginal, efficiency {r['efficiency']:.2f}, "
                         f"{r['rss_per_host_mb']:.1f} MiB per host, connected in {r['connect_s']:.1f} s" for k, r in sweep)
-    small = next((k for k, r in sweep if r["rss_per_host_mb"] * 1.048576 <= 10), None)
+    small = next((k for k, r in sweep if r["rss_per_host_mb"] <= MEMORY_TARGET_MIB), None)
     why = (f"K = {small} is the smallest K measured here that keeps Ray under 10 MB per host once an actor is full"
            if small else "no K measured here kept Ray under 10 MB per host")
     return (f"Hosts per actor (`--workers ray:K`), at {top} hosts: {figures}. An actor is a Python process with ray "

@@ -23,7 +23,7 @@ from controller.fleet.transport import Process
 from node_agent import protocol
 
 HEARTBEAT_EVERY = 5.0
-EXIT_GRACE_S = 1.0  # an agent whose output ended is exiting: how long to wait for its exit status and stderr
+EXIT_GRACE_S = 1.0  # an agent that is gone or going: how long to wait for its exit status and stderr
 
 _EOF = object()
 _TOO_LONG = object()
@@ -88,6 +88,7 @@ class AgentClient:
             try:
                 self._send(protocol.encode(protocol.request(rid, op, args)))
             except (OSError, ValueError, EOFError) as e:
+                self._proc.wait(EXIT_GRACE_S)  # an agent that exited meanwhile: its reason may still be on the way
                 raise self._lost(f"cannot send to the agent: {e}")
             deadline = time.monotonic() + timeout
             heard = time.monotonic()

@@ -88,8 +88,8 @@ class Recorder:
         self._listeners = list(listeners or [])
         self._lock = threading.Lock()
         self.trials: list[Trial] = []
-        self.search_evaluations = 0
-        self._search: dict[str | None, list[Trial]] = {None: []}  # search trials, all (None) and by host
+        self._search: list[Trial] = []                    # the search phase's trials, kept as they come:
+        self._search_by_host: dict[str, list[Trial]] = {}  # every evaluation asks for them
 
     def record(self, trial: Trial) -> Trial:
         with self._lock:
@@ -110,15 +110,19 @@ class Recorder:
     def _add(self, trial: Trial) -> None:
         trial.index = len(self.trials)
         if trial.phase == "search":
-            self.search_evaluations += 1
-            self._search[None].append(trial)
-            self._search.setdefault(trial.host, []).append(trial)
+            self._search.append(trial)
+            self._search_by_host.setdefault(trial.host, []).append(trial)
         self.trials.append(trial)
 
+    @property
+    def search_evaluations(self) -> int:
+        """Evaluations counted against the budget."""
+        return len(self._search)
+
     def search_trials(self, host: str | None = None) -> list[Trial]:
-        """The search phase's trials (of one host), in order: kept as they come, since every
-        evaluation asks (a filter over every trial made a long run quadratic)."""
-        return list(self._search.get(host, ()))
+        """The search phase's trials (of one host), in order (a copy; a filter over every trial,
+        asked once per evaluation, made a long run quadratic)."""
+        return list(self._search if host is None else self._search_by_host.get(host, ()))
 
 
 class Measure:

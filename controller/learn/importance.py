@@ -93,12 +93,12 @@ def _groupings(x: np.ndarray) -> list[np.ndarray]:
     if x.dtype == object:
         return out
     present = ~np.isnan(x)
-    distinct = np.unique(x[present])
+    values = np.sort(x[present])
+    distinct = np.unique(values)
     if distinct.size <= np.unique(out[0][present]).size:
         return out
     for cut in (distinct[:-1] + distinct[1:]) / 2.0:
-        below = int(np.sum(x[present] < cut))
-        if MIN_SIDE <= below <= int(present.sum()) - MIN_SIDE:
+        if MIN_SIDE <= np.searchsorted(values, cut) <= values.size - MIN_SIDE:
             out.append(np.where(present, (x > cut).astype(int), -1))
     return out
 
