@@ -21,6 +21,7 @@ Stdlib only, Python >= 3.7.
 """
 
 import fnmatch
+import re
 
 # (pattern, why). Patterns are fnmatch globs over the dotted name; ``*`` also crosses dots.
 DENIED = (
@@ -73,9 +74,13 @@ DENIED = (
 )
 
 
+# Every pattern at once: one regex match per name (every apply checks each knob it writes).
+_ANY = re.compile("|".join("(?:%s)" % fnmatch.translate(pattern) for pattern, _ in DENIED))
+
+
 def denied(name):
     """Why ``name`` is never written, or None when it may be tuned."""
-    if not isinstance(name, str):
+    if not isinstance(name, str) or not _ANY.match(name):
         return None
     for pattern, why in DENIED:
         if fnmatch.fnmatchcase(name, pattern):

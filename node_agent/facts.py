@@ -33,14 +33,25 @@ def search_dirs():
     return out
 
 
+_found = {}  # bare name -> where it was found: the benchmark runs at every evaluation
+
+
 def find_program(name):
-    """Absolute path of an executable ``name`` (a bare name is looked up in search_dirs())."""
+    """Absolute path of an executable ``name`` (a bare name is looked up in search_dirs()).
+
+    A bare name is searched once per agent and then only checked to be still there: the search
+    stats every folder and lists PostgreSQL's, which cost more than starting the benchmark."""
     if "/" in name:
         return name if os.path.isfile(name) and os.access(name, os.X_OK) else None
+    path = _found.get(name)
+    if path is not None and os.access(path, os.X_OK):
+        return path
     for d in search_dirs():
         path = os.path.join(d, name)
         if os.path.isfile(path) and os.access(path, os.X_OK):
+            _found[name] = path
             return path
+    _found.pop(name, None)
     return None
 
 

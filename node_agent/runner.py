@@ -126,11 +126,13 @@ def run(prepared, emit, watch, interrupted):
     command's group is killed and Interrupted raised.
     """
     argv, timeout, interval, cwd, env = prepared
-    child_env = dict(os.environ)
-    child_env.update(env)
     entry = facts.invoker()  # started through sudo: the command runs as the user who asked
-    if entry:
-        child_env.update(HOME=entry.pw_dir, USER=entry.pw_name, LOGNAME=entry.pw_name)
+    child_env = None  # the agent's own environment, passed on as it is (not copied and re-encoded)
+    if env or entry:
+        child_env = dict(os.environ)
+        child_env.update(env)
+        if entry:
+            child_env.update(HOME=entry.pw_dir, USER=entry.pw_name, LOGNAME=entry.pw_name)
     snaps = [metrics.snapshot()]
     start = time.monotonic()
     try:

@@ -71,6 +71,15 @@ def test_the_globs_match_real_names_on_this_kernel():
     assert CORE in real and denylist.denied(CORE)
 
 
+def test_the_one_regex_denies_exactly_what_the_globs_deny():
+    """denied() screens every name with one regex made of all the globs: on every name this kernel
+    has, and on the patterns themselves, it must agree with fnmatch pattern by pattern."""
+    names = kernel_names() + [p for p, _ in denylist.DENIED] + [p.replace("*", "x.y") for p, _ in denylist.DENIED]
+    for name in names:
+        expected = next((why for pattern, why in denylist.DENIED if fnmatch.fnmatchcase(name, pattern)), None)
+        assert denylist.denied(name) == expected, name
+
+
 def spec_with(name, **bounds):
     return TuningSpec.from_dict({"workload_name": "w", "reward_metric": "tps", "benchmark_command": "pgbench -T 5",
                                  "action_space": [{"param": name, **bounds}]})

@@ -5,6 +5,7 @@ with a 10 MiB loopback transfer, an accept storm against a listener with a 2-dee
 loop and listeners on port 5432 (IPv4 and IPv6) in between.
 """
 
+import time
 from pathlib import Path
 
 import pytest
@@ -171,3 +172,26 @@ def test_sampler_on_the_live_host():
     assert second["time"] >= first["time"]
     assert second["metrics"]["mem_available_mb"] > 0
     assert second["metrics"]["tcp_listen_overflows"] >= 0
+
+
+def test_a_kept_descriptor_reads_the_live_proc_afresh():
+    """Snapshots of /proc re-read descriptors kept open: each read must see the counters move
+    (a descriptor left at its end would read nothing, and the figures would vanish)."""
+    first = metrics.snapshot()
+    time.sleep(0.02)  # sleeping is itself a context switch
+    second = metrics.snapshot()
+    assert second["stat"]["ctxt"] > first["stat"]["ctxt"]
+    assert set(second) == set(first) and {"stat", "meminfo", "snmp", "netstat"} <= set(second)
+
+
+def test_a_kept_descriptor_reads_a_file_longer_than_its_buffer_whole(tmp_path):
+    """/proc/stat on a big host lists thousands of interrupt counts: the reader grows its buffer."""
+    path = tmp_path / "stat"
+    lines = ["cpu  1 2 3 4 5 6 7 8", "intr " + " ".join(["12345"] * 20000), "ctxt 99", "procs_running 3"]
+    path.write_text("\n".join(lines) + "\n")
+    proc = metrics._Proc(str(tmp_path))
+    assert metrics.parse_stat(proc.read("stat"))["ctxt"] == 99
+    with open(path, "r+") as f:  # rewritten in place, as the kernel regenerates /proc/stat
+        f.write(f.read().replace("ctxt 99", "ctxt 77"))
+    assert metrics.parse_stat(proc.read("stat"))["ctxt"] == 77
+    assert proc.read("missing") is None
