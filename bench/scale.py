@@ -149,7 +149,7 @@ def route_acks(address: str) -> str:
     return "at once" if "quickack 1" in route else "delayed"
 
 
-def ray_call_floor(calls: int = 3000, batch: int = 16) -> tuple[float, float, float]:
+def ray_call_floor(calls: int = 3000, batch: int = 16, trips: int = 300) -> tuple[float, float, float, float]:
     """CPU ms per call, driver and actor, of a threaded actor method that does nothing, called in
     rounds of `batch` awaited with ray.wait: what one actor call costs at least; and the resident MiB
     of that actor, which imports nothing of ours: what any actor costs at least."""
@@ -171,9 +171,14 @@ def ray_call_floor(calls: int = 3000, batch: int = 16) -> tuple[float, float, fl
         ray.wait(refs, num_returns=batch)
         ray.get(refs)
     (me1, _), (act1, rss) = _cpu_rss({os.getpid()}), _cpu_rss({pid})
+    walls = []  # one call at a time, awaited: the wall time a round pays per actor, in series
+    for _ in range(trips):
+        started = time.monotonic()
+        ray.get(actor.call.remote(("h", 0, ({"net.ipv4.tcp_fin_timeout": "30"}, True))))
+        walls.append(time.monotonic() - started)
     ray.kill(actor)
     n = calls // batch * batch
-    return (me1 - me0) / n * 1000, (act1 - act0) / n * 1000, rss
+    return (me1 - me0) / n * 1000, (act1 - act0) / n * 1000, rss, statistics.median(walls) * 1000
 
 
 def measure(specs: list, workers: str, r1: int, r2: int, sleep_rounds: int, own_ms: float, repeats: int = 1) -> dict:
@@ -266,7 +271,7 @@ def main() -> None:
     floor = ray_call_floor() if uses_ray else None
     if floor:
         print(f"one Ray actor call that does nothing: {floor[0]:.2f} ms CPU in the driver, {floor[1]:.2f} ms in "
-              f"the actor; that actor holds {floor[2]:.0f} MiB", flush=True)
+              f"the actor, {floor[3]:.2f} ms round trip; that actor holds {floor[2]:.0f} MiB", flush=True)
     own_ms = echo_ms()
     print(f"`{ECHO}` itself: {own_ms:.2f} ms", flush=True)
     fleets = [list(load_inventory(path).hosts.values()) for path in args.hosts]

@@ -96,6 +96,23 @@ def ray_floor(floor: tuple[float, float, float]) -> str:
             f"is {cost / HOSTS_PER_ACTOR:.3f} ms of CPU per evaluation, where one call per evaluation cost {cost:.2f} ms.")
 
 
+def ray_round_trip(rows: list[dict], floor: tuple) -> str:
+    """Why Ray trails threads at 16 hosts and not at 64: a round pays an actor call's round trip in series."""
+    if len(floor) < 4:
+        return ""  # measured before the round trip was
+    at16 = {r["workers"]: r for r in rows if r["hosts"] == 16 and r["workers"] in ("threads", "ray")}
+    text = (f"A call to an actor, awaited on its own, takes {floor[3]:.2f} ms from the driver and back here "
+            "(bench/scale.py, `ray_call_floor`): each round of evaluations pays it once, in series with the "
+            "benchmarks, whatever the actor does.")
+    if len(at16) == 2:
+        threads_round = at16["threads"]["slope_ms"] * 16
+        gap = (at16["ray"]["slope_ms"] - at16["threads"]["slope_ms"]) * 16
+        text += (f" At 16 hosts a round of threads takes {threads_round:.1f} ms and Ray's {gap:.1f} ms more, of which "
+                 f"the round trip alone is {floor[3]:.2f} ms ({floor[3] / threads_round:.0%} of the round); at 64 "
+                 "hosts the round is four times longer and the same trip is lost in it.")
+    return text
+
+
 def ray_memory(rows: list[dict], floor: tuple | None) -> str:
     """Ray's memory per host added, between the sizes measured: an actor is a fixed cost until it is full."""
     acks = reference_acks(rows)
@@ -135,7 +152,7 @@ def per_actor(rows: list[dict], default: int) -> str:
 
 
 def section(rows: list[dict], args, sizes: list[int], ray_start_s: float | None, own_ms: float,
-             floor: tuple[float, float] | None, loads: tuple[float, float]) -> str:
+             floor: tuple | None, loads: tuple[float, float]) -> str:
     from controller.fleet.ray_executor import HOSTS_PER_ACTOR
 
     cmd = (".venv/bin/python bench/scale.py " + " ".join(f"--hosts {h}" for h in args.hosts)
@@ -172,6 +189,7 @@ def section(rows: list[dict], args, sizes: list[int], ray_start_s: float | None,
         "",
         ray_memory(rows, floor),
         "",
+        *([ray_round_trip(rows, floor), ""] if floor and len(floor) > 3 else []),
         "Fleet route ACKs: *delayed* is a fleet brought up with `QUICKACK=0`, whose route acknowledges after the "
         "40 ms delayed-ACK timer as a real network does; *at once* is `QUICKACK=1`, the default local fleet, which "
         "acknowledges at once. The naive loop (paramiko without TCP_NODELAY, one exec per step) waits for a "

@@ -27,4 +27,5 @@ def test_the_scale_benchmark_measures_threads_ray_and_the_naive_loop(fleet_inven
     ray3 = next(r for r in rows if r.split("|")[2].strip() == "3" and "ray" in r)
     assert "(16 per actor: 1 actor)" in ray3  # three hosts shared one actor
     assert "marginal cost <= 5 ms amortized at 3 hosts, threads and Ray:" in text
+    assert re.search(r"A call to an actor, awaited on its own, takes \d+\.\d\d ms", text)  # Ray's per-round floor
     assert "--repeats 2" in text and "the median of 2 such pairs of runs" in text
