@@ -1,10 +1,7 @@
 """One tunable knob of a spec and how an action in [-1, 1] maps onto its range.
 
 - an integer knob is one dimension, rounded; ``scale: log`` maps in log space (the default when
-  max/min >= 20 and min > 0, so 16..4096 spends as much of the action on 16..256 as on 256..4096,
-  and tcp_fin_timeout's 5..120 as much on 5..24 as on 24..120: over such a span a
-  kernel knob acts by ratios, and a linear map left the short timeouts, where the optimum and
-  the failures sit, a sixth of the action; docs/strategies.md has the measurement);
+  max/min >= 100 and min > 0, so 16..4096 spends as much of the action on 16..256 as on 256..4096);
 - a vector knob (net.ipv4.tcp_rmem) gives ``min``/``max`` as lists or space-separated text of one
   length; components with min == max are fixed, every other one is a dimension, and the mapped
   components are made non-decreasing;
@@ -22,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 __all__ = ["Knob", "FieldError", "parse_ints", "LOG_RATIO"]
 
 
-LOG_RATIO = 20  # max/min at or above which a knob defaults to log scale
+LOG_RATIO = 100  # max/min at or above which a knob defaults to log scale
 
 
 class FieldError(ValueError):
