@@ -4,7 +4,7 @@ The real benchmark (bench/strategies.py) runs on real hosts and cannot afford th
 strategies apart, nor does it know the optimum. Here every run is a full ``tune()`` (baseline,
 search, confirm, verification) on 3 simulated hosts (controller/learn/simfleet.py), and the regret
 of the configuration the run chose is measured on the member's noiseless surface: 0 = the
-optimum, 1 = the original. Seed s runs held-out member 100 + s of the family with DIMS[s % 4]
+optimum, 1 = the original. Seed s runs held-out member HELD_OUT + s (1000 + s) of the family with DIMS[s % 4]
 knobs; "ppo trained" starts from a policy trained, one run after the other through the policy
 store, on members 0 .. train-1 of the same knob count (never on a held-out one); "ppo trained
 on K" from the policy the first K of those runs left (one earlier run on the same knobs: K = 1).
@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 DIMS = (2, 4, 6, 8)
 BUDGETS = (6, 12, 24, 48)
 SNAPSHOTS = (1, 4)        # "ppo trained on K": the policy after the first K training runs
-HELD_OUT = 100            # held-out members are HELD_OUT + seed; training members are 0 .. train-1
+HELD_OUT = 1000           # held-out members are HELD_OUT + seed; training members are 0 .. train-1 (train <= HELD_OUT)
 TRAIN_SEED = 500          # training run i of policy r uses seed TRAIN_SEED + 1000 r + i
 # label -> (strategy, expert priors, policy: "none" cold, "trained" from the family's policy)
 CELLS = {
@@ -268,6 +268,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="a smoke run: random and bo, 6 seeds, 4 knobs, budget 24")
     p.add_argument("--from-json", type=Path, default=None, help="rebuild the section from saved results")
     args = p.parse_args(argv)
+    if args.train > HELD_OUT:  # the transferred policy must not have seen the members it is judged on
+        p.error(f"--train {args.train}: training members 0 .. {args.train - 1} would include held-out members "
+                f"from {HELD_OUT} on")
     if args.quick:
         args.cells, args.budgets, args.seeds, args.dims = "random,bo", "24", 6, "4"
     return args

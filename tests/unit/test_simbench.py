@@ -67,3 +67,12 @@ def test_a_policy_trained_across_the_family_beats_bo_cold_on_held_out_members(tm
     mean = sum(ppo) / len(ppo)
     assert mean < 0.3 and mean < sum(bo) / len(bo) - 0.15, (ppo, bo)
     assert sum(p < b for p, b in zip(ppo, bo)) >= 5, (ppo, bo)
+
+
+def test_held_out_members_are_never_training_members():
+    """A policy judged on members it was trained on would overstate the transfer: the default
+    training set ends before the first held-out member, and a larger one is refused."""
+    args = simbench.parse_args([])
+    assert args.train <= simbench.HELD_OUT
+    with pytest.raises(SystemExit):
+        simbench.parse_args(["--train", str(simbench.HELD_OUT + 1)])
