@@ -256,18 +256,21 @@ def fleet_change(
 
 
 def interleaved_schedule(repeats: int, first: Literal["A", "B"] = "A") -> list[str]:
-    """The run order for a verification: ``repeats`` runs per arm, alternating.
+    """The run order for a verification: ``repeats`` runs per arm, in counterbalanced pairs.
 
-    "A" is the original (baseline) configuration and "B" the candidate. Starting
-    every host with A would leave A always one step earlier in any drift; giving
-    half of the hosts ``first="B"`` (e.g. by host index parity) cancels that
-    across the fleet.
+    "A" is the original (baseline) configuration and "B" the candidate. Pairs alternate their
+    order (A B, B A, A B, ...: ABBA), so a steady drift over the verification (the machine
+    warming, other work ending) lands on both arms alike: with an even number of pairs it
+    cancels within the host, with an odd number the last pair leaves one arm a third of a step
+    earlier on average instead of a whole step (A B A B ...). Giving half of the hosts
+    ``first="B"`` (e.g. by host index parity) evens out that remainder across the fleet.
     """
     if repeats < 0:
         raise ValueError("repeats must be >= 0")
     if first not in ("A", "B"):
         raise ValueError("first must be 'A' or 'B'")
-    return [first, "B" if first == "A" else "A"] * repeats
+    other = "B" if first == "A" else "A"
+    return [label for i in range(repeats) for label in ((first, other) if i % 2 == 0 else (other, first))]
 
 
 def noise_warning(summary: Summary, min_effect_pct: float, repeats: int | None = None) -> str | None:

@@ -162,8 +162,8 @@ def test_fleet_minimize_and_single_host():
 
 
 def test_interleaved_schedule():
-    assert interleaved_schedule(3) == ["A", "B", "A", "B", "A", "B"]
-    assert interleaved_schedule(2, first="B") == ["B", "A", "B", "A"]
+    assert interleaved_schedule(3) == ["A", "B", "B", "A", "A", "B"]
+    assert interleaved_schedule(2, first="B") == ["B", "A", "A", "B"]
     assert interleaved_schedule(0) == []
     with pytest.raises(ValueError):
         interleaved_schedule(2, first="C")  # type: ignore[arg-type]
@@ -181,3 +181,15 @@ def test_noise_warning():
     pg = summarize(noisy(rng, 1000, 10, cv=0.03))
     assert noise_warning(pg, 4.0, repeats=5) is not None
     assert noise_warning(pg, 4.0, repeats=30) is None
+
+
+@pytest.mark.parametrize("repeats", [2, 4, 6])
+def test_a_steady_drift_favours_neither_arm(repeats):
+    """A benchmark that speeds up by one unit per run (a machine warming up) with no knob effect:
+    the schedule must leave the arms' mean positions, hence their means, equal. Run A then B
+    alternately, B would gain a whole unit on every host."""
+    for first in ("A", "B"):
+        order = interleaved_schedule(repeats, first=first)
+        position = {arm: [i for i, label in enumerate(order) if label == arm] for arm in "AB"}
+        assert len(position["A"]) == len(position["B"]) == repeats
+        assert sum(position["A"]) == sum(position["B"]), order
