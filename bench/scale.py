@@ -151,8 +151,9 @@ def route_acks(address: str) -> str:
 
 def ray_call_floor(calls: int = 3000, batch: int = 16, trips: int = 300) -> tuple[float, float, float, float]:
     """CPU ms per call, driver and actor, of a threaded actor method that does nothing, called in
-    rounds of `batch` awaited with ray.wait: what one actor call costs at least; and the resident MiB
-    of that actor, which imports nothing of ours: what any actor costs at least."""
+    rounds of `batch` awaited with ray.wait: what one actor call costs at least; the resident MiB
+    of that actor, which imports nothing of ours: what any actor costs at least; and the median
+    wall ms of `trips` such calls awaited one at a time: what every round pays per actor."""
     import ray
 
     class Nothing:

@@ -97,9 +97,9 @@ def ray_floor(floor: tuple[float, float, float]) -> str:
 
 
 def ray_round_trip(rows: list[dict], floor: tuple) -> str:
-    """Why Ray trails threads at 16 hosts and not at 64: a round pays an actor call's round trip in series."""
-    if len(floor) < 4:
-        return ""  # measured before the round trip was
+    """Why Ray trails threads at 16 hosts and not at 64: a round pays an actor call's round trip in
+    series. ``floor`` as ray_call_floor returns it (a saved run from before it measured the round
+    trip has three fields, and no such paragraph)."""
     at16 = {r["workers"]: r for r in rows if r["hosts"] == 16 and r["workers"] in ("threads", "ray")}
     text = (f"A call to an actor, awaited on its own, takes {floor[3]:.2f} ms from the driver and back here "
             "(bench/scale.py, `ray_call_floor`): each round of evaluations pays it once, in series with the "
