@@ -53,6 +53,18 @@ def summarize(data: dict) -> dict:
     return {"cells": cells, "targets": targets(data, cells)}
 
 
+def by_knobs(data: dict, budget: int) -> dict[str, dict[int, dict]]:
+    """Mean regret per strategy and knob count at one budget: where a cell's mean comes from
+    (each knob count is a quarter of the seeds, too few for an interval of its own)."""
+    out: dict[str, dict[int, dict]] = {}
+    for label in data["settings"]["cells"]:
+        for d in data["settings"]["dims"]:
+            x = [r["regret"] for r in data["runs"] if r["label"] == label and r["budget"] == budget and r["dims"] == d]
+            if x:
+                out.setdefault(label, {})[d] = {"mean": float(np.mean(x)), "n": len(x)}
+    return out
+
+
 def targets(data: dict, cells: dict) -> list[tuple[str, str]]:
     """The issue's targets, each with what was measured (met / not met / not measured)."""
     def cell(label, b):
@@ -84,6 +96,21 @@ def targets(data: dict, cells: dict) -> list[tuple[str, str]]:
         out.append(("ppo cold never worse than random by a margin its CI supports",
                     "met" if not worse else "NOT met at budget " + ", ".join(worse)))
     return out
+
+
+def _by_knobs_lines(data: dict) -> list[str]:
+    budget = 24 if 24 in data["settings"]["budgets"] else data["settings"]["budgets"][-1]
+    rows = by_knobs(data, budget)
+    dims = data["settings"]["dims"]
+    if len(dims) < 2 or not rows:
+        return []
+    n = max(c["n"] for row in rows.values() for c in row.values())
+    L = ["", f"Where the means come from: mean regret at budget {budget} by the member's knob count "
+         f"({n} seeds each, too few for intervals of their own):", "",
+         "| strategy | " + " | ".join(f"{d} knobs" for d in dims) + " |", "|---|" + "---|" * len(dims)]
+    for label, row in rows.items():
+        L.append(f"| {label} | " + " | ".join(f"{row[d]['mean']:.3f}" if d in row else "-" for d in dims) + " |")
+    return L
 
 
 def plot(table: dict, path: Path) -> None:
@@ -169,6 +196,7 @@ def write_section(data: dict, table: dict, out: Path, json_path: Path) -> None:
               + "; ".join(f"{label}: {n} runs, {k} fewer" for (label, k), n in sorted(short.items())) + "."]
     L += ["", f"![regret by budget]({png.name})", "", "Targets (paired differences: same member and seed):", ""]
     L += [f"- {what}: {status}" for what, status in table["targets"]]
+    L += _by_knobs_lines(data)
     if data.get("training"):
         L += ["", "Training runs of the transferred policies, in order: the regret of the one configuration each "
               "run chose, averaged over the run's members (with several members per run no one configuration "

@@ -76,3 +76,12 @@ def test_held_out_members_are_never_training_members():
     assert args.train <= simbench.HELD_OUT
     with pytest.raises(SystemExit):
         simbench.parse_args(["--train", str(simbench.HELD_OUT + 1)])
+
+
+def test_the_knob_count_table_splits_each_cell_by_its_members_knobs():
+    runs = [{"label": "bo", "budget": b, "dims": d, "seed": s, "regret": r}
+            for b, d, s, r in [(24, 2, 0, 0.0), (24, 8, 1, 0.4), (24, 2, 2, 0.2), (24, 8, 3, 0.6), (12, 2, 4, 0.9)]]
+    data = {"settings": {"cells": ["bo"], "budgets": [12, 24], "dims": [2, 8]}, "runs": runs}
+    assert simreport.by_knobs(data, 24) == {"bo": {2: {"mean": 0.1, "n": 2}, 8: {"mean": 0.5, "n": 2}}}
+    lines = simreport._by_knobs_lines(data)
+    assert "| bo | 0.100 | 0.500 |" in lines and any("budget 24" in line and "2 seeds each" in line for line in lines)
