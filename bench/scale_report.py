@@ -31,10 +31,11 @@ def line(r: dict) -> str:
 def _row(r: dict) -> str:
     if r["workers"] == "naive":
         return (f"| {r['acks']} | {r['hosts']} | {_label(r)} | | | {r['slope_ms']:.2f} ms | {r['marginal_ms']:.2f} ms "
-                f"| {r['per_host_ms']:.1f} ms | | | | |")
+                f"| {r['per_host_ms']:.1f} ms | | | | | |")
+    busy = f"{r['busy_share']:.0%}" if "busy_share" in r else ""
     return (f"| {r['acks']} | {r['hosts']} | {_label(r)} | {r['connect_s']:.2f} s | {r['first_s']:.2f} s | "
             f"{r['slope_ms']:.2f} ms | {r['marginal_ms']:.2f} ms | {r['per_host_ms']:.1f} ms | "
-            f"{r['cpu_per_eval_ms']:.2f} ms | {r['cpu_per_host_s']:.2f} s | {r['rss_per_host_mb']:.1f} MiB | "
+            f"{r['cpu_per_eval_ms']:.2f} ms | {r['cpu_per_host_s']:.2f} s | {busy} | {r['rss_per_host_mb']:.1f} MiB | "
             f"{r['efficiency']:.2f} |")
 
 
@@ -110,7 +111,27 @@ def ray_round_trip(rows: list[dict], floor: tuple) -> str:
         text += (f" At 16 hosts a round of threads takes {threads_round:.1f} ms and Ray's {gap:.1f} ms more, of which "
                  f"the round trip alone is {floor[3]:.2f} ms ({floor[3] / threads_round:.0%} of the round); at 64 "
                  "hosts the round is four times longer and the same trip is lost in it.")
-    return text
+    return text + busy_cores(rows)
+
+
+def busy_cores(rows: list[dict]) -> str:
+    """Whether Ray's extra time at the largest size both ran (16 when measured) was computing or
+    waiting: the machine's cores' busy share over the echo runs of each."""
+    acks = reference_acks(rows)
+    both = {}
+    for r in rows:
+        if r["acks"] == acks and r["workers"] in ("threads", "ray") and "busy_share" in r:
+            both.setdefault(r["hosts"], {})[r["workers"]] = r
+    sizes = [k for k, got in both.items() if len(got) == 2]
+    if not sizes:
+        return ""
+    k = 16 if 16 in sizes else max(sizes)
+    t, r = both[k]["threads"]["busy_share"], both[k]["ray"]["busy_share"]
+    text = (f" Over the echo runs at {k} hosts the machine's cores were busy {t:.0%} of the time with threads "
+            f"and {r:.0%} with Ray")
+    if r < t - 0.02:
+        return text + (": with Ray they wait more, on the hop to the actor and back, than they compute.")
+    return text + ": Ray's extra time is CPU (its own, and the actor's), not waiting."
 
 
 def ray_memory(rows: list[dict], floor: tuple | None) -> str:
@@ -160,8 +181,8 @@ def section(rows: list[dict], args, sizes: list[int], ray_start_s: float | None,
            f"--sleep-rounds {args.sleep_rounds} --repeats {args.repeats} --out {args.out}")
     table = ["| fleet route ACKs | hosts | workers | connect + deploy + hello | first evaluation done | wall per "
              "evaluation, echo included (amortized) | marginal cost per evaluation (amortized) | per evaluation per "
-             "host | controller CPU per evaluation | controller CPU per host | RSS per host | parallel efficiency "
-             "(1 s benchmark) |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "host | controller CPU per evaluation | controller CPU per host | cores busy (echo runs) | RSS per host | "
+             "parallel efficiency (1 s benchmark) |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     table += [_row(r) for r in rows]
     return "\n".join([
         "## Fleet scale: threads, Ray and the naive loop",
@@ -204,7 +225,8 @@ def section(rows: list[dict], args, sizes: list[int], ray_start_s: float | None,
         "itself); amortized = per evaluation of the fleet (hosts run side by side), per host = what one host's "
         "evaluation costs end to end. The naive loop (bench/naive_loop.py) runs the same rounds with one paramiko "
         "exec per `sysctl -w`, per benchmark and per /proc read. Controller CPU: this process, all it started "
-        "(with Ray its daemons) and the actors, over the two echo runs. Parallel efficiency: T(1 host) / T(k hosts) "
+        "(with Ray its daemons) and the actors, over the two echo runs. Cores busy: the whole machine's CPU time "
+        "over those runs (every process, the hosts' included) against all its cores' time (/proc/stat). Parallel efficiency: T(1 host) / T(k hosts) "
         "for the same number of rounds of `sleep 1` (ray:K against 1 host of ray; the median of the repeats). RSS per host: for threads the "
         "growth of this process and its children over connecting; for Ray the driver's growth plus every actor's "
         "process, divided by the hosts (Ray's own daemons not counted). The rows, with each pair's slope: "

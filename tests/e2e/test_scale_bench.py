@@ -29,3 +29,8 @@ def test_the_scale_benchmark_measures_threads_ray_and_the_naive_loop(fleet_inven
     assert "marginal cost <= 5 ms amortized at 3 hosts, threads and Ray:" in text
     assert re.search(r"A call to an actor, awaited on its own, takes \d+\.\d\d ms", text)  # Ray's per-round floor
     assert "--repeats 2" in text and "the median of 2 such pairs of runs" in text
+    header = next(line for line in text.splitlines() if line.startswith("| fleet route ACKs |"))
+    assert "| cores busy (echo runs) |" in header and all(r.count("|") == header.count("|") for r in rows), rows
+    assert all(re.search(r"\| \d+% \|", r) for r in rows if "naive" not in r), rows
+    # whether Ray's extra time was waiting or computing, from the machine's busy cores
+    assert re.search(r"at 3 hosts the machine's cores were busy \d+% of the time with threads and \d+% with Ray: ", text)
