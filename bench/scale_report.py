@@ -130,7 +130,7 @@ def busy_cores(rows: list[dict]) -> str:
     text = (f" Over the echo runs at {k} hosts the machine's cores were busy {t:.0%} of the time with threads "
             f"and {r:.0%} with Ray")
     if r < t - 0.02:
-        return text + (": with Ray they wait more, on the hop to the actor and back, than they compute.")
+        return text + (": with Ray they sit idle more often, waiting on the hop to the actor and back, so its extra time is more latency than CPU.")
     return text + ": Ray's extra time is CPU (its own, and the actor's), not waiting."
 
 
