@@ -108,7 +108,7 @@ class RayWorkers:
             except TunefleetError as e:
                 results.update({s.name: HostError(e.message, s.name) for s in group})
                 continue
-            actor = SharedActor(worker.options(max_concurrency=2 * len(group) + 1, **where).remote(options))
+            actor = SharedActor(worker.options(max_concurrency=2 * len(group) + 1, **where).remote(options, len(group)))
             for spec in group:
                 actor.members.add(spec.name)
                 pending[actor.handle.connect.remote(spec)] = (spec, actor)

@@ -39,12 +39,13 @@ class HostsWorker:
     in a new actor, which lets a host back in only when it is on the run's originals
     (controller/fleet/rejoin.py)."""
 
-    def __init__(self, options):
+    def __init__(self, options, capacity: int = 1):
         self.options = options
+        self.capacity = capacity  # the hosts this actor is given: a batch has at most one call each
         self.hosts: dict[str, Any] = {}
         self.procedures: dict[int, Any] = {}  # installed once per actor, then run by key (see SharedActor)
         self.served: dict[str, Counter] = defaultdict(Counter)  # calls served per host: round trips per evaluation
-        self._pool, self._pool_size = None, 0  # call_many's threads
+        self._pool = None  # call_many's threads, one per host, started with the first batch
 
     def connect(self, spec: HostSpec) -> tuple:
         return _as_data(lambda: self._connect(spec))
@@ -83,12 +84,10 @@ class HostsWorker:
         self.served["*"]["batch"] += 1
         if len(batch) == 1:
             return [self.call(batch[0])]
-        if self._pool is None or self._pool_size < len(batch):
+        if self._pool is None:
             from concurrent.futures import ThreadPoolExecutor
 
-            if self._pool is not None:
-                self._pool.shutdown(wait=False)
-            self._pool, self._pool_size = ThreadPoolExecutor(len(batch), thread_name_prefix="host"), len(batch)
+            self._pool = ThreadPoolExecutor(max(self.capacity, len(batch)), thread_name_prefix="host")
         return list(self._pool.map(self.call, batch))
 
     def calls(self) -> dict:
