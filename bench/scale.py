@@ -41,6 +41,7 @@ from controller.learn.evaluation import HostEvaluator, Recorder  # noqa: E402
 from controller.learn.search import SearchContext, random_search  # noqa: E402
 from controller.spec import TuningSpec  # noqa: E402
 from controller.tuner import read_originals  # noqa: E402
+from node_agent import metrics  # noqa: E402
 
 from bench.naive_loop import naive_run  # noqa: E402
 from bench.scale_report import ECHO, line, section  # noqa: E402
@@ -103,15 +104,6 @@ def _controller(fleet: Fleet | None) -> set[int]:
 def _per_host_memory(fleet: Fleet) -> set[int]:
     """For memory: this process and the host actors' process trees; Ray's daemons are a fixed cost."""
     return {os.getpid(), *_tree(_actors(fleet))}
-
-
-def _cores() -> tuple[float, float]:
-    """(busy, all) CPU time of the whole machine so far, every core (/proc/stat): their ratio over
-    a run says whether the cores were computing or waiting."""
-    with open("/proc/stat") as f:
-        ticks = [int(x) for x in f.readline().split()[1:]]
-    idle = ticks[3] + ticks[4]  # idle, iowait
-    return float(sum(ticks) - idle), float(sum(ticks))
 
 
 def _actors(fleet: Fleet | None) -> list[int]:
@@ -205,14 +197,14 @@ def measure(specs: list, workers: str, r1: int, r2: int, sleep_rounds: int, own_
         first_s = connect_s + _rounds(fleet, spec, 1)
         pids = _controller(fleet)
         cpu1, _ = _cpu_rss(pids)
-        busy1, all1 = _cores()
+        machine1 = metrics.snapshot()  # how busy every core was over the echo runs: the agent's cpu_util
         slopes = []  # wall per evaluation, the fleet's evaluations together, of each pair of runs
         for _ in range(repeats):
             w1 = _rounds(fleet, spec, r1)
             w2 = _rounds(fleet, spec, r2)
             slopes.append((w2 - w1) / ((r2 - r1) * n) * 1000)
         cpu2, _ = _cpu_rss(pids)
-        busy2, all2 = _cores()
+        busy = metrics.derive(machine1, metrics.snapshot())["cpu_util"] / 100
         _, rss = _cpu_rss(_per_host_memory(fleet))
         slope_ms = statistics.median(slopes)  # the machine's own background work comes and goes
         sleep_wall = statistics.median(_rounds(fleet, spec_for(SLEEP), sleep_rounds) for _ in range(repeats))
@@ -222,7 +214,7 @@ def measure(specs: list, workers: str, r1: int, r2: int, sleep_rounds: int, own_
             "slope_ms": slope_ms, "marginal_ms": slope_ms - own_ms / n, "per_host_ms": slope_ms * n - own_ms,
             "own_ms": own_ms, "slopes_ms": [round(x, 3) for x in slopes], "cpu_per_host_s": (cpu2 - cpu1) / n / repeats,
             "cpu_per_eval_ms": (cpu2 - cpu1) / ((r1 + r2) * n * repeats) * 1000, "rss_per_host_mb": (rss - rss0) / n,
-            "rss_mb": rss - rss0, "busy_share": (busy2 - busy1) / max(all2 - all1, 1.0),
+            "rss_mb": rss - rss0, "busy_share": busy,
             "sleep_wall": sleep_wall}
 
 

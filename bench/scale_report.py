@@ -32,11 +32,10 @@ def _row(r: dict) -> str:
     if r["workers"] == "naive":
         return (f"| {r['acks']} | {r['hosts']} | {_label(r)} | | | {r['slope_ms']:.2f} ms | {r['marginal_ms']:.2f} ms "
                 f"| {r['per_host_ms']:.1f} ms | | | | | |")
-    busy = f"{r['busy_share']:.0%}" if "busy_share" in r else ""
     return (f"| {r['acks']} | {r['hosts']} | {_label(r)} | {r['connect_s']:.2f} s | {r['first_s']:.2f} s | "
             f"{r['slope_ms']:.2f} ms | {r['marginal_ms']:.2f} ms | {r['per_host_ms']:.1f} ms | "
-            f"{r['cpu_per_eval_ms']:.2f} ms | {r['cpu_per_host_s']:.2f} s | {busy} | {r['rss_per_host_mb']:.1f} MiB | "
-            f"{r['efficiency']:.2f} |")
+            f"{r['cpu_per_eval_ms']:.2f} ms | {r['cpu_per_host_s']:.2f} s | {r['busy_share']:.0%} | "
+            f"{r['rss_per_host_mb']:.1f} MiB | {r['efficiency']:.2f} |")
 
 
 def reference_acks(rows: list[dict]) -> str:
@@ -45,19 +44,22 @@ def reference_acks(rows: list[dict]) -> str:
     return "delayed" if any(r["acks"] == "delayed" for r in rows) else rows[0]["acks"]
 
 
+def at(rows: list[dict], hosts: int, workers: str) -> dict | None:
+    """The row of `workers` at `hosts` on the reference fleet, if measured."""
+    acks = reference_acks(rows)
+    return next((r for r in rows if r["acks"] == acks and r["hosts"] == hosts and r["workers"] == workers), None)
+
+
 def targets(rows: list[dict]) -> list[str]:
     """Issue 10's targets, each met or NOT met, on the reference fleet (reference_acks)."""
     acks = reference_acks(rows)
-
-    def at(hosts: int, workers: str) -> dict | None:
-        return next((r for r in rows if r["acks"] == acks and r["hosts"] == hosts and r["workers"] == workers), None)
 
     def verdict(ok: bool) -> str:
         return "met" if ok else "NOT met"
 
     def both(what: str, hosts: int, key: str, ok, fmt: str) -> None:
         """A target that threads and Ray must both meet at `hosts`, when both were measured there."""
-        got = {w: at(hosts, w) for w in ("threads", "ray")}
+        got = {w: at(rows, hosts, w) for w in ("threads", "ray")}
         if all(got.values()):
             out.append(f"{what}: {verdict(all(ok(r[key]) for r in got.values()))} "
                        f"(threads {got['threads'][key]:{fmt}}, ray {got['ray'][key]:{fmt}})")
@@ -66,14 +68,14 @@ def targets(rows: list[dict]) -> list[str]:
     for hosts, bound in ((3, 5.0), (64, 2.0)):
         both(f"marginal cost <= {bound:g} ms amortized at {hosts} hosts, threads and Ray", hosts, "marginal_ms",
              lambda v, b=bound: v <= b, ".2f")
-    naive3 = at(3, "naive")
-    if naive3 and at(3, "threads") and at(3, "ray"):
-        ratios = {w: naive3["marginal_ms"] / max(at(3, w)["marginal_ms"], 1e-9) for w in ("threads", "ray")}
+    naive3 = at(rows, 3, "naive")
+    if naive3 and at(rows, 3, "threads") and at(rows, 3, "ray"):
+        ratios = {w: naive3["marginal_ms"] / max(at(rows, 3, w)["marginal_ms"], 1e-9) for w in ("threads", "ray")}
         out.append(f">= 9x below the naive loop at 3 hosts (ACKs {acks}): {verdict(min(ratios.values()) >= 9)} "
                    f"(naive {naive3['marginal_ms']:.1f} ms: {ratios['threads']:.1f}x threads, {ratios['ray']:.1f}x ray)")
     for hosts, bound in ((16, 0.95), (64, 0.90)):
         both(f"parallel efficiency >= {bound:.2f} at {hosts} hosts", hosts, "efficiency", lambda v, b=bound: v >= b, ".2f")
-    threads, ray = at(16, "threads"), at(16, "ray")
+    threads, ray = at(rows, 16, "threads"), at(rows, 16, "ray")
     if threads and ray:
         extra = ray["marginal_ms"] / threads["marginal_ms"] - 1
         out.append(f"Ray at 16 hosts within 10% of threads: {verdict(extra <= 0.10 and ray['efficiency'] >= 0.9 * threads['efficiency'])} "
@@ -86,7 +88,7 @@ def targets(rows: list[dict]) -> list[str]:
     return out
 
 
-def ray_floor(floor: tuple[float, float, float]) -> str:
+def ray_floor(floor: tuple) -> str:
     """What one actor call costs by itself, and what that is per evaluation with a round's calls batched."""
     from controller.fleet.ray_executor import HOSTS_PER_ACTOR
 
@@ -99,38 +101,28 @@ def ray_floor(floor: tuple[float, float, float]) -> str:
 
 def ray_round_trip(rows: list[dict], floor: tuple) -> str:
     """Why Ray trails threads at 16 hosts and not at 64: a round pays an actor call's round trip in
-    series. ``floor`` as ray_call_floor returns it (a saved run from before it measured the round
-    trip has three fields, and no such paragraph)."""
-    at16 = {r["workers"]: r for r in rows if r["hosts"] == 16 and r["workers"] in ("threads", "ray")}
+    series (``floor`` as ray_call_floor returns it); and whether that extra time was computing or
+    waiting, from how busy the machine's cores were."""
     text = (f"A call to an actor, awaited on its own, takes {floor[3]:.2f} ms from the driver and back here "
             "(bench/scale.py, `ray_call_floor`): each round of evaluations pays it once, in series with the "
             "benchmarks, whatever the actor does.")
-    if len(at16) == 2:
-        threads_round = at16["threads"]["slope_ms"] * 16
-        gap = (at16["ray"]["slope_ms"] - at16["threads"]["slope_ms"]) * 16
+    sizes = [k for k in sorted({r["hosts"] for r in rows}) if at(rows, k, "threads") and at(rows, k, "ray")]
+    if not sizes:
+        return text
+    k = 16 if 16 in sizes else sizes[-1]
+    threads, ray = at(rows, k, "threads"), at(rows, k, "ray")
+    if k == 16:
+        threads_round = threads["slope_ms"] * 16
+        gap = (ray["slope_ms"] - threads["slope_ms"]) * 16
         text += (f" At 16 hosts a round of threads takes {threads_round:.1f} ms and Ray's {gap:.1f} ms more, of which "
                  f"the round trip alone is {floor[3]:.2f} ms ({floor[3] / threads_round:.0%} of the round); at 64 "
                  "hosts the round is four times longer and the same trip is lost in it.")
-    return text + busy_cores(rows)
-
-
-def busy_cores(rows: list[dict]) -> str:
-    """Whether Ray's extra time at the largest size both ran (16 when measured) was computing or
-    waiting: the machine's cores' busy share over the echo runs of each."""
-    acks = reference_acks(rows)
-    both = {}
-    for r in rows:
-        if r["acks"] == acks and r["workers"] in ("threads", "ray") and "busy_share" in r:
-            both.setdefault(r["hosts"], {})[r["workers"]] = r
-    sizes = [k for k, got in both.items() if len(got) == 2]
-    if not sizes:
-        return ""
-    k = 16 if 16 in sizes else max(sizes)
-    t, r = both[k]["threads"]["busy_share"], both[k]["ray"]["busy_share"]
-    text = (f" Over the echo runs at {k} hosts the machine's cores were busy {t:.0%} of the time with threads "
-            f"and {r:.0%} with Ray")
+    t, r = threads["busy_share"], ray["busy_share"]
+    text += (f" Over the echo runs at {k} hosts the machine's cores were busy {t:.0%} of the time with threads "
+             f"and {r:.0%} with Ray")
     if r < t - 0.02:
-        return text + (": with Ray they sit idle more often, waiting on the hop to the actor and back, so its extra time is more latency than CPU.")
+        return text + (": with Ray they sit idle more often, waiting on the hop to the actor and back, so its extra "
+                       "time is more latency than CPU.")
     return text + ": Ray's extra time is CPU (its own, and the actor's), not waiting."
 
 
@@ -210,7 +202,7 @@ def section(rows: list[dict], args, sizes: list[int], ray_start_s: float | None,
         "",
         ray_memory(rows, floor),
         "",
-        *([ray_round_trip(rows, floor), ""] if floor and len(floor) > 3 else []),
+        *([ray_round_trip(rows, floor), ""] if floor else []),
         "Fleet route ACKs: *delayed* is a fleet brought up with `QUICKACK=0`, whose route acknowledges after the "
         "40 ms delayed-ACK timer as a real network does; *at once* is `QUICKACK=1`, the default local fleet, which "
         "acknowledges at once. The naive loop (paramiko without TCP_NODELAY, one exec per step) waits for a "
