@@ -84,5 +84,23 @@ def transport(request):
     return request.getfixturevalue(f"{request.param}_transport")
 
 
+KERNEL_WIDE_LOCK = Path("/run/lock/tunefleet-kernel-wide.lock")
+
+
+@pytest.fixture()
+def kernel_wide():
+    """Held by every test that writes a kernel-wide knob (vm.*, kernel.*): one machine-wide lock, so
+    no two such tests overlap, in this run or in another test run on the same machine."""
+    import fcntl
+
+    KERNEL_WIDE_LOCK.parent.mkdir(parents=True, exist_ok=True)
+    with open(KERNEL_WIDE_LOCK, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
 def which(tool: str) -> bool:
     return shutil.which(tool) is not None
