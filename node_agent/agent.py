@@ -16,7 +16,7 @@ import signal
 import time
 import traceback
 
-from node_agent import facts, invariants, journal, metrics, persist, protocol, runner, sysctl
+from node_agent import exits, facts, invariants, journal, metrics, persist, protocol, runner, steps, sysctl
 from node_agent.channel import Channel
 
 log = logging.getLogger("tunefleet.agent")
@@ -52,6 +52,8 @@ class Agent:
         self.journal = journal.Journal(self.state_dir, self.boot_id, coupled=sysctl.COUPLED)
         self.locked_out = None  # message when another agent owns the state folder
         self.recovery = {"restored": {}, "unchanged": {}, "errors": {}, "discarded": {}}  # of a stale journal
+        self.exits = exits.Exits(self.state_dir)
+        self.exits_recovered = []  # the exit steps a stopped agent left, run at start
         self.stopping = None
         self.last_activity = time.monotonic()
         self.sampler = None
@@ -66,6 +68,7 @@ class Agent:
             self.locked_out = e.strerror
             log.error("%s; answering every request with an error", e.strerror)
         else:
+            self.exits_recovered = self.exits.recover()  # its servers stop before its knobs go back
             self.recovery = self.journal.recover(sysctl.write, _restorable)
             _log_errors(self.recovery)
         self.sampler = metrics.Sampler()
@@ -142,9 +145,22 @@ class Agent:
         if self.locked_out:
             log.info("stopping (%s)", self.stopping)
             return
+        self.run_exits()
         report = self.restore_all()
         log.info("stopping (%s): restored %d knob(s)%s", self.stopping, len(report["restored"]),
                  ", %d failed" % len(report["errors"]) if report["errors"] else "")
+
+    def run_exits(self, key=None):
+        """Run registered exit steps (all, newest first, or ``key``'s); failures are logged."""
+        try:
+            reports = self.exits.run(key)
+        except OSError as e:
+            log.error("could not update %s: %s", exits.FILE, e)
+            return []
+        for r in reports:
+            if not r["ok"]:
+                log.error("exit step %s (%s) failed: %s", r["what"], r["key"], r["message"])
+        return reports
 
     def restore_all(self, names=None, kept=False):
         """Write back the journaled originals (this session's; with ``kept`` the kept ones too):
@@ -212,6 +228,7 @@ class Agent:
             "recovered": self.recovery["restored"], "recover_unchanged": self.recovery["unchanged"],
             "recover_errors": self.recovery["errors"], "discarded": self.recovery["discarded"],
             "journaled": self.journal.names(), "kept": self.journal.kept().names(),
+            "exits_recovered": self.exits_recovered, "exits": self.exits.keys(),
             "knobs": self.op_describe(None, {"names": _names(args, "knobs", False) or []}),
         })
         return result
@@ -289,25 +306,46 @@ class Agent:
         if staged is not None and not isinstance(staged, dict):
             raise BadArgs("apply must be an object")
         prepared = runner.prepare(args)  # a command that cannot run is refused before anything is written
-        if staged is None:
-            return self._run(rid, prepared)
-        applied = self.op_apply(rid, staged)
-        if applied["refused"]:
-            return {"apply": applied}
-        result = self._run(rid, prepared)
-        result["apply"] = applied
+        before = steps.prepare(args.get("before"))
+        result = {}
+        if staged is not None:
+            result["apply"] = self.op_apply(rid, staged)
+            if result["apply"]["refused"]:
+                return result
+        watch = self._watch()
+        if before:
+            try:
+                result["before"] = steps.run(before, watch, self.interrupted)
+            except steps.StepFailed as e:
+                result["before_failed"] = e.report
+                return result
+        result.update(runner.run(prepared, lambda data: self.channel.send(protocol.event(rid, "sample", data)),
+                                 watch, self.interrupted))
         return result
 
-    def _run(self, rid, prepared):
-        def emit(data):
-            self.channel.send(protocol.event(rid, "sample", data))
-        def pump():  # requests that arrive meanwhile wait in the channel
+    def _watch(self):
+        """What must stay served while a command runs: requests that arrive meanwhile wait in the
+        channel, and signals wake the loop."""
+        def pump():
             self.channel.pump()
             if self.channel.eof:  # always readable from now on: stop watching it
                 watch.pop(self.channel.in_fd, None)
 
         watch = {self.channel.in_fd: pump, self.wake_r: self._drain_wakeups}
-        return runner.run(prepared, emit, watch, self.interrupted)
+        return watch
+
+    def op_on_exit(self, _rid, args):
+        """``{"key", "steps": [...]}`` registers steps to run when the agent stops (on disk before
+        the reply); ``{"key", "run": true}`` runs that key's steps now and forgets them."""
+        key = args.get("key")
+        if not isinstance(key, str) or not key or len(key) > 64:
+            raise BadArgs("key must be a short text")
+        if args.get("run"):
+            return {"ran": self.run_exits(key), "registered": self.exits.keys()}
+        raw = args.get("steps")
+        if not isinstance(raw, list) or not raw:
+            raise BadArgs("steps must be a non-empty list (see the run op's before)")
+        return {"registered": self.exits.register(key, raw)}
 
     def op_persist(self, _rid, args):
         try:
@@ -323,6 +361,7 @@ class Agent:
 
     def op_bye(self, _rid, args):
         self.stopping = "bye"
+        self.run_exits()  # servers the run started stop first, also when the values are kept
         if args.get("keep"):
             kept = self.journal.keep()
             log.info("bye: keeping %d knob(s); originals in %s", len(kept), journal.KEPT)

@@ -75,6 +75,11 @@ def write_file_atomic(path, data, mode):
     _fsync_dir(os.path.dirname(path) or ".")
 
 
+def remove_file(directory, name):
+    """Delete ``name`` from ``directory`` if it is there, durably (the folder is fsynced)."""
+    _remove(directory, name)
+
+
 def _remove(directory, name):
     try:
         os.unlink(os.path.join(directory, name))
