@@ -19,13 +19,20 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from controller import coupled
+from controller import coupled, timing
 from controller.errors import SpecError
 from node_agent.denylist import refusal as denied
 from node_agent.protocol import is_sysctl_name
 
 KINDS = ("int", "vector", "choice")
 SCOPES = ("netns", "kernel")
+# When a new value takes effect (controller/timing.py says which a benchmark can see):
+#   now            every use reads it (the next SYN, the next writeback, the next connect())
+#   new_sockets    a socket takes it when it is made: connections opened after the write
+#   listen         a listener takes it at listen(): a running server needs to listen again
+#   process_start  a program reads it when it starts: a running server needs a restart
+#   reboot         only at boot: never measurable within a run
+APPLIES = ("now", "new_sockets", "listen", "process_start", "reboot")
 MIN_FREE_MAX_SHARE = 0.05  # vm.min_free_kbytes above this share of RAM starves the page cache
 
 
@@ -39,6 +46,8 @@ class Tunable:
     max: tuple[int, ...] = ()
     choices: tuple[str, ...] = ()
     note: str = ""
+    applies: str = "now"           # see APPLIES
+    kernels: "Kernels | None" = None  # which kernels have it, where they do not say otherwise
 
     @property
     def components(self) -> int:
@@ -48,6 +57,42 @@ class Tunable:
         if self.kind == "choice":
             return ", ".join(self.choices)
         return f"{_fmt(self.min)}..{_fmt(self.max)}"
+
+
+@dataclass(frozen=True)
+class Kernels:
+    """Kernel versions that have a knob in /proc/sys: from ``since`` (inclusive) to ``until``
+    (exclusive), and where it went or why it may be missing. Hosts are still asked (hello describes
+    every knob): this says why a host lacks one, never that a host has it."""
+
+    since: tuple[int, ...] = ()
+    until: tuple[int, ...] = ()
+    note: str = ""
+
+    def has(self, release: str) -> bool | None:
+        """Whether a kernel release (``6.6.0-28.oe2403.x86_64``) should have the knob; None when the
+        release does not parse."""
+        version = kernel_version(release)
+        if version is None:
+            return None
+        return (not self.since or version >= self.since) and (not self.until or version < self.until)
+
+    def why_missing(self, release: str) -> str:
+        version = kernel_version(release)
+        shown = ".".join(map(str, version[:2])) if version else release
+        if self.until and version is not None and version >= self.until:
+            return f"gone since {'.'.join(map(str, self.until))}{': ' + self.note if self.note else ''} (kernel {shown})"
+        if self.since and version is not None and version < self.since:
+            return f"added in {'.'.join(map(str, self.since))} (kernel {shown})"
+        return self.note or f"not on this kernel ({shown})"
+
+
+def kernel_version(release: str) -> tuple[int, ...] | None:
+    """``6.6.0-28.oe2403.x86_64`` -> (6, 6, 0); None when it does not start with a version."""
+    import re
+
+    m = re.match(r"(\d+)\.(\d+)(?:\.(\d+))?", release or "")
+    return tuple(int(x) for x in m.groups() if x is not None) if m else None
 
 
 def _fmt(values) -> str:
@@ -112,6 +157,37 @@ DEFAULTS: tuple[Tunable, ...] = (
     _int("fs.file-max", 524288, 9223372036854775807, KERNEL, "system-wide limit on open files",
          "below what the host uses, open() fails with ENFILE"),
 )
+
+# The scheduler's CFS tunables before EEVDF: openEuler 20.03 (4.19) and 22.03 (5.10) have them in
+# /proc/sys; 5.13 moved them to debugfs (/sys/kernel/debug/sched/), where sysctl cannot reach them.
+_SCHED_MOVED = Kernels(until=(5, 13), note="moved to /sys/kernel/debug/sched/ in 5.13 (not a sysctl there)")
+DEFAULTS += (
+    _int("kernel.sched_min_granularity_ns", 100000, 100000000, KERNEL, "CFS: shortest slice a task runs before "
+         "it may be preempted (ns)"),
+    _int("kernel.sched_wakeup_granularity_ns", 0, 100000000, KERNEL, "CFS: how much more a waking task must "
+         "deserve before it preempts the running one (ns)"),
+    _int("kernel.sched_migration_cost_ns", 0, 50000000, KERNEL, "CFS: a task that ran this recently is cache-hot "
+         "and not migrated (ns)"),
+    _int("kernel.sched_latency_ns", 1000000, 1000000000, KERNEL, "CFS: the period in which every runnable task "
+         "runs once (ns)"),
+)
+
+# When a new value of each knob takes effect (default "now"): a run restarts what it measures when
+# its knobs need it (controller/timing.py).
+APPLIES_AT = {
+    "net.core.somaxconn": "listen",
+    "net.ipv4.tcp_congestion_control": "new_sockets",
+    "net.ipv4.tcp_rmem": "new_sockets",
+    "net.ipv4.tcp_wmem": "new_sockets",
+    "net.core.rmem_max": "new_sockets",
+    "net.core.wmem_max": "new_sockets",
+    "net.core.rmem_default": "new_sockets",
+    "net.core.wmem_default": "new_sockets",
+}
+KERNELS = {name: _SCHED_MOVED for name in ("kernel.sched_min_granularity_ns", "kernel.sched_wakeup_granularity_ns",
+                                            "kernel.sched_migration_cost_ns", "kernel.sched_latency_ns")}
+DEFAULTS = tuple(replace(t, applies=APPLIES_AT.get(t.name, t.applies), kernels=KERNELS.get(t.name, t.kernels))
+                 for t in DEFAULTS)
 
 # Knobs whose choices a host may not offer, and the knob that lists what it offers.
 AVAILABLE_FROM = {"net.ipv4.tcp_congestion_control": "net.ipv4.tcp_available_congestion_control"}
@@ -319,6 +395,7 @@ def validate(spec, catalog: Catalog, facts: dict[str, dict] | None = None, origi
     from controller.strategist import benchcheck
 
     problems = catalog.check_spec(spec)
+    problems += list(timing.unseen(spec, catalog, [n for n in spec.knob_names if n in catalog]).values())
     problems += benchcheck.problems(spec.benchmark_command, facts, origin=origin, tools=catalog.benchmark_tools,
                                     cwd=spec.benchmark_cwd)
     if facts:
@@ -333,7 +410,7 @@ def validate(spec, catalog: Catalog, facts: dict[str, dict] | None = None, origi
 
 # --- a user's catalog file ------------------------------------------------------------------
 
-ENTRY_FIELDS = {"type", "min", "max", "choices", "scope", "description", "note"}
+ENTRY_FIELDS = {"type", "min", "max", "choices", "scope", "description", "note", "applies"}
 
 
 def _read_extra(path: Path, builtin: dict[str, Tunable]) -> tuple[dict[str, Tunable], tuple[str, ...]]:
@@ -394,8 +471,12 @@ def _entry(name: str, fields: Any, base: Tunable | None) -> Tunable:
     scope = fields.get("scope", base.scope if base else KERNEL)
     if scope not in SCOPES:
         raise ValueError(f".scope: must be one of {', '.join(SCOPES)}")
+    applies = fields.get("applies", base.applies if base else "now")
+    if applies not in APPLIES:
+        raise ValueError(f".applies: must be one of {', '.join(APPLIES)}")
     t = Tunable(name, kind, scope, str(fields.get("description", base.description if base else "")),
-                note=str(fields.get("note", base.note if base else "")))
+                note=str(fields.get("note", base.note if base else "")), applies=applies,
+                kernels=base.kernels if base else None)
     if kind == "choice":
         choices = fields.get("choices", list(base.choices) if base else None)
         if not isinstance(choices, list) or not choices or any(isinstance(c, (bool, dict, list)) for c in choices):

@@ -42,6 +42,78 @@ class StateMetric(BaseModel):
     source: str | None = None
 
 
+Command = Union[str, list[str]]
+
+
+def check_command(v: Command) -> Command:
+    """A command line (split with shlex by the agent, never run by a shell) or an argv list."""
+    if isinstance(v, list):
+        if not v or not all(isinstance(a, str) and a for a in v):
+            raise ValueError("must be a non-empty command line or a list of non-empty arguments")
+    elif not v.strip():
+        raise ValueError("must not be empty")
+    return v
+
+
+class Service(BaseModel):
+    """The server a benchmark measures, run by the tool: started before the baseline, restarted
+    before measured runs when a knob in the run takes effect only at listen() or process start
+    (``restart: auto``; ``always``: before every measured run; ``never``: such knobs are refused),
+    stopped at the end, also when the agent stops for any other reason."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=40)
+    start: Command
+    stop: Command
+    ready: str | None = Field(default=None, pattern=r"^[^\s:]+:\d{1,5}$")  # host:port that accepts once it is up
+    restart: Literal["auto", "always", "never"] = "auto"
+    timeout: float = Field(default=60.0, gt=0, le=3600)  # for each start, stop and readiness wait
+
+    _commands = field_validator("start", "stop")(classmethod(lambda cls, v: check_command(v)))
+
+
+class Constraint(BaseModel):
+    """A bound on another metric the benchmark prints: ``{"metric": "latency_p99_ms", "max": 20}``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    metric: str = Field(min_length=1)
+    max: float | None = None
+    min: float | None = None
+    pattern: str | None = None  # regex whose group 1 is the number, for a metric tunefleet does not know
+
+    @model_validator(mode="after")
+    def _check(self):
+        if (self.max is None) == (self.min is None):
+            raise FieldError("max", f"{self.metric}: give exactly one of max or min")
+        if self.pattern is not None:
+            rewards.compile_pattern(self.pattern)
+        elif rewards.get(self.metric) is None:
+            raise FieldError("metric", f"{self.metric!r} is not a known metric (known: "
+                             f"{', '.join(rewards.known_metrics())}); or give its pattern")
+        return self
+
+    @property
+    def limit(self) -> float:
+        return self.max if self.max is not None else self.min
+
+    def holds(self, value: float) -> bool:
+        return value <= self.max if self.max is not None else value >= self.min
+
+    def excess(self, value: float) -> float:
+        """How far ``value`` is past the limit, as a log ratio (0 when it holds)."""
+        import math
+
+        if self.holds(value):
+            return 0.0
+        limit, value = abs(self.limit) or 1e-9, max(abs(value), 1e-9)
+        return abs(math.log(value / limit))
+
+    def describe(self) -> str:
+        return f"{self.metric} {'<=' if self.max is not None else '>='} {self.limit:g}"
+
+
 class TuningSpec(BaseModel):
     """Required: workload_name, reward_metric, benchmark_command, action_space.
 
@@ -66,16 +138,41 @@ class TuningSpec(BaseModel):
     benchmark_timeout: float = Field(default=120.0, gt=0, le=24 * 3600)
     baseline_repeats: int = Field(default=3, ge=1, le=100)
     initial_candidates: list[dict[str, Any]] = Field(default_factory=list)
+    # what the run does besides the benchmark (controller/lifecycle.py)
+    setup: list[Command] = Field(default_factory=list)     # once per host, before the baseline
+    teardown: list[Command] = Field(default_factory=list)  # once per host at the end (also after a crash)
+    reset: Command | None = None                           # before every measured run, untimed
+    warmup: Command | None = None                          # after the reset, before every measured run, untimed
+    step_timeout: float = Field(default=300.0, gt=0, le=24 * 3600)  # for each setup, teardown, reset and warm-up
+    service: Service | None = None
+    # other metrics the benchmark prints: bounded ones, and ones only reported
+    constraints: list[Constraint] = Field(default_factory=list)
+    report_metrics: list[str] = Field(default_factory=list)
 
-    @field_validator("benchmark_command")
+    @field_validator("benchmark_command", "reset", "warmup")
     @classmethod
     def _command(cls, v):
-        if isinstance(v, list):
-            if not v or not all(isinstance(a, str) and a for a in v):
-                raise ValueError("must be a non-empty command line or a list of non-empty arguments")
-        elif not v.strip():
-            raise ValueError("must not be empty")
+        return v if v is None else check_command(v)
+
+    @field_validator("setup", "teardown")
+    @classmethod
+    def _commands(cls, v):
+        for i, command in enumerate(v):
+            try:
+                check_command(command)
+            except ValueError as e:
+                error = FieldError(str(i), str(e))
+                error.path = [i]
+                raise error from None
         return v
+
+    @field_validator("report_metrics")
+    @classmethod
+    def _reported(cls, v):
+        for name in v:
+            if rewards.get(name) is None:
+                raise ValueError(f"{name!r} is not a known metric (known: {', '.join(rewards.known_metrics())})")
+        return list(dict.fromkeys(v))
 
     @field_validator("reward_pattern")
     @classmethod
@@ -133,6 +230,15 @@ class TuningSpec(BaseModel):
     @property
     def goal(self) -> str:
         return self.reward_goal or "maximize"
+
+    @property
+    def observed_metrics(self) -> list[str]:
+        """Metrics parsed from every run besides the reward: the constrained ones, then the reported."""
+        return list(dict.fromkeys([c.metric for c in self.constraints] + self.report_metrics))
+
+    def parse_metric(self, name: str, stdout: str) -> float:
+        pattern = next((c.pattern for c in self.constraints if c.metric == name and c.pattern), None)
+        return rewards.parse(name, stdout or "", pattern)
 
     @property
     def knob_names(self) -> list[str]:

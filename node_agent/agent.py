@@ -150,10 +150,12 @@ class Agent:
         log.info("stopping (%s): restored %d knob(s)%s", self.stopping, len(report["restored"]),
                  ", %d failed" % len(report["errors"]) if report["errors"] else "")
 
-    def run_exits(self, key=None):
-        """Run registered exit steps (all, newest first, or ``key``'s); failures are logged."""
+    def run_exits(self, key=None, rid=None):
+        """Run registered exit steps (all, newest first, or ``key``'s); failures are logged. With a
+        request id, ``step`` events for it tell the controller what is running."""
+        emit = None if rid is None else (lambda data: self.channel.send(protocol.event(rid, "step", data)))
         try:
-            reports = self.exits.run(key)
+            reports = self.exits.run(key, emit)
         except OSError as e:
             log.error("could not update %s: %s", exits.FILE, e)
             return []
@@ -315,7 +317,8 @@ class Agent:
         watch = self._watch()
         if before:
             try:
-                result["before"] = steps.run(before, watch, self.interrupted)
+                result["before"] = steps.run(before, watch, self.interrupted,
+                                             lambda data: self.channel.send(protocol.event(rid, "step", data)))
             except steps.StepFailed as e:
                 result["before_failed"] = e.report
                 return result
@@ -334,14 +337,14 @@ class Agent:
         watch = {self.channel.in_fd: pump, self.wake_r: self._drain_wakeups}
         return watch
 
-    def op_on_exit(self, _rid, args):
+    def op_on_exit(self, rid, args):
         """``{"key", "steps": [...]}`` registers steps to run when the agent stops (on disk before
         the reply); ``{"key", "run": true}`` runs that key's steps now and forgets them."""
         key = args.get("key")
         if not isinstance(key, str) or not key or len(key) > 64:
             raise BadArgs("key must be a short text")
         if args.get("run"):
-            return {"ran": self.run_exits(key), "registered": self.exits.keys()}
+            return {"ran": self.run_exits(key, rid), "registered": self.exits.keys()}
         raw = args.get("steps")
         if not isinstance(raw, list) or not raw:
             raise BadArgs("steps must be a non-empty list (see the run op's before)")
@@ -361,13 +364,14 @@ class Agent:
 
     def op_bye(self, _rid, args):
         self.stopping = "bye"
-        self.run_exits()  # servers the run started stop first, also when the values are kept
+        ran = self.run_exits(rid=_rid)  # servers the run started stop first, also when values are kept
+        exits_ran = {"exits": ran} if ran else {}
         if args.get("keep"):
             kept = self.journal.keep()
             log.info("bye: keeping %d knob(s); originals in %s", len(kept), journal.KEPT)
-            return {"restored": {}, "unchanged": {}, "errors": {}, "kept": kept,
-                    "left": self.journal.kept().names()}
-        return self.restore_all()
+            return dict({"restored": {}, "unchanged": {}, "errors": {}, "kept": kept,
+                         "left": self.journal.kept().names()}, **exits_ran)
+        return dict(self.restore_all(), **exits_ran)
 
 
 def _log_errors(report):

@@ -47,13 +47,13 @@ class Exits:
             raise
         return self.keys()
 
-    def run(self, key=None):
+    def run(self, key=None, emit=None):
         """Run the steps of ``key`` (None: all, newest first) and forget them; a report per step.
         A step that fails is reported, never raised: the others still run."""
         chosen = [(k, s) for k, s in reversed(self.entries) if key is None or k == key]
         reports = []
         for k, raw in chosen:
-            for report in _run_each(raw):
+            for report in _run_each(raw, emit):
                 reports.append(dict(report, key=k))
         self.entries = [(k, s) for k, s in self.entries if (k, s) not in chosen]
         self._save()
@@ -73,11 +73,11 @@ class Exits:
         return self.run()
 
 
-def _run_each(raw):
+def _run_each(raw, emit):
     for step in raw:
         try:
             prepared = steps.prepare([step])
-            done = steps.run(prepared, {}, lambda: None)
+            done = steps.run(prepared, {}, lambda: None, emit)
             yield dict(done[-1], ok=True)
         except steps.StepFailed as e:
             yield {"what": e.report["what"], "ok": False, "message": e.report["message"]}

@@ -60,16 +60,20 @@ def _seconds(value, i):
     return float(value)
 
 
-def run(steps, watch, interrupted):
+def run(steps, watch, interrupted, emit=None):
     """Run the steps in order; a list of what each did. Raises StepFailed at the first failure
-    (its report says which, how it ended and the tail of its stderr)."""
+    (its report says which, how it ended and the tail of its stderr). ``emit(data)``, when given,
+    is called as each step starts and about every second while it runs (``{"what", "t"}``), so
+    the controller hears the agent during a long setup."""
     done = []
     for step in steps:
         started = time.monotonic()
+        tell = _teller(emit, step["what"], started)
+        tell(None)
         if "wait_tcp" in step:
-            report = _wait_tcp(step["wait_tcp"], step["timeout"], interrupted)
+            report = _wait_tcp(step["wait_tcp"], step["timeout"], interrupted, tell)
         else:
-            report = _command(step["prepared"], watch, interrupted)
+            report = _command(step["prepared"], watch, interrupted, tell)
         report.update(what=step["what"], duration_s=round(time.monotonic() - started, 4))
         done.append(report)
         if not report["ok"]:
@@ -78,8 +82,15 @@ def run(steps, watch, interrupted):
     return done
 
 
-def _command(prepared, watch, interrupted):
-    result = runner.run(prepared, lambda _data: None, watch, interrupted)
+def _teller(emit, what, started):
+    def tell(_data):
+        if emit is not None:
+            emit({"what": what, "t": round(time.monotonic() - started, 3)})
+    return tell
+
+
+def _command(prepared, watch, interrupted, tell):
+    result = runner.run(prepared, tell, watch, interrupted)
     report = {"ok": result["exit_code"] == 0 and not result["timed_out"], "exit_code": result["exit_code"]}
     if result["timed_out"]:
         report["problem"] = "timed out after %g s" % prepared[1]
@@ -89,11 +100,14 @@ def _command(prepared, watch, interrupted):
     return report
 
 
-def _wait_tcp(address, timeout, interrupted):
+def _wait_tcp(address, timeout, interrupted, tell):
     """Until a TCP connect to ``address`` succeeds, within ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
-    last = None
+    last, told = None, time.monotonic()
     while True:
+        if time.monotonic() - told >= 1.0:
+            told = time.monotonic()
+            tell(None)
         reason = interrupted()
         if reason:
             raise runner.Interrupted(reason)

@@ -131,3 +131,12 @@ def test_a_failing_exit_step_is_reported_and_the_others_still_run(agents, tmp_pa
     agent.wait()
     assert "exit step stop (service) failed" in agent.stderr()
     assert log.read_text().startswith("teardown ")
+
+
+def test_a_long_step_is_heard_every_second_so_the_controller_does_not_think_the_agent_gone(agents):
+    agent = agents()
+    result = agent.call("run", {"cmd": ["true"], "timeout": 5,
+                                "before": [{"what": "setup 1", "cmd": ["sleep", "2.5"], "timeout": 10}]})
+    assert result["before"][0]["ok"]
+    steps = [e for e in agent.events if e["event"] == "step"]
+    assert len(steps) >= 3 and {e["data"]["what"] for e in steps} == {"setup 1"}
