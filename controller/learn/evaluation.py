@@ -36,6 +36,8 @@ class Trial:
     raw: float | None = None      # the reward metric as the benchmark printed it
     reward: float | None = None   # log-ratio to the host's baseline (see relative_reward); None in the baseline phase
     change_pct: float | None = None  # the raw metric's percent change against the baseline, + = better
+    observed: dict[str, float] = field(default_factory=dict)  # the spec's other metrics (constraints, reported)
+    feasible: bool | None = None  # every constraint held (None: the spec has none, or the run failed)
     metrics: dict[str, float] = field(default_factory=dict)   # the agent's whole-run summary
     features: dict[str, float] = field(default_factory=dict)  # controller/learn/features.py, vs the baseline
     samples: int = 0              # metric samples the agent streamed during the benchmark
@@ -77,6 +79,21 @@ def relative_reward(raw: float, baseline: float, goal: str) -> float:
     if baseline <= 0:
         return 0.0
     return soft_bound(log_ratio(raw, baseline, goal))
+
+
+# A run that breaks a constraint scores below the original (reward 0) by at least this much, and lower
+# the further it is past the limit; it stays above a failed run.
+CONSTRAINT_PENALTY = 1.0
+
+
+def penalized(reward: float, trial: "Trial", constraints) -> float:
+    """The reward a search sees for a run that breaks a constraint: below the original's, however
+    good its objective, and lower the further past the limit (so PPO and random search have a
+    direction back); above FAILURE_REWARD. Bo sees the constraints themselves (controller/learn/bo.py)."""
+    excess = sum(c.excess(trial.observed[c.metric]) for c in constraints if c.metric in trial.observed)
+    if excess <= 0:
+        return reward
+    return max(FAILURE_REWARD / 2, min(reward, 0.0) - CONSTRAINT_PENALTY - 2.0 * excess)
 
 
 class Recorder:
@@ -134,14 +151,20 @@ class Measure:
     Never raises for a failed apply or benchmark: the returned `error` says so, and `lost` says
     the agent is gone."""
 
-    def __init__(self, spec):
+    def __init__(self, spec, before: list[dict] | None = None, bounds: dict | None = None):
+        """``before``: the steps before every measured run (controller/lifecycle.py); ``bounds``:
+        safe bounds of knobs outside the spec that a compared arm applies (controller/learn/arms.py)."""
         self.spec = spec
-        self.bounds = {k.param: k.bounds() for k in spec.action_space}  # the agent re-checks these
+        self.bounds = {**(bounds or {}), **{k.param: k.bounds() for k in spec.action_space}}  # the agent re-checks these
+        self.before = list(before or [])
         self.run_timeout = float(spec.benchmark_timeout)
-        self.timeout = self.run_timeout + 60.0  # the request's own bound (run + 30 s), with a margin: what a caller waits at most
+        steps = sum(float(s["timeout"]) for s in self.before)
+        # the request's own bound (steps + run + 30 s), with a margin: what a caller waits at most
+        self.timeout = steps + self.run_timeout + 60.0
 
     def __call__(self, host, values: dict[str, str] | None, bounded: bool = True) -> dict:
-        out = {"metrics": {}, "aggregates": {}, "samples": 0, "raw": None, "error": None, "lost": None}
+        out = {"metrics": {}, "aggregates": {}, "samples": 0, "raw": None, "error": None, "lost": None,
+               "observed": {}}
         started = time.monotonic()
         try:
             self._benchmark(host, out, self._staged(values, bounded) if values else None)
@@ -165,6 +188,8 @@ class Measure:
             args["cwd"] = self.spec.benchmark_cwd
         if staged:
             args["apply"] = staged
+        if self.before:
+            args["before"] = self.before
         samples: list[dict] = []
 
         def on_event(msg: dict) -> None:  # the agent's per-second samples while the benchmark runs
@@ -172,12 +197,15 @@ class Measure:
             if msg.get("event") == "sample" and isinstance(data.get("metrics"), dict):
                 samples.append(data["metrics"])
 
-        result = host.request("run", args, timeout=timeout + 30.0, on_event=on_event)
+        result = host.request("run", args, timeout=self.timeout - 30.0, on_event=on_event)
         refused = (result.get("apply") or {}).get("refused") or {}
         if refused:  # nothing was run
             values = staged["values"]
             why = "; ".join(f"{k} = {values.get(k)!r}: {v.get('message', v)}" for k, v in refused.items())
             raise AgentError(f"apply refused: {why}", host.name, "ValidationError")
+        if result.get("before_failed"):  # the benchmark did not run
+            raise AgentError(result["before_failed"].get("message") or "a step before the benchmark failed",
+                             host.name, "OSError")
         out["metrics"] = metrics = {k: round(float(v), 4) for k, v in (result.get("metrics") or {}).items()}
         out["aggregates"] = feat.aggregate(samples, metrics)
         out["samples"] = len(samples)
@@ -187,10 +215,18 @@ class Measure:
             tail = (result.get("stderr_tail") or result.get("stdout_tail") or "").strip().splitlines()
             raise AgentError(f"benchmark exited {result.get('exit_code')}: {tail[-1] if tail else 'no output'}",
                              host.name, "OSError")
+        stdout = result.get("stdout_tail") or ""
         try:
-            out["raw"] = float(self.spec.parse_reward(result.get("stdout_tail") or ""))
+            out["raw"] = float(self.spec.parse_reward(stdout))
+            for name in getattr(self.spec, "constraints", ()):  # a bounded metric must be there
+                out["observed"][name.metric] = float(self.spec.parse_metric(name.metric, stdout))
         except SpecError as e:
             raise AgentError(str(e.message), host.name, "ValidationError")
+        for name in getattr(self.spec, "report_metrics", ()):  # a reported one may be missing
+            try:
+                out["observed"].setdefault(name, float(self.spec.parse_metric(name, stdout)))
+            except SpecError:
+                pass
 
 
 class HostEvaluator:
@@ -198,12 +234,12 @@ class HostEvaluator:
     numbering and recording) around one Measure of the host side. Never raises for a failed
     benchmark: the trial says so."""
 
-    def __init__(self, host: Host, spec, recorder: Recorder):
+    def __init__(self, host: Host, spec, recorder: Recorder, measure: Measure | None = None):
         self.host = host
         self.name = host.name
         self.spec = spec
         self.recorder = recorder
-        self.measure = Measure(spec)
+        self.measure = measure or Measure(spec)
         self.baseline: float | None = None
         self.baseline_aggregates: dict[str, float] = {}  # the reference for every trial's features
         self.lost: str | None = None  # set when the agent is gone: no further evaluation is possible
@@ -247,8 +283,11 @@ class HostEvaluator:
         trial = Trial(self.name, phase, dict(values or {}), label=label, **out)
         if self.baseline_aggregates and phase != "baseline":
             trial.features = feat.relative(trial.aggregates, self.baseline_aggregates)
+        constraints = getattr(self.spec, "constraints", ())
+        if trial.ok and constraints:
+            trial.feasible = all(c.holds(trial.observed[c.metric]) for c in constraints)
         if trial.ok and self.baseline is not None and phase != "baseline":
-            trial.reward = relative_reward(trial.raw, self.baseline, self.spec.goal)
+            trial.reward = penalized(relative_reward(trial.raw, self.baseline, self.spec.goal), trial, constraints)
             pct = change_pct(trial.raw, self.baseline, self.spec.goal)
             trial.change_pct = None if pct is None else round(pct, 3)
         elif not trial.ok and phase == "search":

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
+from controller import timing
 from controller.catalog import shared_kernels
 from controller.errors import SpecError
 from controller.strategist import benchcheck, prompts
@@ -167,6 +168,12 @@ class Toolbox:
             except SpecError:  # nothing tunable would remain: the model has to redesign
                 return self._reject([f"every knob in action_space ({', '.join(left_out)}) is kernel-wide, and "
                                      + self.shared_kernel_fact() + "Design with per-namespace knobs."])
+        unseen = timing.unseen(spec, self.catalog, [n for n in spec.knob_names if n in self.catalog])
+        if unseen:
+            try:
+                spec = without(spec, unseen)
+            except SpecError:  # nothing measurable would remain: the model has to redesign
+                return self._reject(list(unseen.values()))
         problems = self._check(spec)
         if problems:
             return self._reject(problems)
@@ -175,6 +182,10 @@ class Toolbox:
             plan.left_out = left_out
             plan.rationale.update({n: f"left out: {why}" for n, why in left_out.items()})
             plan.notes.append(left_out_note(left_out, self.facts))
+        for name, why in unseen.items():
+            plan.left_out[name] = why
+            plan.rationale[name] = f"left out: {why}"
+            plan.notes.append(f"left out {name}: {why}")
         return ToolResult("accepted", plan=plan)
 
     # --- the gate ------------------------------------------------------------------------------

@@ -143,7 +143,7 @@ def test_validate_trusts_the_users_program_and_says_one_line(tmp_path):
 
     data = {"workload_name": "mine", "reward_metric": "rps", "reward_pattern": r"rps=(\d+)",
             "benchmark_command": "k6 run script.js",
-            "action_space": [{"param": "net.core.somaxconn", "min": 16, "max": 4096}]}
+            "action_space": [{"param": "net.ipv4.tcp_max_syn_backlog", "min": 16, "max": 4096}]}
     spec = TuningSpec.from_dict(data)
     validate(spec, Catalog.default(), origin="user")
     with pytest.raises(SpecError) as e:

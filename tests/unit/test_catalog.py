@@ -58,7 +58,8 @@ def test_a_sane_spec_has_no_problems(catalog):
     spec = spec_with(SOMAXCONN, {"param": "net.ipv4.tcp_rmem", "min": "4096 4096 4096",
                                  "max": "4096 131072 6291456"},
                      {"param": "net.ipv4.tcp_congestion_control", "values": ["cubic", "reno"]},
-                     {"param": "net.ipv4.tcp_tw_reuse", "min": 0, "max": 2}, SWAPPINESS)
+                     {"param": "net.ipv4.tcp_tw_reuse", "min": 0, "max": 2}, SWAPPINESS,
+                     command="tunefleet-bench accept-storm --clients 64")
     assert catalog.check_spec(spec) == []
     validate(spec, catalog)  # does not raise
 
@@ -172,7 +173,7 @@ def test_validate_lists_every_problem_one_per_line(catalog):
 
 
 def test_validate_with_facts(catalog):
-    spec = spec_with(SOMAXCONN, SWAPPINESS)
+    spec = spec_with(SOMAXCONN, SWAPPINESS, command="tunefleet-bench accept-storm --clients 64")
     facts = {h: host(net__core__somaxconn=(True, True), vm__swappiness=(True, True)) for h in ("h1", "h2")}
     with pytest.raises(SpecError, match="share one kernel"):
         validate(spec, catalog, facts)
@@ -257,3 +258,46 @@ def test_extra_catalog_errors_are_one_clear_line(tmp_path, catalog, text, where)
         catalog.load_extra(path)
     msg = str(e.value)
     assert "\n" not in msg and msg.startswith(f"{path}: ") and where in msg, msg
+
+
+def test_each_knob_says_when_a_new_value_takes_effect(catalog):
+    assert catalog.get("net.core.somaxconn").applies == "listen"
+    assert catalog.get("net.ipv4.tcp_rmem").applies == "new_sockets"
+    assert catalog.get("vm.dirty_ratio").applies == "now"
+    assert all(t.applies in ("now", "new_sockets", "listen", "process_start", "reboot") for t in catalog)
+
+
+@pytest.mark.parametrize("command, service, refused", [
+    ("pgbench -c 8 -T 10 pgbench", None, "pgbench measures a server this spec never restarts"),
+    ("wrk -d 5 http://127.0.0.1:18080/", {"name": "nginx", "start": "a", "stop": "b", "restart": "never"},
+     "service nginx has restart: never"),
+    ("wrk -d 5 http://127.0.0.1:18080/", {"name": "nginx", "start": "a", "stop": "b"}, None),
+    ("tunefleet-bench accept-storm --clients 64", None, None),  # it listens anew every round
+    ("sysbench fileio --file-test-mode=rndwr run", None, None),
+])
+def test_a_knob_the_benchmark_cannot_see_is_refused_with_the_way_out(catalog, command, service, refused):
+    data = {"workload_name": "w", "reward_metric": "tps", "benchmark_command": command, "action_space": [SOMAXCONN]}
+    spec = TuningSpec.from_dict({**data, **({"service": service} if service else {})})
+    if refused is None:
+        validate(spec, catalog)
+        return
+    with pytest.raises(SpecError) as e:
+        validate(spec, catalog)
+    assert refused in str(e.value) and "when a server calls listen()" in str(e.value)
+    assert "\n" not in str(e.value)
+
+
+def test_a_user_catalog_may_say_when_its_knob_applies(tmp_path):
+    extra = tmp_path / "extra.yml"
+    extra.write_text("tunables:\n  net.ipv4.tcp_keepalive_time: {applies: new_sockets}\n")
+    assert Catalog.load_extra(extra).get("net.ipv4.tcp_keepalive_time").applies == "new_sockets"
+    extra.write_text("tunables:\n  net.ipv4.tcp_keepalive_time: {applies: sometimes}\n")
+    with pytest.raises(SpecError, match="applies: must be one of now, new_sockets"):
+        Catalog.load_extra(extra)
+
+
+def test_which_kernels_have_the_cfs_tunables(catalog):
+    kernels = catalog.get("kernel.sched_min_granularity_ns").kernels
+    assert kernels.has("4.19.90-2003.4.0.0036.oe1.x86_64") and kernels.has("5.10.0-60.18.0.50.oe2203.x86_64")
+    assert not kernels.has("6.6.0-28.0.0.34.oe2403.x86_64") and kernels.has("weird") is None
+    assert "moved to /sys/kernel/debug/sched/" in kernels.why_missing("6.6.0-28.0.0.34.oe2403.x86_64")

@@ -28,8 +28,8 @@ GOOD = {
     "benchmark_command": "pgbench -h 127.0.0.1 -U postgres -C -c 8 -j 2 -T 10 pgbench",
     "benchmark_timeout": 60,
     "action_space": [
-        {"param": "net.core.somaxconn", "min": 128, "max": 4096,
-         "rationale": "a new connection per transaction bursts into the postmaster's accept queue"},
+        {"param": "net.ipv4.tcp_max_syn_backlog", "min": 128, "max": 4096,
+         "rationale": "a new connection per transaction bursts into the postmaster's SYN queue"},
         {"param": "net.ipv4.tcp_fin_timeout", "min": 5, "max": 60,
          "rationale": "closed connections hold ports and memory in FIN_WAIT_2"},
     ],
@@ -94,9 +94,9 @@ def plan_with(script, facts, repeat_last=False, events=None, **kw):
 def test_good_first_answer_is_one_request(facts):
     fake, plan = plan_with([reply(optimize(GOOD), usage=(1200, 300))], facts)
     assert fake.count == 1
-    assert plan.spec.knob_names == ["net.core.somaxconn", "net.ipv4.tcp_fin_timeout"]
+    assert plan.spec.knob_names == ["net.ipv4.tcp_max_syn_backlog", "net.ipv4.tcp_fin_timeout"]
     assert plan.spec.benchmark_command == GOOD["benchmark_command"]
-    assert "accept queue" in plan.rationale["net.core.somaxconn"]
+    assert "SYN queue" in plan.rationale["net.ipv4.tcp_max_syn_backlog"]
     assert plan.strategist == "llm" and plan.model == "fake-model"
     assert plan.usage == {"requests": 1, "prompt_tokens": 1200, "completion_tokens": 300, "total_tokens": 1500}
     sent = fake.requests[0]
@@ -153,7 +153,7 @@ def test_range_outside_safe_bounds_is_rejected(facts):
     spec["action_space"][0]["min"] = 1
     fake, _ = plan_with([reply(optimize(spec)), reply(optimize(GOOD))], facts)
     assert fake.count == 2
-    assert "net.core.somaxconn: range 1..4096 is outside the safe bounds 16..65535" in fake.tool_results(1)[0]
+    assert "net.ipv4.tcp_max_syn_backlog: range 1..4096 is outside the safe bounds 16..65535" in fake.tool_results(1)[0]
 
 
 def test_destructive_benchmark_then_a_fix(facts):
@@ -313,7 +313,7 @@ def test_the_key_never_reaches_plan_json_or_the_cli_output(tmp_path, facts):
     assert KEY not in record
     assert json.loads(record)["model"] == "fake-model"
     assert json.loads(record)["usage"]["total_tokens"] == 120
-    assert json.loads(record)["rationale"]["net.core.somaxconn"].startswith("a new connection")
+    assert json.loads(record)["rationale"]["net.ipv4.tcp_max_syn_backlog"].startswith("a new connection")
     assert KEY not in repr(config_for(fake))
 
 
@@ -331,7 +331,7 @@ def test_cli_plan_prints_the_validated_spec_and_rationale(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert fake.count == 1
     assert "PostgreSQL with short connections" in proc.stdout
-    assert "net.core.somaxconn" in proc.stdout and "accept queue" in proc.stdout
+    assert "net.ipv4.tcp_max_syn_backlog" in proc.stdout and "SYN queue" in proc.stdout
     assert "fake-model" in proc.stdout + proc.stderr
     assert KEY not in proc.stdout + proc.stderr
 
@@ -391,12 +391,24 @@ def test_a_kernel_wide_knob_in_the_answer_is_dropped_with_a_note(shared):
     answer["action_space"].append({"param": "vm.swappiness", "min": 0, "max": 60, "rationale": "keep backends in RAM"})
     fake, plan = plan_with([reply(optimize(answer))], shared)
     assert fake.count == 1
-    assert plan.spec.knob_names == ["net.core.somaxconn", "net.ipv4.tcp_fin_timeout"]
+    assert plan.spec.knob_names == ["net.ipv4.tcp_max_syn_backlog", "net.ipv4.tcp_fin_timeout"]
     assert list(plan.left_out) == ["vm.swappiness"]
     assert "h1, h2, h3 share one kernel" in plan.rationale["vm.swappiness"]
     assert len(plan.notes) == 1 and "vm.swappiness" in plan.notes[0] and "--limit h1" in plan.notes[0]
     from controller.catalog import Catalog, validate
     validate(plan.spec, Catalog.default(), shared)  # the same gate as `run`: it passes
+
+
+def test_a_knob_the_benchmark_cannot_see_is_left_out_with_the_reason(facts):
+    """somaxconn takes effect at listen(): pgbench against a PostgreSQL the spec never restarts
+    could not measure it, so the plan drops it and says why, and the rest of the answer stands."""
+    answer = copy.deepcopy(GOOD)
+    answer["action_space"].insert(0, {"param": "net.core.somaxconn", "min": 128, "max": 4096, "rationale": "bursts"})
+    fake, plan = plan_with([reply(optimize(answer))], facts)
+    assert fake.count == 1
+    assert plan.spec.knob_names == ["net.ipv4.tcp_max_syn_backlog", "net.ipv4.tcp_fin_timeout"]
+    assert "when a server calls listen()" in plan.left_out["net.core.somaxconn"]
+    assert any("left out net.core.somaxconn" in n and "service" in n for n in plan.notes)
 
 
 def test_an_answer_of_only_kernel_wide_knobs_is_asked_again(shared):
@@ -406,7 +418,7 @@ def test_an_answer_of_only_kernel_wide_knobs_is_asked_again(shared):
     assert fake.count == 2
     feedback = fake.tool_results(1)[0]
     assert "REJECTED" in feedback and "vm.swappiness, vm.dirty_ratio" in feedback and "per-namespace" in feedback
-    assert plan.spec.knob_names == ["net.core.somaxconn", "net.ipv4.tcp_fin_timeout"] and plan.notes == []
+    assert plan.spec.knob_names == ["net.ipv4.tcp_max_syn_backlog", "net.ipv4.tcp_fin_timeout"] and plan.notes == []
 
 
 def test_the_users_benchmark_tools_reach_the_model_and_its_gate(tmp_path, facts):
