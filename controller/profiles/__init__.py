@@ -154,20 +154,21 @@ def tuned_sections(short: str) -> dict | None:
 
 
 def _tuned_profiles() -> list[Profile]:
+    from dataclasses import replace
+
     data = tuned_data()
     src = data["source"]
     out = []
     for short, entry in data["profiles"].items():
-        chain = tunedconf.resolve(short, tuned_sections, lambda: sorted(data["profiles"])).chain
-        files = [src["path"].format(profile=p) for p in chain]
+        p = tuned_profile(short, tuned_sections, f"tuned:{short}", "", str(src["version"]),
+                          notes=tuple(entry.get("notes", ())))
+        files = [src["path"].format(profile=i.removeprefix("tuned:")) for i in p.includes]
         installed = src["installed"].format(profile=short)
-        source = (f"{src['name']} {src['version']}: {files[-1]}"
-                  + (f" (includes {', '.join(files[:-1])})" if len(files) > 1 else "")
-                  + f"; {src['package']}: {installed}")
+        source = (f"{src['name']} {src['version']}: {src['path'].format(profile=short)}"
+                  + (f" (includes {', '.join(files)})" if files else "") + f"; {src['package']}: {installed}")
         ref = {"title": f"{src['name']} profile {short}", "version": str(src["version"]), "file": installed,
                "url": f"{src['repository']}/blob/{src['tag']}/{src['path'].format(profile=short)}"}
-        out.append(tuned_profile(short, tuned_sections, f"tuned:{short}", source, str(src["version"]),
-                                 notes=tuple(entry.get("notes", ())), references=(ref,)))
+        out.append(replace(p, source=source, references=(ref,)))
     return out
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from controller import profiles
-from controller.catalog import Catalog
+from controller.catalog import NS_READONLY, Catalog
 from controller.strategist import builtin
 from node_agent import denylist
 
@@ -129,8 +129,9 @@ def test_the_added_tunables_scope_holds_inside_a_network_namespace(netns):
             other = next(c for c in t.choices if c != host)
             assert _in_ns(netns, f"echo {other} > {path}; cat {path}") == other
             assert Path(path).read_text().strip() == host, f"{name}: a namespace's write reached the host"
-        else:
+        else:  # shared by every namespace; the note says when a namespace cannot see or write it
             assert t.scope == "kernel" and name.startswith(("vm.", "net.core.")), name
+            assert state == ("read-only" if t.note == NS_READONLY else "writable"), name
 
 
 # --- a user's own profile files -----------------------------------------------------------------
