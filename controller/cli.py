@@ -206,7 +206,7 @@ def hosts(
 
 @app.command()
 def profiles(
-    name: Optional[str] = typer.Argument(None, metavar="[NAME]", help="A profile to show in full, e.g. "
+    name: Optional[str] = typer.Argument(None, metavar="NAME", help="A profile to show in full, e.g. "
                                          "tuned:throughput-performance or redis:docs."),
     workload: Optional[str] = typer.Option(None, "--workload", "-w", help="Only the profiles that fit this "
                                            "workload (pg-oltp, web, redis, stream, ...)."),
@@ -214,8 +214,9 @@ def profiles(
                                                 "tuned.conf (or its folder) or a YAML file shaped like servers.yaml."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON: a list of profiles, or the one named."),
 ) -> None:
-    """List the expert settings tunefleet can compare with (TuneD profiles, servers' documentation), or show
-    one: every sysctl with its value and why, then the settings that are not sysctls."""
+    """List the expert settings tunefleet compares with (TuneD profiles, servers' documentation), or show one.
+
+    One profile: every sysctl with its value, where it is set and why, then the settings that are not sysctls."""
     from controller import profiles as known
     from controller.profiles.show import print_profile, print_profiles
 
