@@ -156,6 +156,25 @@ DEFAULTS: tuple[Tunable, ...] = (
             "absent on kernels built without NUMA balancing"),
     _int("fs.file-max", 524288, 9223372036854775807, KERNEL, "system-wide limit on open files",
          "below what the host uses, open() fails with ENFILE"),
+    # set by the shipped expert profiles (controller/profiles/: TuneD network-latency and postgresql, redis:docs,
+    # postgresql:docs); scope checked on Linux 6.x inside a network namespace (tests/unit/test_profiles.py)
+    _int("net.core.busy_read", 0, 100, KERNEL, "microseconds a socket read busy-polls the device queue (0: off)",
+         "absent inside a network namespace"),
+    _int("net.core.busy_poll", 0, 100, KERNEL, "microseconds poll and select busy-poll the device queues (0: off)",
+         "absent inside a network namespace"),
+    _choice("net.ipv4.tcp_fastopen", ("0", "1", "2", "3"), NETNS,
+            "TCP Fast Open: data in the SYN (1: as client, 2: as server, 3: both)"),
+    _int("vm.dirty_bytes", 16777216, 8589934592, KERNEL, "bytes of dirty memory before writers are throttled",
+         "writing it zeroes vm.dirty_ratio and the other way round (0 is refused); the agent restores the one "
+         "of the pair that was in force"),
+    _int("vm.dirty_background_bytes", 8388608, 4294967296, KERNEL,
+         "bytes of dirty memory before background writeback starts",
+         "must stay below vm.dirty_bytes; writing it zeroes vm.dirty_background_ratio and the other way round"),
+    _choice("vm.overcommit_memory", ("0", "1", "2"), KERNEL,
+            "memory overcommit: 0 heuristic, 1 always grant, 2 strict (swap + vm.overcommit_ratio % of RAM)",
+            "2 makes allocations past that limit fail: on a host without swap, past half of its memory"),
+    _int("vm.max_map_count", 65530, 2097152, KERNEL, "memory map areas one process may have",
+         "below the kernel default 65530, programs that map many regions fail"),
 )
 
 # The scheduler's CFS tunables before EEVDF: openEuler 20.03 (4.19) and 22.03 (5.10) have them in

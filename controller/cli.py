@@ -205,6 +205,38 @@ def hosts(
 
 
 @app.command()
+def profiles(
+    name: Optional[str] = typer.Argument(None, metavar="NAME", help="A profile to show in full, e.g. "
+                                         "tuned:throughput-performance or redis:docs."),
+    workload: Optional[str] = typer.Option(None, "--workload", "-w", help="Only the profiles that fit this "
+                                           "workload (pg-oltp, web, redis, stream, ...)."),
+    profile_file: Optional[Path] = typer.Option(None, "--profile-file", help="Also read your own profile: a TuneD "
+                                                "tuned.conf (or its folder) or a YAML file shaped like servers.yaml."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON: a list of profiles, or the one named."),
+) -> None:
+    """List the expert settings tunefleet compares with (TuneD profiles, servers' documentation), or show one.
+
+    One profile: every sysctl with its value, where it is set and why, then the settings that are not sysctls."""
+    from controller import profiles as known
+    from controller.profiles.show import print_profile, print_profiles
+
+    found = known.for_workload(workload) if workload else [known.get(n) for n in known.names()]
+    if profile_file is not None:
+        found = found + known.load_file(profile_file)
+    if name is not None:
+        chosen = [p for p in found if p.name == name] or [known.get(name)]
+        if as_json:
+            print(json.dumps(chosen[0].to_dict(), indent=2))
+        else:
+            print_profile(_console(), chosen[0])
+    elif as_json:
+        print(json.dumps([{"name": p.name, "summary": p.summary, "source": p.source, "version": p.version,
+                           "sysctls": len(p.values), "not_sysctl": len(p.not_sysctl)} for p in found], indent=2))
+    else:
+        print_profiles(_console(), found)
+
+
+@app.command()
 def restore(
     hosts: Path = HostsOpt,
     limit: Optional[str] = LimitOpt,
