@@ -187,7 +187,7 @@ class Resume:
             return
         for name, ev in evaluators.items():
             b = self.baseline.get(name) or {}
-            replay = ConfirmReplay(ev.host, ev.spec, recorder, [t for t in self.of("confirm") if t.host == name])
+            replay = ConfirmReplay(ev.host, ev.spec, recorder, [t for t in self.of("confirm") if t.host == name], ev.measure)
             replay.baseline, replay.baseline_aggregates = b.get("median"), b.get("aggregates") or {}
             replay.dropped = b.get("dropped")
             evaluators[name] = replay
@@ -217,14 +217,15 @@ class ConfirmReplay(HostEvaluator):
     """Hands back this host's recorded confirm measurements while they match what is asked, in order
     (pick_best asks in a fixed order); past the first mismatch everything is measured."""
 
-    def __init__(self, host, spec, recorder: Recorder, recorded: list[Trial]):
-        super().__init__(host, spec, recorder)
+    def __init__(self, host, spec, recorder: Recorder, recorded: list[Trial], measure=None):
+        super().__init__(host, spec, recorder, measure)
         self.recorded = deque(recorded)
 
-    def evaluate(self, values, phase: str = "search", label: str = "", original: bool = False) -> Trial:
+    def evaluate(self, values, phase: str = "search", label: str = "", original: bool = False,
+                 bounds: dict | None = None) -> Trial:
         if phase == "confirm" and self.recorded:
             t = self.recorded.popleft()
             if t.values == dict(values or {}):
                 return t
             self.recorded.clear()
-        return super().evaluate(values, phase=phase, label=label, original=original)
+        return super().evaluate(values, phase=phase, label=label, original=original, bounds=bounds)

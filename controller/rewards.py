@@ -89,6 +89,28 @@ _pgbench_tps = _first_of(
     _line(rf"^tps = {NUMBER}\b"),
 )
 
+# --- redis-benchmark --csv -------------------------------------------------------------------
+# "test","rps","avg_latency_ms","min_latency_ms","p50_latency_ms","p95_latency_ms","p99_latency_ms","max_latency_ms"
+_REDIS_ROW = re.compile(r'^"([A-Z_ ()0-9-]+)",((?:"[0-9.]+",?)+)\s*$', re.MULTILINE)
+_REDIS_COLUMNS = ("rps", "avg_latency_ms", "min_latency_ms", "p50_latency_ms", "p95_latency_ms", "p99_latency_ms",
+                  "max_latency_ms")
+
+
+def _redis_csv(column: str, combine: Callable[[list[float]], float]) -> Callable[[str], float | None]:
+    """One column over every test row of redis-benchmark --csv (SET, GET, ...), combined: the
+    mean of the requests/s, the worst tail latency."""
+    index = _REDIS_COLUMNS.index(column)
+
+    def parse(text: str) -> float | None:
+        values = []
+        for _test, cells in _REDIS_ROW.findall(text):
+            numbers = [float(c) for c in re.findall(r'"([0-9.]+)"', cells)]
+            if len(numbers) > index:
+                values.append(numbers[index])
+        return combine(values) if values else None
+    return parse
+
+
 # --- sysbench -----------------------------------------------------------------------------
 
 
@@ -121,6 +143,7 @@ _latency_p95 = _first_of(
 _latency_p99 = _first_of(
     _wrk_duration_ms("99%"),                                            # wrk --latency
     _line(rf"^\s*99%\s+{NUMBER}\s*$"),                                  # ab
+    _redis_csv("p99_latency_ms", max),                                  # redis-benchmark --csv, worst test
 )
 
 # --- HTTP load: ab and wrk ------------------------------------------------------------------
@@ -181,6 +204,8 @@ _register(("latency_p99_ms",), "minimize", _latency_p99, "wrk --latency's or ab'
 _register(("requests_per_second",), "maximize", _first_of(_ab_rps, _wrk_rps),
           "ab's 'Requests per second:' or wrk's 'Requests/sec:'", ("ab", "wrk"))
 _register(("ab_requests_per_second",), "maximize", _ab_rps, "ab's 'Requests per second:'", ("ab",))
+_register(("redis_requests_per_second",), "maximize", _redis_csv("rps", lambda v: sum(v) / len(v)),
+          "redis-benchmark --csv's rps column (the mean over its tests)", ("redis-benchmark",))
 _register(("wrk_requests_per_second",), "maximize", _wrk_rps, "wrk's 'Requests/sec:'", ("wrk",))
 for _dir in ("read", "write"):
     _register((f"fio_{_dir}_iops",), "maximize", _fio(_dir, "iops"), f"fio JSON jobs[].{_dir}.iops", ("fio",))

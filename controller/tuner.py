@@ -1,22 +1,27 @@
 """A tuning run from validated spec to verified result.
 
-    originals -> baseline (repeats) -> search (a strategy, within the budget) -> best candidate
-    -> verification (original vs best, interleaved A B A B on every host) -> result
+    originals -> setup (the spec's setup, its service started) -> baseline (repeats) -> search (a
+    strategy, within the budget) -> best candidate -> verification (original vs best, and every
+    compared profile, interleaved on every host) -> result
 
 Hosts are restored by the caller closing the fleet (each agent writes its journal back on bye).
 """
 
 from __future__ import annotations
 
+import functools
 import statistics
 from dataclasses import dataclass, replace
 from typing import Protocol
 
+from controller import lifecycle, profiles, timing
+from controller.catalog import Catalog
 from controller.errors import SpecError, TunefleetError
 from controller.fleet.executor import ThreadExecutor, gather
 from controller.fleet.fleet import Fleet
-from controller.learn import features, stats
-from controller.learn.evaluation import HostEvaluator, Recorder, Trial
+from controller.learn import arms, features, stats
+from controller.learn.arms import Arm
+from controller.learn.evaluation import HostEvaluator, Measure, Recorder, Trial
 from controller.learn.importance import knob_importance
 from controller.learn.search import STRATEGIES, SearchContext, auto_choice
 from controller.learn.select import pick_best
@@ -39,6 +44,8 @@ class RunOptions:
     policy_store: object = None           # a PolicyStore (default: controller.learn.policystore.default_root())
     tensorboard_dir: object = None        # --tensorboard: RUN_DIR/tensorboard (see controller/tblog.py)
     invocation: dict | None = None        # how the run was started (inventory, --limit, ...): options.json
+    compare: tuple[str, ...] = ()         # expert profiles measured beside the winner (controller/learn/arms.py)
+    catalog: object = None                # a Catalog (default: the built-in one): when knobs take effect
 
 
 class Reporter(Protocol):
@@ -70,6 +77,18 @@ def read_originals(fleet: Fleet, names: list[str]) -> dict[str, dict[str, str]]:
     return originals
 
 
+@dataclass
+class Setup:
+    """What a run prepared before its first measurement: the hosts' originals, the compared arms,
+    the evaluators that measure every run alike."""
+
+    originals: dict[str, dict[str, str]]
+    arms: list[Arm]
+    recorder: Recorder
+    evaluators: dict[str, HostEvaluator]
+    prepared: object = None  # re-prepares a host that rejoins (its service is gone after a reboot)
+
+
 def tune(spec, fleet: Fleet, run: RunDir, options: RunOptions, reporter: Reporter | None = None,
          resume=None) -> dict:
     """`resume`: a controller.resume.Resume whose finished phases are taken from the run folder."""
@@ -80,73 +99,124 @@ def tune(spec, fleet: Fleet, run: RunDir, options: RunOptions, reporter: Reporte
         raise SpecError(f"unknown strategy '{options.strategy}' (known: {', '.join(STRATEGIES)})")
     if options.strategy == "auto":
         options = _resolve_auto(spec, fleet, options, reporter)
-    names = spec.knob_names
-    originals = read_originals(fleet, names)
+    setup = _set_up(spec, fleet, run, options, reporter)
     policy = _policy_plan(spec, fleet, options, reporter)  # a policy that cannot be used fails before any change
-    run.write("hosts.json", {n: {"facts": h.facts, "originals": originals[n]} for n, h in fleet.hosts.items()})
     resuming.record_options(run, options, options.invocation)
-
-    recorder = Recorder(_trial_sink(run, fleet), [reporter.trial])
-    evaluators = {n: HostEvaluator(h, spec, recorder) for n, h in fleet.hosts.items()}
     if resume is not None:
-        resume.attach(recorder, evaluators)
+        resume.attach(setup.recorder, setup.evaluators)
+    evaluators = setup.evaluators
     executor = ThreadExecutor(len(evaluators))
-    rejoiner, ctx = _rejoiner(fleet, originals), None
+    rejoiner, ctx = _rejoiner(fleet, setup.originals), None
     try:
-        # 1. baseline, with repeats, each host on its own original values
-        repeats = options.baseline_repeats or spec.baseline_repeats
-        reporter.phase("baseline", f"{repeats} runs per host")
-        if resume is not None and resume.baseline is not None:
-            baselines = resume.baselines()
-        else:
-            baselines = _baseline(evaluators, executor, repeats, reporter)
-            resuming.record_baseline(run, baselines, evaluators)
-        if not any(ev.baseline is not None for ev in evaluators.values()):
-            raise TunefleetError("no host produced a baseline: " +
-                                 "; ".join(f"{n}: {ev.dropped}" for n, ev in evaluators.items()))
-        warnings = _noise_warnings(baselines, options)
-        for text in warnings:
-            reporter.message(text)
-
-        # 2. search
+        baselines, warnings = _baseline_phase(evaluators, executor, options, spec, run, reporter, resume)
         reporter.phase("search", f"{options.strategy}, budget {options.budget} evaluations")
         ctx = SearchContext(
-            spec=spec, evaluators=evaluators, originals=originals,
+            spec=spec, evaluators=evaluators, originals=setup.originals,
             baseline_metrics={n: b["metrics"] for n, b in baselines.items()},
-            executor=executor, recorder=recorder, budget=options.budget, seed=options.seed,
+            executor=executor, recorder=setup.recorder, budget=options.budget, seed=options.seed,
             checkpoint_dir=run.checkpoints if options.strategy == "ppo" else None,
             episode_steps=options.episode_steps, log=reporter.message,
             training=spec.training_config, policy_in=policy.get("path_in"), policy_out=policy.get("path_out"),
-            tensorboard_dir=options.tensorboard_dir, rejoiner=rejoiner,
+            tensorboard_dir=options.tensorboard_dir, rejoiner=rejoiner, prepare=setup.prepared,
         )
         if resume is not None:
             resume.prepare_search(ctx)
         STRATEGIES[options.strategy](ctx)
-        _store_policy(policy, spec, run, recorder, reporter)
-        search = [t for t in recorder.search_trials() if t.ok]
-        if not search:
+        _store_policy(policy, spec, run, setup.recorder, reporter)
+        if not any(t.ok for t in setup.recorder.search_trials()):
             raise TunefleetError("the search produced no successful evaluation; see trials.jsonl in " + str(run.path))
         selection = pick_best(ctx, top_k=options.confirm_top, repeats=options.confirm_repeats, phase=reporter.phase)
-        best = selection.trial
-
-        # 3. verification: original (A) against best (B), interleaved, on every live host
-        reporter.phase("verify", f"original vs best, {options.verify_repeats} pairs per host")
-        samples = _verify(ctx, best.values, options.verify_repeats)
+        summary = _verify_phase(ctx, setup, selection.trial.values, options, reporter)
     finally:
         executor.shutdown()
         if rejoiner is not None:  # a reconnection still under way ends with the run
             verdicts = rejoiner.close()
             if ctx is not None:
                 ctx.take_back(verdicts)
-    result = _result(spec, options, run, recorder, ctx, baselines, best, samples)
-    result["confirm"] = selection.to_dict()
-    result["importance"] = _importance(recorder, spec)
-    result["warnings"] = warnings
+    result = _result(spec, options, run, setup.recorder, ctx, baselines, selection.trial, summary)
+    result.update(confirm=selection.to_dict(), importance=_importance(setup.recorder, spec), warnings=warnings)
     if resume is not None:
         result["resumed"] = resume.summary()
     if options.strategy == "ppo":
         result["policy"] = {"started_from": policy.get("started_from"), "saved": policy.get("saved")}
     return result
+
+
+def _set_up(spec, fleet: Fleet, run: RunDir, options: RunOptions, reporter: Reporter) -> Setup:
+    """Originals of every knob the run may touch, the compared arms, the steps before every measured
+    run, and each host prepared (setup commands, its service started); a host whose preparation
+    fails is left out, saying why."""
+    catalog = options.catalog or Catalog.default()
+    profile_arms = _plan_arms(fleet, options.compare, catalog, reporter)
+    originals = read_originals(fleet, list(dict.fromkeys(spec.knob_names + arms.knobs_of(profile_arms))))
+    run.write("hosts.json", {n: {"facts": h.facts, "originals": originals[n]} for n, h in fleet.hosts.items()})
+    restart = timing.needs_restart(spec, catalog, arms.knobs_of(profile_arms))
+    measure = Measure(spec, before=lifecycle.before_each_run(spec, restart))
+    if restart:
+        reporter.message(f"{spec.service.name} is restarted before every measured run (a knob of this run takes "
+                         "effect only when a server listens again)")
+    recorder = Recorder(_trial_sink(run, fleet), [reporter.trial])
+    evaluators = {n: HostEvaluator(h, spec, recorder, measure) for n, h in fleet.hosts.items()}
+    prepare = None
+    if lifecycle.has_steps(spec):
+        reporter.phase("setup", "setup and service start on every host")
+        prepare = functools.partial(lifecycle.prepare_host, spec=spec)
+        for name, out in fleet.map(prepare).items():
+            if not out.ok:
+                evaluators[name].dropped = out.error.message
+                reporter.message(f"dropping {name} from the run: {out.error.message}")
+    return Setup(originals, profile_arms, recorder, evaluators, prepare)
+
+
+def _plan_arms(fleet: Fleet, names, catalog: Catalog, reporter: Reporter) -> list[Arm]:
+    """The profiles to compare with, each reduced to what these hosts can take."""
+    if not names:
+        return []
+    knobs = list(dict.fromkeys(k for n in names for k in profiles.get(n).values))
+    described = fleet.map(lambda h: h.request("describe", {"names": knobs}))
+    facts = {n: {**h.facts, "knobs": {**(h.facts.get("knobs") or {}), **(described[n].value or {})}}
+             for n, h in fleet.hosts.items() if described[n].ok}
+    out = []
+    for name in dict.fromkeys(names):
+        arm = arms.plan_profile(name, facts, catalog)
+        for knob, why in arm.left_out.items():
+            reporter.message(f"{name}: {knob} left out: {why}")
+        if not arm.bounds:
+            reporter.message(f"{name}: none of its sysctls can be applied on these hosts; it is not measured")
+            continue
+        out.append(arm)
+    return out
+
+
+def _baseline_phase(evaluators, executor, options: RunOptions, spec, run: RunDir, reporter: Reporter, resume):
+    """The baseline, with repeats, each host on its own original values; and what its noise means."""
+    from controller import resume as resuming
+
+    repeats = options.baseline_repeats or spec.baseline_repeats
+    reporter.phase("baseline", f"{repeats} runs per host")
+    if resume is not None and resume.baseline is not None:
+        baselines = resume.baselines()
+    else:
+        baselines = _baseline(evaluators, executor, repeats, reporter)
+        resuming.record_baseline(run, baselines, evaluators)
+    if not any(ev.baseline is not None for ev in evaluators.values()):
+        raise TunefleetError("no host produced a baseline: " +
+                             "; ".join(f"{n}: {ev.dropped}" for n, ev in evaluators.items()))
+    warnings = _noise_warnings(baselines, options)
+    for text in warnings:
+        reporter.message(text)
+    return baselines, warnings
+
+
+def _verify_phase(ctx: SearchContext, setup: Setup, best: dict[str, str], options: RunOptions,
+                  reporter: Reporter) -> dict:
+    """Original against the winner (and every compared profile), interleaved, on every live host."""
+    everyone = [Arm(arms.ORIGINAL), Arm(arms.BEST), *setup.arms]
+    arms.complete(everyone, ctx.spec.knob_names, setup.originals, best)
+    what = " vs ".join(a.name for a in everyone)
+    reporter.phase("verify", f"{what}, {options.verify_repeats} runs of each per host")
+    samples = arms.verify(ctx, everyone, options.verify_repeats)
+    return arms.summarize(samples, everyone, ctx.spec, options.seed)
 
 
 def _resolve_auto(spec, fleet: Fleet, options: RunOptions, reporter: Reporter) -> RunOptions:
@@ -265,24 +335,8 @@ def _importance(recorder: Recorder, spec) -> dict[str, float]:
     return {k: round(v, 4) for k, v in knob_importance(trials, spec.knob_names).items()}
 
 
-def _verify(ctx: SearchContext, best: dict[str, str], repeats: int) -> dict[str, tuple[list[float], list[float]]]:
-    def one(ev: HostEvaluator, first: str) -> tuple[list[float], list[float]]:
-        a, b = [], []
-        for label in stats.interleaved_schedule(repeats, first=first):
-            values = ctx.originals[ev.name] if label == "A" else best
-            t = ev.evaluate(values, phase="verify", label=label, original=label == "A")
-            if t.ok:
-                (a if label == "A" else b).append(t.raw)
-        return a, b
-
-    live = ctx.live()
-    # Alternate which arm goes first across hosts, so a drift over time cancels out.
-    futures = [ctx.executor.submit(one, ev, "A" if i % 2 == 0 else "B") for i, ev in enumerate(live)]
-    return {ev.name: s for ev, s in zip(live, gather(futures)) if s[0] and s[1]}
-
-
 def _result(spec, options: RunOptions, run: RunDir, recorder: Recorder, ctx: SearchContext,
-            baselines: dict, best: Trial, samples: dict) -> dict:
+            baselines: dict, best: Trial, summary: dict) -> dict:
     goal = spec.goal
     per_host = {}
     for name, ev in ctx.evaluators.items():
@@ -298,17 +352,17 @@ def _result(spec, options: RunOptions, run: RunDir, recorder: Recorder, ctx: Sea
             **({"rejoined": ev.rejoined} if ev.rejoined else {}),
             **({"worker": ev.host.facts["worker"]} if ev.host.facts.get("worker") else {}),
         }
-        if name in samples:
-            a, b = samples[name]
-            entry["verification"] = stats.relative_change(a, b, goal=goal, seed=options.seed).to_dict()
+        if name in summary["per_host"]:
+            entry["verification"] = summary["per_host"][name]
         per_host[name] = entry
 
-    verification = stats.fleet_change(samples, goal=goal, seed=options.seed).to_dict() if samples else None
+    verification = summary["verification"]
     improvement = verification["change_pct"] if verification else None
     significant = bool(verification and verification["significant"])
+    broken = [c for c in summary["constraints"] if (c["arms"].get(arms.BEST) or {}).get("holds") is not True]
     result = {
         # the seed's fields; best_reward and baseline_reward only as verified medians
-        "success": bool(significant and improvement is not None and improvement > 0),
+        "success": bool(significant and improvement is not None and improvement > 0 and not broken),
         "workload_name": spec.workload_name,
         **({"best_reward": verification["best_median"], "baseline_reward": verification["baseline_median"]}
            if verification else {}),
@@ -319,8 +373,11 @@ def _result(spec, options: RunOptions, run: RunDir, recorder: Recorder, ctx: Sea
         # and what makes them trustworthy
         "reward_metric": spec.reward_metric,
         "goal": goal,
-        "verdict": _verdict(verification),
+        "verdict": _verdict(verification, summary["constraints"]),
         "verification": verification,
+        **({"constraints": summary["constraints"]} if summary["constraints"] else {}),
+        **({"arms": summary["arms"]} if summary["arms"] else {}),
+        **({"observed": summary["observed"]} if any(summary["observed"].values()) else {}),
         "best_seen": {"host": best.host, "values": best.values, "raw": best.raw,
                       "change_pct": _change(best.raw, ctx.evaluators[best.host].baseline, goal), "verified": False},
         "strategy": options.strategy,
@@ -342,9 +399,18 @@ def _change(raw: float, baseline: float | None, goal: str) -> float | None:
     return None if pct is None else round(pct, 2)
 
 
-def _verdict(v: dict | None) -> str:
+def _verdict(v: dict | None, constraints: list[dict] = ()) -> str:
     if not v:
         return "not verified: no host completed the verification"
+    broken = [(c, (c["arms"].get(arms.BEST) or {})) for c in constraints]
+    broken = [(c, b) for c, b in broken if b.get("holds") is not True]
+    if v["significant"] and v["change_pct"] > 0 and broken:
+        c, b = broken[0]
+        how = "breaks" if b.get("holds") is False else "may break"
+        limit = f"<= {c['max']:g}" if "max" in c else f">= {c['min']:g}"
+        shown = (f"median {b['median']:.3g}, 95% CI {b['ci_low']:.3g} to {b['ci_high']:.3g}" if b else "not measured")
+        return (f"not claimed: {v['change_pct']:+.1f}% (95% CI {v['ci_low_pct']:.1f}% to {v['ci_high_pct']:.1f}%), "
+                f"but the best configuration {how} the constraint {c['metric']} {limit} ({shown})")
     if v["significant"] and v["change_pct"] > 0:
         return (f"improvement of {v['change_pct']:.1f}% "
                 f"(95% CI {v['ci_low_pct']:.1f}% to {v['ci_high_pct']:.1f}%, p={v['p_value']:.3g})")

@@ -34,15 +34,25 @@ def _param(i: int) -> str:
     return f"a{i:02d}"
 
 
-def make_sampler(kind: str, seed: int, n_startup: int):
+CONSTRAINTS = "constraints"  # a trial's user attribute: one number per constraint, <= 0 where it holds
+
+
+def _constraints(trial) -> tuple[float, ...]:
+    return tuple(trial.user_attrs.get(CONSTRAINTS, (0.0,)))
+
+
+def make_sampler(kind: str, seed: int, n_startup: int, constrained: bool = False):
+    """``constrained``: the spec bounds other metrics; the sampler then models which points keep
+    them (optuna's constraints_func) instead of seeing only a penalized reward."""
     import optuna
 
+    extra = {"constraints_func": _constraints} if constrained else {}
     if kind == "tpe":
         # multivariate: vector knobs (tcp_rmem's three numbers) move together, not one at a time
         return optuna.samplers.TPESampler(seed=seed, n_startup_trials=n_startup, constant_liar=True,
-                                          multivariate=True)
+                                          multivariate=True, **extra)
     if kind == "gp":
-        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=n_startup, deterministic_objective=False)
+        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=n_startup, deterministic_objective=False, **extra)
     raise ValueError(f"unknown sampler {kind!r} (known: {', '.join(SAMPLERS)})")
 
 
@@ -54,7 +64,7 @@ class BoxStudy:
     ``tell(key, value)`` completes a key's trial (None: it was never evaluated).
     """
 
-    def __init__(self, dim: int, seed: int = 0, n_startup: int = 4, sampler: str = "tpe"):
+    def __init__(self, dim: int, seed: int = 0, n_startup: int = 4, sampler: str = "tpe", constrained: bool = False):
         import optuna
         from optuna.distributions import FloatDistribution
 
@@ -62,10 +72,12 @@ class BoxStudy:
         self.dim = dim
         self.distributions = {_param(i): FloatDistribution(-1.0, 1.0) for i in range(dim)}
         with _quiet():
-            self.study = optuna.create_study(direction="maximize", sampler=make_sampler(sampler, seed, n_startup))
+            self.study = optuna.create_study(direction="maximize",
+                                             sampler=make_sampler(sampler, seed, n_startup, constrained))
+        self.constrained = constrained
         self._pending: dict[Hashable, object] = {}
 
-    def add_known(self, point, value: float, **attrs) -> bool:
+    def add_known(self, point, value: float, constraints=None, **attrs) -> bool:
         """Record a point measured elsewhere (e.g. the baseline). False when it is not in the box."""
         import optuna
 
@@ -73,8 +85,12 @@ class BoxStudy:
         if p.shape != (self.dim,) or not np.all(np.isfinite(p)):
             return False
         params = {_param(i): float(x) for i, x in enumerate(np.clip(p, -1.0, 1.0))}
+        system = {}
+        if self.constrained:  # what optuna's samplers record from constraints_func after a told trial
+            attrs[CONSTRAINTS] = list(constraints or (0.0,))
+            system = {"constraints": list(constraints or (0.0,))}
         self.study.add_trial(optuna.trial.create_trial(params=params, distributions=self.distributions,
-                                                       value=float(value), user_attrs=attrs))
+                                                       value=float(value), user_attrs=attrs, system_attrs=system))
         return True
 
     def ask(self, keys) -> dict[Hashable, np.ndarray]:
@@ -89,14 +105,17 @@ class BoxStudy:
                 out[key] = np.array([trial.params[_param(i)] for i in range(self.dim)], dtype=np.float64)
         return out
 
-    def tell(self, key: Hashable, value: float | None) -> None:
+    def tell(self, key: Hashable, value: float | None, constraints=None) -> None:
+        """Complete a key's trial; ``constraints``: one number per constraint, <= 0 where it held."""
         from optuna.trial import TrialState
 
         trial = self._pending.pop(key)
         if value is None:
             self.study.tell(trial, state=TrialState.FAIL)
-        else:
-            self.study.tell(trial, float(value))
+            return
+        if self.constrained:
+            trial.set_user_attr(CONSTRAINTS, list(constraints or (0.0,)))
+        self.study.tell(trial, float(value))
 
     @property
     def completed(self) -> int:
@@ -119,10 +138,13 @@ def _quiet():
 def bo_search(ctx: SearchContext, sampler: str = "tpe") -> None:
     """Spend ctx.budget evaluations on optuna's suggestions, one candidate per live host per round."""
     evaluate_priors(ctx)
-    study = BoxStudy(ctx.spec.action_dim, seed=ctx.seed, n_startup=max(4, len(ctx.live())), sampler=sampler)
+    constraints = list(getattr(ctx.spec, "constraints", None) or ())
+    study = BoxStudy(ctx.spec.action_dim, seed=ctx.seed, n_startup=max(4, len(ctx.live())), sampler=sampler,
+                     constrained=bool(constraints))
     for t in ctx.recorder.search_trials():  # the priors as measured; resumed: every recorded evaluation
         reward = t.reward if t.ok and t.reward is not None else FAILURE_REWARD
-        study.add_known(ctx.spec.to_unit(t.values), reward, origin="prior", host=t.host)
+        study.add_known(ctx.spec.to_unit(t.values), reward, constraints=violations(t, constraints), origin="prior",
+                        host=t.host)
     known = set()
     for ev in ctx.live():  # the baseline measured each host's originals: reward 0 by definition
         originals = ctx.originals[ev.name]
@@ -143,4 +165,23 @@ def bo_search(ctx: SearchContext, sampler: str = "tpe") -> None:
             if t is None:
                 study.tell(name, None)
             else:
-                study.tell(name, t.reward if t.ok and t.reward is not None else FAILURE_REWARD)
+                study.tell(name, t.reward if t.ok and t.reward is not None else FAILURE_REWARD,
+                           violations(t, constraints))
+
+
+def violations(trial, constraints) -> list[float]:
+    """One number per constraint for optuna: how far past its limit the run was (a log ratio,
+    > 0), or minus how far inside (<= 0 holds). A failed run breaks them all."""
+    if not constraints:
+        return []
+    if not trial.ok:
+        return [1.0] * len(constraints)
+    out = []
+    for c in constraints:
+        value = trial.observed.get(c.metric)
+        if value is None:
+            out.append(1.0)
+            continue
+        gap = c.excess(value)
+        out.append(gap if gap > 0 else -abs(np.log(max(abs(value), 1e-9) / max(abs(c.limit), 1e-9))))
+    return out

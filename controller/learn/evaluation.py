@@ -151,18 +151,19 @@ class Measure:
     Never raises for a failed apply or benchmark: the returned `error` says so, and `lost` says
     the agent is gone."""
 
-    def __init__(self, spec, before: list[dict] | None = None, bounds: dict | None = None):
-        """``before``: the steps before every measured run (controller/lifecycle.py); ``bounds``:
-        safe bounds of knobs outside the spec that a compared arm applies (controller/learn/arms.py)."""
+    def __init__(self, spec, before: list[dict] | None = None):
+        """``before``: the steps before every measured run (controller/lifecycle.py)."""
         self.spec = spec
-        self.bounds = {**(bounds or {}), **{k.param: k.bounds() for k in spec.action_space}}  # the agent re-checks these
+        self.bounds = {k.param: k.bounds() for k in spec.action_space}  # the agent re-checks these
         self.before = list(before or [])
         self.run_timeout = float(spec.benchmark_timeout)
         steps = sum(float(s["timeout"]) for s in self.before)
         # the request's own bound (steps + run + 30 s), with a margin: what a caller waits at most
         self.timeout = steps + self.run_timeout + 60.0
 
-    def __call__(self, host, values: dict[str, str] | None, bounded: bool = True) -> dict:
+    def __call__(self, host, values: dict[str, str] | None, bounded: "bool | dict" = True) -> dict:
+        """``bounded``: True checks the spec's ranges, False none (a host's own originals), a dict
+        those bounds (an expert profile's values against the catalog's safe bounds)."""
         out = {"metrics": {}, "aggregates": {}, "samples": 0, "raw": None, "error": None, "lost": None,
                "observed": {}}
         started = time.monotonic()
@@ -176,9 +177,12 @@ class Measure:
         out["duration_s"] = round(time.monotonic() - started, 4)
         return out
 
-    def _staged(self, values: dict[str, str], bounded: bool) -> dict:
+    def _staged(self, values: dict[str, str], bounded: "bool | dict") -> dict:
         """The `apply` that the agent does before the benchmark, in the same request."""
-        bounds = {k: self.bounds[k] for k in values if k in self.bounds} if bounded else {}
+        if isinstance(bounded, dict):
+            bounds = {k: b for k, b in bounded.items() if k in values}
+        else:
+            bounds = {k: self.bounds[k] for k in values if k in self.bounds} if bounded else {}
         return {"values": values, "bounds": bounds}
 
     def _benchmark(self, host, out: dict, staged: dict | None) -> None:
@@ -247,26 +251,28 @@ class HostEvaluator:
         self.rejoined: str | None = None  # set when it came back after its agent was lost (how)
 
     def evaluate(self, values: dict[str, str] | None, phase: str = "search", label: str = "",
-                 original: bool = False) -> Trial:
+                 original: bool = False, bounds: dict | None = None) -> Trial:
         """Apply values (None: leave the host as it is), run the benchmark, record the trial.
 
         `original`: the values are the host's own originals, which may lie outside the spec's
-        ranges; the agent then checks names and existence but not the spec's bounds.
+        ranges; the agent then checks names and existence but not the spec's bounds. `bounds`:
+        check these instead of the spec's (a compared arm's values, controller/learn/arms.py).
         """
         if hasattr(self.host, "submit"):
-            return self.submit(None, values, phase, label, original).result()
-        return self._finish(values, phase, label, lambda: self.measure(self.host, values, not original))
+            return self.submit(None, values, phase, label, original, bounds).result()
+        checked = bounds if bounds is not None else not original
+        return self._finish(values, phase, label, lambda: self.measure(self.host, values, checked))
 
     def submit(self, executor: Executor | None, values: dict[str, str] | None, phase: str = "search",
-               label: str = "", original: bool = False):
+               label: str = "", original: bool = False, bounds: dict | None = None):
         """evaluate() as a future of its Trial, for a round of hosts awaited together (gather).
         A host whose session lives elsewhere (a Ray actor: it has `submit`) runs the whole Measure
         there in one call and the driver holds no thread for it; any other host is evaluated in
         one of the executor's threads."""
         remote = getattr(self.host, "submit", None)
         if remote is None:
-            return executor.submit(self.evaluate, values, phase, label, original)
-        call = remote(self.measure, values, not original, timeout=self.measure.timeout)
+            return executor.submit(self.evaluate, values, phase, label, original, bounds)
+        call = remote(self.measure, values, bounds if bounds is not None else not original, timeout=self.measure.timeout)
         return Then(call, lambda result: self._finish(values, phase, label, result))
 
     def _finish(self, values: dict[str, str] | None, phase: str, label: str, measured: Callable[[], dict]) -> Trial:

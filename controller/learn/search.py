@@ -42,6 +42,7 @@ class SearchContext:
     episodes: int | None = None         # set by strategies that run episodes (PPO): how many began
     tensorboard_dir: Path | None = None  # --tensorboard: PPO's training curves go here (stable-baselines3's logger)
     rejoiner: object = None             # reconnects hosts whose agent was lost (controller/fleet/rejoin.py)
+    prepare: Callable | None = None     # prepares a rejoining host's workload (controller/lifecycle.py)
 
     @property
     def dropped(self) -> dict[str, str]:
@@ -66,6 +67,11 @@ class SearchContext:
         evaluated again on its new session; anywhere else it stays dropped, saying why."""
         for name, verdict in verdicts.items():
             ev = self.evaluators[name]
+            if verdict.host is not None and self.prepare is not None:
+                try:  # its service died with the old session (or the host rebooted): start it again
+                    self.prepare(verdict.host)
+                except TunefleetError as e:
+                    verdict.host, verdict.note = None, f"{verdict.note}; but its workload could not be prepared: {e}"
             if verdict.host is None:
                 ev.dropped = verdict.note
                 self.log(f"dropping {name} from the run: {verdict.note}")

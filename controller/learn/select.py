@@ -36,6 +36,12 @@ class Candidate:
     search_rewards: list[float] = field(default_factory=list)
     confirm_rewards: list[float] = field(default_factory=list)
     confirm_failures: int = 0
+    confirm_feasible: list[bool] = field(default_factory=list)  # per re-measurement, when the spec has constraints
+
+    @property
+    def feasible(self) -> bool:
+        """Its re-measurements kept the spec's constraints at least half of the time (True without any)."""
+        return not self.confirm_feasible or 2 * sum(self.confirm_feasible) >= len(self.confirm_feasible)
 
     @property
     def search_mean(self) -> float:
@@ -53,6 +59,7 @@ class Candidate:
             "confirm_rewards": [round(r, 4) for r in self.confirm_rewards],
             "confirm_median": None if med is None else round(med, 4),
             "confirm_failures": self.confirm_failures,
+            **({"confirm_feasible": self.confirm_feasible} if self.confirm_feasible else {}),
         }
 
 
@@ -100,11 +107,13 @@ def top_candidates(trials: Sequence[Trial], top_k: int) -> list[Candidate]:
 
 
 def choose(candidates: list[Candidate]) -> Candidate:
-    """The candidate with the best median confirm reward; ties and unmeasured ones fall back on
-    the search ranking (the list order)."""
+    """The candidate with the best median confirm reward among those that kept the spec's
+    constraints when measured again (all of them when none did); ties and unmeasured ones fall
+    back on the search ranking (the list order)."""
     measured = [c for c in candidates if c.confirm_rewards]
     if not measured:
         return candidates[0]
+    measured = [c for c in measured if c.feasible] or measured
     return max(measured, key=lambda c: (c.confirm_median, -candidates.index(c)))
 
 
@@ -144,6 +153,8 @@ def pick_best(ctx: SearchContext, top_k: int = 3, repeats: int | None = None,
                 # The raw metric against this host's baseline, unbounded: medians of these order the
                 # candidates as their raw ratios do (the reward's far-out squash plays no part).
                 ranked[i].confirm_rewards.append(log_ratio(t.raw, ev.baseline, ctx.spec.goal))
+                if t.feasible is not None:
+                    ranked[i].confirm_feasible.append(t.feasible)
             elif not ev.lost:  # the configuration failed, not the host: it scores the floor
                 ranked[i].confirm_failures += 1
                 ranked[i].confirm_rewards.append(FAILURE_REWARD)

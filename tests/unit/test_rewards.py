@@ -42,6 +42,9 @@ def out(name: str) -> str:
     ("wrk_requests_per_second", "wrk_latency.txt", 1303.12),
     ("latency_avg_ms", "wrk.txt", 5.29),
     ("latency_p99_ms", "wrk_latency.txt", 51.12),
+    # redis-benchmark --csv: the mean requests/s over its tests, the worst test's p99
+    ("redis_requests_per_second", "redis_benchmark_csv.txt", (97560.98 + 103092.78) / 2),
+    ("latency_p99_ms", "redis_benchmark_csv.txt", 1.247),
     # built-in benchmarks
     ("elapsed_ms", "tunefleet_accept_storm.txt", 1.522),
     ("throughput_mb_s", "tunefleet_stream.txt", 3638.289),
