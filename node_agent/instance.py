@@ -66,14 +66,18 @@ def _check_trusted(path):
         raise ServiceError("refusing %s: others may write to it (mode %o)" % (path, st.st_mode & 0o7777))
 
 
-def reachable_by_others(path):
+def unreachable_by_others(path):
     """The first folder from / down to ``path`` that a server running as another user (nginx's
-    workers as nobody, PostgreSQL as postgres) cannot traverse, else None."""
-    parts = os.path.abspath(path).split(os.sep)
+    workers as nobody, PostgreSQL as postgres) cannot traverse, else None (folders not made yet
+    will be: 0755)."""
+    parts = os.path.realpath(os.path.abspath(path)).split(os.sep)
     for i in range(2, len(parts) + 1):
-        folder = os.sep.join(parts[:i]) or os.sep
-        if not os.stat(folder).st_mode & stat.S_IXOTH:
-            return folder
+        folder = os.sep.join(parts[:i])
+        try:
+            if not os.stat(folder).st_mode & stat.S_IXOTH:
+                return folder
+        except FileNotFoundError:
+            return None
     return None
 
 

@@ -16,7 +16,7 @@ import signal
 import subprocess
 
 from node_agent import facts
-from node_agent.instance import NOFILE, Instance, ServiceError, reachable_by_others
+from node_agent.instance import NOFILE, Instance, ServiceError, unreachable_by_others
 
 KIND = "nginx"
 PORT = 18080
@@ -113,15 +113,21 @@ def _write_if_changed(path, data, mode=0o644):
     return True
 
 
+def precheck(inst, opts):
+    """Before anything is made: nginx is there, and workers that run as another user can reach
+    the file they serve."""
+    _binary()
+    if os.geteuid() == 0:
+        blocked = unreachable_by_others(inst.path)
+        if blocked:
+            raise ServiceError("nginx workers run as %s and cannot reach %s: pass a --dir that others "
+                               "may traverse" % (_worker_user()[0], blocked))
+
+
 def setup(inst, opts):
     """Write the config and the static file; returns (state, changed)."""
     path = _binary()
     version, build = _build(path)
-    if os.geteuid() == 0:
-        blocked = reachable_by_others(inst.path)
-        if blocked:
-            raise ServiceError("nginx workers run as %s and cannot reach %s: pass a --dir that others "
-                               "may traverse" % (_worker_user()[0], blocked))
     for sub in ("html", "tmp"):
         if not os.path.isdir(inst.file(sub)):
             os.mkdir(inst.file(sub), 0o755)

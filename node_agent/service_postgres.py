@@ -16,7 +16,7 @@ import signal
 import subprocess
 
 from node_agent import facts
-from node_agent.instance import Instance, ServiceError, reachable_by_others
+from node_agent.instance import Instance, ServiceError, unreachable_by_others
 
 KIND = "postgres"
 PORT = 15432
@@ -39,7 +39,6 @@ def check_options(args):
         raise ServiceError("--shared-buffers must be a size such as 128MB, 1GB or 16384 (8 kB pages)")
     if not 1 <= args.max_connections <= 10000:
         raise ServiceError("--max-connections must be between 1 and 10000")
-    server_user()  # refused before anything is made
     return {"port": args.port, "scale": args.scale, "shared_buffers": args.shared_buffers,
             "max_connections": args.max_connections, "fsync": args.fsync}
 
@@ -151,18 +150,26 @@ def _folders(inst, user):
             os.chown(path, user.pw_uid, user.pw_gid)
 
 
+def precheck(inst, opts):
+    """Before anything is made: the programs, a user to run them as, a folder it can reach, and
+    a socket path the kernel takes."""
+    user = server_user()
+    binaries()
+    blocked = unreachable_by_others(inst.path) if user else None
+    if blocked:
+        raise ServiceError("PostgreSQL runs as postgres and cannot reach %s: pass a --dir that others may "
+                           "traverse" % blocked)
+    socket = os.path.join(inst.file("run"), ".s.PGSQL.%d" % opts["port"])
+    if len(socket) > SOCKET_MAX:
+        raise ServiceError("the socket path %s is longer than %d bytes: pass a shorter --dir" % (socket, SOCKET_MAX))
+
+
 def setup(inst, opts):
     """initdb when there is no cluster, the config, then the pgbench role, database and tables
     when the scale is new; returns (state, config changed)."""
     user = server_user()
     bins = binaries()
     version = _version(bins["postgres"])
-    if user and reachable_by_others(inst.path):
-        raise ServiceError("PostgreSQL runs as postgres and cannot reach %s: pass a --dir that others may "
-                           "traverse" % reachable_by_others(inst.path))
-    socket = os.path.join(inst.file("run"), ".s.PGSQL.%d" % opts["port"])
-    if len(socket) > SOCKET_MAX:
-        raise ServiceError("the socket path %s is longer than %d bytes: pass a shorter --dir" % (socket, SOCKET_MAX))
     old = inst.load() or {}
     state = dict(opts, version=version, **bins)
     _folders(inst, user)

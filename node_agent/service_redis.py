@@ -54,11 +54,21 @@ def config(inst, opts, version):
     return "\n".join(lines + [""])
 
 
-def setup(inst, opts):
-    """Write the config; returns (state, changed)."""
+def _binary():
     path = facts.find_program("redis-server")
     if path is None:
         raise ServiceError("redis-server not found (searched PATH, /usr/local/sbin, /usr/sbin, /sbin): install it")
+    return path
+
+
+def precheck(inst, opts):
+    """Before anything is made: Redis is there."""
+    _binary()
+
+
+def setup(inst, opts):
+    """Write the config; returns (state, changed)."""
+    path = _binary()
     version = _version(path)
     text = config(inst, opts, version).encode()
     try:

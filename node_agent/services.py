@@ -80,6 +80,7 @@ def _setup(module, inst, args):
     opts = module.check_options(args)
     if not 1 <= opts["port"] <= 65535:
         raise ServiceError("--port must be between 1 and 65535")
+    module.precheck(inst, opts)
     inst.ensure()
     old = inst.load()
     state, changed = module.setup(inst, opts)  # changed: a file the server reads at its start
