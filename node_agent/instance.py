@@ -243,8 +243,12 @@ class Instance:
             for pid in left:
                 _kill(pid, signal.SIGKILL)
             left = self._wait_gone(left, KILL_WAIT_S)
-            if left:
-                raise ServiceError("%s: processes %s survived SIGKILL" % (self.kind, " ".join(map(str, left))))
+        late = [p for p in self.processes() if p not in pids]  # forked while it stopped
+        for pid in late:
+            _kill(pid, signal.SIGKILL)
+        left = self._wait_gone(left + late, KILL_WAIT_S)
+        if left:
+            raise ServiceError("%s: processes %s survived SIGKILL" % (self.kind, " ".join(map(str, left))))
         self.clear()
         return pids, how
 

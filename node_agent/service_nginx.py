@@ -25,7 +25,8 @@ TEMP_MODULES = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
 
 
 def add_options(parser):
-    parser.add_argument("--workers", default="2", help="worker processes: a number or auto (default 2)")
+    parser.add_argument("--workers", default="auto",
+                        help="worker processes: a number or auto, one per CPU (default auto, as distributions ship it)")
     parser.add_argument("--file-kb", type=int, default=4, help="size of the static file served at / (default 4)")
     parser.add_argument("--keepalive-requests", type=int, default=1000,
                         help="requests per keep-alive connection (default 1000)")

@@ -109,12 +109,12 @@ def run(inst, argv, what, timeout=TIMEOUT_S):
     return p.stdout.decode("utf-8", "replace")
 
 
-def psql(inst, state, port, db, *sql):
+def psql(inst, state, port, db, *sql, **kw):
     argv = [state["psql"], "-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1", "-h", inst.file("run"),
             "-p", str(port), "-U", _superuser(), "-d", db]
     for statement in sql:
         argv += ["-c", statement]
-    return run(inst, argv, "psql %s" % sql[0].split()[0]).strip()
+    return run(inst, argv, "psql %s" % sql[0].split()[0], kw.get("timeout", TIMEOUT_S)).strip()
 
 
 def _version(path):
@@ -173,17 +173,19 @@ def setup(inst, opts):
     old = inst.load() or {}
     state = dict(opts, version=version, **bins)
     _folders(inst, user)
-    pg_version = inst.file("data/PG_VERSION")
-    if not os.path.isfile(pg_version):
+    pg_version, made = inst.file("data/PG_VERSION"), inst.file("initdb.done")
+    if not os.path.isfile(made):  # none yet, or an initdb that was killed half-way
         inst.forget()
         old = {}
         shutil.rmtree(inst.file("data"))
         _folders(inst, user)
         run(inst, [bins["initdb"], "-D", inst.file("data"), "--locale=C", "--encoding=UTF8",
                    "--auth-local=peer", "--auth-host=reject"], "initdb")
+        with open(made, "w") as f:
+            f.write("%s\n" % version)
     with open(pg_version) as f:
-        made_by = f.read().strip()
-    if made_by != version.split(".")[0]:
+        made_by = f.read().strip()  # "15", or "9.6" before 10
+    if version != made_by and not version.startswith(made_by + "."):
         raise ServiceError("%s holds a PostgreSQL %s cluster and the server is %s: run teardown first" % (
             inst.file("data"), made_by, version))
     changed = False
@@ -274,7 +276,7 @@ def reset(inst, state, timeout):
     port = running_port(inst)
     if port is None:
         raise ServiceError("postgres is not running in %s: start it first" % inst.path)
-    psql(inst, state, port, "pgbench", "TRUNCATE pgbench_history", "VACUUM ANALYZE", "CHECKPOINT")
+    psql(inst, state, port, "pgbench", "TRUNCATE pgbench_history", "VACUUM ANALYZE", "CHECKPOINT", timeout=timeout)
     return "postgres reset: pgbench_history truncated, vacuumed, analyzed, checkpointed"
 
 

@@ -135,6 +135,8 @@ def _teardown(module, inst):
 def act(kind, action, args):
     """Do ``action`` on ``kind``; the summary line."""
     module = KINDS[kind]
+    if not getattr(args, "timeout", 1) > 0:
+        raise ServiceError("--timeout must be a positive number of seconds")
     inst = module.instance(args.dir)
     if action == "setup":
         return _setup(module, inst, args)
@@ -143,9 +145,11 @@ def act(kind, action, args):
     if action == "stop":
         return _stop(module, inst)
     if action == "restart":
+        started = time.monotonic()
         stopped = inst.stop()
         line = _start(module, inst, args.timeout)
-        return line + (" (restarted: pid %d stopped)" % stopped[0][0] if stopped else " (was not running)")
+        return "%s; restarted in %.2f s (%s)" % (line, time.monotonic() - started,
+                                                 "pid %d stopped" % stopped[0][0] if stopped else "was not running")
     if action == "reset":
         state = inst.load()
         if state is None:
