@@ -407,3 +407,32 @@ def test_setup_again_with_other_options_redoes_what_differs(hosts):
     assert int(agent.call("run", {"cmd": branches, "timeout": 20})["stdout_tail"]) == 3
     for kind in ("redis", "postgres"):
         service(agent, kind, "teardown")
+
+
+def test_a_teardown_registered_on_exit_runs_when_the_agent_stops_and_after_it_was_killed(hosts, payload, tmp_path):
+    """The way a run cleans up: the teardown is an exit step, run at bye, and run by the next
+    agent when the one that started the server died (SIGKILL: nothing ran)."""
+    _need("redis-server")
+    host, agent = hosts()
+    folder = host.folder() / "redis"
+    teardown = [{"what": "redis teardown", "cmd": [SERVICE, "redis", "teardown"], "timeout": 60}]
+    agent.call("on_exit", {"key": "redis", "steps": teardown})
+    service(agent, "redis", "setup")
+    service(agent, "redis", "start")
+    agent.proc.kill()
+    agent.proc.wait(10)
+    assert _processes_under(folder)  # the server outlives the agent that started it
+    state = tmp_path / "state-0"
+    second = Agent(host, state, payload)
+    try:
+        recovered = second.call("hello")["exits_recovered"]
+        assert [(r["what"], r["ok"]) for r in recovered] == [("redis teardown", True)], recovered
+        assert not folder.exists() and not _processes_under(folder)
+        second.call("on_exit", {"key": "redis", "steps": teardown})
+        service(second, "redis", "setup")
+        service(second, "redis", "start")
+        second.call("bye")
+        assert second.wait() == 0
+        assert not folder.exists() and not _processes_under(folder)
+    finally:
+        second.stop()
