@@ -18,6 +18,8 @@ import time
 from node_agent import facts, metrics
 
 BENCH = "tunefleet-bench"
+SERVICE = "tunefleet-service"
+BUILTIN = {BENCH: "bench", SERVICE: "service"}  # programs that are the agent's own payload
 TAIL_BYTES = 8192
 KILL_GRACE_S = 2.0   # SIGTERM, then SIGKILL to the whole group
 DRAIN_GRACE_S = 1.0  # after exit, how long to wait for a straggler holding the output pipes
@@ -59,11 +61,13 @@ def parse_args(args):
 
 
 def resolve(argv, cwd=None):
-    """The argv to execute: ``tunefleet-bench`` runs the agent's own benchmarks; a bare program
-    name is looked up on PATH and the usual sbin / PostgreSQL folders; a relative path such as
-    ``./bench.sh`` is taken from ``cwd``, the folder the command runs in."""
-    if argv[0] == BENCH:
-        return [sys.executable, "-I", facts.payload_path(), "bench"] + argv[1:]
+    """The argv to execute: ``tunefleet-bench`` runs the agent's own benchmarks and
+    ``tunefleet-service`` its server helper (node_agent/services.py), with the agent's own
+    interpreter; a bare program name is looked up on PATH and the usual sbin / PostgreSQL
+    folders; a relative path such as ``./bench.sh`` is taken from ``cwd``, the folder the command
+    runs in."""
+    if argv[0] in BUILTIN:
+        return [sys.executable, "-I", facts.payload_path(), BUILTIN[argv[0]]] + argv[1:]
     name = argv[0]
     if cwd and "/" in name and not os.path.isabs(name):
         name = os.path.join(cwd, name)
