@@ -25,10 +25,10 @@ import sys
 import time
 
 from node_agent import instance as instance_mod
-from node_agent import service_nginx, service_postgres, service_redis
+from node_agent import service_fileio, service_nginx, service_postgres, service_redis
 from node_agent.instance import ServiceError
 
-KINDS = {"nginx": service_nginx, "redis": service_redis, "postgres": service_postgres}
+KINDS = {"nginx": service_nginx, "redis": service_redis, "postgres": service_postgres, "fileio": service_fileio}
 ACTIONS = ("setup", "start", "stop", "restart", "reset", "teardown")
 START_TIMEOUT_S = 30.0
 
@@ -46,17 +46,21 @@ def _parser():
                   epilog="\n\n".join(__doc__.split("\n\n")[2:4]))
     kinds = top.add_subparsers(dest="kind", metavar="KIND", parser_class=_Parser)
     for name, module in sorted(KINDS.items()):
-        kind = kinds.add_parser(name, help="%s (default port %d)" % (name, module.PORT))
+        kind = kinds.add_parser(name, help="%s (default port %d)" % (name, module.PORT) if module.PORT else
+                                "%s (files, no server)" % name)
         actions = kind.add_subparsers(dest="action", metavar="ACTION", parser_class=_Parser)
         for action in ACTIONS:
             if action == "reset" and not hasattr(module, "reset"):
+                continue
+            if module.PORT is None and action not in ("setup", "teardown"):
                 continue
             sub = actions.add_parser(action, help=_HELP[action])
             sub.add_argument("--dir", default=None,
                              help="parent folder of the instance (default %s)" % instance_mod.default_dir())
             if action == "setup":
-                sub.add_argument("--port", type=int, default=module.PORT,
-                                 help="TCP port on 127.0.0.1 (default %d)" % module.PORT)
+                if module.PORT is not None:
+                    sub.add_argument("--port", type=int, default=module.PORT,
+                                     help="TCP port on 127.0.0.1 (default %d)" % module.PORT)
                 module.add_options(sub)
             if action in ("start", "restart"):
                 sub.add_argument("--timeout", type=float, default=START_TIMEOUT_S,
@@ -78,7 +82,7 @@ _HELP = {
 
 def _setup(module, inst, args):
     opts = module.check_options(args)
-    if not 1 <= opts["port"] <= 65535:
+    if module.PORT is not None and not 1 <= opts["port"] <= 65535:
         raise ServiceError("--port must be between 1 and 65535")
     module.precheck(inst, opts)
     inst.ensure()
@@ -89,7 +93,7 @@ def _setup(module, inst, args):
         inst.save(state)
     head, detail = module.describe(state)
     note = "set up" if old is None else ("updated" if state != old else "unchanged")
-    line = "%s %s: %s, %s, %s" % (module.KIND, note, head.split(" on ")[1], detail, inst.path)
+    line = "%s %s: %s, %s, %s" % (module.KIND, note, head.split(" on ", 1)[1], detail, inst.path)
     if changed and old is not None and inst.processes():
         line += "; it still runs with the old config: restart to apply it"
     return line

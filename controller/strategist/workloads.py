@@ -83,8 +83,8 @@ def profile_priors(key: str, data: dict) -> list[dict]:
     for profile in profiles.for_workload(key) if key in profiles.workload_keys() else []:
         values = {n: v for n, v in profile.values.items() if n in knobs and knobs[n].contains(v)}
         if values and len(out) < MAX_PROFILE_PRIORS:
-            rest = sorted(set(knobs) - set(values))
-            reason = f"{profile.name} ({profile.version})" + (f"; {', '.join(rest)} as the catalog's own prior"
+            rest = len(set(knobs) - set(values))
+            reason = f"{profile.name} ({profile.version})" + (f"; its other {rest} knob(s) as the workload's own prior"
                                                               if rest else "")
             out.append({"values": {**own[0]["values"], **values}, "reason": reason})
     return out
@@ -157,12 +157,10 @@ WORKLOADS: tuple[Workload, ...] = (
          _knob("net.ipv4.tcp_tw_reuse", "lets the client reuse TIME_WAIT ports for new connections",
                values=["0", "1", "2"]),
          _knob("net.ipv4.ip_local_port_range", "more ephemeral ports before TIME_WAIT exhausts them "
-               "(the upper end stays fixed)", min="1024 60999", max="32768 60999"),
-         _PG_SCHED[0]],
+               "(the upper end stays fixed)", min="1024 60999", max="32768 60999")],
         _prior("full queues for connection bursts, quick FIN_WAIT_2, TIME_WAIT reuse, every ephemeral port", **{
             "net.core.somaxconn": 4096, "net.ipv4.tcp_max_syn_backlog": 4096, "net.ipv4.tcp_fin_timeout": 15,
-            "net.ipv4.tcp_tw_reuse": "1", "net.ipv4.ip_local_port_range": "1024 60999",
-            "kernel.sched_autogroup_enabled": "0"}),
+            "net.ipv4.tcp_tw_reuse": "1", "net.ipv4.ip_local_port_range": "1024 60999"}),
         caveats=("a new backend process per connection dominates: the network knobs matter only when connections "
                  "arrive in bursts larger than the accept queue",)),
     Workload(

@@ -15,7 +15,10 @@ from controller.strategist.builtin import plan, workloads
     ("our app opens a new connection to PostgreSQL for every query, no pgbouncer", "pg-connect"),
     ("make new connections to my web servers faster", "connection-storm"),
     ("accept backlog overflows during connection bursts", "connection-storm"),
-    ("nginx serving HTTP requests", "web"),
+    ("nginx serving HTTP requests", "nginx"),
+    ("keep-alive clients of my nginx", "nginx-keepalive"),
+    ("a redis cache", "redis"),
+    ("read-only postgres reporting queries", "pg-select"),
     ("cpu bound", "cpu"),
     ("CPU-bound number crunching", "cpu"),
     ("network throughput", "stream"),
@@ -74,12 +77,16 @@ def test_stream_tunes_tcp_buffers_as_vectors():
     assert spec.parse_reward("throughput_mb_s = 812.5\n") == 812.5
 
 
-def test_pgbench_commands_use_the_local_fleet_layout():
+def test_the_postgresql_workloads_run_a_private_server_of_their_own():
     oltp = plan("postgres").spec
-    assert oltp.benchmark_command == "pgbench -h 127.0.0.1 -U pgbench -c 8 -j 2 -T 10 pgbench"
-    assert "pgbench -i" in oltp.description  # how to adapt it
+    assert oltp.benchmark_command == "pgbench -h 127.0.0.1 -p 15432 -U pgbench -j 2 -n -c 8 -T 10 pgbench"
+    assert oltp.setup == ["tunefleet-service postgres setup --port 15432 --scale 5"]
+    assert oltp.service.start == "tunefleet-service postgres start" and oltp.service.ready == "127.0.0.1:15432"
+    assert oltp.reset == "tunefleet-service postgres reset" and " -T 2 " in oltp.warmup
+    assert oltp.teardown == ["tunefleet-service postgres teardown"]
+    assert "your own server is never touched" in oltp.description
     connect = plan("short connections to postgres").spec
-    assert " -C " in connect.benchmark_command
+    assert " -C " in connect.benchmark_command and connect.service.name == "postgres"
 
 
 def test_honest_caveat_on_dirty_knobs():
@@ -98,11 +105,11 @@ def _facts(**hosts):
             for name, (tool, pg) in hosts.items()}
 
 
-def test_warnings_for_missing_tools_and_services():
+def test_warnings_for_missing_tools():
     facts = _facts(db1=("/usr/bin/pgbench", True), db2=(None, True), db3=("/usr/bin/pgbench", False))
     p = plan("PostgreSQL database", facts)
     assert any("pgbench" in w and "db2" in w and "db1" not in w for w in p.warnings)
-    assert any("postgresql" in w and "db3" in w and "db1" not in w for w in p.warnings)
+    assert not any("db3" in w for w in p.warnings)  # the run brings its own server: none need be running
     clean = plan("PostgreSQL database", _facts(db1=("/usr/bin/pgbench", True)))
     assert not any("db1" in w for w in clean.warnings)
     storm = plan("connection storm", facts)
@@ -112,7 +119,7 @@ def test_warnings_for_missing_tools_and_services():
 def test_matching_is_by_words_not_substrings():
     # "io" inside "ratio" or "ab" inside "table" must not count
     assert builtin.score("improve the ratio", next(w for w in workloads() if w.key == "fileio"))[0] == 0
-    assert builtin.score("a stable table", next(w for w in workloads() if w.key == "web"))[0] == 0
+    assert builtin.score("a stable table", next(w for w in workloads() if w.key == "nginx"))[0] == 0
 
 
 # --- planning within the facts: hosts that share one kernel ---------------------------------------
@@ -127,7 +134,8 @@ def _shared(*names, boot_id="same-boot"):
 def test_kernel_wide_knobs_are_left_out_on_a_shared_kernel_and_named():
     facts = _shared("h1", "h2", "h3")
     p = plan("optimize this system for a PostgreSQL database", facts)
-    kernel_wide = ["vm.dirty_ratio", "vm.dirty_background_ratio", "vm.swappiness"]
+    kernel_wide = ["vm.dirty_ratio", "vm.dirty_background_ratio", "vm.swappiness", "kernel.sched_autogroup_enabled",
+                   "kernel.sched_migration_cost_ns"]
     assert p.spec.knob_names == ["net.core.somaxconn"]
     assert list(p.left_out) == kernel_wide
     assert all("h1, h2, h3 share one kernel" in p.rationale[n] for n in kernel_wide)

@@ -108,10 +108,29 @@ def test_builtin_priors_pass_the_gate_and_survive_leaving_knobs_out():
         # the reason, which may be about the value that went, says it went
         assert all(c["reason"].endswith(f"(without its {gone}: left out of this plan)")
                    for c in dropped.initial_candidates)
-    postgres = next(w for w in WORKLOADS if "net.core.somaxconn" in w.spec.knob_names
-                    and "vm.dirty_ratio" in w.spec.knob_names)
-    only_vm = without(postgres.spec, [k for k in postgres.spec.knob_names if k.startswith("vm.")])
-    assert [set(c["values"]) for c in only_vm.initial_candidates] == [{"net.core.somaxconn"}]
+    postgres = next(w for w in WORKLOADS if w.key == "pg-oltp")
+    shared = without(postgres.spec, [k for k in postgres.spec.knob_names if k.startswith(("vm.", "kernel."))])
+    assert {frozenset(c["values"]) for c in shared.initial_candidates} == {frozenset({"net.core.somaxconn"})}
+
+
+def test_the_matching_expert_profiles_are_priors_of_the_builtin_workloads():
+    """What an administrator would apply instead is measured first: the profiles that fit a workload
+    (controller/profiles), restricted to its knobs, the workload's own prior for the rest."""
+    from controller import profiles
+    from controller.strategist.builtin import WORKLOADS
+
+    oltp = next(w for w in WORKLOADS if w.key == "pg-oltp").spec
+    reasons = [c["reason"] for c in oltp.initial_candidates]
+    assert reasons[0].startswith("smaller dirty thresholds")
+    tuned = next(c for c in oltp.initial_candidates if c["reason"].startswith("tuned:postgresql"))
+    expected = profiles.get("tuned:postgresql").values
+    assert tuned["values"]["vm.swappiness"] == expected["vm.swappiness"] == "3"
+    assert tuned["values"]["kernel.sched_autogroup_enabled"] == "0"
+    # its vm.dirty_ratio = 0 (it sets dirty_bytes instead) is outside the knob's range: the own prior's stays
+    assert tuned["values"]["vm.dirty_ratio"] == oltp.initial_candidates[0]["values"]["vm.dirty_ratio"]
+    redis = next(w for w in WORKLOADS if w.key == "redis").spec
+    docs = next(c for c in redis.initial_candidates if c["reason"].startswith("redis:docs"))
+    assert docs["values"]["net.core.somaxconn"] == "511" and docs["values"]["vm.overcommit_memory"] == "1"
 
 
 def test_the_model_is_asked_for_priors_and_they_pass_the_same_gate():
@@ -121,13 +140,15 @@ def test_the_model_is_asked_for_priors_and_they_pass_the_same_gate():
     from tests.unit.test_llm_strategist import GOOD, host_facts, plan_with
 
     facts = {"db1": host_facts("db1", "boot-a"), "db2": host_facts("db2", "boot-b")}
-    good = {"net.core.somaxconn": 4096, "net.ipv4.tcp_fin_timeout": 15}
-    bad = {**GOOD, "initial_candidates": [{"values": {**good, "net.core.somaxconn": 8192}, "reason": "big queue"}]}
+    good = {"net.ipv4.tcp_max_syn_backlog": 4096, "net.ipv4.tcp_fin_timeout": 15}
+    bad = {**GOOD, "initial_candidates": [{"values": {**good, "net.ipv4.tcp_max_syn_backlog": 70000},
+                                           "reason": "big queue"}]}
     fixed = {**GOOD, "initial_candidates": [{"values": good, "reason": "big queue, quick FIN_WAIT_2"}]}
     fake, plan = plan_with([reply(optimize(bad)), reply(optimize(fixed))], facts)
     instructions = fake.messages(0)[0]["content"]
     assert "initial_candidates 1 to 3 complete configurations" in instructions  # the model is asked for them
     assert fake.count == 2
-    assert "initial_candidates[0].values.net.core.somaxconn: 8192 is outside" in fake.tool_results(1)[0]
-    assert plan.spec.initial_candidates == [{"values": {"net.core.somaxconn": "4096", "net.ipv4.tcp_fin_timeout": "15"},
+    assert "initial_candidates[0].values.net.ipv4.tcp_max_syn_backlog: 70000 is outside" in fake.tool_results(1)[0]
+    assert plan.spec.initial_candidates == [{"values": {"net.ipv4.tcp_max_syn_backlog": "4096",
+                                                        "net.ipv4.tcp_fin_timeout": "15"},
                                              "reason": "big queue, quick FIN_WAIT_2"}]
