@@ -450,6 +450,9 @@ def run(
     heartbeat_timeout: float = typer.Option(30.0, "--heartbeat-timeout", min=3.0, max=86400.0, help="Seconds of silence "
                                             "after which a host's agent restores its originals and exits, and the run "
                                             "drops that host."),
+    compare: list[str] = typer.Option([], "--compare", help="Also measure an expert profile (tuned:NAME, redis:docs, "
+                                      "...; `tunefleet profiles` lists them) beside the winner, in the same "
+                                      "interleaved verification; 'auto': those that fit the built-in workload."),
 ) -> None:
     """Learn better kernel settings by running the benchmark on every host, then restore them."""
     from controller.catalog import validate
@@ -482,13 +485,14 @@ def run(
         tensorboard = tensorboard if "--tensorboard" in given else o["tensorboard"]
         if "--heartbeat-timeout" not in given:
             heartbeat_timeout = o.get("heartbeat_timeout", heartbeat_timeout)
+        compare = compare or list(o.get("compare") or [])
     elif hosts is None:
         raise UserError("--hosts is required (or --resume RUN_DIR)")
     invocation = {"hosts": str(hosts.resolve()), "limit": limit,
                   "catalog": str(catalog_file.resolve()) if catalog_file else None,
                   "ssh_config": str(ssh_config.resolve()) if ssh_config else None, "workers": workers,
                   "keep_best": keep_best, "persist_file": persist_file if persist else None, "tensorboard": tensorboard,
-                  "heartbeat_timeout": heartbeat_timeout}
+                  "heartbeat_timeout": heartbeat_timeout, "compare": list(compare)}
     catalog = _load_catalog(catalog_file)
     _select(hosts, limit)  # a bad inventory or --limit fails before any planning
     facts = None
@@ -497,6 +501,7 @@ def run(
                             ssh_config=ssh_config, workers=workers)
     spec, chosen = _make_plan(goal, spec_file, facts, model=model, catalog=catalog)
     validate(spec, catalog, origin=_origin(chosen))  # everything that can be refused without a host
+    compare = _profiles_to_compare(compare, chosen)
     from controller.learn.search import STRATEGIES
 
     if strategy not in STRATEGIES:
@@ -528,7 +533,8 @@ def run(
         result = _run(spec, chosen, fleet, out, strategy=strategy, budget=budget, seed=seed, policy=policy,
                       verify_repeats=verify_repeats, baseline_repeats=baseline_repeats, run_dir=run_dir,
                       keep_best=keep_best, confirm_top=confirm_top, persist_file=persist_file if persist else None,
-                      tensorboard=tensorboard, invocation=invocation, resume=resumed)
+                      tensorboard=tensorboard, invocation=invocation, resume=resumed, compare=compare,
+                      catalog=catalog)
     except KeyboardInterrupt:
         out.print("[yellow]interrupted:[/] finishing the benchmarks in flight, then restoring every host")
     finally:
@@ -622,9 +628,26 @@ def chat(
         raise typer.Exit(1)
 
 
+def _profiles_to_compare(names: list[str], chosen) -> list[str]:
+    """--compare's profile names, checked ('auto': the profiles that fit the built-in workload)."""
+    from controller import profiles
+
+    out = []
+    for name in names:
+        if name == "auto":
+            if chosen is None or getattr(chosen, "strategist", "builtin") != "builtin":
+                raise UserError("--compare auto needs a built-in workload (a goal the built-in catalog plans); "
+                                "name the profiles instead (tunefleet profiles lists them)")
+            out += [p.name for p in profiles.for_workload(chosen.workload)] if chosen.workload in \
+                profiles.workload_keys() else []
+        else:
+            out.append(profiles.get(name).name)  # an unknown name: one line listing the known ones
+    return list(dict.fromkeys(out))
+
+
 def _run(spec, chosen, fleet, out, *, strategy, budget, seed, verify_repeats, baseline_repeats, run_dir, keep_best,
-         policy=None,
-         confirm_top=3, persist_file=None, tensorboard=False, invocation=None, resume=None):
+         policy=None, confirm_top=3, persist_file=None, tensorboard=False, invocation=None, resume=None,
+         compare=(), catalog=None):
     from controller import tblog
     from controller.live import LiveReporter
     from controller.runs import RunDir
@@ -637,7 +660,8 @@ def _run(spec, chosen, fleet, out, *, strategy, budget, seed, verify_repeats, ba
     budget = budget or int(spec.training_config.get("total_timesteps") or 24)
     options = RunOptions(strategy=strategy, budget=budget, seed=seed, verify_repeats=verify_repeats, policy=policy,
                          baseline_repeats=baseline_repeats, confirm_top=confirm_top, invocation=invocation,
-                         tensorboard_dir=run.path / "tensorboard" if tensorboard else None)
+                         tensorboard_dir=run.path / "tensorboard" if tensorboard else None,
+                         compare=tuple(compare), catalog=catalog)
     try:
         with LiveReporter(out, fleet.names, budget, spec.goal, spec.reward_metric,
                           verbose=VERBOSITY["verbose"]) as live, tblog.reporting(live, options.tensorboard_dir) as reporter:

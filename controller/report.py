@@ -157,6 +157,7 @@ def print_result(console, result: dict) -> None:
     if not ok and v:
         seen = result["best_seen"]
         console.print(f"(best single sample seen: {seen['change_pct']:+.1f}% on {seen['host']} — unverified)")
+    print_measured(console, result)
     console.print(importance_line(result.get("importance")))
     for name, why in (result.get("dropped") or {}).items():
         console.print(f"[yellow]dropped[/] {name}: {why}")
@@ -171,3 +172,62 @@ def importance_line(importance: dict | None) -> str:
     if not shown:
         return "knobs that mattered: none stood out from the noise in these evaluations"
     return "knobs that mattered: " + ", ".join(f"{k} ({v * 100:.0f}%)" for k, v in shown)
+
+
+def _num(x: float) -> str:
+    """A measured figure: whole numbers from 1000 up, four significant digits below."""
+    return f"{x:.0f}" if abs(x) >= 1000 else f"{x:.4g}"
+
+
+def _change_text(c: dict | None) -> str:
+    if not c:
+        return "-"
+    return f"{c['change_pct']:+.1f}% ({c['ci_low_pct']:+.1f}% .. {c['ci_high_pct']:+.1f}%)"
+
+
+def versus(c: dict | None) -> str:
+    """The winner against a compared arm, in words: better, worse, or a tie (the CI holds zero)."""
+    if not c:
+        return "not measured"
+    if c["significant"] and c["change_pct"] > 0:
+        return "tunefleet better"
+    if c["significant"]:
+        return "profile better"
+    return "tie"
+
+
+def print_measured(console, result: dict) -> None:
+    """What the verification measured besides the objective: each constraint, the reported metrics,
+    and every compared expert profile against the original and against the winner."""
+    from rich.table import Table
+
+    for c in result.get("constraints") or []:
+        limit = f"<= {c['max']:g}" if "max" in c else f">= {c['min']:g}"
+        for arm in ("original", "best"):
+            b = c["arms"].get(arm)
+            if b:
+                holds = {True: "holds", False: "BROKEN", None: "not shown either way"}[b["holds"]]
+                console.print(f"constraint {c['metric']} {limit}, {arm}: median {_num(b['median'])} "
+                              f"(95% CI {_num(b['ci_low'])} to {_num(b['ci_high'])}): {holds}")
+    observed = result.get("observed") or {}
+    metrics = sorted({m for values in observed.values() for m in values})
+    for m in metrics:
+        console.print(f"also measured, {m} (median): " + ", ".join(
+            f"{arm} {_num(values[m])}" for arm, values in observed.items() if m in values))
+    arms = result.get("arms") or {}
+    if not arms:
+        return
+    table = Table(box=None, pad_edge=False, title="expert profiles, measured in the same verification",
+                  title_justify="left")
+    for col in ("profile", "applied", "vs original (95% CI)", "tunefleet vs it (95% CI)", ""):
+        table.add_column(col)
+    for name, a in arms.items():
+        values = a["values"] if isinstance(a["values"], dict) and all(isinstance(v, str) for v in a["values"].values()) \
+            else {}
+        applied = ", ".join(f"{k} = {v}" for k, v in values.items()) or "(per host)"
+        table.add_row(name, applied, _change_text(a.get("verification")), _change_text(a.get("best_vs")),
+                      versus(a.get("best_vs")))
+    console.print(table)
+    left = {k for a in arms.values() for k in (a.get("left_out") or {})}
+    if left:
+        console.print(f"left out of the profiles on these hosts: {', '.join(sorted(left))} (result.json says why)")
