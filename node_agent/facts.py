@@ -13,7 +13,8 @@ import zipfile
 
 from node_agent import metrics
 
-TOOLS = ("pgbench", "sysbench", "ab", "wrk", "fio", "iperf3", "psql")
+TOOLS = ("pgbench", "sysbench", "ab", "wrk", "fio", "iperf3", "psql", "redis-benchmark", "nginx", "redis-server",
+         "initdb")
 EXTRA_DIRS = ("/usr/local/sbin", "/usr/sbin", "/sbin")
 POSTGRESQL_PORT = 5432
 

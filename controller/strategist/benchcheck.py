@@ -45,7 +45,7 @@ SCRIPT_HINT = ("put the commands in a script and name the script as the benchmar
                "with benchmark_cwd set to its folder)")
 
 # Tools hello reports per host (tools: {name: path or null}); the others cannot be checked remotely.
-HELLO_TOOLS = ("pgbench", "sysbench", "ab", "wrk", "fio", "iperf3")
+HELLO_TOOLS = ("pgbench", "sysbench", "ab", "wrk", "fio", "iperf3", "redis-benchmark")
 
 DESTRUCTIVE_PROGRAMS = {
     "rm", "rmdir", "dd", "mkfs", "mke2fs", "mkswap", "wipefs", "shred", "fdisk", "sfdisk", "parted", "sgdisk",

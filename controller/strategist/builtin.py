@@ -184,16 +184,22 @@ def _prior_without(candidate: dict, names) -> dict:
     gone = [k for k in candidate["values"] if k in names]
     if not gone:
         return candidate
+    from controller.learn.priors import MAX_REASON
+
     reason = candidate.get("reason") or ""
+    tail = f" (without its {', '.join(gone)}: left out of this plan)"
+    if len(reason) + len(tail) > MAX_REASON:  # the note on what went matters more than the end of the reason
+        reason = reason[:max(0, MAX_REASON - len(tail) - 1)].rstrip() + "…"
     return {**candidate, "values": {k: v for k, v in candidate["values"].items() if k not in names},
-            "reason": f"{reason} (without its {', '.join(gone)}: left out of this plan)".strip()}
+            "reason": f"{reason}{tail}".strip()[:MAX_REASON]}
 
 
 def _host_warnings(workload: Workload, facts: dict) -> list[str]:
     out = []
     hosts = sorted(h for h, f in facts.items() if isinstance(f, dict))
     for tool in workload.tools:
-        lacking = [h for h in hosts if isinstance(facts[h].get("tools"), dict) and not facts[h]["tools"].get(tool)]
+        lacking = [h for h in hosts if isinstance(facts[h].get("tools"), dict) and tool in facts[h]["tools"]
+                   and not facts[h]["tools"][tool]]  # an agent that does not look for the tool says nothing
         if lacking:
             out.append(f"{tool} is not installed on {', '.join(lacking)}; the benchmark cannot run there")
     for service in workload.services:

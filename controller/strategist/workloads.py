@@ -84,8 +84,8 @@ def profile_priors(key: str, data: dict) -> list[dict]:
         values = {n: v for n, v in profile.values.items() if n in knobs and knobs[n].contains(v)}
         if values and len(out) < MAX_PROFILE_PRIORS:
             rest = len(set(knobs) - set(values))
-            reason = f"{profile.name} ({profile.version})" + (f"; its other {rest} knob(s) as the workload's own prior"
-                                                              if rest else "")
+            reason = f"the expert profile {profile.name}" + (f"; its other {rest} knob(s) as the workload's own "
+                                                              "prior" if rest else "")
             out.append({"values": {**own[0]["values"], **values}, "reason": reason})
     return out
 
@@ -119,7 +119,7 @@ def _pg(key: str, name: str, description: str, keywords: dict, command: str, kno
             **_server("postgres", PG_PORT, "--scale 5", reset=True),
             "warmup": command.replace("-T 10", "-T 2"),
             "action_space": knobs, "state_space": _PG_STATE, "initial_candidates": [prior]}
-    return Workload(key, name, description, keywords, data, tools=("pgbench",), caveats=tuple(caveats),
+    return Workload(key, name, description, keywords, data, tools=("pgbench", "initdb"), caveats=tuple(caveats),
                     notes="tunefleet runs its own PostgreSQL on 127.0.0.1:15432 (initdb, pgbench -i -s 5) and "
                           "removes it at the end; your own server is never touched.")
 
@@ -183,7 +183,7 @@ WORKLOADS: tuple[Workload, ...] = (
                                        "quick FIN_WAIT_2, TIME_WAIT reuse", **{
              "net.core.somaxconn": 4096, "net.ipv4.tcp_max_syn_backlog": 4096, "net.ipv4.tcp_fin_timeout": 15,
              "net.ipv4.tcp_tw_reuse": "1"})]},
-        tools=("ab",),
+        tools=("ab", "nginx"),
         notes="tunefleet runs its own nginx on 127.0.0.1:18080 and removes it at the end. Under a burst the "
               "requests/s hardly move (ab's clients wait through a dropped SYN together); the tail latency is "
               "what the clients feel."),
@@ -208,7 +208,7 @@ WORKLOADS: tuple[Workload, ...] = (
          "initial_candidates": [_prior("a long accept queue, no autogroup, no slow start after idle", **{
              "net.core.somaxconn": 4096, "kernel.sched_autogroup_enabled": "0",
              "net.ipv4.tcp_slow_start_after_idle": "0", "net.ipv4.tcp_wmem": "4096 16384 4194304"})]},
-        tools=("wrk",), notes="tunefleet runs its own nginx on 127.0.0.1:18080 and removes it at the end.",
+        tools=("wrk", "nginx"), notes="tunefleet runs its own nginx on 127.0.0.1:18080 and removes it at the end.",
         caveats=("keep-alive connections are made once per run: the queue and buffer knobs rarely matter here",)),
     Workload(
         "redis", "Redis",
@@ -229,7 +229,7 @@ WORKLOADS: tuple[Workload, ...] = (
                                        "overcommit for fork; no autogroup", **{
              "net.core.somaxconn": 1024, "net.ipv4.tcp_max_syn_backlog": 1024,
              "kernel.sched_autogroup_enabled": "0", "vm.overcommit_memory": "1"})]},
-        tools=("redis-benchmark",),
+        tools=("redis-benchmark", "redis-server"),
         notes="tunefleet runs its own Redis (no persistence) on 127.0.0.1:16379 and removes it at the end."),
     Workload(
         "connection-storm", "Connection storm (accept backlog)",

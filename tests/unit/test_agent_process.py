@@ -179,7 +179,8 @@ def test_hello_reports_facts_of_the_host(agents, payload, state):
     assert facts["python"].startswith("3.")
     assert facts["cpus"] >= 1 and facts["mem_total_kb"] > 0
     assert facts["state_dir"] == str(state)
-    assert set(facts["tools"]) == {"pgbench", "sysbench", "ab", "wrk", "fio", "iperf3", "psql"}
+    assert set(facts["tools"]) == {"pgbench", "sysbench", "ab", "wrk", "fio", "iperf3", "psql", "redis-benchmark",
+                                   "nginx", "redis-server", "initdb"}
     assert facts["services"] == {"postgresql": False}  # nothing listens in a fresh namespace
     assert facts["recovered"] == {} and facts["kept"] == [] and facts["journaled"] == []
     assert set(facts["distro"]) == {"id", "name", "version"}

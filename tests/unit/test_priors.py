@@ -122,14 +122,14 @@ def test_the_matching_expert_profiles_are_priors_of_the_builtin_workloads():
     oltp = next(w for w in WORKLOADS if w.key == "pg-oltp").spec
     reasons = [c["reason"] for c in oltp.initial_candidates]
     assert reasons[0].startswith("smaller dirty thresholds")
-    tuned = next(c for c in oltp.initial_candidates if c["reason"].startswith("tuned:postgresql"))
+    tuned = next(c for c in oltp.initial_candidates if c["reason"].startswith("the expert profile tuned:postgresql"))
     expected = profiles.get("tuned:postgresql").values
     assert tuned["values"]["vm.swappiness"] == expected["vm.swappiness"] == "3"
     assert tuned["values"]["kernel.sched_autogroup_enabled"] == "0"
     # its vm.dirty_ratio = 0 (it sets dirty_bytes instead) is outside the knob's range: the own prior's stays
     assert tuned["values"]["vm.dirty_ratio"] == oltp.initial_candidates[0]["values"]["vm.dirty_ratio"]
     redis = next(w for w in WORKLOADS if w.key == "redis").spec
-    docs = next(c for c in redis.initial_candidates if c["reason"].startswith("redis:docs"))
+    docs = next(c for c in redis.initial_candidates if c["reason"].startswith("the expert profile redis:docs"))
     assert docs["values"]["net.core.somaxconn"] == "511" and docs["values"]["vm.overcommit_memory"] == "1"
 
 
