@@ -2,7 +2,8 @@
 
     python3 -I agent.pyz [--state DIR] [--idle-timeout S] [--heartbeat-timeout S]
                                                              serve the protocol on stdin/stdout
-    python3 -I agent.pyz bench accept-storm|stream [...]     run a built-in benchmark
+    python3 -I agent.pyz bench accept-storm|stream|sink [...]   run a built-in benchmark
+    python3 -I agent.pyz link-forward [...]                  the link emulator's forwarder (link.py)
 
 Without --state the folder is ~/.tunefleet of the user the agent runs as, looked up in the
 password database (not $HOME): started through sudo with no arguments, that is root's own.
@@ -59,6 +60,9 @@ def main(argv=None):
     if argv and argv[0] == "bench":
         from node_agent import benchmarks
         return sys.exit(benchmarks.main(argv[1:]))
+    if argv and argv[0] == "link-forward":
+        from node_agent import linkfwd
+        return sys.exit(linkfwd.main(argv[1:]))
     return sys.exit(_serve(argv))
 
 

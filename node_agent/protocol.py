@@ -16,7 +16,8 @@ import re
 PROTOCOL_VERSION = 1
 
 # Operations the agent answers.
-OPS = ("hello", "ping", "describe", "read", "apply", "restore", "sample", "run", "persist", "unpersist", "bye")
+OPS = ("hello", "ping", "describe", "read", "apply", "restore", "sample", "run", "persist", "unpersist",
+       "link_up", "link_down", "bye")
 
 # Error types carried in a failed reply.
 E_BAD_REQUEST = "BadRequest"      # malformed message or arguments
