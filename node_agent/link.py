@@ -123,6 +123,19 @@ def _quiet_tool(name, *argv):
         return None
 
 
+def _write(path, text):
+    with open(path, "w") as f:
+        f.write(text)
+
+
+def _quiet(step, *args):
+    """A best-effort step (a kernel without IPv6 has no such file): failures are logged only."""
+    try:
+        step(*args)
+    except OSError as e:
+        log.info("%s", e)
+
+
 # -- what is added, and taking it away (idempotent) ---------------------------------------------
 
 def _has_clsact(device):
@@ -251,7 +264,7 @@ class Link:
             self._start_forwarder(settings, device)
             with open("/sys/class/net/%s/mtu" % device) as f:
                 mtu = f.read().strip()
-            _quiet_tool("ip", "link", "set", "dev", self.tap, "addrgenmode", "none")  # no IPv6 chatter
+            _quiet(_write, "/proc/sys/net/ipv6/conf/%s/disable_ipv6" % self.tap, "1")  # no IPv6 on it at all
             _tool("ip", "link", "set", "dev", self.tap, "mtu", mtu, "txqueuelen", str(TAP_QUEUE), "up")
             if not _has_clsact(device):
                 self.entry["qdisc_added"] = True
