@@ -164,12 +164,20 @@ def remove_qdisc(entry):
     return True
 
 
-def remove_device(entry):
-    """Delete the TAP device if it is still there (it normally goes with the forwarder)."""
-    tap = entry["tap"]
-    if not os.path.exists("/sys/class/net/%s/tun_flags" % tap):
+def remove_device(entry, wait=1.0):
+    """Delete the TAP device if it is still there. It goes away by itself when the forwarder's
+    file closes, a moment after the process is gone: wait that moment before deleting it."""
+    path = "/sys/class/net/%s/tun_flags" % entry["tap"]
+    deadline = time.monotonic() + wait
+    while os.path.exists(path) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    if not os.path.exists(path):
         return False
-    _tool("ip", "link", "del", "dev", tap)
+    try:
+        _tool("ip", "link", "del", "dev", entry["tap"])
+    except OSError:
+        if os.path.exists(path):
+            raise
     return True
 
 

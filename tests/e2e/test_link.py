@@ -81,7 +81,8 @@ class Pair:
 
     def routing(self) -> str:
         """Every rule and route of A: the link must leave them as they were."""
-        return self.in_a("ip", "rule") + self.in_a("ip", "route", "show", "table", "all")
+        return "".join(self.in_a("ip", family, what, *more) for family in ("-4", "-6")
+                       for what, *more in (("rule",), ("route", "show", "table", "all")))
 
     def leftovers(self, tap: str) -> list[str]:
         """What the link added that is still there in A (empty when the link is gone)."""
@@ -128,6 +129,7 @@ def pair(netns, local_transport, tmp_path):
         sh("ip", "-n", b, "addr", "add", PEER + "/24", "dev", "tfb")
         sh("ip", "-n", b, "addr", "add", OTHER + "/24", "dev", "tfb")
         for ns, dev in ((netns, DEV), (b, "tfb")):
+            sh("ip", "netns", "exec", ns, "sysctl", "-qw", f"net.ipv6.conf.{dev}.disable_ipv6=1")
             sh("ip", "-n", ns, "link", "set", dev, "up")
             for conf in ("all", "default", dev):
                 sh("ip", "netns", "exec", ns, "sysctl", "-qw", f"net.ipv4.conf.{conf}.rp_filter=1")
@@ -302,10 +304,11 @@ def test_a_killed_agent_leaves_nothing_after_the_next_start(pair):
     os.kill(host.facts["pid"], signal.SIGKILL)
     host.agent.exit_status(10)
     host.agent.abandon()
+    stale = ["qdisc clsact", "egress filter", "link.json"]  # the TAP device goes with the process
     deadline = time.monotonic() + 5
-    while forwarders(up["tap"]) and time.monotonic() < deadline:
+    while pair.leftovers(up["tap"]) != stale and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert pair.leftovers(up["tap"]) == ["qdisc clsact", "egress filter", "link.json"]
+    assert pair.leftovers(up["tap"]) == stale
     again = pair.agent()
     try:
         assert pair.leftovers(up["tap"]) == []
