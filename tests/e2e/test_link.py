@@ -278,7 +278,7 @@ def test_link_down_removes_everything_and_twice_is_harmless(pair):
         host.close()
 
 
-@pytest.mark.parametrize("how", ["bye", "sigterm", "eof"])
+@pytest.mark.parametrize("how", ["bye", "sigterm", "eof", "heartbeat"])
 def test_the_agent_takes_the_link_down_whenever_it_stops(pair, how):
     host = pair.agent()
     up = link_up(host, delay_ms=30, rate_mbit=10)
@@ -288,8 +288,10 @@ def test_the_agent_takes_the_link_down_whenever_it_stops(pair, how):
     else:
         if how == "sigterm":
             os.kill(host.facts["pid"], signal.SIGTERM)
-        else:
+        elif how == "eof":
             host.agent._proc.close_stdin()  # the controller is gone: EOF
+        else:  # the controller heartbeats every 5 s: a 1 s bound runs out between two of them
+            host.request("hello", {"heartbeat_timeout": 1.0})
         assert host.agent.exit_status(10) == 0
         host.agent.abandon()
     assert pair.leftovers(up["tap"]) == []
