@@ -3,8 +3,8 @@
 The kernels the fleet runs on may have no netem, so the link is made in user space, at the same
 place netem would sit: the egress of the device that leads to the peer.
 
-    frames to the peer ─ DEV egress: tc clsact + u32 `ip dst PEER/32`, mirred redirect ─> TAP
-    TAP ─ forwarder (node_agent/linkfwd.py: loss, limit, rate, delay) ─ AF_PACKET, qdisc bypass ─> DEV
+    frames to the peer ─ DEV egress: clsact, u32 `ip dst PEER/32`, mirred redirect ─> TAP
+    TAP ─ forwarder (linkfwd.py: loss, limit, rate, delay) ─ AF_PACKET, qdisc bypass ─> DEV
 
 Nothing is routed differently: traffic back from the peer, to any other address and on loopback
 never meets the filter, and rp_filter (strict on RHEL and openEuler) sees the routes it always
@@ -12,10 +12,10 @@ saw. (Policy routing into a TUN device, the obvious design, breaks there: rp_fil
 lookup for the peer's replies matches the same rule and points at the TUN device, and with
 rp_filter=1 every reply is dropped.)
 
-Every change (the forwarder and its TAP device, the clsact qdisc when there was none, the
-filter) is journaled in ``link.json`` in the state folder (write + fsync) before it is made, so
-``down()`` and ``cleanup_stale()`` at the agent's next start remove exactly what was added, also
-after a SIGKILL. The forwarder dies with the agent and then takes the filter down itself.
+The tc and ip steps are in node_agent/linktc.py. Every change (the forwarder and its TAP
+device, the clsact qdisc when there was none, the filter) is journaled in ``link.json`` in the
+state folder (write + fsync) before it is made, so ``down()`` and ``cleanup_stale()`` at the
+agent's next start remove exactly what was added, also after a SIGKILL. The forwarder dies with the agent and then takes the filter down itself.
 Stdlib only, Python >= 3.7.
 """
 
@@ -32,7 +32,7 @@ import sys
 import time
 import zlib
 
-from node_agent import facts, journal
+from node_agent import facts, journal, linktc
 
 JOURNAL = "link.json"
 FORMAT = 1
@@ -92,7 +92,7 @@ def egress_device(peer):
     finally:
         probe.close()
     try:
-        words = _tool("ip", "-4", "-o", "route", "get", peer).split()
+        words = linktc.tool("ip", "-4", "-o", "route", "get", peer).split()
     except OSError as e:
         raise BadArgs("no route to peer %s: %s" % (peer, e.strerror))
     if not words or words[0] in ("local", "broadcast", "multicast", "unreachable", "prohibit", "blackhole"):
@@ -101,96 +101,6 @@ def egress_device(peer):
     if device in (None, "lo"):
         raise BadArgs("peer %s is not reached through a network device (route: %s)" % (peer, " ".join(words)))
     return device
-
-
-def _tool(name, *argv):
-    """Run ip or tc; its stdout, or OSError with its first error line."""
-    path = facts.find_program(name)
-    if path is None:
-        raise OSError(errno.ENOENT, "%s not found: the link emulator needs iproute2's %s" % (name, name))
-    p = subprocess.run([path] + list(argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=10)
-    if p.returncode != 0:
-        message = (p.stderr.decode("utf-8", "replace").strip().splitlines() or ["exit %d" % p.returncode])[0]
-        raise OSError(errno.EIO, "%s %s: %s" % (name, " ".join(argv), message))
-    return p.stdout.decode("utf-8", "replace")
-
-
-def _quiet_tool(name, *argv):
-    """Like _tool, for probes: None instead of an error (the device or qdisc is not there)."""
-    try:
-        return _tool(name, *argv)
-    except OSError:
-        return None
-
-
-def _write(path, text):
-    with open(path, "w") as f:
-        f.write(text)
-
-
-def _quiet(step, *args):
-    """A best-effort step (a kernel without IPv6 has no such file): failures are logged only."""
-    try:
-        step(*args)
-    except OSError as e:
-        log.info("%s", e)
-
-
-# -- what is added, and taking it away (idempotent) ---------------------------------------------
-
-def _has_clsact(device):
-    return "qdisc clsact" in (_quiet_tool("tc", "qdisc", "show", "dev", device) or "")
-
-
-def remove_filter(entry):
-    """Take the redirecting filter off; True when it was there."""
-    device, pref = entry["device"], str(entry["pref"])
-    if not (_quiet_tool("tc", "filter", "show", "dev", device, "egress", "pref", pref) or "").strip():
-        return False
-    _tool("tc", "filter", "del", "dev", device, "egress", "pref", pref)
-    return True
-
-
-def remove_qdisc(entry):
-    """Remove the clsact qdisc if the link added it and no filter of anyone else is on it."""
-    device = entry["device"]
-    if not entry.get("qdisc_added") or not _has_clsact(device):
-        return False
-    for direction in ("ingress", "egress"):
-        if (_quiet_tool("tc", "filter", "show", "dev", device, direction) or "").strip():
-            log.info("leaving the clsact qdisc on %s: it holds other filters now", device)
-            return False
-    _tool("tc", "qdisc", "del", "dev", device, "clsact")
-    return True
-
-
-def remove_device(entry, wait=1.0):
-    """Delete the TAP device if it is still there. It goes away by itself when the forwarder's
-    file closes, a moment after the process is gone: wait that moment before deleting it."""
-    path = "/sys/class/net/%s/tun_flags" % entry["tap"]
-    deadline = time.monotonic() + wait
-    while os.path.exists(path) and time.monotonic() < deadline:
-        time.sleep(0.01)
-    if not os.path.exists(path):
-        return False
-    try:
-        _tool("ip", "link", "del", "dev", entry["tap"])
-    except OSError:
-        if os.path.exists(path):
-            raise
-    return True
-
-
-def orphaned(path):
-    """The forwarder's last act when the agent died: traffic to the peer must flow again."""
-    try:
-        with open(path) as f:
-            entry = json.load(f)
-        if entry.get("filter"):
-            remove_filter(entry)
-        remove_qdisc(entry)
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        log.error("could not take the link's filter down: %s", e)
 
 
 def _start_time(pid):
@@ -207,7 +117,9 @@ def _start_time(pid):
 def _kill_stale(entry):
     """SIGKILL a forwarder left by an agent that died; only the very process that was journaled."""
     pid = entry.get("pid")
-    if not pid or entry.get("boot_id") != journal.read_boot_id() or _start_time(pid) != entry.get("pid_start"):
+    if not pid or entry.get("boot_id") != journal.read_boot_id():
+        return None  # a pid of another boot names some other process now
+    if _start_time(pid) != entry.get("pid_start"):
         return None
     try:
         os.kill(pid, signal.SIGKILL)
@@ -263,7 +175,7 @@ class Link:
             self.cleanup_stale()
         for tool in ("ip", "tc"):
             if facts.find_program(tool) is None:
-                raise OSError(errno.ENOENT, "%s not found: the link emulator needs iproute2's %s" % (tool, tool))
+                raise OSError(errno.ENOENT, "%s not found: the link emulator needs iproute2's" % tool)
         self.entry = {"format": FORMAT, "boot_id": self.boot_id, "peer": settings["peer"],
                       "device": device, "tap": self.tap, "pref": self.pref, "settings": settings,
                       "qdisc_added": False, "filter": False, "pid": None, "pid_start": None}
@@ -272,17 +184,17 @@ class Link:
             self._start_forwarder(settings, device)
             with open("/sys/class/net/%s/mtu" % device) as f:
                 mtu = f.read().strip()
-            _quiet(_write, "/proc/sys/net/ipv6/conf/%s/disable_ipv6" % self.tap, "1")  # no IPv6 on it at all
-            _tool("ip", "link", "set", "dev", self.tap, "mtu", mtu, "txqueuelen", str(TAP_QUEUE), "up")
-            if not _has_clsact(device):
+            linktc.quiet(linktc.write, "/proc/sys/net/ipv6/conf/%s/disable_ipv6" % self.tap, "1")  # no IPv6
+            linktc.tool("ip", "link", "set", "dev", self.tap, "mtu", mtu, "txqueuelen", str(TAP_QUEUE), "up")
+            if not linktc.has_clsact(device):
                 self.entry["qdisc_added"] = True
                 self._save()
-                _tool("tc", "qdisc", "add", "dev", device, "clsact")
+                linktc.tool("tc", "qdisc", "add", "dev", device, "clsact")
             self.entry["filter"] = True
             self._save()
-            _tool("tc", "filter", "add", "dev", device, "egress", "pref", str(self.pref), "protocol", "ip",
-                  "u32", "match", "ip", "dst", settings["peer"] + "/32",
-                  "action", "mirred", "egress", "redirect", "dev", self.tap)
+            linktc.tool("tc", "filter", "add", "dev", device, "egress", "pref", str(self.pref),
+                        "protocol", "ip", "u32", "match", "ip", "dst", settings["peer"] + "/32",
+                        "action", "mirred", "egress", "redirect", "dev", self.tap)
         except BaseException:
             try:
                 self.down()
@@ -347,10 +259,10 @@ class Link:
                 errors.append(str(e))
 
         had_tap = os.path.exists("/sys/class/net/%s" % entry["tap"])
-        attempt("filter", remove_filter, "%s egress pref %d" % (entry["device"], entry["pref"]))
+        attempt("filter", linktc.remove_filter, "%s egress pref %d" % (entry["device"], entry["pref"]))
         removed["process"], counters = self._stop_forwarder()
-        attempt("qdisc", remove_qdisc, "%s clsact" % entry["device"])
-        attempt("device", remove_device, entry["tap"])
+        attempt("qdisc", linktc.remove_qdisc, "%s clsact" % entry["device"])
+        attempt("device", linktc.remove_device, entry["tap"])
         if had_tap and not os.path.exists("/sys/class/net/%s" % entry["tap"]):
             removed["device"] = entry["tap"]  # it went with the forwarder's exit
         if errors:  # the journal stays: the next link_up or start tries again
@@ -367,9 +279,10 @@ class Link:
         if entry is None:
             return None
         removed = {"process": _kill_stale(entry)}
-        removed["filter"] = "%s egress pref %s" % (entry["device"], entry["pref"]) if remove_filter(entry) else None
-        removed["qdisc"] = "%s clsact" % entry["device"] if remove_qdisc(entry) else None
-        removed["device"] = entry["tap"] if remove_device(entry) else None
+        found = linktc.remove_filter(entry)
+        removed["filter"] = "%s egress pref %s" % (entry["device"], entry["pref"]) if found else None
+        removed["qdisc"] = "%s clsact" % entry["device"] if linktc.remove_qdisc(entry) else None
+        removed["device"] = entry["tap"] if linktc.remove_device(entry) else None
         journal._remove(self.state_dir, JOURNAL)
         log.info("removed a stale link to %s: %s", entry.get("peer"), json.dumps(removed, sort_keys=True))
         return {"link": dict((k, entry.get(k)) for k in ("peer", "device", "tap", "pref", "pid")),

@@ -188,8 +188,8 @@ def main(argv):
     started = time.process_time()
     stopped = forwarder.serve(0, wake_r)
     if not stopped:
-        from node_agent import link  # the agent is gone: undo the redirect it left behind
-        link.orphaned(args.journal)
+        from node_agent import linktc  # the agent is gone: undo the redirect it left behind
+        linktc.orphaned(args.journal)
         return 0
     counters = forwarder.counters
     counters["queued_at_stop"] = len(forwarder.queue)
