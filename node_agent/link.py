@@ -15,8 +15,8 @@ rp_filter=1 every reply is dropped.)
 The tc and ip steps are in node_agent/linktc.py. Every change (the forwarder and its TAP
 device, the clsact qdisc when there was none, the filter) is journaled in ``link.json`` in the
 state folder (write + fsync) before it is made, so ``down()`` and ``cleanup_stale()`` at the
-agent's next start remove exactly what was added, also after a SIGKILL. The forwarder dies with the agent and then takes the filter down itself.
-Stdlib only, Python >= 3.7.
+agent's next start remove exactly what was added, also after a SIGKILL. The forwarder dies
+with the agent and then takes the filter down itself. Stdlib only, Python >= 3.7.
 """
 
 import errno
