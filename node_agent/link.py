@@ -41,6 +41,7 @@ READY_TIMEOUT_S = 10.0
 STOP_TIMEOUT_S = 5.0
 LIMITS = {"delay_ms": (0.0, 10000.0), "rate_mbit": (0.001, 10000.0), "loss_pct": (0.0, 100.0)}
 DEFAULTS = {"loss_pct": 0.0, "limit": 1000, "seed": 0}
+FULL_FRAME = 1514  # bytes of a full-size Ethernet frame, as the link counts them
 
 log = logging.getLogger("tunefleet.agent")
 
@@ -162,8 +163,12 @@ class Link:
             return None
 
     def describe(self):
-        e = self.entry
-        return dict((k, e[k]) for k in ("peer", "device", "tap", "pref", "qdisc_added", "pid", "settings"))
+        """What is up. ``in_flight_frames``: full-size frames the link holds at its rate during
+        its delay; a ``limit`` below it caps the throughput under the rate (netem's too)."""
+        e, s = self.entry, self.entry["settings"]
+        described = dict((k, e[k]) for k in ("peer", "device", "tap", "pref", "qdisc_added", "pid", "settings"))
+        described["in_flight_frames"] = int(s["rate_mbit"] * 1e6 * s["delay_ms"] / 1000.0 / 8 / FULL_FRAME)
+        return described
 
     def up(self, args):
         """Bring the link up; returns what was set up. Refuses a second link."""
@@ -201,8 +206,12 @@ class Link:
             except OSError as e:
                 log.error("%s", e)
             raise
+        described = self.describe()
         log.info("link to %s up: %s", settings["peer"], json.dumps(settings, sort_keys=True))
-        return self.describe()
+        if settings["limit"] <= described["in_flight_frames"]:
+            log.warning("limit %d <= the %d full frames the link holds in its delay: the queue, not the "
+                        "rate, will bound the throughput", settings["limit"], described["in_flight_frames"])
+        return described
 
     def _start_forwarder(self, settings, device):
         s = settings

@@ -178,6 +178,7 @@ def test_link_delays_traffic_to_the_peer_and_nothing_else(pair):
         assert max(pair.ping(PEER, 5)) < 10
         up = link_up(host, delay_ms=50, rate_mbit=20)
         assert up["peer"] == PEER and up["device"] == DEV and up["qdisc_added"] is True
+        assert up["in_flight_frames"] == 82  # 20 Mbit/s for 50 ms, in 1514-byte frames
         to_peer, to_other, to_self = pair.ping(PEER), pair.ping(OTHER), pair.ping(A_ADDR)
         assert None not in to_peer + to_other + to_self  # with rp_filter=1 every reply came back
         assert 49.5 <= min(to_peer) and median(to_peer) <= 56, to_peer
