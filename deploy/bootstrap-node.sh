@@ -17,7 +17,8 @@ usage() {
 usage: sudo $0 [--postgres [--scale N]] [--user NAME --pubkey FILE]
 
 Installs python3 (the agent runs on the system interpreter, /usr/bin/python3 >= 3.7),
-sysbench and ab (httpd-tools / apache2-utils).
+sysbench, ab (httpd-tools / apache2-utils) and tc (iproute2 / iproute-tc: the agent's emulated
+links, link_up, need it).
 
   --postgres        also install the PostgreSQL server and pgbench, start it (enabled at boot
                     where systemd runs), and create a role and database '$PG_ROLE' filled by
@@ -103,11 +104,14 @@ if [[ $family == debian ]]; then
     install_pkgs python3 sudo || die "could not install python3 and sudo"
     try_install sysbench "" sysbench || true
     try_install ab "" apache2-utils || true
+    try_install tc "" iproute2 || true
 else
     install_pkgs python3 sudo || die "could not install python3 and sudo"
     # sysbench is in openEuler's and Fedora's repositories; RHEL/CentOS/Rocky need EPEL.
     try_install sysbench "on RHEL/CentOS/Rocky enable EPEL first ($pm install epel-release)" sysbench || true
     try_install ab "" httpd-tools || true
+    # tc is in iproute-tc on RHEL 8+/Fedora, in iproute itself elsewhere: ask for the file.
+    command -v tc >/dev/null 2>&1 || try_install tc "" /usr/sbin/tc || true
 fi
 
 [[ -x /usr/bin/python3 ]] || die "/usr/bin/python3 is missing after the install; the agent and the sudoers rule use that path"

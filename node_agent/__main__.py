@@ -2,9 +2,10 @@
 
     python3 -I agent.pyz [--state DIR] [--idle-timeout S] [--heartbeat-timeout S]
                                                              serve the protocol on stdin/stdout
-    python3 -I agent.pyz bench accept-storm|stream [...]     run a built-in benchmark
-    python3 -I agent.pyz service nginx|redis|postgres ACTION [...]
+    python3 -I agent.pyz bench accept-storm|stream|sink [...]   run a built-in benchmark
+    python3 -I agent.pyz service nginx|redis|postgres|fileio ACTION [...]
                                                              set up, start, stop ... a private server
+    python3 -I agent.pyz link-forward [...]                  the link emulator's forwarder (link.py)
 
 Without --state the folder is ~/.tunefleet of the user the agent runs as, looked up in the
 password database (not $HOME): started through sudo with no arguments, that is root's own.
@@ -64,6 +65,9 @@ def main(argv=None):
     if argv and argv[0] == "service":
         from node_agent import services
         return sys.exit(services.main(argv[1:]))
+    if argv and argv[0] == "link-forward":
+        from node_agent import linkfwd
+        return sys.exit(linkfwd.main(argv[1:]))
     return sys.exit(_serve(argv))
 
 

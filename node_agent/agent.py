@@ -16,7 +16,7 @@ import signal
 import time
 import traceback
 
-from node_agent import exits, facts, invariants, journal, metrics, persist, protocol, runner, steps, sysctl
+from node_agent import exits, facts, invariants, journal, link, metrics, persist, protocol, runner, steps, sysctl
 from node_agent.channel import Channel
 
 log = logging.getLogger("tunefleet.agent")
@@ -57,6 +57,7 @@ class Agent:
         self.stopping = None
         self.last_activity = time.monotonic()
         self.sampler = None
+        self.link = link.Link(self.state_dir, self.boot_id)
 
     # -- life cycle -------------------------------------------------------------------------
     def start(self):
@@ -69,6 +70,7 @@ class Agent:
             log.error("%s; answering every request with an error", e.strerror)
         else:
             self.exits_recovered = self.exits.recover()  # its servers stop before its knobs go back
+            self._link_down(stale=True)
             self.recovery = self.journal.recover(sysctl.write, _restorable)
             _log_errors(self.recovery)
         self.sampler = metrics.Sampler()
@@ -146,6 +148,7 @@ class Agent:
             log.info("stopping (%s)", self.stopping)
             return
         self.run_exits()
+        self._link_down()
         report = self.restore_all()
         log.info("stopping (%s): restored %d knob(s)%s", self.stopping, len(report["restored"]),
                  ", %d failed" % len(report["errors"]) if report["errors"] else "")
@@ -163,6 +166,15 @@ class Agent:
             if not r["ok"]:
                 log.error("exit step %s (%s) failed: %s", r["what"], r["key"], r["message"])
         return reports
+
+    def _link_down(self, stale=False):
+        """Take the emulated link down (at start: one a dead agent left), before knobs are
+        restored; a failure is logged, never stops the restore."""
+        try:
+            return self.link.cleanup_stale() if stale else self.link.down()
+        except Exception as e:
+            log.error("could not take the link down: %s", e)
+            return {"error": str(e)}
 
     def restore_all(self, names=None, kept=False):
         """Write back the journaled originals (this session's; with ``kept`` the kept ones too):
@@ -362,16 +374,31 @@ class Agent:
         except persist.BadPath as e:
             raise BadArgs(str(e))
 
+    def op_link_up(self, _rid, args):
+        try:
+            return self.link.up(args)
+        except link.BadArgs as e:
+            raise BadArgs(str(e))
+
+    def op_link_down(self, _rid, _args):
+        return self.link.down()
+
     def op_bye(self, _rid, args):
         self.stopping = "bye"
         ran = self.run_exits(rid=_rid)  # servers the run started stop first, also when values are kept
-        exits_ran = {"exits": ran} if ran else {}
+        down = self._link_down() if self.link.entry is not None else None
         if args.get("keep"):
             kept = self.journal.keep()
             log.info("bye: keeping %d knob(s); originals in %s", len(kept), journal.KEPT)
-            return dict({"restored": {}, "unchanged": {}, "errors": {}, "kept": kept,
-                         "left": self.journal.kept().names()}, **exits_ran)
-        return dict(self.restore_all(), **exits_ran)
+            report = {"restored": {}, "unchanged": {}, "errors": {}, "kept": kept,
+                      "left": self.journal.kept().names()}
+        else:
+            report = self.restore_all()
+        if ran:
+            report["exits"] = ran
+        if down is not None:
+            report["link"] = down
+        return report
 
 
 def _log_errors(report):

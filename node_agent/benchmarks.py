@@ -1,4 +1,4 @@
-"""Benchmarks built into the agent (``tunefleet-bench``), stdlib only, loopback only.
+"""Benchmarks built into the agent (``tunefleet-bench``), stdlib only.
 
 accept-storm  N clients connect at once to one listener; prints ``elapsed_ms = X``, the time
               until the listener has accepted every connection (median over rounds). When the
@@ -7,6 +7,10 @@ accept-storm  N clients connect at once to one listener; prints ``elapsed_ms = X
 stream        a bulk TCP transfer over loopback; prints ``throughput_mb_s = X`` (1 MB = 2**20
               bytes), the median of the rounds after a discarded warm-up transfer. Follows
               net.ipv4.tcp_rmem / tcp_wmem (every transfer is a new connection).
+              With ``--to HOST:PORT`` it sends to a ``sink`` on another host instead, ``--mb`` MiB
+              or for ``--seconds`` seconds, and reports what the receiver counted
+              (node_agent/remote_stream.py); it also prints ``throughput_mbit_s = X``.
+sink          the receiver of the remote stream, until SIGTERM.
 
 Everything is bounded by ``--timeout`` per round; a round that runs out prints what it measured
 so far with ``timed_out = 1`` and the command exits 3.
@@ -20,6 +24,8 @@ import socket
 import sys
 import threading
 import time
+
+from node_agent import remote_stream
 
 HOST = "127.0.0.1"
 LISTEN_BACKLOG = 65535  # the kernel caps it at net.core.somaxconn: that is what is measured
@@ -169,19 +175,26 @@ def stream_round(mb, timeout=20.0):
     return size / float(1 << 20) / elapsed
 
 
-def _run_rounds(measure, rounds, warmup, label, unit):
+def _run_rounds(measure, rounds, warmup, label, unit, also=None):
+    """Print the median of the rounds after ``warmup``; ``also`` = (label, factor) adds the
+    same median in a second unit on the next line."""
+    def report(values):
+        print("%s = %.3f" % (label, _median(values)))
+        if also:
+            print("%s = %.3f" % (also[0], _median(values) * also[1]))
+
     values = []
     try:
         for i in range(warmup + rounds):
             value = measure()
             if i >= warmup:
                 values.append(value)
-    except RoundTimeout as e:
+    except (RoundTimeout, remote_stream.Censored) as e:
         values.append(e.measured)
-        print("%s = %.3f" % (label, _median(values)))
+        report(values)
         print("timed_out = 1  # %s" % e)
         return 3
-    print("%s = %.3f" % (label, _median(values)))
+    report(values)
     print("rounds = %s  # %s" % (" ".join("%.3f" % v for v in values), unit))
     return 0
 
@@ -194,14 +207,33 @@ def main(argv=None):
     storm.add_argument("--rounds", type=int, default=1)
     storm.add_argument("--port", type=int, default=0)
     storm.add_argument("--timeout", type=float, default=20.0, help="seconds per round")
-    stream = sub.add_parser("stream", help="bulk transfer over loopback")
-    stream.add_argument("--mb", type=float, default=64.0)
+    stream = sub.add_parser("stream", help="bulk transfer over loopback, or to a sink with --to")
+    stream.add_argument("--to", default=None, metavar="HOST:PORT", help="a sink on another host")
+    amount = stream.add_mutually_exclusive_group()
+    amount.add_argument("--mb", type=float, default=None, help="MiB per transfer (default 64)")
+    amount.add_argument("--seconds", type=float, default=None, help="send for this long (with --to)")
     stream.add_argument("--rounds", type=int, default=3)
-    stream.add_argument("--timeout", type=float, default=20.0, help="seconds per round")
+    stream.add_argument("--timeout", type=float, default=None,
+                        help="seconds per round (default 20; with --seconds S, S + 20)")
+    sink = sub.add_parser("sink", help="receive remote streams until SIGTERM")
+    sink.add_argument("--port", type=int, required=True)
+    sink.add_argument("--bind", default="0.0.0.0")
+    sink.add_argument("--max-seconds", type=float, default=600.0, help="bound per connection")
     args = parser.parse_args(argv)
     if args.name is None:
         parser.print_help(sys.stderr)
         return 2
+    if args.name == "sink":
+        if not 0 <= args.port < 65536 or not args.max_seconds > 0:
+            parser.error("--port must be 0-65535 and --max-seconds > 0")
+        try:
+            return remote_stream.sink(args.port, args.bind, args.max_seconds)
+        except OSError as e:
+            print("tunefleet-bench sink: cannot listen on %s:%d: %s" % (args.bind, args.port, e.strerror or e),
+                  file=sys.stderr)
+            return 1
+    if args.name == "stream" and args.timeout is None:
+        args.timeout = 20.0 + (args.seconds or 0.0)
     if args.rounds < 1 or args.timeout <= 0:
         parser.error("--rounds must be >= 1 and --timeout > 0")
     if args.name == "accept-storm":
@@ -209,7 +241,31 @@ def main(argv=None):
             parser.error("--clients must be between 1 and 20000")
         return _run_rounds(lambda: accept_storm_round(args.clients, args.port, args.timeout),
                            args.rounds, 0, "elapsed_ms", "ms")
-    if not 0 < args.mb <= 65536:
+    if args.to is not None:
+        return _remote(parser, args)
+    if args.seconds is not None:
+        parser.error("--seconds needs --to (a loopback transfer is sized with --mb)")
+    mb = 64.0 if args.mb is None else args.mb
+    if not 0 < mb <= 65536:
         parser.error("--mb must be between 0 and 65536")
-    return _run_rounds(lambda: stream_round(args.mb, args.timeout),
+    return _run_rounds(lambda: stream_round(mb, args.timeout),
                        args.rounds, 1, "throughput_mb_s", "MiB/s")
+
+
+def _remote(parser, args):
+    try:
+        address = remote_stream.parse_address(args.to)
+    except ValueError as e:
+        parser.error(str(e))
+    if args.seconds is not None and not 0 < args.seconds <= 3600:
+        parser.error("--seconds must be between 0 and 3600")
+    mb = 64.0 if args.mb is None and args.seconds is None else args.mb
+    if mb is not None and not 0 < mb <= 65536:
+        parser.error("--mb must be between 0 and 65536")
+    try:
+        return _run_rounds(lambda: remote_stream.stream_round(address, mb, args.seconds, args.timeout),
+                           args.rounds, 1, "throughput_mb_s", "MiB/s",
+                           also=("throughput_mbit_s", (1 << 20) * 8 / 1e6))
+    except OSError as e:
+        print("tunefleet-bench stream: %s: %s" % (args.to, e.strerror or e), file=sys.stderr)
+        return 1

@@ -17,7 +17,7 @@ PROTOCOL_VERSION = 1
 
 # Operations the agent answers.
 OPS = ("hello", "ping", "describe", "read", "apply", "restore", "sample", "run", "on_exit", "persist", "unpersist",
-       "bye")
+       "link_up", "link_down", "bye")
 
 # Error types carried in a failed reply.
 E_BAD_REQUEST = "BadRequest"      # malformed message or arguments

@@ -7,6 +7,7 @@ so the per-namespace sysctls change nowhere else. Traffic stays on that namespac
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -73,3 +74,65 @@ def test_arguments_are_checked():
     assert bench_in_netns({}).returncode == 2
     assert bench_in_netns({}, "accept-storm", "--clients", 0).returncode == 2
     assert bench_in_netns({}, "stream", "--rounds", 0).returncode == 2
+
+
+# -- the remote stream and its sink (in a namespace of the test's own, on its loopback) --------
+
+def in_ns(netns, *args, **kw):
+    return subprocess.run(["ip", "netns", "exec", netns, PYTHON, "-I", str(ROOT / "node_agent"), "bench"]
+                          + [str(a) for a in args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          timeout=kw.get("timeout", 60))
+
+
+@pytest.fixture()
+def sink(netns):
+    proc = subprocess.Popen(["ip", "netns", "exec", netns, PYTHON, "-I", str(ROOT / "node_agent"), "bench",
+                             "sink", "--port", "5201", "--bind", "127.0.0.1"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout.readline() == b"listening = 127.0.0.1:5201\n", proc.stderr.read()
+    yield proc
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait(10)
+    proc.stdout.close()
+    proc.stderr.close()
+
+
+def test_remote_stream_prints_mib_and_mbit_per_second(netns, sink):
+    result = in_ns(netns, "stream", "--to", "127.0.0.1:5201", "--mb", 8, "--rounds", 2)
+    assert result.returncode == 0, result.stderr
+    mib, mbit = figure(result.stdout, "throughput_mb_s"), figure(result.stdout, "throughput_mbit_s")
+    assert mib > 10 and abs(mbit - mib * 8.388608) < 0.01 * mbit, result.stdout
+    assert len(re.search(rb"^rounds = (.*)  # MiB/s$", result.stdout, re.M).group(1).split()) == 2
+    timed = in_ns(netns, "stream", "--to", "127.0.0.1:5201", "--seconds", 0.3, "--rounds", 1)
+    assert timed.returncode == 0 and figure(timed.stdout, "throughput_mbit_s") > 0, timed.stderr
+    sink.send_signal(signal.SIGTERM)
+    assert sink.wait(10) == 0  # the sink stops on SIGTERM, and cleanly
+
+
+def test_remote_stream_past_its_timeout_is_censored_at_what_was_acknowledged(netns):
+    """A receiver that never reads: the sender stalls once the windows are full."""
+    stall = subprocess.Popen(["ip", "netns", "exec", netns, PYTHON, "-c",
+                              "import socket, time; s = socket.socket(); s.bind(('127.0.0.1', 5202)); "
+                              "s.listen(1); print('up', flush=True); c = s.accept()[0]; time.sleep(20)"],
+                             stdout=subprocess.PIPE)
+    try:
+        assert stall.stdout.readline() == b"up\n"
+        start = time.monotonic()
+        result = in_ns(netns, "stream", "--to", "127.0.0.1:5202", "--mb", 512, "--timeout", 1)
+        assert time.monotonic() - start < 10
+        assert result.returncode == 3 and b"timed_out = 1" in result.stdout, result.stdout + result.stderr
+        assert b"the receiver acknowledged" in result.stdout
+        assert figure(result.stdout, "throughput_mb_s") < 100  # the windows' worth, not 512 MiB
+    finally:
+        stall.kill()
+        stall.wait(10)
+        stall.stdout.close()
+
+
+def test_remote_arguments_are_checked(netns):
+    for args in (["stream", "--to", "127.0.0.1"], ["stream", "--seconds", 1],
+                 ["stream", "--to", "127.0.0.1:5201", "--mb", 1, "--seconds", 1], ["sink"]):
+        assert in_ns(netns, *args).returncode == 2, args
+    refused = in_ns(netns, "stream", "--to", "127.0.0.1:5999", "--mb", 1)
+    assert refused.returncode == 1 and refused.stderr.decode().count("\n") == 1, refused.stderr

@@ -94,7 +94,7 @@ def test_check_request_refuses_malformed_requests(message):
 def test_every_op_and_error_type_is_declared_once():
     assert len(set(protocol.OPS)) == len(protocol.OPS)
     assert {"hello", "ping", "describe", "read", "apply", "restore", "sample", "run", "on_exit", "persist", "unpersist",
-            "bye"} == set(protocol.OPS)
+            "link_up", "link_down", "bye"} == set(protocol.OPS)
     from node_agent.agent import Agent
 
     assert all(callable(getattr(Agent, "op_" + op, None)) for op in protocol.OPS)
