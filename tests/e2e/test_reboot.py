@@ -30,7 +30,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import FLEET, ROOT
 from tests.e2e.test_tuning import STORM, TUNEFLEET, knob_values
 
 REBOOT = ROOT / "deploy" / "fleet-reboot.sh"
@@ -38,19 +38,19 @@ SOMAXCONN = "net.core.somaxconn"
 
 
 def reboot(*flags: str) -> None:
-    p = subprocess.run([str(REBOOT), "h2", *flags], capture_output=True, text=True, timeout=90)
+    p = subprocess.run([str(REBOOT), "h2", *flags], capture_output=True, text=True, timeout=90, env=FLEET.env())
     assert p.returncode == 0, p.stderr
 
 
 def boot_id() -> str:
     """h2's boot_id as its own processes see it (inside the mount namespace of its sshd)."""
-    pid = (ROOT / "deploy" / ".fleet" / "h2" / "sshd.pid").read_text().strip()
+    pid = (FLEET.dir / "h2" / "sshd.pid").read_text().strip()
     return subprocess.run(["nsenter", "--target", pid, "--mount", "cat", "/proc/sys/kernel/random/boot_id"],
                           capture_output=True, text=True, check=True).stdout.strip()
 
 
 def h2_journal_exists() -> bool:
-    pid = (ROOT / "deploy" / ".fleet" / "h2" / "sshd.pid").read_text().strip()
+    pid = (FLEET.dir / "h2" / "sshd.pid").read_text().strip()
     return subprocess.run(["nsenter", "--target", pid, "--mount", "test", "-e", "/root/.tunefleet/journal.json"]).returncode == 0
 
 
@@ -95,7 +95,7 @@ def run_with_a_reboot(fleet_inventory, tmp_path, before, *flags: str, json_out: 
 
 
 def knob_values_h2() -> str:
-    return subprocess.run(["ip", "netns", "exec", "tf-h2", "cat", "/proc/sys/net/core/somaxconn"],
+    return subprocess.run(["ip", "netns", "exec", FLEET.ns("h2"), "cat", "/proc/sys/net/core/somaxconn"],
                           capture_output=True, text=True, check=True).stdout.strip()
 
 
