@@ -209,7 +209,8 @@ def restore(
     hosts: Path = HostsOpt,
     limit: Optional[str] = LimitOpt,
     as_json: bool = typer.Option(False, "--json", help="Print the restored values as JSON."),
-    unpersist: bool = typer.Option(False, "--unpersist", help="Also delete the sysctl.d drop-in that --persist wrote."),
+    unpersist: bool = typer.Option(False, "--unpersist", help="Also delete the sysctl.d drop-in that --persist wrote, "
+                                   "and put its knobs back on their originals now (not only at the next boot)."),
     persist_file: str = typer.Option("/etc/sysctl.d/90-tunefleet.conf", "--persist-file", help="The drop-in to delete."),
     accept_new_host_keys: bool = AcceptOpt,
     connect_timeout: float = TimeoutOpt,
@@ -218,7 +219,7 @@ def restore(
 ) -> None:
     """Write back every original value an agent journaled (after a crash, or after --keep-best).
 
-    Says per host and knob: restored, already original, or failed (with the errno); exits 1 when a host is unreachable or anything is left changed (it stays journaled on the host)."""
+    Says per host and knob: restored, already original, left as someone else set it (never overwritten), or failed (with the errno); exits 1 when a host is unreachable or anything is left changed (it stays journaled on the host)."""
     from controller.fleet.restoring import restore_host
 
     doc = _json_stdout(as_json)
@@ -230,7 +231,7 @@ def restore(
     failed.update({n: o.error for n, o in outcomes.items() if not o.ok})
     if as_json:
         print(json.dumps({**{key: {n: r.to_dict()[key] for n, r in reports.items()}
-                             for key in ("restored", "unchanged", "failed", "left", "removed", "discarded")},
+                             for key in ("restored", "unchanged", "failed", "left", "removed", "discarded", "foreign")},
                           "errors": {n: str(e) for n, e in failed.items()}}, indent=2), file=doc)
     else:
         print("\n".join(line for name, r in reports.items() for line in r.lines(name)))
@@ -418,6 +419,13 @@ def run(
     heartbeat_timeout: float = typer.Option(30.0, "--heartbeat-timeout", min=3.0, max=86400.0, help="Seconds of silence "
                                             "after which a host's agent restores its originals and exits, and the run "
                                             "drops that host."),
+    rejoin_window: float = typer.Option(180.0, "--rejoin-window", min=0.0, max=86400.0, help="Seconds a host whose "
+                                        "agent was lost (a partition, a reboot) is reconnected for, in any phase, "
+                                        "before the run leaves it out."),
+    rejoin_interval: float = typer.Option(3.0, "--rejoin-interval", min=0.1, max=3600.0, help="Seconds between two "
+                                          "reconnection attempts to a lost host."),
+    force: bool = typer.Option(False, "--force", help="--persist even where the drop-in would not win at boot (a later "
+                               "sysctl file or a TuneD profile sets the same knob)."),
 ) -> None:
     """Learn better kernel settings by running the benchmark on every host, then restore them."""
     from controller.catalog import validate
@@ -435,7 +443,8 @@ def run(
                        seed=seed, policy=policy, verify_repeats=verify_repeats, baseline_repeats=baseline_repeats,
                        confirm_top=confirm_top, keep_best=keep_best, persist=persist, persist_file=persist_file,
                        catalog_file=catalog_file and str(catalog_file.resolve()), heartbeat_timeout=heartbeat_timeout,
-                       workers=workers, tensorboard=tensorboard, ssh_config=ssh_config and str(ssh_config.resolve()))
+                       workers=workers, tensorboard=tensorboard, ssh_config=ssh_config and str(ssh_config.resolve()),
+                       rejoin_window=rejoin_window, rejoin_interval=rejoin_interval, force=force)
         for line in resumed.notes + check_options(o, given):
             out.print(line)
         hosts, limit = (hosts, limit) if hosts else (Path(o["hosts"]), o.get("limit"))
@@ -450,13 +459,17 @@ def run(
         tensorboard = tensorboard if "--tensorboard" in given else o["tensorboard"]
         if "--heartbeat-timeout" not in given:
             heartbeat_timeout = o.get("heartbeat_timeout", heartbeat_timeout)
+        rejoin_window = rejoin_window if "--rejoin-window" in given else o.get("rejoin_window", rejoin_window)
+        rejoin_interval = rejoin_interval if "--rejoin-interval" in given else o.get("rejoin_interval", rejoin_interval)
+        force = force if "--force" in given else bool(o.get("force"))
     elif hosts is None:
         raise UserError("--hosts is required (or --resume RUN_DIR)")
     invocation = {"hosts": str(hosts.resolve()), "limit": limit,
                   "catalog": str(catalog_file.resolve()) if catalog_file else None,
                   "ssh_config": str(ssh_config.resolve()) if ssh_config else None, "workers": workers,
                   "keep_best": keep_best, "persist_file": persist_file if persist else None, "tensorboard": tensorboard,
-                  "heartbeat_timeout": heartbeat_timeout}
+                  "heartbeat_timeout": heartbeat_timeout, "rejoin_window": rejoin_window,
+                  "rejoin_interval": rejoin_interval, "force": force}
     catalog = _load_catalog(catalog_file)
     _select(hosts, limit)  # a bad inventory or --limit fails before any planning
     facts = None
@@ -485,6 +498,9 @@ def run(
             out.print(f"resuming {resumed.run.path} in the {resumed.phase} phase; restored: "
                       f"{resumed.summary()['restored'] or 'nothing, every host was on its originals'}")
         _show_plan(out, spec, chosen, spec_file, facts)
+        from controller import conflicts
+
+        conflicts.preflight(fleet, spec, persist_file if persist else None, force, lambda t: out.print(t, soft_wrap=True))
         if dry_run:
             out.print("dry run: nothing was changed")
             return
@@ -496,7 +512,8 @@ def run(
         result = _run(spec, chosen, fleet, out, strategy=strategy, budget=budget, seed=seed, policy=policy,
                       verify_repeats=verify_repeats, baseline_repeats=baseline_repeats, run_dir=run_dir,
                       keep_best=keep_best, confirm_top=confirm_top, persist_file=persist_file if persist else None,
-                      tensorboard=tensorboard, invocation=invocation, resume=resumed)
+                      tensorboard=tensorboard, invocation=invocation, resume=resumed, rejoin_window=rejoin_window,
+                      rejoin_interval=rejoin_interval, force=force)
     except KeyboardInterrupt:
         out.print("[yellow]interrupted:[/] finishing the benchmarks in flight, then restoring every host")
     finally:
@@ -592,7 +609,8 @@ def chat(
 
 def _run(spec, chosen, fleet, out, *, strategy, budget, seed, verify_repeats, baseline_repeats, run_dir, keep_best,
          policy=None,
-         confirm_top=3, persist_file=None, tensorboard=False, invocation=None, resume=None):
+         confirm_top=3, persist_file=None, tensorboard=False, invocation=None, resume=None, rejoin_window=180.0,
+         rejoin_interval=3.0, force=False):
     from controller import tblog
     from controller.live import LiveReporter
     from controller.runs import RunDir
@@ -605,7 +623,8 @@ def _run(spec, chosen, fleet, out, *, strategy, budget, seed, verify_repeats, ba
     budget = budget or int(spec.training_config.get("total_timesteps") or 24)
     options = RunOptions(strategy=strategy, budget=budget, seed=seed, verify_repeats=verify_repeats, policy=policy,
                          baseline_repeats=baseline_repeats, confirm_top=confirm_top, invocation=invocation,
-                         tensorboard_dir=run.path / "tensorboard" if tensorboard else None)
+                         tensorboard_dir=run.path / "tensorboard" if tensorboard else None,
+                         rejoin_window=rejoin_window, rejoin_interval=rejoin_interval)
     try:
         with LiveReporter(out, fleet.names, budget, spec.goal, spec.reward_metric,
                           verbose=VERBOSITY["verbose"]) as live, tblog.reporting(live, options.tensorboard_dir) as reporter:
@@ -618,8 +637,10 @@ def _run(spec, chosen, fleet, out, *, strategy, budget, seed, verify_repeats, ba
         if persist_file:
             note = f"{spec.workload_name}, run {run.path}"
             written = fleet.map(lambda h: h.request("persist", {"values": result["best_config"], "path": persist_file,
-                                                                "note": note}))
+                                                                "note": note, "force": force}),
+                                _in_run(fleet, result))
             result["persisted"] = {n: o.value["path"] if o.ok else f"error: {o.error}" for n, o in written.items()}
+            result["persist_overrides"] = {n: o.value.get("overrides", {}) for n, o in written.items() if o.ok}
         run.write("result.json", result)
     finally:
         run.close()
@@ -663,6 +684,9 @@ def _print_outcome(console, result: dict, hosts) -> None:
     elif result.get("kept"):
         console.print("kept the best configuration on every host (until reboot); "
                       f"`tunefleet restore --hosts {hosts}` brings the originals back")
+    elif result.get("drift"):
+        console.print("every knob tunefleet still owned is back on its original value; knobs someone else changed "
+                      f"during the run are left as they set them (see above): {', '.join(result['drift'])}")
     elif result.get("dropped"):
         console.print("every host still in the run is back on its original values; "
                       f"dropped (see above): {', '.join(result['dropped'])}")
@@ -670,11 +694,18 @@ def _print_outcome(console, result: dict, hosts) -> None:
         console.print("every host is back on its original values")
 
 
+def _in_run(fleet, result: dict) -> list[str]:
+    """The hosts still in the run at its end: a dropped one (lost, failing, or changed by someone
+    else) gets nothing kept or persisted."""
+    return [n for n in fleet.hosts if n not in (result.get("dropped") or {})]
+
+
 def _keep_best(fleet, result: dict) -> dict:
     from controller.report import print_changes
 
-    print_changes(_console(stderr=True), {n: h.facts for n, h in fleet.hosts.items()}, result["best_config"])
-    applied = fleet.map(lambda h: h.request("apply", {"values": result["best_config"]}))
+    hosts = _in_run(fleet, result)
+    print_changes(_console(stderr=True), {n: fleet.hosts[n].facts for n in hosts}, result["best_config"])
+    applied = fleet.map(lambda h: h.request("apply", {"values": result["best_config"]}), hosts)
     return {n: o.value["applied"] if o.ok else str(o.error) for n, o in applied.items()}
 
 

@@ -49,7 +49,8 @@ BINDING = {"--budget": "budget", "--strategy": "strategy", "--seed": "seed", "--
            "--confirm-top": "confirm_top", "--keep-best": "keep_best", "--persist": "persist",
            "--persist-file": "persist_file", "--catalog": "catalog"}
 FREE = {"--heartbeat-timeout": "heartbeat_timeout", "--workers": "workers", "--tensorboard": "tensorboard",
-        "--ssh-config": "ssh_config"}
+        "--ssh-config": "ssh_config", "--rejoin-window": "rejoin_window", "--rejoin-interval": "rejoin_interval",
+        "--force": "force"}
 
 
 def check_options(stored: dict, given: dict) -> list[str]:
