@@ -123,19 +123,36 @@ def check(
     started = time.monotonic()
     specs, fleet = _connect(hosts, limit, accept_new_host_keys, connect_timeout, workers=workers,
                             ssh_config=ssh_config)
+    from controller import conflicts
+    from controller.catalog import Catalog
+
+    names = Catalog.default().names()
     with fleet:
         rtts = fleet.map(round_trip_ms)
         rows = check_rows(specs, fleet, {n: o.value for n, o in rtts.items() if o.ok})
+        scans = conflicts.scan_fleet(fleet, names)
+    for r in rows:  # the catalog's knobs that something besides tunefleet manages here
+        scan = scans.get(r["name"]) or {}
+        r["managed"] = conflicts.host_lines(scan, [k for k in names if _managed(scan, k)]) if scan else []
     elapsed = time.monotonic() - started
     if as_json:
         print(json.dumps(rows, indent=2), file=doc)
     else:
-        print_check(_console(), rows, elapsed)
+        console = _console()
+        print_check(console, rows, elapsed)
+        for r in rows:
+            for line in r.get("managed") or []:
+                console.print(f"{r['name']}: {line}", soft_wrap=True)
     failed = [r for r in rows if not r["ok"]]
     if failed:
         for r in failed:
             _error(f"{r['name']}: {r['error']}")
         raise typer.Exit(1)
+
+
+def _managed(scan: dict, knob: str) -> bool:
+    k = (scan.get("knobs") or {}).get(knob) or {}
+    return bool(k.get("files") or k.get("tuned") or k.get("daemons"))
 
 
 @app.command()
@@ -245,6 +262,56 @@ def restore(
         raise typer.Exit(1)
 
 
+@app.command()
+def audit(
+    run_name: Optional[str] = typer.Argument(None, metavar="[RUN]", help="Compare with this past run's verified winner "
+                                             "(a run folder, or its name under the runs folder)."),
+    hosts: Path = HostsOpt,
+    limit: Optional[str] = LimitOpt,
+    spec_file: Optional[Path] = typer.Option(None, "--spec", help="Audit the knobs of this spec."),
+    profile: Optional[str] = typer.Option(None, "--profile", help="Compare with a TuneD profile as each host has it "
+                                          "(NAME or tuned:NAME; 'active': the one TuneD runs there)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the audit as JSON."),
+    runs_dir: Optional[Path] = typer.Option(None, "--runs-dir", help="Where runs are kept (default: ./runs, or "
+                                            "TUNEFLEET_RUNS)."),
+    accept_new_host_keys: bool = AcceptOpt,
+    connect_timeout: float = TimeoutOpt,
+    ssh_config: Optional[Path] = SSHConfigOpt,
+) -> None:
+    """Read each host's knobs and say who manages them, against a run or a profile; changes nothing.
+
+    Per knob: the current value, a past run's verified winner (or the profile's value), every sysctl
+    file that sets it and the one that wins at boot, an active TuneD profile, running tuning daemons,
+    and drift since a run that persisted its winner. No agent is started and nothing is written."""
+    from controller import audit as auditing
+    from controller.fleet.fleet import ConnectOptions
+
+    auditing.check_choice(spec_file, run_name, profile)
+    doc = _json_stdout(as_json)
+    run = None
+    if run_name is not None:
+        from controller.history import load_run
+
+        run = load_run(_run_folder(run_name, runs_dir), trials=False)
+    if spec_file is not None and not spec_file.exists():
+        raise UserError(f"--spec {spec_file}: no such file")
+    if ssh_config is not None and not ssh_config.exists():
+        raise UserError(f"--ssh-config {ssh_config}: no such file")
+    specs = _select(hosts, limit)
+    options = ConnectOptions(connect_timeout=connect_timeout, accept_new_host_keys=accept_new_host_keys,
+                             ssh_config=str(ssh_config) if ssh_config else None)
+    report = auditing.audit(specs, auditing.knob_names(spec_file, run, profile), options, run=run, profile=profile)
+    if as_json:
+        print(json.dumps(report, indent=2), file=doc)
+    else:
+        auditing.print_audit(_console(), report)
+    bad = [n for n, h in report["hosts"].items() if h.get("error")]
+    for name in bad:
+        _error(f"{name}: {report['hosts'][name]['error']}")
+    if bad:
+        raise typer.Exit(1)
+
+
 def _load_catalog(extra: Optional[Path]):
     from controller.catalog import Catalog
 
@@ -315,12 +382,24 @@ def plan(
         from controller.runs import write_json_atomic
 
         write_json_atomic(output, spec.to_dict())
+    from controller import conflicts
+
+    managed = {n: f.get("managed") or {} for n, f in (facts or {}).items()}
     if as_json:
-        print(json.dumps(_plan_record(spec, chosen), indent=2), file=doc)
+        record = _plan_record(spec, chosen)
+        if facts:
+            record["managed"] = {n: {k: (m.get("knobs") or {}).get(k) for k in spec.knob_names}
+                                 for n, m in managed.items()}
+            record["managed_lines"] = {n: conflicts.host_lines(m, spec.knob_names) for n, m in managed.items()}
+        print(json.dumps(record, indent=2), file=doc)
     else:
-        _show_plan(_console(), spec, chosen, spec_file, facts or {})
+        console = _console()
+        _show_plan(console, spec, chosen, spec_file, facts or {})
+        for name, m in managed.items():
+            for line in conflicts.host_lines(m, spec.knob_names) + conflicts.daemon_refusals({name: m}, spec.knob_names):
+                console.print(f"{name}: {line}" if not line.startswith(f"{name}: ") else line, soft_wrap=True)
         if output is not None:
-            _console().print(f"spec written to {output}")
+            console.print(f"spec written to {output}")
 
 
 def _origin(chosen) -> str:
@@ -373,12 +452,16 @@ def _reachable_facts(fleet) -> dict:
 
 def _host_facts(hosts: Path, limit: Optional[str], accept_new: bool, connect_timeout: float,
                 knobs=(), strict: bool = True, ssh_config: Optional[Path] = None, workers: str = "threads") -> dict:
-    """hello from every host, describing `knobs`; with strict=False, the hosts that answered."""
+    """hello from every host, describing `knobs`, with what else manages them (`managed`: the
+    agent's scan, controller/conflicts.py); with strict=False, the hosts that answered."""
+    from controller import conflicts
+
     _, fleet = _connect(hosts, limit, accept_new, connect_timeout, knobs, workers, ssh_config=ssh_config)
     with fleet:
         if fleet.failed and (strict or not fleet.hosts):
             raise next(iter(fleet.failed.values()))
-        return {n: h.facts for n, h in fleet.hosts.items()}
+        scans = conflicts.scan_fleet(fleet, list(knobs)) if knobs else {}
+        return {n: {**h.facts, "managed": scans.get(n, {})} for n, h in fleet.hosts.items()}
 
 
 @app.command()

@@ -201,13 +201,22 @@ def tuned_settings(profiles, dirs=TUNED_DIRS):
 
 
 # -- daemons -------------------------------------------------------------------------------------
+def _netns(proc, pid):
+    try:
+        return os.readlink(os.path.join(proc, pid, "ns", "net"))
+    except OSError:
+        return None  # not ours to inspect (another user's process): counted as this host's
+
+
 def running_daemons(proc="/proc"):
-    """{daemon: [pids]} for tuned and bpftune processes on this host (by process name)."""
+    """{daemon: [pids]} for tuned and bpftune processes on this host (by process name). A daemon
+    in another network namespace (a container, another host of a local fleet) tunes that one."""
     found = {}
     try:
         pids = [p for p in os.listdir(proc) if p.isdigit()]
     except OSError:
         return found
+    mine = _netns(proc, "self")
     for pid in pids:
         try:
             with open(os.path.join(proc, pid, "comm")) as f:
@@ -217,6 +226,9 @@ def running_daemons(proc="/proc"):
         except OSError:
             continue
         names = {comm} | set(os.path.basename(a) for a in argv[:2])
+        theirs = _netns(proc, pid)
+        if mine and theirs and theirs != mine:
+            continue
         for daemon in DAEMONS:
             if daemon in names and os.path.basename(argv[0] if argv else "") not in ("tuned-adm",):
                 found.setdefault(daemon, []).append(int(pid))
