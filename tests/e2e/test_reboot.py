@@ -174,7 +174,7 @@ def test_an_agent_killed_mid_run_is_reconnected_on_the_same_boot_and_rejoins(fle
 
 def test_restore_after_a_reboot_names_the_kept_journal_it_discarded(fleet_inventory, inventory, fleet_as_made):
     """--keep-best leaves values applied until a reboot: after one, the kept journal holds another
-    boot's originals. `tunefleet restore` writes none of them and says which it left to the reboot."""
+    boot's originals. `tunefleet restore` writes none of them and says the kept value is gone."""
     from controller.fleet.fleet import start_agent
     from controller.fleet.transport import SSHTransport
 
@@ -193,6 +193,6 @@ def test_restore_after_a_reboot_names_the_kept_journal_it_discarded(fleet_invent
                        capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stderr
     earlier = Path("/proc/sys/kernel/random/boot_id").read_text()[:8]
-    assert (f"h2: {SOMAXCONN} not written back: journaled during an earlier boot ({earlier}…, original "
-            f"{before['h2'][SOMAXCONN]}), which the reboot reset") in p.stdout, p.stdout
+    assert (f"h2: {SOMAXCONN}: the kept value 1999 is gone: the host rebooted since {earlier}… and it is now "
+            f"{before['h2'][SOMAXCONN]} (original {before['h2'][SOMAXCONN]}); nothing written") in p.stdout, p.stdout
     assert knob_values(inventory) == before
