@@ -577,7 +577,10 @@ def run(
         facts = _reachable_facts(fleet)
         validate(spec, catalog, facts, origin=_origin(chosen))
         if resumed is not None:
+            said = len(resumed.notes)
             resumed.check_fleet(fleet, spec)
+            for line in resumed.notes[said:]:
+                out.print(line, soft_wrap=True)
             out.print(f"resuming {resumed.run.path} in the {resumed.phase} phase; restored: "
                       f"{resumed.summary()['restored'] or 'nothing, every host was on its originals'}")
         _show_plan(out, spec, chosen, spec_file, facts)
