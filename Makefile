@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 HOSTS ?= 3
 PG ?= 1
-APT_PACKAGES := python3 python3-venv openssh-server openssh-client sudo iproute2 util-linux procps sysbench apache2-utils postgresql postgresql-client chromium
+APT_PACKAGES := python3 python3-venv openssh-server openssh-client sudo iproute2 util-linux procps sysbench apache2-utils postgresql postgresql-client chromium tuned
 
 .PHONY: setup apt venv fleet-up fleet-down ray-up ray-down demo test test-unit test-e2e bench bench-scale clean
 
