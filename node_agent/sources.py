@@ -26,9 +26,9 @@ import os
 import re
 import sys
 
+# The first two are the ones TuneD applies again over its profile (then sysctl.conf).
 SYSCTL_DIRS = ("/etc/sysctl.d", "/run/sysctl.d", "/usr/local/lib/sysctl.d", "/usr/lib/sysctl.d", "/lib/sysctl.d")
 SYSCTL_CONF = "/etc/sysctl.conf"
-TUNED_REAPPLIED = ("/run/sysctl.d", "/etc/sysctl.d")  # what TuneD applies again over its profile, then sysctl.conf
 TUNED_DIRS = ("/etc/tuned", "/usr/lib/tuned")          # a profile in /etc/tuned hides the packaged one
 TUNED_ACTIVE = "/etc/tuned/active_profile"
 TUNED_MAIN = "/etc/tuned/tuned-main.conf"
@@ -236,13 +236,13 @@ def running_daemons(proc="/proc"):
 
 
 # -- the scan ------------------------------------------------------------------------------------
-def _tuned_winner(files_for_knob, tuned_value, reapply):
-    """What holds a knob once TuneD has applied its profile (and, with reapply, the files again)."""
+def _tuned_winner(files_for_knob, tuned_value, reapply, reapplied, conf):
+    """What holds a knob once TuneD has applied its profile (and, with reapply, the files of
+    ``reapplied`` folders and ``conf`` again)."""
     if tuned_value is None:
         return None
     if reapply:
-        again = [f for f in files_for_knob if f["path"] == SYSCTL_CONF
-                 or os.path.dirname(f["path"]) in TUNED_REAPPLIED]
+        again = [f for f in files_for_knob if f["path"] == conf or os.path.dirname(f["path"]) in reapplied]
         if again:
             return dict(again[-1], by="file")
     return {"path": tuned_value["path"], "value": tuned_value["value"], "by": "tuned",
@@ -276,7 +276,7 @@ def scan(names, dirs=SYSCTL_DIRS, conf=SYSCTL_CONF, tuned_dirs=TUNED_DIRS, activ
             "files": setters,
             "boot": setters[-1] if setters else None,
             "tuned": tuned_value,
-            "after_tuned": _tuned_winner(setters, tuned_value, state["reapply_sysctl"]),
+            "after_tuned": _tuned_winner(setters, tuned_value, state["reapply_sysctl"], dirs[:2], conf),
             "daemons": retuned_by,
         }
     return {"files": files, "tuned": dict(state, settings=profile), "daemons": daemons, "knobs": knobs}
