@@ -215,7 +215,12 @@ class Journal:
             self._save()
 
     def _ours(self, name, original, recovering):
-        mine = set([self.written.get(name, original)])
+        """The values a restore may write over: what tunefleet wrote (and, recovering, what it had
+        there before). None: anything, for a knob journaled before writes were recorded (a
+        format-1 journal of an older agent): tunefleet cannot tell its own value from another's."""
+        if name not in self.written:
+            return None
+        mine = set([self.written[name]])
         if recovering and self.previous.get(name) is not None:
             mine.add(self.previous[name])
         return mine
@@ -253,7 +258,8 @@ class Journal:
                 if read is not None and current == original:
                     report["unchanged"][name] = original
                     continue
-                if current is not None and current not in self._ours(name, original, recovering):
+                mine = self._ours(name, original, recovering)
+                if current is not None and mine is not None and current not in mine:
                     report["foreign"][name] = {"found": current, "ours": self.written.get(name), "original": original}
                     continue
                 write(name, original)
