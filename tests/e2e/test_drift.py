@@ -129,6 +129,9 @@ def test_a_second_writer_of_a_kernel_wide_knob_is_detected_and_wins(fleet_invent
                                "(tunefleet had "), line
         assert_nothing_kept_after(run_dir, "h1", changed_at)
         assert Path(proc_path(SWAPPINESS)).read_text().strip() == "7"
+        seen = [t for t in trials_of(run_dir, "h1") if (t["error"] or "").startswith("drift: ")]
+        print(f"h1 {SWAPPINESS}: changed at {changed_at:.2f}, the evaluation that saw it ended "
+              f"{seen[0]['time'] - changed_at:+.2f} s later")
     finally:
         Path(proc_path(SWAPPINESS)).write_text(original)
     assert Path(proc_path(SWAPPINESS)).read_text().strip() == original
