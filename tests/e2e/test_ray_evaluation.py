@@ -4,6 +4,7 @@ the driver awaits the round's calls together. Counted where it happens: the call
 
 from __future__ import annotations
 
+from tests.conftest import FLEET
 from tests.e2e.test_ray_restart import KNOB, _value
 
 
