@@ -123,19 +123,36 @@ def check(
     started = time.monotonic()
     specs, fleet = _connect(hosts, limit, accept_new_host_keys, connect_timeout, workers=workers,
                             ssh_config=ssh_config)
+    from controller import conflicts
+    from controller.catalog import Catalog
+
+    names = Catalog.default().names()
     with fleet:
         rtts = fleet.map(round_trip_ms)
         rows = check_rows(specs, fleet, {n: o.value for n, o in rtts.items() if o.ok})
+        scans = conflicts.scan_fleet(fleet, names)
+    for r in rows:  # the catalog's knobs that something besides tunefleet manages here
+        scan = scans.get(r["name"]) or {}
+        r["managed"] = conflicts.host_lines(scan, [k for k in names if _managed(scan, k)]) if scan else []
     elapsed = time.monotonic() - started
     if as_json:
         print(json.dumps(rows, indent=2), file=doc)
     else:
-        print_check(_console(), rows, elapsed)
+        console = _console()
+        print_check(console, rows, elapsed)
+        for r in rows:
+            for line in r.get("managed") or []:
+                console.print(f"{r['name']}: {line}", soft_wrap=True)
     failed = [r for r in rows if not r["ok"]]
     if failed:
         for r in failed:
             _error(f"{r['name']}: {r['error']}")
         raise typer.Exit(1)
+
+
+def _managed(scan: dict, knob: str) -> bool:
+    k = (scan.get("knobs") or {}).get(knob) or {}
+    return bool(k.get("files") or k.get("tuned") or k.get("daemons"))
 
 
 @app.command()
@@ -241,7 +258,8 @@ def restore(
     hosts: Path = HostsOpt,
     limit: Optional[str] = LimitOpt,
     as_json: bool = typer.Option(False, "--json", help="Print the restored values as JSON."),
-    unpersist: bool = typer.Option(False, "--unpersist", help="Also delete the sysctl.d drop-in that --persist wrote."),
+    unpersist: bool = typer.Option(False, "--unpersist", help="Also delete the sysctl.d drop-in that --persist wrote, "
+                                   "and put its knobs back on their originals now (not only at the next boot)."),
     persist_file: str = typer.Option("/etc/sysctl.d/90-tunefleet.conf", "--persist-file", help="The drop-in to delete."),
     accept_new_host_keys: bool = AcceptOpt,
     connect_timeout: float = TimeoutOpt,
@@ -250,7 +268,7 @@ def restore(
 ) -> None:
     """Write back every original value an agent journaled (after a crash, or after --keep-best).
 
-    Says per host and knob: restored, already original, or failed (with the errno); exits 1 when a host is unreachable or anything is left changed (it stays journaled on the host)."""
+    Says per host and knob: restored, already original, left as someone else set it (never overwritten), or failed (with the errno); exits 1 when a host is unreachable or anything is left changed (it stays journaled on the host)."""
     from controller.fleet.restoring import restore_host
 
     doc = _json_stdout(as_json)
@@ -262,7 +280,7 @@ def restore(
     failed.update({n: o.error for n, o in outcomes.items() if not o.ok})
     if as_json:
         print(json.dumps({**{key: {n: r.to_dict()[key] for n, r in reports.items()}
-                             for key in ("restored", "unchanged", "failed", "left", "removed", "discarded")},
+                             for key in ("restored", "unchanged", "failed", "left", "removed", "discarded", "foreign")},
                           "errors": {n: str(e) for n, e in failed.items()}}, indent=2), file=doc)
     else:
         print("\n".join(line for name, r in reports.items() for line in r.lines(name)))
@@ -273,6 +291,56 @@ def restore(
     for name, e in failed.items():
         _error(str(e) if e.host else f"{name}: {e}")
     if failed or not all(r.clean for r in reports.values()):
+        raise typer.Exit(1)
+
+
+@app.command()
+def audit(
+    run_name: Optional[str] = typer.Argument(None, metavar="[RUN]", help="Compare with this past run's verified winner "
+                                             "(a run folder, or its name under the runs folder)."),
+    hosts: Path = HostsOpt,
+    limit: Optional[str] = LimitOpt,
+    spec_file: Optional[Path] = typer.Option(None, "--spec", help="Audit the knobs of this spec."),
+    profile: Optional[str] = typer.Option(None, "--profile", help="Compare with a TuneD profile as each host has it "
+                                          "(NAME or tuned:NAME; 'active': the one TuneD runs there)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the audit as JSON."),
+    runs_dir: Optional[Path] = typer.Option(None, "--runs-dir", help="Where runs are kept (default: ./runs, or "
+                                            "TUNEFLEET_RUNS)."),
+    accept_new_host_keys: bool = AcceptOpt,
+    connect_timeout: float = TimeoutOpt,
+    ssh_config: Optional[Path] = SSHConfigOpt,
+) -> None:
+    """Read each host's knobs and say who manages them, against a run or a profile; changes nothing.
+
+    Per knob: the current value, a past run's verified winner (or the profile's value), every sysctl
+    file that sets it and the one that wins at boot, an active TuneD profile, running tuning daemons,
+    and drift since a run that persisted its winner. No agent is started and nothing is written."""
+    from controller import audit as auditing
+    from controller.fleet.fleet import ConnectOptions
+
+    auditing.check_choice(spec_file, run_name, profile)
+    doc = _json_stdout(as_json)
+    run = None
+    if run_name is not None:
+        from controller.history import load_run
+
+        run = load_run(_run_folder(run_name, runs_dir), trials=False)
+    if spec_file is not None and not spec_file.exists():
+        raise UserError(f"--spec {spec_file}: no such file")
+    if ssh_config is not None and not ssh_config.exists():
+        raise UserError(f"--ssh-config {ssh_config}: no such file")
+    specs = _select(hosts, limit)
+    options = ConnectOptions(connect_timeout=connect_timeout, accept_new_host_keys=accept_new_host_keys,
+                             ssh_config=str(ssh_config) if ssh_config else None)
+    report = auditing.audit(specs, auditing.knob_names(spec_file, run, profile), options, run=run, profile=profile)
+    if as_json:
+        print(json.dumps(report, indent=2), file=doc)
+    else:
+        auditing.print_audit(_console(), report)
+    bad = [n for n, h in report["hosts"].items() if h.get("error")]
+    for name in bad:
+        _error(f"{name}: {report['hosts'][name]['error']}")
+    if bad:
         raise typer.Exit(1)
 
 
@@ -346,12 +414,24 @@ def plan(
         from controller.runs import write_json_atomic
 
         write_json_atomic(output, spec.to_dict())
+    from controller import conflicts
+
+    managed = {n: f.get("managed") or {} for n, f in (facts or {}).items()}
     if as_json:
-        print(json.dumps(_plan_record(spec, chosen), indent=2), file=doc)
+        record = _plan_record(spec, chosen)
+        if facts:
+            record["managed"] = {n: {k: (m.get("knobs") or {}).get(k) for k in spec.knob_names}
+                                 for n, m in managed.items()}
+            record["managed_lines"] = {n: conflicts.host_lines(m, spec.knob_names) for n, m in managed.items()}
+        print(json.dumps(record, indent=2), file=doc)
     else:
-        _show_plan(_console(), spec, chosen, spec_file, facts or {})
+        console = _console()
+        _show_plan(console, spec, chosen, spec_file, facts or {})
+        for name, m in managed.items():
+            for line in conflicts.host_lines(m, spec.knob_names) + conflicts.daemon_refusals({name: m}, spec.knob_names):
+                console.print(f"{name}: {line}" if not line.startswith(f"{name}: ") else line, soft_wrap=True)
         if output is not None:
-            _console().print(f"spec written to {output}")
+            console.print(f"spec written to {output}")
 
 
 def _origin(chosen) -> str:
@@ -404,12 +484,16 @@ def _reachable_facts(fleet) -> dict:
 
 def _host_facts(hosts: Path, limit: Optional[str], accept_new: bool, connect_timeout: float,
                 knobs=(), strict: bool = True, ssh_config: Optional[Path] = None, workers: str = "threads") -> dict:
-    """hello from every host, describing `knobs`; with strict=False, the hosts that answered."""
+    """hello from every host, describing `knobs`, with what else manages them (`managed`: the
+    agent's scan, controller/conflicts.py); with strict=False, the hosts that answered."""
+    from controller import conflicts
+
     _, fleet = _connect(hosts, limit, accept_new, connect_timeout, knobs, workers, ssh_config=ssh_config)
     with fleet:
         if fleet.failed and (strict or not fleet.hosts):
             raise next(iter(fleet.failed.values()))
-        return {n: h.facts for n, h in fleet.hosts.items()}
+        scans = conflicts.scan_fleet(fleet, list(knobs)) if knobs else {}
+        return {n: {**h.facts, "managed": scans.get(n, {})} for n, h in fleet.hosts.items()}
 
 
 @app.command()
@@ -453,6 +537,13 @@ def run(
     compare: list[str] = typer.Option([], "--compare", help="Also measure an expert profile (tuned:NAME, redis:docs, "
                                       "...; `tunefleet profiles` lists them) beside the winner, in the same "
                                       "interleaved verification; 'auto': those that fit the built-in workload."),
+    rejoin_window: float = typer.Option(180.0, "--rejoin-window", min=0.0, max=86400.0, help="Seconds a host whose "
+                                        "agent was lost (a partition, a reboot) is reconnected for, in any phase, "
+                                        "before the run leaves it out."),
+    rejoin_interval: float = typer.Option(3.0, "--rejoin-interval", min=0.1, max=3600.0, help="Seconds between two "
+                                          "reconnection attempts to a lost host."),
+    force: bool = typer.Option(False, "--force", help="--persist even where the drop-in would not win at boot (a later "
+                               "sysctl file or a TuneD profile sets the same knob)."),
 ) -> None:
     """Learn better kernel settings by running the benchmark on every host, then restore them."""
     from controller.catalog import validate
@@ -470,7 +561,8 @@ def run(
                        seed=seed, policy=policy, verify_repeats=verify_repeats, baseline_repeats=baseline_repeats,
                        confirm_top=confirm_top, keep_best=keep_best, persist=persist, persist_file=persist_file,
                        catalog_file=catalog_file and str(catalog_file.resolve()), heartbeat_timeout=heartbeat_timeout,
-                       workers=workers, tensorboard=tensorboard, ssh_config=ssh_config and str(ssh_config.resolve()))
+                       workers=workers, tensorboard=tensorboard, ssh_config=ssh_config and str(ssh_config.resolve()),
+                       rejoin_window=rejoin_window, rejoin_interval=rejoin_interval, force=force)
         for line in resumed.notes + check_options(o, given):
             out.print(line)
         hosts, limit = (hosts, limit) if hosts else (Path(o["hosts"]), o.get("limit"))
@@ -486,13 +578,17 @@ def run(
         if "--heartbeat-timeout" not in given:
             heartbeat_timeout = o.get("heartbeat_timeout", heartbeat_timeout)
         compare = compare or list(o.get("compare") or [])
+        rejoin_window = rejoin_window if "--rejoin-window" in given else o.get("rejoin_window", rejoin_window)
+        rejoin_interval = rejoin_interval if "--rejoin-interval" in given else o.get("rejoin_interval", rejoin_interval)
+        force = force if "--force" in given else bool(o.get("force"))
     elif hosts is None:
         raise UserError("--hosts is required (or --resume RUN_DIR)")
     invocation = {"hosts": str(hosts.resolve()), "limit": limit,
                   "catalog": str(catalog_file.resolve()) if catalog_file else None,
                   "ssh_config": str(ssh_config.resolve()) if ssh_config else None, "workers": workers,
                   "keep_best": keep_best, "persist_file": persist_file if persist else None, "tensorboard": tensorboard,
-                  "heartbeat_timeout": heartbeat_timeout, "compare": list(compare)}
+                  "heartbeat_timeout": heartbeat_timeout, "rejoin_window": rejoin_window,
+                  "rejoin_interval": rejoin_interval, "force": force, "compare": list(compare)}
     catalog = _load_catalog(catalog_file)
     _select(hosts, limit)  # a bad inventory or --limit fails before any planning
     facts = None
@@ -518,10 +614,16 @@ def run(
         facts = _reachable_facts(fleet)
         validate(spec, catalog, facts, origin=_origin(chosen))
         if resumed is not None:
+            said = len(resumed.notes)
             resumed.check_fleet(fleet, spec)
+            for line in resumed.notes[said:]:
+                out.print(line, soft_wrap=True)
             out.print(f"resuming {resumed.run.path} in the {resumed.phase} phase; restored: "
                       f"{resumed.summary()['restored'] or 'nothing, every host was on its originals'}")
         _show_plan(out, spec, chosen, spec_file, facts)
+        from controller import conflicts
+
+        conflicts.preflight(fleet, spec, persist_file if persist else None, force, lambda t: out.print(t, soft_wrap=True))
         if dry_run:
             out.print("dry run: nothing was changed")
             return
@@ -533,8 +635,8 @@ def run(
         result = _run(spec, chosen, fleet, out, strategy=strategy, budget=budget, seed=seed, policy=policy,
                       verify_repeats=verify_repeats, baseline_repeats=baseline_repeats, run_dir=run_dir,
                       keep_best=keep_best, confirm_top=confirm_top, persist_file=persist_file if persist else None,
-                      tensorboard=tensorboard, invocation=invocation, resume=resumed, compare=compare,
-                      catalog=catalog)
+                      tensorboard=tensorboard, invocation=invocation, resume=resumed, rejoin_window=rejoin_window,
+                      rejoin_interval=rejoin_interval, force=force, compare=compare, catalog=catalog)
     except KeyboardInterrupt:
         out.print("[yellow]interrupted:[/] finishing the benchmarks in flight, then restoring every host")
     finally:
@@ -647,7 +749,7 @@ def _profiles_to_compare(names: list[str], chosen) -> list[str]:
 
 def _run(spec, chosen, fleet, out, *, strategy, budget, seed, verify_repeats, baseline_repeats, run_dir, keep_best,
          policy=None, confirm_top=3, persist_file=None, tensorboard=False, invocation=None, resume=None,
-         compare=(), catalog=None):
+         rejoin_window=180.0, rejoin_interval=3.0, force=False, compare=(), catalog=None):
     from controller import tblog
     from controller.live import LiveReporter
     from controller.runs import RunDir
@@ -661,6 +763,7 @@ def _run(spec, chosen, fleet, out, *, strategy, budget, seed, verify_repeats, ba
     options = RunOptions(strategy=strategy, budget=budget, seed=seed, verify_repeats=verify_repeats, policy=policy,
                          baseline_repeats=baseline_repeats, confirm_top=confirm_top, invocation=invocation,
                          tensorboard_dir=run.path / "tensorboard" if tensorboard else None,
+                         rejoin_window=rejoin_window, rejoin_interval=rejoin_interval,
                          compare=tuple(compare), catalog=catalog)
     try:
         with LiveReporter(out, fleet.names, budget, spec.goal, spec.reward_metric,
@@ -674,8 +777,10 @@ def _run(spec, chosen, fleet, out, *, strategy, budget, seed, verify_repeats, ba
         if persist_file:
             note = f"{spec.workload_name}, run {run.path}"
             written = fleet.map(lambda h: h.request("persist", {"values": result["best_config"], "path": persist_file,
-                                                                "note": note}))
+                                                                "note": note, "force": force}),
+                                _in_run(fleet, result))
             result["persisted"] = {n: o.value["path"] if o.ok else f"error: {o.error}" for n, o in written.items()}
+            result["persist_overrides"] = {n: o.value.get("overrides", {}) for n, o in written.items() if o.ok}
         run.write("result.json", result)
     finally:
         run.close()
@@ -719,6 +824,9 @@ def _print_outcome(console, result: dict, hosts) -> None:
     elif result.get("kept"):
         console.print("kept the best configuration on every host (until reboot); "
                       f"`tunefleet restore --hosts {hosts}` brings the originals back")
+    elif result.get("drift"):
+        console.print("every knob tunefleet still owned is back on its original value; knobs someone else changed "
+                      f"during the run are left as they set them (see above): {', '.join(result['drift'])}")
     elif result.get("dropped"):
         console.print("every host still in the run is back on its original values; "
                       f"dropped (see above): {', '.join(result['dropped'])}")
@@ -726,11 +834,18 @@ def _print_outcome(console, result: dict, hosts) -> None:
         console.print("every host is back on its original values")
 
 
+def _in_run(fleet, result: dict) -> list[str]:
+    """The hosts still in the run at its end: a dropped one (lost, failing, or changed by someone
+    else) gets nothing kept or persisted."""
+    return [n for n in fleet.hosts if n not in (result.get("dropped") or {})]
+
+
 def _keep_best(fleet, result: dict) -> dict:
     from controller.report import print_changes
 
-    print_changes(_console(stderr=True), {n: h.facts for n, h in fleet.hosts.items()}, result["best_config"])
-    applied = fleet.map(lambda h: h.request("apply", {"values": result["best_config"]}))
+    hosts = _in_run(fleet, result)
+    print_changes(_console(stderr=True), {n: fleet.hosts[n].facts for n in hosts}, result["best_config"])
+    applied = fleet.map(lambda h: h.request("apply", {"values": result["best_config"]}), hosts)
     return {n: o.value["applied"] if o.ok else str(o.error) for n, o in applied.items()}
 
 

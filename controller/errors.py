@@ -54,9 +54,11 @@ class SudoPasswordRequired(HostError):
 class AgentError(HostError):
     """The agent answered a request with an error, or stopped answering."""
 
-    def __init__(self, message: str, host: str | None = None, etype: str = "InternalError"):
+    def __init__(self, message: str, host: str | None = None, etype: str = "InternalError",
+                 details: dict | None = None):
         super().__init__(message, host)
         self.etype = etype
+        self.details = details or {}  # the error's other fields (errno, drift, ...)
 
 
 class AgentTimeout(AgentError):

@@ -163,6 +163,10 @@ def print_result(console, result: dict) -> None:
         console.print(f"[yellow]dropped[/] {name}: {why}")
     for name, how in (result.get("rejoined") or {}).items():
         console.print(f"[yellow]rejoined[/] {name}: {how}")
+    for name, d in (result.get("drift") or {}).items():
+        for knob, left in (d.get("left_as_set") or {}).items():
+            console.print(f"[yellow]left as set[/] {name}: {knob} = {left.get('found')}, written by someone else "
+                          f"(tunefleet had {left.get('ours')}, original {left.get('original')}); not written back")
     console.print(f"run folder: {result['run_dir']}")
 
 

@@ -18,8 +18,12 @@ back and continues where the killed one stopped:
 
 Before anything runs the hosts must be on their originals. An agent restores a stale journal when
 it starts (hello reports it as ``recovered``); a value that still differs from hosts.json is asked
-back from the journal (``restore``). One no journal holds is refused, not written here: the agent
-would journal the wrong value as the original and put it back at the end. Evaluations that were in flight at the kill were never recorded: they are
+back from the journal (``restore``). A host that rebooted since (a run that dropped it for a
+reboot) is on its boot values; the journal of its earlier boot, which its agent keeps aside, says
+what the host held before the run: when that matches hosts.json the originals are written back
+for the rest of the run (and the boot values restored at its end). One no journal holds is
+refused, not written here: the agent would journal the wrong value as the original and put it
+back at the end. Evaluations that were in flight at the kill were never recorded: they are
 lost, so the spent evaluations never exceed the budget plus those.
 """
 
@@ -49,7 +53,8 @@ BINDING = {"--budget": "budget", "--strategy": "strategy", "--seed": "seed", "--
            "--confirm-top": "confirm_top", "--keep-best": "keep_best", "--persist": "persist",
            "--persist-file": "persist_file", "--catalog": "catalog"}
 FREE = {"--heartbeat-timeout": "heartbeat_timeout", "--workers": "workers", "--tensorboard": "tensorboard",
-        "--ssh-config": "ssh_config"}
+        "--ssh-config": "ssh_config", "--rejoin-window": "rejoin_window", "--rejoin-interval": "rejoin_interval",
+        "--force": "force"}
 
 
 def check_options(stored: dict, given: dict) -> list[str]:
@@ -172,10 +177,35 @@ class Resume:
                 for name in differ:
                     report = fleet.hosts[name].request("restore", {}, timeout=30.0)
                     self.restored[name].update(report.get("restored") or {})
+                    self._rebooted(name, fleet.hosts[name], {k: w for k, (w, _) in differ[name].items()})
         name, knobs = next(iter(differ.items()))
         k, (want, got) = next(iter(knobs.items()))
         raise UserError(f"--resume: {name}: {k} is {got}, the run measured its baseline at {want}, and no "
                         "journal holds that original; set it back (sysctl -w) before resuming")
+
+    def _rebooted(self, name: str, host, want: dict[str, str]) -> None:
+        """A host that rebooted since the run (another boot_id; often one the run dropped for it) is
+        on its boot values. Its agent kept the journal of the earlier boot (hello's ``discarded``):
+        when that journal's originals are the run's, they are this host's values from before the
+        run, so they are written back for the rest of the run (journaled over the boot values,
+        which the end of the run restores). Anything else is left for check_fleet to refuse."""
+        recorded = (self.hosts.get(name) or {}).get("facts") or {}
+        if not recorded.get("boot_id") or host.facts.get("boot_id") == recorded.get("boot_id"):
+            return
+        earlier = {}
+        for journal in (host.facts.get("discarded") or {}).values():
+            if journal.get("boot_id") == recorded["boot_id"]:
+                earlier.update(journal.get("originals") or {})
+        if not want or any(earlier.get(k) != v for k, v in want.items()):
+            return
+        reply = host.request("apply", {"values": want}, timeout=30.0)
+        if reply.get("refused"):
+            return
+        self.restored[name].update(want)
+        self.notes.append(f"--resume: {name} rebooted since the run (boot_id {recorded['boot_id'][:8]}… → "
+                          f"{str(host.facts.get('boot_id'))[:8]}…); the journal of its earlier boot confirms the "
+                          f"run's originals ({', '.join(f'{k} = {v}' for k, v in want.items())}): written back for "
+                          "the rest of the run, its boot values are restored at the end")
 
     def attach(self, recorder: Recorder, evaluators: dict[str, HostEvaluator]) -> None:
         """Put the finished evaluations back in the recorder and the hosts' evaluators."""
@@ -210,6 +240,8 @@ class Resume:
                 "replayed": replayed,
                 "discarded": {p: len(self.of(p)) for p in PHASES if p not in replayed and self.of(p)},
                 "restored": {n: v for n, v in self.restored.items() if v},
+                **({"rebooted": [n for n in self.notes if " rebooted since the run " in n]}
+                   if any(" rebooted since the run " in n for n in self.notes) else {}),
                 **({"checkpoint": str(self.checkpoint)} if self.checkpoint else {})}
 
 

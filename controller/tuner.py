@@ -46,6 +46,8 @@ class RunOptions:
     invocation: dict | None = None        # how the run was started (inventory, --limit, ...): options.json
     compare: tuple[str, ...] = ()         # expert profiles measured beside the winner (controller/learn/arms.py)
     catalog: object = None                # a Catalog (default: the built-in one): when knobs take effect
+    rejoin_window: float = 180.0          # a lost host is reconnected for this long (seconds) ...
+    rejoin_interval: float = 3.0          # ... trying every this many seconds (controller/fleet/rejoin.py)
 
 
 class Reporter(Protocol):
@@ -105,10 +107,12 @@ def tune(spec, fleet: Fleet, run: RunDir, options: RunOptions, reporter: Reporte
     if resume is not None:
         resume.attach(setup.recorder, setup.evaluators)
     evaluators = setup.evaluators
+    _watch(fleet, setup.originals, evaluators, reporter)
     executor = ThreadExecutor(len(evaluators))
-    rejoiner, ctx = _rejoiner(fleet, setup.originals), None
+    rejoiner, ctx = _rejoiner(fleet, setup.originals, options), None
     try:
-        baselines, warnings = _baseline_phase(evaluators, executor, options, spec, run, reporter, resume)
+        baselines, warnings = _baseline_phase(evaluators, executor, options, spec, run, reporter, resume, rejoiner,
+                                              setup.prepared)
         reporter.phase("search", f"{options.strategy}, budget {options.budget} evaluations")
         ctx = SearchContext(
             spec=spec, evaluators=evaluators, originals=setup.originals,
@@ -188,7 +192,8 @@ def _plan_arms(fleet: Fleet, names, catalog: Catalog, reporter: Reporter) -> lis
     return out
 
 
-def _baseline_phase(evaluators, executor, options: RunOptions, spec, run: RunDir, reporter: Reporter, resume):
+def _baseline_phase(evaluators, executor, options: RunOptions, spec, run: RunDir, reporter: Reporter, resume,
+                    rejoiner=None, prepare=None):
     """The baseline, with repeats, each host on its own original values; and what its noise means."""
     from controller import resume as resuming
 
@@ -197,7 +202,7 @@ def _baseline_phase(evaluators, executor, options: RunOptions, spec, run: RunDir
     if resume is not None and resume.baseline is not None:
         baselines = resume.baselines()
     else:
-        baselines = _baseline(evaluators, executor, repeats, reporter)
+        baselines = _baseline(evaluators, executor, repeats, reporter, rejoiner, prepare)
         resuming.record_baseline(run, baselines, evaluators)
     if not any(ev.baseline is not None for ev in evaluators.values()):
         raise TunefleetError("no host produced a baseline: " +
@@ -272,14 +277,35 @@ def _store_policy(plan: dict, spec, run: RunDir, recorder: Recorder, reporter: R
     plan["saved"] = str(path)
 
 
-def _rejoiner(fleet: Fleet, originals: dict[str, dict[str, str]]):
+def _rejoiner(fleet: Fleet, originals: dict[str, dict[str, str]], options: RunOptions):
     """Hosts whose agent is lost are reconnected and judged (controller/fleet/rejoin.py), the way
-    the fleet connected them (threads or Ray actors)."""
+    the fleet connected them (threads or Ray actors), within the run's rejoin window."""
     if fleet.options is None:  # a fleet that was not connected here (a simulated one) cannot be reconnected
         return None
     from controller.fleet.rejoin import Rejoiner
 
-    return Rejoiner(fleet, originals)
+    return Rejoiner(fleet, originals, within=options.rejoin_window, every=options.rejoin_interval)
+
+
+def _watch(fleet: Fleet, originals: dict[str, dict[str, str]], evaluators: dict[str, HostEvaluator],
+           reporter: Reporter) -> None:
+    """Tell every agent the values its baseline is measured on: from now on any other value of a
+    tuned knob that tunefleet did not write is someone else's change (node_agent/drift.py)."""
+    from controller.errors import AgentError
+    from controller.learn.search import say_drift
+    from node_agent.protocol import E_DRIFT
+
+    if fleet.options is None:  # a simulated fleet has no agents
+        return
+    outcomes = fleet.map(lambda h: h.request("watch", {"values": originals[h.name]}))
+    for name, out in outcomes.items():
+        if out.ok:
+            continue
+        if isinstance(out.error, AgentError) and out.error.etype == E_DRIFT:
+            evaluators[name].stop_for_drift(out.error.details.get("drift") or {})
+            say_drift(evaluators[name], reporter.message)
+        else:
+            raise out.error
 
 
 def _trial_sink(run: RunDir, fleet: Fleet):
@@ -295,10 +321,22 @@ def _trial_sink(run: RunDir, fleet: Fleet):
     return append
 
 
-def _baseline(evaluators: dict[str, HostEvaluator], executor, repeats: int, reporter: Reporter) -> dict[str, dict]:
+def _baseline(evaluators: dict[str, HostEvaluator], executor, repeats: int, reporter: Reporter,
+              rejoiner=None, prepare=None) -> dict[str, dict]:
+    from controller.learn.search import bring_back
+
     def measure(ev: HostEvaluator) -> dict:
-        trials = [ev.evaluate(None, phase="baseline") for _ in range(repeats)]
+        trials = []
+        while len(trials) < repeats and not ev.dropped:
+            t = ev.evaluate(None, phase="baseline")
+            if ev.lost or ev.drift is not None:  # measured again once the host is back on its originals
+                if bring_back(rejoiner, ev, reporter.message, prepare):
+                    continue
+                break
+            trials.append(t)
         good = [t for t in trials if t.ok]
+        if ev.dropped:
+            return {}
         if not good:
             ev.dropped = f"the baseline benchmark failed: {trials[-1].error}"
             reporter.message(f"dropping {ev.name} from the run: {ev.dropped}")
@@ -331,7 +369,7 @@ def _importance(recorder: Recorder, spec) -> dict[str, float]:
     to each host's baseline, so hosts pool; a setting that makes the benchmark fail scores the
     floor, which is an effect too). Re-measurements of the top candidates are left out: they
     would weigh a few good settings many times. A lost agent says nothing about the knobs."""
-    trials = [t.to_dict() for t in recorder.search_trials() if not (t.error or "").startswith("agent lost")]
+    trials = [t.to_dict() for t in recorder.search_trials() if not (t.error or "").startswith(("agent lost", "drift:"))]
     return {k: round(v, 4) for k, v in knob_importance(trials, spec.knob_names).items()}
 
 
@@ -350,6 +388,7 @@ def _result(spec, options: RunOptions, run: RunDir, recorder: Recorder, ctx: Sea
             "failures": sum(1 for t in recorder.search_trials(name) if not t.ok),
             "dropped": ev.dropped,
             **({"rejoined": ev.rejoined} if ev.rejoined else {}),
+            **({"drift": ev.drift} if ev.drift is not None else {}),
             **({"worker": ev.host.facts["worker"]} if ev.host.facts.get("worker") else {}),
         }
         if name in summary["per_host"]:
@@ -388,6 +427,9 @@ def _result(spec, options: RunOptions, run: RunDir, recorder: Recorder, ctx: Sea
         "hosts": per_host,
         "dropped": ctx.dropped,
         "rejoined": {n: ev.rejoined for n, ev in ctx.evaluators.items() if ev.rejoined},
+        "drift": {n: {"knobs": ev.drift, "left_as_set": (ev.released or {}).get("foreign") or {},
+                      "restored": (ev.released or {}).get("restored") or {}}
+                  for n, ev in ctx.evaluators.items() if ev.drift is not None},
         "run_dir": str(run.path),
     }
     return result

@@ -32,11 +32,14 @@ clear_stale_pid() {   # $1 = a PostgreSQL data dir whose server is known to be s
 # become sshd. sshd daemonizes (setsid, stdio to /dev/null) and writes its pid file once it
 # listens; everything it starts later lives in these namespaces too. deploy/fleet-reboot.sh also
 # gives it the host's "disk" (an archive of the state folders, unpacked into the fresh tmpfs) and a
-# boot_id file to show in place of the machine's.
+# boot_id file to show in place of the machine's. Each host has its own sysctl configuration
+# (/etc/sysctl.d, /etc/sysctl.conf) and TuneD folder (/etc/tuned): copies of the machine's made by
+# fleet-up in $dir/etc, bind-mounted over the machine's and kept across a reboot as a disk keeps
+# them; at boot they are applied as systemd-sysctl does (deploy/fleet-sysctl-boot.sh).
 # shellcheck disable=SC2016  # expanded by the inner bash
 INSIDE='
 set -euo pipefail
-name=$1 dir=$2 empty=$3 tf_uid=$4 tf_gid=$5 tf_home=$6 sshd=$7 disk=${8:-} boot_id=${9:-}
+name=$1 dir=$2 empty=$3 tf_uid=$4 tf_gid=$5 tf_home=$6 sshd=$7 sysctl_boot=$8 disk=${9:-} boot_id=${10:-}
 hostname "$name"
 mount -t tmpfs -o mode=0700,size=64m tunefleet-state /root/.tunefleet
 mount -t tmpfs -o "mode=0700,size=64m,uid=$tf_uid,gid=$tf_gid" tunefleet-state "$tf_home/.tunefleet"
@@ -49,6 +52,12 @@ if [ -d /run/postgresql ] && id postgres >/dev/null 2>&1; then
     mount -t tmpfs -o mode=2775,size=1m,uid=$(id -u postgres),gid=$(id -g postgres) pg-socket /run/postgresql
 fi
 mount --bind "$dir/hosts" /etc/hosts
+if [ -d "$dir/etc/sysctl.d" ]; then
+    mount --bind "$dir/etc/sysctl.d" /etc/sysctl.d
+    if [ -f /etc/sysctl.conf ]; then mount --bind "$dir/etc/sysctl.conf" /etc/sysctl.conf; fi
+    if [ -d /etc/tuned ]; then mount --bind "$dir/etc/tuned" /etc/tuned; fi
+    bash "$sysctl_boot" >"$dir/boot-sysctl.log" 2>&1 || true
+fi
 exec "$sshd" -f "$dir/sshd_config" -E "$dir/sshd.log"
 '
 
@@ -93,7 +102,7 @@ start_sshd() {   # $1 = host (h3, j1, ...), then optionally a state archive and 
     "$SSHD" -t -f "$dir/sshd_config" || die "$h: sshd rejects $dir/sshd_config"
     setsid "${CLEAN_ENV[@]}" ip netns exec "$PREFIX-$h" unshare --uts --mount --propagation private -- \
         bash -c "$INSIDE" inside "$PREFIX-$h" "$dir" "$FLEET/empty-rc" "$TF_UID" "$TF_GID" "$TF_HOME" "$SSHD" \
-        "${2:-}" "${3:-}" \
+        "$ROOT/deploy/fleet-sysctl-boot.sh" "${2:-}" "${3:-}" \
         </dev/null >>"$dir/launch.log" 2>&1 \
         || die "$h: could not start sshd in its namespaces, see $dir/launch.log"
 }
@@ -121,4 +130,13 @@ wait_tcp() {   # $1 = address, $2 = port, $3 = deadline (epoch seconds)
         (( $(date +%s) < $3 )) || return 1
         sleep 0.05
     done
+}
+
+host_etc() {   # $1 = host: a fresh copy of the machine's sysctl configuration and TuneD folder
+    local etc=$FLEET/$1/etc
+    rm -rf "$etc"
+    install -d -m 0755 -o root -g root "$etc"
+    cp -a /etc/sysctl.d "$etc/sysctl.d" 2>/dev/null || install -d -m 0755 "$etc/sysctl.d"
+    if [[ -f /etc/sysctl.conf ]]; then cp -a /etc/sysctl.conf "$etc/sysctl.conf"; fi
+    if [[ -d /etc/tuned ]]; then cp -a /etc/tuned "$etc/tuned"; fi
 }

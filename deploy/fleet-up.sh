@@ -348,6 +348,7 @@ EOF
     } >"$dir/hosts"
     chmod 0644 "$dir/hosts"
     rm -f "$dir/sshd.pid"
+    host_etc "$h"   # a fresh install: the machine's sysctl configuration, the host's from now on
 }
 
 for ((i = 1; i <= HOSTS; i++)); do

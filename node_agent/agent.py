@@ -16,7 +16,8 @@ import signal
 import time
 import traceback
 
-from node_agent import exits, facts, invariants, journal, link, metrics, persist, protocol, runner, steps, sysctl
+from node_agent import (drift, exits, facts, invariants, journal, link, metrics, persist, protocol, runner, sources,
+                        steps, sysctl)
 from node_agent.channel import Channel
 
 log = logging.getLogger("tunefleet.agent")
@@ -51,7 +52,9 @@ class Agent:
         self.boot_id = journal.read_boot_id()
         self.journal = journal.Journal(self.state_dir, self.boot_id, coupled=sysctl.COUPLED)
         self.locked_out = None  # message when another agent owns the state folder
-        self.recovery = {"restored": {}, "unchanged": {}, "errors": {}, "discarded": {}}  # of a stale journal
+        self.recovery = {"restored": {}, "unchanged": {}, "errors": {}, "foreign": {}, "discarded": {}}  # of a stale journal
+        self.watch = drift.Watch(_current)  # someone else writing a knob tunefleet tunes (node_agent/drift.py)
+        self._drift = None  # a Drift found while a command ran
         self.exits = exits.Exits(self.state_dir)
         self.exits_recovered = []  # the exit steps a stopped agent left, run at start
         self.stopping = None
@@ -177,15 +180,23 @@ class Agent:
             return {"error": str(e)}
 
     def restore_all(self, names=None, kept=False):
-        """Write back the journaled originals (this session's; with ``kept`` the kept ones too):
-        a ``restore`` report plus ``left``, the names still journaled afterwards."""
+        """Write back the journaled originals (this session's; with ``kept`` the kept ones too, and
+        the record of journals an earlier boot made void is reported and cleared): a ``restore``
+        report plus ``left``, the names still journaled afterwards."""
         restore = self.journal.restore_kept if kept else self.journal.restore
         try:
             report = restore(sysctl.write, names, _restorable)
+            if kept and names is None:
+                report["earlier"] = journal.read_earlier(self.state_dir)
+                journal.forget_earlier(self.state_dir)
         except OSError as e:
             log.error("could not update the journal: %s", e)
-            report = {"restored": {}, "unchanged": {}, "errors": {"journal": {"errno": e.errno, "message": str(e)}}}
+            report = {"restored": {}, "unchanged": {}, "foreign": {},
+                      "errors": {"journal": {"errno": e.errno, "message": str(e)}}}
         _log_errors(report)
+        for name, d in sorted(report.get("foreign", {}).items()):
+            log.warning("left %s = %s as someone else set it (tunefleet had %s, original %s)",
+                        name, d.get("found"), d.get("ours"), d.get("original"))
         report["left"] = self.journal.names() + self.journal.kept().names()
         return report
 
@@ -219,6 +230,10 @@ class Agent:
             if e.etype == protocol.E_OS:
                 return _os_failure(rid, e.errno, e.message)
             return protocol.failure(rid, e.etype, e.message)
+        except drift.Drift as e:
+            reply = protocol.failure(rid, protocol.E_DRIFT, e)
+            reply["error"]["drift"] = e.found
+            return reply
         except runner.Interrupted as e:
             return _os_failure(rid, errno.EINTR, "run interrupted, the agent is stopping (%s)" % e)
         except ConnectionError:  # our stdout is gone: serve() stops
@@ -241,6 +256,7 @@ class Agent:
             "pid": os.getpid(), "boot_id": self.boot_id, "state_dir": self.state_dir,
             "recovered": self.recovery["restored"], "recover_unchanged": self.recovery["unchanged"],
             "recover_errors": self.recovery["errors"], "discarded": self.recovery["discarded"],
+            "recover_foreign": self.recovery["foreign"],
             "journaled": self.journal.names(), "kept": self.journal.kept().names(),
             "exits_recovered": self.exits_recovered, "exits": self.exits.keys(),
             "knobs": self.op_describe(None, {"names": _names(args, "knobs", False) or []}),
@@ -265,13 +281,55 @@ class Agent:
                 errors[name] = e.message
         return {"values": values, "missing": missing, "errors": errors}
 
+    def op_watch(self, _rid, args):
+        """The values the controller measured on before any write ({name: value}): from now on a
+        difference from them (or from what this agent wrote later) is someone else's change."""
+        values = args.get("values")
+        if not isinstance(values, dict) or not all(protocol.is_sysctl_name(n) for n in values):
+            raise BadArgs("values must map sysctl names to values")
+        try:
+            self.watch.watch(dict((n, protocol.normalize_value(v)) for n, v in values.items()))
+        except ValueError as e:
+            raise BadArgs(str(e))
+        self._check()
+        return {"watching": sorted(self._expected())}
+
+    def op_scan(self, _rid, args):
+        """What else manages these knobs here: sysctl files, TuneD, daemons (node_agent/sources.py)."""
+        extra = args.get("extra")
+        if extra is not None:
+            try:
+                extra = {"path": persist.check_path(extra.get("path")), "values": dict(extra.get("values") or {})}
+            except (persist.BadPath, AttributeError, TypeError, ValueError) as e:
+                raise BadArgs("extra: %s" % e)
+        return sources.scan(_names(args), extra=extra)
+
+    def _expected(self):
+        expected = dict(self.watch.originals)
+        expected.update(self.journal.expected())
+        return expected
+
+    def _check(self):
+        """Raise drift.Drift when a tuned knob no longer holds tunefleet's value; such a knob
+        leaves the journal at once (it is someone else's now)."""
+        try:
+            self.watch.check(self._expected())
+        except drift.Drift as e:
+            log.warning("drift: %s", e)
+            self.journal.mark_foreign(e.found)
+            raise
+
     def op_apply(self, _rid, args):
         values, bounds = args.get("values"), args.get("bounds") or {}
         if not isinstance(values, dict) or not isinstance(bounds, dict):
             raise BadArgs("values and bounds must be objects")
+        self._check()
         plan, refused = [], {}
         for name, value in values.items():
             try:
+                if name in self.watch.drifted:
+                    raise sysctl.Refused(name, protocol.E_VALIDATION, "%s: not written, someone else changed it (%s)"
+                                         % (name, drift.describe({name: self.watch.drifted[name]})))
                 sysctl.check_allowed(name)
                 if not sysctl.exists(name):
                     raise sysctl.Refused(name, protocol.E_VALIDATION, "%s: no such sysctl" % name)
@@ -286,14 +344,20 @@ class Agent:
             for name in names:
                 refused[name] = sysctl.Refused(name, protocol.E_VALIDATION, message).as_dict()
         plan = [step for step in plan if step[0] not in refused]
-        self.journal.record(self._originals(plan))
+        self.journal.record(self._originals(plan), dict((n, t) for n, t, _ in plan))
         applied = {}
-        for name, text, _ in plan:
+        for name, text, original in plan:
             try:
                 sysctl.write(name, text)
                 applied[name] = sysctl.read(name)
+                self.journal.settle(name, applied[name])
             except sysctl.Refused as e:
                 refused[name] = e.as_dict()
+                self.journal.settle(name, _current(name) or original)
+        for name in applied:  # the kernel zeroes a coupled partner: that value is tunefleet's doing
+            partner = sysctl.COUPLED.get(name)
+            if partner and partner in dict(self.journal.entries):
+                self.journal.settle(partner, _current(partner))
         return {"applied": applied, "refused": refused}
 
     def _originals(self, plan):
@@ -323,9 +387,11 @@ class Agent:
         before = steps.prepare(args.get("before"))
         result = {}
         if staged is not None:
-            result["apply"] = self.op_apply(rid, staged)
+            result["apply"] = self.op_apply(rid, staged)  # checks for drift first
             if result["apply"]["refused"]:
                 return result
+        else:
+            self._check()
         watch = self._watch()
         if before:
             try:
@@ -334,8 +400,7 @@ class Agent:
             except steps.StepFailed as e:
                 result["before_failed"] = e.report
                 return result
-        result.update(runner.run(prepared, lambda data: self.channel.send(protocol.event(rid, "sample", data)),
-                                 watch, self.interrupted))
+        result.update(self._run(rid, prepared, watch))
         return result
 
     def _watch(self):
@@ -348,6 +413,30 @@ class Agent:
 
         watch = {self.channel.in_fd: pump, self.wake_r: self._drain_wakeups}
         return watch
+
+    def _run(self, rid, prepared, watch):
+        """The benchmark, watched for someone else changing a tuned knob under it."""
+        def emit(data):
+            self.channel.send(protocol.event(rid, "sample", data))
+
+        def interrupted():  # the agent stops, or someone else changes a knob under the benchmark
+            why = self.interrupted()
+            if why is None and self.watch.due():
+                try:
+                    self._check()
+                except drift.Drift as e:
+                    self._drift, why = e, "drift"
+            return why
+
+        try:
+            result = runner.run(prepared, emit, watch, interrupted)
+        except runner.Interrupted:
+            found, self._drift = self._drift, None
+            if found is not None:
+                raise found  # the command was killed: what it measured is not tunefleet's values
+            raise
+        self._check()  # a change while it ran makes its figure someone else's too
+        return result
 
     def op_on_exit(self, rid, args):
         """``{"key", "steps": [...]}`` registers steps to run when the agent stops (on disk before
@@ -363,14 +452,17 @@ class Agent:
         return {"registered": self.exits.register(key, raw)}
 
     def op_persist(self, _rid, args):
+        originals = dict(self.journal.kept().entries)
+        originals.update(self.journal.entries)
         try:
-            return persist.persist(args.get("values"), args.get("path"), args.get("note", ""))
+            return persist.persist(args.get("values"), args.get("path"), args.get("note", ""),
+                                   originals=originals, force=bool(args.get("force")))
         except persist.BadPath as e:
             raise BadArgs(str(e))
 
     def op_unpersist(self, _rid, args):
         try:
-            return persist.unpersist(args.get("path"))
+            return persist.unpersist(args.get("path"), read=_current, write=sysctl.write)
         except persist.BadPath as e:
             raise BadArgs(str(e))
 
@@ -390,7 +482,7 @@ class Agent:
         if args.get("keep"):
             kept = self.journal.keep()
             log.info("bye: keeping %d knob(s); originals in %s", len(kept), journal.KEPT)
-            report = {"restored": {}, "unchanged": {}, "errors": {}, "kept": kept,
+            report = {"restored": {}, "unchanged": {}, "errors": {}, "foreign": {}, "kept": kept,
                       "left": self.journal.kept().names()}
         else:
             report = self.restore_all()

@@ -16,8 +16,8 @@ import re
 PROTOCOL_VERSION = 1
 
 # Operations the agent answers.
-OPS = ("hello", "ping", "describe", "read", "apply", "restore", "sample", "run", "on_exit", "persist", "unpersist",
-       "link_up", "link_down", "bye")
+OPS = ("hello", "ping", "describe", "read", "watch", "scan", "apply", "restore", "sample", "run", "on_exit",
+       "persist", "unpersist", "link_up", "link_down", "bye")
 
 # Error types carried in a failed reply.
 E_BAD_REQUEST = "BadRequest"      # malformed message or arguments
@@ -25,6 +25,7 @@ E_UNKNOWN_OP = "UnknownOp"
 E_VALIDATION = "ValidationError"  # a sysctl name or value the agent refuses to write
 E_OS = "OSError"                  # the kernel or the file system said no
 E_TIMEOUT = "Timeout"
+E_DRIFT = "Drift"                 # someone else changed a knob tunefleet tunes: the request did nothing
 E_INTERNAL = "InternalError"
 
 # A plain sysctl name: dotted words, no path separators, no shell characters.

@@ -12,7 +12,32 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-LOCAL_INVENTORY = ROOT / "inventory" / "local.yml"
+
+
+class TestFleet:
+    """Which local fleet the tests use: the default one, or the named fleet TUNEFLEET_TEST_FLEET=x
+    (FLEET_NAME=x deploy/fleet-up.sh: inventory/local-x.yml, deploy/.fleet-x, namespaces tfx-hN),
+    so tests can run beside a default fleet that someone else is using. Everything that names a
+    fleet path, namespace or script environment asks here."""
+
+    def __init__(self, name: str = ""):
+        self.name = name
+        self.inventory = ROOT / "inventory" / (f"local-{name}.yml" if name else "local.yml")
+        self.dir = ROOT / "deploy" / (f".fleet-{name}" if name else ".fleet")
+        self.prefix = f"tf{name}"
+
+    def ns(self, host: str) -> str:
+        """The network namespace of a fleet host (h1 -> tf-h1, or tfx-h1 for fleet x)."""
+        return f"{self.prefix}-{host}"
+
+    def env(self) -> dict[str, str]:
+        """The environment for deploy/fleet-*.sh acting on this fleet (fleet-reboot.sh, ...)."""
+        env = {k: v for k, v in os.environ.items() if k != "FLEET_NAME"}
+        return {**env, "FLEET_NAME": self.name} if self.name else env
+
+
+FLEET = TestFleet(os.environ.get("TUNEFLEET_TEST_FLEET", ""))
+LOCAL_INVENTORY = FLEET.inventory
 
 
 @pytest.fixture(autouse=True)
@@ -29,12 +54,13 @@ def _need_root():
 
 @pytest.fixture(scope="session")
 def fleet_inventory() -> Path:
-    """inventory/local.yml of a running local fleet (`make fleet-up`). Under CI a missing fleet fails."""
+    """inventory/local.yml of a running local fleet (`make fleet-up`; TUNEFLEET_TEST_FLEET=x: the
+    named fleet's inventory/local-x.yml). Under CI a missing fleet fails."""
     _need_root()
     if not LOCAL_INVENTORY.exists():
         if os.environ.get("CI"):
-            pytest.fail("the local fleet is not up: run deploy/fleet-up.sh (make test does)")
-        pytest.skip("the local fleet is not up: run `make fleet-up`")
+            pytest.fail(f"the local fleet is not up ({LOCAL_INVENTORY.name}): run deploy/fleet-up.sh (make test does)")
+        pytest.skip(f"the local fleet is not up ({LOCAL_INVENTORY.name}): run `make fleet-up`")
     return LOCAL_INVENTORY
 
 

@@ -124,7 +124,8 @@ class AgentClient:
                     return msg.get("result")
                 err = msg.get("error") if isinstance(msg.get("error"), dict) else {}
                 raise AgentError(str(err.get("message", "malformed reply from the agent"))[:2000], self.host,
-                                 str(err.get("type", "InternalError")))
+                                 str(err.get("type", "InternalError")),
+                                 {k: v for k, v in err.items() if k not in ("type", "message")})
 
     def _lost(self, why: str) -> AgentGone:
         self._stop.set()

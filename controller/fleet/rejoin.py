@@ -86,6 +86,18 @@ class Rejoiner:
                 self.fleet.hosts[name] = verdict.host
         return done
 
+    def wait_for(self, name: str) -> Rejoin | None:
+        """The verdict on one host, waiting for its reconnection (bounded by the rejoin window);
+        None when another caller took it already (the evaluator then says what happened)."""
+        thread = self._threads.get(name)
+        if thread is not None:
+            thread.join(self.within + CLOSE_WAIT + 60.0)
+        with self._lock:
+            verdict = self._done.pop(name, None)
+        if verdict is not None and verdict.host is not None:
+            self.fleet.hosts[name] = verdict.host
+        return verdict
+
     def close(self) -> dict[str, Rejoin]:
         """The run is over: stop trying, wait a little for the threads, and return the verdicts not
         polled (a host that came back since the last poll took no part in what followed: said so).
@@ -152,4 +164,9 @@ class Rejoiner:
             k = next(iter(changed))
             return Rejoin(None, f"{what}, values {where} ({k} = {changed[k]}, {originals[k]} at the run's start): "
                                 "its baseline no longer holds; left out of the rest of the run")
+        try:  # from here on a change by someone else is drift again, as on the first session
+            host.request("watch", {"values": originals})
+        except TunefleetError as e:
+            host.close()
+            return Rejoin(None, f"{what}, values back on the run's originals, but {e.message}; left out of the rest of the run")
         return Rejoin(host, f"{what}, values back on the run's originals; rejoined")

@@ -140,13 +140,20 @@ def verify(ctx, arms: list[Arm], repeats: int) -> dict[str, dict[str, list[Trial
 
     def one(ev: HostEvaluator, flip: bool) -> dict[str, list[Trial]]:
         out: dict[str, list[Trial]] = {a.name: [] for a in arms}
-        for label in schedule([a.label for a in arms], repeats, flip):
-            arm = by_label[label]
-            t = ev.evaluate(arm.values[ev.name], phase="verify", label=label, original=arm.name == ORIGINAL,
+        order = schedule([a.label for a in arms], repeats, flip)
+        while order and not ev.dropped:
+            arm = by_label[order[0]]
+            t = ev.evaluate(arm.values[ev.name], phase="verify", label=arm.label, original=arm.name == ORIGINAL,
                             bounds=arm.bounds if arm.name not in (ORIGINAL, BEST) else None)
-            out[arm.name].append(t)
-            if ev.lost:
+            if ev.lost or ev.drift is not None:
+                # An interleaved comparison with a pause in it would mix samples taken far apart: a
+                # host that comes back is verified again whole (as a resumed run does).
+                if ctx.bring_back(ev):
+                    out, order = {a.name: [] for a in arms}, schedule([a.label for a in arms], repeats, flip)
+                    continue
                 break
+            out[arm.name].append(t)
+            order = order[1:]
         return out
 
     live = [ev for ev in ctx.live() if all(ev.name in a.values for a in arms)]

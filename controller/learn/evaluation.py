@@ -15,6 +15,7 @@ from controller.fleet.executor import Executor, Then
 from controller.fleet.fleet import Host
 from controller.learn import features as feat
 from controller.rewards import change_pct
+from node_agent.protocol import E_DRIFT as DRIFT
 
 # The reward is the log of the ratio to the host's own baseline (sign flipped for a minimized
 # metric): 0 = as good as the original, ln 2 = twice as good, and a 100x gain scores twice a 10x
@@ -165,13 +166,19 @@ class Measure:
         """``bounded``: True checks the spec's ranges, False none (a host's own originals), a dict
         those bounds (an expert profile's values against the catalog's safe bounds)."""
         out = {"metrics": {}, "aggregates": {}, "samples": 0, "raw": None, "error": None, "lost": None,
-               "observed": {}}
+               "observed": {}, "drift": None}
         started = time.monotonic()
         try:
             self._benchmark(host, out, self._staged(values, bounded) if values else None)
         except AgentGone as e:
             out["lost"] = e.message
             out["error"] = f"agent lost: {e.message}"
+        except AgentError as e:
+            if e.etype == DRIFT:  # someone else changed a tuned knob: the figure is not of tunefleet's values
+                out["drift"] = e.details.get("drift") or {}
+                out["error"] = f"drift: {e.message}"
+            else:
+                out["error"] = e.message
         except TunefleetError as e:
             out["error"] = e.message
         out["duration_s"] = round(time.monotonic() - started, 4)
@@ -249,6 +256,8 @@ class HostEvaluator:
         self.lost: str | None = None  # set when the agent is gone: no further evaluation is possible
         self.dropped: str | None = None  # set when the run gave up on this host (why)
         self.rejoined: str | None = None  # set when it came back after its agent was lost (how)
+        self.drift: dict | None = None  # knobs someone else changed ({name: {"expected", "found", "since", "detected"}})
+        self.released: dict | None = None  # what its agent restored when the run let go of the host
 
     def evaluate(self, values: dict[str, str] | None, phase: str = "search", label: str = "",
                  original: bool = False, bounds: dict | None = None) -> Trial:
@@ -275,6 +284,19 @@ class HostEvaluator:
         call = remote(self.measure, values, bounds if bounds is not None else not original, timeout=self.measure.timeout)
         return Then(call, lambda result: self._finish(values, phase, label, result))
 
+    def stop_for_drift(self, drift: dict) -> None:
+        """Someone else changed a knob under this host's evaluations: stop tuning it at once. The
+        evaluation that saw it is discarded (it fails), the host takes no further part, and its
+        agent restores what is still tunefleet's, leaving the other writer's value in place."""
+        self.drift = drift
+        self.dropped = "someone else changed " + "; ".join(
+            f"{k} to {d.get('found')} (tunefleet had {d.get('expected')}) between {_clock(d.get('since'))} and "
+            f"{_clock(d.get('detected'))}" for k, d in sorted(drift.items())) + ": stopped tuning this host"
+        try:
+            self.released = self.host.close() or {}
+        except TunefleetError as e:
+            self.released = {"error": e.message}
+
     def _finish(self, values: dict[str, str] | None, phase: str, label: str, measured: Callable[[], dict]) -> Trial:
         """The trial from the host side's fields (`measured()` returns them or raises why there are none)."""
         try:
@@ -286,6 +308,9 @@ class HostEvaluator:
         lost = out.pop("lost", None)
         if lost:
             self.lost = lost
+        drift = out.pop("drift", None)
+        if drift is not None and self.drift is None:
+            self.stop_for_drift(drift)
         trial = Trial(self.name, phase, dict(values or {}), label=label, **out)
         if self.baseline_aggregates and phase != "baseline":
             trial.features = feat.relative(trial.aggregates, self.baseline_aggregates)
@@ -299,3 +324,7 @@ class HostEvaluator:
         elif not trial.ok and phase == "search":
             trial.reward = FAILURE_REWARD
         return self.recorder.record(trial)
+
+
+def _clock(t) -> str:
+    return time.strftime("%H:%M:%S", time.localtime(t)) if t else "the start"

@@ -66,18 +66,12 @@ class SearchContext:
         """Apply reconnection verdicts (rejoin.Rejoin by host): back on its originals, a host is
         evaluated again on its new session; anywhere else it stays dropped, saying why."""
         for name, verdict in verdicts.items():
-            ev = self.evaluators[name]
-            if verdict.host is not None and self.prepare is not None:
-                try:  # its service died with the old session (or the host rebooted): start it again
-                    self.prepare(verdict.host)
-                except TunefleetError as e:
-                    verdict.host, verdict.note = None, f"{verdict.note}; but its workload could not be prepared: {e}"
-            if verdict.host is None:
-                ev.dropped = verdict.note
-                self.log(f"dropping {name} from the run: {verdict.note}")
-            else:
-                ev.host, ev.lost, ev.dropped, ev.rejoined = verdict.host, None, None, verdict.note
-                self.log(f"{name} is back in the run: {verdict.note}")
+            settle(self.evaluators[name], verdict, self.log, self.prepare)
+
+    def bring_back(self, ev: HostEvaluator) -> bool:
+        """In a phase that measures each host on its own schedule (baseline, confirm, verify): wait
+        for a lost host's reconnection in its own thread (the others go on) and say whether it is back."""
+        return bring_back(self.rejoiner, ev, self.log, self.prepare)
 
     def evaluate_round(self, candidates: dict[str, dict[str, str]]) -> dict[str, Trial]:
         """Evaluate one candidate per host, all hosts at once; never beyond the budget."""
@@ -93,6 +87,7 @@ class SearchContext:
     def note_outcome(self, name: str) -> None:
         """Drop a host that lost its agent or keeps failing; say so once, clearly."""
         ev = self.evaluators[name]
+        say_drift(ev, self.log)
         if ev.dropped:
             return
         recent = self.recorder.search_trials(name)[-DROP_AFTER_FAILURES:]
@@ -108,6 +103,48 @@ class SearchContext:
             return
         ev.dropped = why
         self.log(f"dropping {name} from the run: {why}")
+
+
+def settle(ev: HostEvaluator, verdict, log: Callable[[str], None], prepare: Callable | None = None) -> None:
+    """One reconnection verdict (rejoin.Rejoin): back in on its new session, or out for good. A host
+    back in gets its workload prepared again (``prepare``: its service died with the old session,
+    or with the host)."""
+    if verdict.host is not None and prepare is not None:
+        try:
+            prepare(verdict.host)
+        except TunefleetError as e:
+            verdict.host, verdict.note = None, f"{verdict.note}; but its workload could not be prepared: {e}"
+    if verdict.host is None:
+        ev.dropped = verdict.note
+        log(f"dropping {ev.name} from the run: {verdict.note}")
+    else:
+        ev.host, ev.lost, ev.dropped, ev.rejoined = verdict.host, None, None, verdict.note
+        log(f"{ev.name} is back in the run: {verdict.note}")
+
+
+def bring_back(rejoiner, ev: HostEvaluator, log: Callable[[str], None], prepare: Callable | None = None) -> bool:
+    """Reconnect a host whose agent was lost and wait for the verdict (within the rejoin window):
+    True when it is back on the run's originals and may go on measuring."""
+    say_drift(ev, log)
+    if not ev.lost or ev.drift is not None:
+        return False
+    if rejoiner is None or not rejoiner.start(ev.name, ev.lost):  # reconnected once already: out
+        ev.dropped = ev.dropped or ev.lost
+        log(f"dropping {ev.name} from the run: {ev.lost}")
+        return False
+    ev.dropped = f"{ev.lost}; reconnecting"
+    log(f"{ev.name}: {ev.lost}; reconnecting")
+    verdict = rejoiner.wait_for(ev.name)
+    if verdict is not None:
+        settle(ev, verdict, log, prepare)
+    return not ev.dropped and ev.lost is None
+
+
+def say_drift(ev: HostEvaluator, log: Callable[[str], None]) -> None:
+    """Say once that a host stopped because someone else changed a knob it was tuning."""
+    if ev.drift is not None and not getattr(ev, "drift_said", False):
+        ev.drift_said = True
+        log(f"{ev.name}: {ev.dropped}")
 
 
 def evaluate_priors(ctx: SearchContext) -> None:

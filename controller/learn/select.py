@@ -139,10 +139,16 @@ def pick_best(ctx: SearchContext, top_k: int = 3, repeats: int | None = None,
     def measure(ev, offset: int) -> list[tuple[int, Trial]]:
         order = [(offset + j) % len(ranked) for j in range(len(ranked))] * repeats
         out = []
-        for i in order:
-            if ev.lost:
+        queue = list(order)
+        while queue and not ev.dropped:
+            i = queue[0]
+            t = ev.evaluate(ranked[i].values, phase="confirm")
+            if ev.lost or ev.drift is not None:  # not this configuration's doing: measured again if the host comes back
+                if ctx.bring_back(ev):
+                    continue
                 break
-            out.append((i, ev.evaluate(ranked[i].values, phase="confirm")))
+            out.append((i, t))
+            queue.pop(0)
         return out
 
     futures = [ctx.executor.submit(measure, ev, h) for h, ev in enumerate(live)]

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import FLEET
+
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "run_folders"
 TUNEFLEET = [sys.executable, "-m", "controller.cli"]
 BIN = Path(sys.executable).parent
@@ -111,13 +113,13 @@ def test_a_real_run_reports_lists_shows_and_exports(fleet_inventory, inventory, 
 
     conf = export(folder, "sysctl.d", tmp_path / "90-tunefleet.conf")
     best = json.loads((folder / "result.json").read_text())["best_config"]["net.core.somaxconn"]
-    original = read("tf-h1", ["net.core.somaxconn"])
+    original = read(FLEET.ns("h1"), ["net.core.somaxconn"])
     try:
-        assert in_ns("tf-h1", "sysctl", "-p", str(conf)).returncode == 0
-        assert read("tf-h1", ["net.core.somaxconn"]) == {"net.core.somaxconn": best}
+        assert in_ns(FLEET.ns("h1"), "sysctl", "-p", str(conf)).returncode == 0
+        assert read(FLEET.ns("h1"), ["net.core.somaxconn"]) == {"net.core.somaxconn": best}
     finally:
-        in_ns("tf-h1", "sysctl", "-w", f"net.core.somaxconn={original['net.core.somaxconn']}")
-    assert read("tf-h1", ["net.core.somaxconn"]) == original
+        in_ns(FLEET.ns("h1"), "sysctl", "-w", f"net.core.somaxconn={original['net.core.somaxconn']}")
+    assert read(FLEET.ns("h1"), ["net.core.somaxconn"]) == original
 
 
 def test_tensorboard_missing_is_one_line_before_any_host_is_touched(tmp_path):

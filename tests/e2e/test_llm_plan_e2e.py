@@ -12,12 +12,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import LOCAL_INVENTORY
 from tests.fake_llm import FakeLLM, call, optimize, reply
 
 pytestmark = pytest.mark.fleet
 
 ROOT = Path(__file__).resolve().parents[2]
-INVENTORY = ROOT / "inventory" / "local.yml"
+INVENTORY = LOCAL_INVENTORY
 KEY = "sk-e2e-7fQp2LzX9vB3kW8mT5rY"
 GOAL = "optimize this system for a PostgreSQL database"
 

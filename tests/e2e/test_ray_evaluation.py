@@ -4,6 +4,7 @@ the driver awaits the round's calls together. Counted where it happens: the call
 
 from __future__ import annotations
 
+from tests.conftest import FLEET
 from tests.e2e.test_ray_restart import KNOB, _value
 
 
@@ -22,7 +23,7 @@ def test_one_actor_call_per_round_for_the_hosts_an_actor_holds(inventory, monkey
         "benchmark_command": "sh -c 'sleep 1.2; echo x=1'", "benchmark_timeout": 30,
         "action_space": [{"param": KNOB, "min": 10, "max": 60}],
     })
-    before = {n: _value(f"tf-{n}") for n in ("h1", "h2")}
+    before = {n: _value(FLEET.ns(n)) for n in ("h1", "h2")}
     fleet = Fleet.connect([inventory.hosts["h1"], inventory.hosts["h2"]], ConnectOptions(knobs=(KNOB,), workers="ray"))
     executor = ThreadExecutor(2)
     try:
@@ -51,4 +52,4 @@ def test_one_actor_call_per_round_for_the_hosts_an_actor_holds(inventory, monkey
     assert sum(t.host == "h1" for t in trials) == sum(t.host == "h2" for t in trials) == 3
     # the driver awaited the rounds on ObjectRefs: none of the executor's threads was ever started
     assert not executor._pool._threads
-    assert {n: _value(f"tf-{n}") for n in ("h1", "h2")} == before
+    assert {n: _value(FLEET.ns(n)) for n in ("h1", "h2")} == before

@@ -11,6 +11,8 @@ import time
 
 import pytest
 
+from tests.conftest import FLEET
+
 KNOB = "net.ipv4.tcp_fin_timeout"
 
 
@@ -24,23 +26,23 @@ def test_a_dead_actor_leaves_its_host_restored_and_its_next_request_fails(invent
     from controller.fleet.fleet import ConnectOptions, Fleet
 
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
-    original = _value("tf-h1")
+    original = _value(FLEET.ns("h1"))
     changed = "17" if original != "17" else "18"
     fleet = Fleet.connect([inventory.hosts["h1"]], ConnectOptions(knobs=(KNOB,), workers="ray"))
     try:
         host = fleet.hosts["h1"]
         host.request("apply", {"values": {KNOB: changed}, "bounds": {}})
-        assert _value("tf-h1") == changed
+        assert _value(FLEET.ns("h1")) == changed
         os.kill(host.facts["worker"]["pid"], signal.SIGKILL)  # the actor's process, between two requests
         deadline = time.monotonic() + 15
-        while _value("tf-h1") != original and time.monotonic() < deadline:
+        while _value(FLEET.ns("h1")) != original and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert _value("tf-h1") == original, "the agent restores the host when its channel closes"
+        assert _value(FLEET.ns("h1")) == original, "the agent restores the host when its channel closes"
         with pytest.raises(AgentGone):  # a benchmark now would run on the originals, not on `changed`
             host.request("run", {"cmd": "true", "timeout": 10}, timeout=30)
     finally:
         fleet.close()
-    assert _value("tf-h1") == original
+    assert _value(FLEET.ns("h1")) == original
 
 
 def test_a_host_whose_actor_died_mid_run_rejoins_in_a_new_actor(fleet_inventory, inventory, tmp_path):

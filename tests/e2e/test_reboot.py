@@ -30,7 +30,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import FLEET, ROOT
 from tests.e2e.test_tuning import STORM, TUNEFLEET, knob_values
 
 REBOOT = ROOT / "deploy" / "fleet-reboot.sh"
@@ -38,19 +38,19 @@ SOMAXCONN = "net.core.somaxconn"
 
 
 def reboot(*flags: str) -> None:
-    p = subprocess.run([str(REBOOT), "h2", *flags], capture_output=True, text=True, timeout=90)
+    p = subprocess.run([str(REBOOT), "h2", *flags], capture_output=True, text=True, timeout=90, env=FLEET.env())
     assert p.returncode == 0, p.stderr
 
 
 def boot_id() -> str:
     """h2's boot_id as its own processes see it (inside the mount namespace of its sshd)."""
-    pid = (ROOT / "deploy" / ".fleet" / "h2" / "sshd.pid").read_text().strip()
+    pid = (FLEET.dir / "h2" / "sshd.pid").read_text().strip()
     return subprocess.run(["nsenter", "--target", pid, "--mount", "cat", "/proc/sys/kernel/random/boot_id"],
                           capture_output=True, text=True, check=True).stdout.strip()
 
 
 def h2_journal_exists() -> bool:
-    pid = (ROOT / "deploy" / ".fleet" / "h2" / "sshd.pid").read_text().strip()
+    pid = (FLEET.dir / "h2" / "sshd.pid").read_text().strip()
     return subprocess.run(["nsenter", "--target", pid, "--mount", "test", "-e", "/root/.tunefleet/journal.json"]).returncode == 0
 
 
@@ -95,7 +95,7 @@ def run_with_a_reboot(fleet_inventory, tmp_path, before, *flags: str, json_out: 
 
 
 def knob_values_h2() -> str:
-    return subprocess.run(["ip", "netns", "exec", "tf-h2", "cat", "/proc/sys/net/core/somaxconn"],
+    return subprocess.run(["ip", "netns", "exec", FLEET.ns("h2"), "cat", "/proc/sys/net/core/somaxconn"],
                           capture_output=True, text=True, check=True).stdout.strip()
 
 
@@ -174,7 +174,7 @@ def test_an_agent_killed_mid_run_is_reconnected_on_the_same_boot_and_rejoins(fle
 
 def test_restore_after_a_reboot_names_the_kept_journal_it_discarded(fleet_inventory, inventory, fleet_as_made):
     """--keep-best leaves values applied until a reboot: after one, the kept journal holds another
-    boot's originals. `tunefleet restore` writes none of them and says which it left to the reboot."""
+    boot's originals. `tunefleet restore` writes none of them and says the kept value is gone."""
     from controller.fleet.fleet import start_agent
     from controller.fleet.transport import SSHTransport
 
@@ -193,6 +193,6 @@ def test_restore_after_a_reboot_names_the_kept_journal_it_discarded(fleet_invent
                        capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stderr
     earlier = Path("/proc/sys/kernel/random/boot_id").read_text()[:8]
-    assert (f"h2: {SOMAXCONN} not written back: journaled during an earlier boot ({earlier}…, original "
-            f"{before['h2'][SOMAXCONN]}), which the reboot reset") in p.stdout, p.stdout
+    assert (f"h2: {SOMAXCONN}: the kept value 1999 is gone: the host rebooted since {earlier}… and it is now "
+            f"{before['h2'][SOMAXCONN]} (original {before['h2'][SOMAXCONN]}); nothing written") in p.stdout, p.stdout
     assert knob_values(inventory) == before

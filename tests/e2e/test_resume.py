@@ -15,6 +15,8 @@ from collections import Counter
 
 import pytest
 
+from tests.conftest import FLEET
+
 from tests.e2e.test_tuning import PPO_STORM, STORM, TUNEFLEET, knob_values, run_cli
 
 BUDGET = 12
@@ -119,7 +121,7 @@ def test_resume_refuses_a_finished_run_and_a_missing_host(fleet_inventory, inven
 
 
 def _somaxconn(host: str) -> str:
-    return subprocess.run(["ip", "netns", "exec", f"tf-{host}", "sysctl", "-n", "net.core.somaxconn"],
+    return subprocess.run(["ip", "netns", "exec", FLEET.ns(host), "sysctl", "-n", "net.core.somaxconn"],
                           capture_output=True, text=True, check=True).stdout.strip()
 
 
@@ -165,14 +167,14 @@ def test_a_host_changed_outside_any_journal_is_refused(fleet_inventory, inventor
     deadline = time.monotonic() + 30
     while knob_values(inventory) != before and time.monotonic() < deadline:  # the agents restore on EOF
         time.sleep(0.1)
-    subprocess.run(["ip", "netns", "exec", "tf-h2", "sysctl", "-qw", "net.core.somaxconn=300"], check=True)
+    subprocess.run(["ip", "netns", "exec", FLEET.ns("h2"), "sysctl", "-qw", "net.core.somaxconn=300"], check=True)
     try:
         p = run_cli("run", "--resume", str(run_dir))
         assert p.returncode != 0 and "Traceback" not in p.stderr
         assert "h2: net.core.somaxconn is 300" in p.stderr.strip().splitlines()[-1]
         assert _somaxconn("h2") == "300" and not (run_dir / "result.json").exists()
     finally:
-        subprocess.run(["ip", "netns", "exec", "tf-h2", "sysctl", "-qw",
+        subprocess.run(["ip", "netns", "exec", FLEET.ns("h2"), "sysctl", "-qw",
                         f"net.core.somaxconn={before['h2']['net.core.somaxconn']}"], check=True)
     assert knob_values(inventory) == before
 

@@ -14,6 +14,8 @@ import sys
 
 import pytest
 
+from tests.conftest import FLEET
+
 pytestmark = pytest.mark.fleet
 
 TUNEFLEET = [sys.executable, "-m", "controller.cli"]
@@ -46,7 +48,7 @@ NULL = {
 
 def knob_values(inventory, hosts=("h1", "h2", "h3")) -> dict[str, dict[str, str]]:
     return {
-        name: {k: subprocess.run(["ip", "netns", "exec", f"tf-{name}", "cat", "/proc/sys/" + k.replace(".", "/")],
+        name: {k: subprocess.run(["ip", "netns", "exec", FLEET.ns(name), "cat", "/proc/sys/" + k.replace(".", "/")],
                                  capture_output=True, text=True, check=True).stdout.strip() for k in KNOBS}
         for name in hosts if name in inventory.hosts
     }

@@ -14,6 +14,8 @@ import sys
 
 import pytest
 
+from tests.conftest import FLEET
+
 TUNEFLEET = [sys.executable, "-m", "controller.cli"]
 KNOBS = ("net.core.somaxconn", "net.ipv4.tcp_max_syn_backlog")
 
@@ -55,7 +57,7 @@ def finished(run: subprocess.Popen, timeout: float = 400) -> dict:
 def knob_values(inventory) -> dict[str, dict[str, str]]:
     out = {}
     for name, spec in inventory.hosts.items():
-        ns = f"tf-{name}"
+        ns = FLEET.ns(name)
         out[name] = {
             k: subprocess.run(["ip", "netns", "exec", ns, "cat", "/proc/sys/" + k.replace(".", "/")],
                               capture_output=True, text=True, check=True).stdout.strip()
@@ -286,7 +288,7 @@ def test_a_host_that_keeps_failing_is_dropped_and_the_others_carry_on(fleet_inve
     """On h3 the benchmark's port is taken (a real listener in h3's namespace), so every run there
     fails; h1 and h2 must still be tuned, verified and restored, and h3 reported as dropped."""
     port = 40123
-    blocker = subprocess.Popen(["ip", "netns", "exec", "tf-h3", sys.executable, "-c",
+    blocker = subprocess.Popen(["ip", "netns", "exec", FLEET.ns("h3"), sys.executable, "-c",
                                 f"import socket,time; s=socket.socket(); s.bind(('127.0.0.1', {port})); "
                                 "s.listen(); print('up', flush=True); time.sleep(120)"],
                                stdout=subprocess.PIPE, text=True)

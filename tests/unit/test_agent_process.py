@@ -230,7 +230,7 @@ def test_apply_reads_back_and_bye_restores(netns, agents, state):
     assert dict(document["entries"]) == original
     assert document["boot_id"] == Path("/proc/sys/kernel/random/boot_id").read_text().strip()
     bye = agent.call("bye")
-    assert bye == {"restored": original, "unchanged": {}, "errors": {}, "left": []}
+    assert bye == {"restored": original, "unchanged": {}, "errors": {}, "foreign": {}, "left": []}
     assert agent.wait() == 0
     assert netns.sysctl(SOMAXCONN) == original[SOMAXCONN] and netns.sysctl(FIN) == original[FIN]
     assert not (state / journal.JOURNAL).exists()
@@ -324,7 +324,7 @@ def test_the_first_original_is_kept_across_applies_and_restore_takes_names(netns
     agent.call("apply", {"values": {SOMAXCONN: 600}})
     assert agent.call("hello")["journaled"] == [SOMAXCONN, FIN]
     assert agent.call("restore", {"names": [SOMAXCONN]}) == {
-        "restored": {SOMAXCONN: original[SOMAXCONN]}, "unchanged": {}, "errors": {}, "left": [FIN]}
+        "restored": {SOMAXCONN: original[SOMAXCONN]}, "unchanged": {}, "errors": {}, "foreign": {}, "left": [FIN]}
     assert netns.sysctl(SOMAXCONN) == original[SOMAXCONN] and netns.sysctl(FIN) == "30"
     assert agent.call("restore")["restored"] == {FIN: original[FIN]}
     assert netns.sysctl(FIN) == original[FIN]
@@ -336,7 +336,7 @@ def test_restore_goes_in_reverse_order_of_first_change(tmp_path):
     book.record([("a.b", "1"), ("c.d", "2")])
     book.record([("e.f", "3"), ("a.b", "9")])
     assert book.restore(lambda name, value: log.append((name, value))) == {
-        "restored": {"a.b": "1", "c.d": "2", "e.f": "3"}, "unchanged": {}, "errors": {}}
+        "restored": {"a.b": "1", "c.d": "2", "e.f": "3"}, "unchanged": {}, "errors": {}, "foreign": {}}
     assert log == [("e.f", "3"), ("c.d", "2"), ("a.b", "1")]
     assert not (tmp_path / journal.JOURNAL).exists()
 
@@ -412,8 +412,8 @@ def test_bye_keep_leaves_values_until_restore_kept(netns, agents, state):
     target = other_value(original, "555", "556")
     first = agents()
     first.call("apply", {"values": {SOMAXCONN: target}})
-    assert first.call("bye", {"keep": True}) == {"restored": {}, "unchanged": {}, "errors": {}, "kept": [SOMAXCONN],
-                                                 "left": [SOMAXCONN]}
+    assert first.call("bye", {"keep": True}) == {"restored": {}, "unchanged": {}, "errors": {}, "foreign": {},
+                                                 "kept": [SOMAXCONN], "left": [SOMAXCONN]}
     assert first.wait() == 0
     assert netns.sysctl(SOMAXCONN) == target
     assert (state / journal.KEPT).exists() and not (state / journal.JOURNAL).exists()
@@ -423,7 +423,7 @@ def test_bye_keep_leaves_values_until_restore_kept(netns, agents, state):
     assert netns.sysctl(SOMAXCONN) == target  # a plain restore does not touch kept values
     assert second.call("restore")["restored"] == {}
     assert second.call("restore", {"kept": True}) == {"restored": {SOMAXCONN: original}, "unchanged": {},
-                                                      "errors": {}, "left": []}
+                                                      "errors": {}, "foreign": {}, "earlier": {}, "left": []}
     assert netns.sysctl(SOMAXCONN) == original
     assert not (state / journal.KEPT).exists()
 

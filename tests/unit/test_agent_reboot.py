@@ -30,10 +30,14 @@ def test_recover_discards_both_journals_of_an_earlier_boot_and_writes_nothing(tm
     writes = []
     report = journal.Journal(str(tmp_path), "boot-b").recover(lambda n, v: writes.append((n, v)))
     assert writes == []
-    assert report == {"restored": {}, "unchanged": {}, "errors": {}, "discarded": {
-        journal.JOURNAL: {"boot_id": "boot-a", "originals": {SOMAXCONN: "300", "net.ipv4.tcp_fin_timeout": "60"}},
-        journal.KEPT: {"boot_id": "boot-a", "originals": {"net.ipv4.tcp_tw_reuse": "2"}}}}
-    assert sorted(p.name for p in tmp_path.iterdir()) == []
+    discarded = {
+        journal.JOURNAL: {"boot_id": "boot-a", "originals": {SOMAXCONN: "300", "net.ipv4.tcp_fin_timeout": "60"},
+                          "written": {}},
+        journal.KEPT: {"boot_id": "boot-a", "originals": {"net.ipv4.tcp_tw_reuse": "2"}, "written": {}}}
+    assert report == {"restored": {}, "unchanged": {}, "errors": {}, "foreign": {}, "discarded": discarded}
+    # nothing left to write back; only the record of what the reboot undid, until a restore reports it
+    assert sorted(p.name for p in tmp_path.iterdir()) == [journal.EARLIER]
+    assert journal.read_earlier(str(tmp_path)) == discarded
 
 
 def test_recover_restores_a_journal_of_this_boot_and_discards_nothing(tmp_path):
@@ -85,7 +89,8 @@ def test_after_a_reboot_the_old_journal_is_discarded_not_replayed(payload, tmp_p
             facts = agent.call("hello")
             assert facts["boot_id"] == new_boot != old_boot
             assert facts["recovered"] == {} and facts["journaled"] == []
-            assert facts["discarded"] == {journal.JOURNAL: {"boot_id": old_boot, "originals": {SOMAXCONN: "300"}}}
+            assert facts["discarded"] == {journal.JOURNAL: {"boot_id": old_boot, "originals": {SOMAXCONN: "300"},
+                                                            "written": {SOMAXCONN: "555"}}}
             assert after.sysctl(SOMAXCONN) == booted_at  # not the old boot's 300
             assert not (state / journal.JOURNAL).exists()
             # this boot's own changes are journaled and restored as usual

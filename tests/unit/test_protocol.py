@@ -93,14 +93,14 @@ def test_check_request_refuses_malformed_requests(message):
 
 def test_every_op_and_error_type_is_declared_once():
     assert len(set(protocol.OPS)) == len(protocol.OPS)
-    assert {"hello", "ping", "describe", "read", "apply", "restore", "sample", "run", "on_exit", "persist", "unpersist",
-            "link_up", "link_down", "bye"} == set(protocol.OPS)
+    assert {"hello", "ping", "describe", "read", "watch", "scan", "apply", "restore", "sample", "run", "on_exit",
+            "persist", "unpersist", "link_up", "link_down", "bye"} == set(protocol.OPS)
     from node_agent.agent import Agent
 
     assert all(callable(getattr(Agent, "op_" + op, None)) for op in protocol.OPS)
     types = {protocol.E_BAD_REQUEST, protocol.E_UNKNOWN_OP, protocol.E_VALIDATION, protocol.E_OS,
-             protocol.E_TIMEOUT, protocol.E_INTERNAL}
-    assert len(types) == 6
+             protocol.E_TIMEOUT, protocol.E_INTERNAL, protocol.E_DRIFT}
+    assert len(types) == 7
 
 
 def test_lines_are_plain_json_for_other_implementations():
