@@ -189,6 +189,10 @@ DEFAULTS += (
          "and not migrated (ns)"),
     _int("kernel.sched_latency_ns", 1000000, 1000000000, KERNEL, "CFS: the period in which every runnable task "
          "runs once (ns)"),
+    _int("net.ipv4.tcp_notsent_lowat", 16384, 4294967295, NETNS, "unsent bytes a socket queues before it stops "
+         "being writable (4294967295: no limit)"),
+    _choice("net.core.default_qdisc", ("pfifo_fast", "fq", "fq_codel"), KERNEL, "queueing discipline new network "
+            "interfaces get", "applies to interfaces set up after the write: a reboot; absent inside a namespace"),
 )
 
 # When a new value of each knob takes effect (default "now"): a run restarts what it measures when
@@ -202,6 +206,7 @@ APPLIES_AT = {
     "net.core.wmem_max": "new_sockets",
     "net.core.rmem_default": "new_sockets",
     "net.core.wmem_default": "new_sockets",
+    "net.core.default_qdisc": "reboot",
 }
 KERNELS = {name: _SCHED_MOVED for name in ("kernel.sched_min_granularity_ns", "kernel.sched_wakeup_granularity_ns",
                                             "kernel.sched_migration_cost_ns", "kernel.sched_latency_ns")}
@@ -210,6 +215,9 @@ DEFAULTS = tuple(replace(t, applies=APPLIES_AT.get(t.name, t.applies), kernels=K
 
 # Knobs whose choices a host may not offer, and the knob that lists what it offers.
 AVAILABLE_FROM = {"net.ipv4.tcp_congestion_control": "net.ipv4.tcp_available_congestion_control"}
+# ... and what a network namespace other than the machine's first may pick from (the kernel refuses
+# the others there: only the first namespace sets a restricted algorithm as its default)
+ALLOWED_IN_NAMESPACE = {"net.ipv4.tcp_congestion_control": "net.ipv4.tcp_allowed_congestion_control"}
 
 
 class _default_or_self:
@@ -378,18 +386,30 @@ def _check_knob(knob, t: Tunable) -> list[str]:
     return []
 
 
-def _check_available(knob, facts, hosts) -> list[str]:
-    source = AVAILABLE_FROM.get(knob.param) if knob is not None and knob.is_choice else None
+def offered(name: str, facts: dict) -> tuple[list[str], str] | None:
+    """The values of a choice knob a host can take and where that list comes from (None: unknown)."""
+    knobs = (facts or {}).get("knobs") or {}
+    source = AVAILABLE_FROM.get(name)
     if source is None:
+        return None
+    if facts.get("netns_init") is False and name in ALLOWED_IN_NAMESPACE:
+        source = ALLOWED_IN_NAMESPACE[name]
+    value = (knobs.get(source) or {}).get("value")
+    return (value.split(), source) if value is not None else None
+
+
+def _check_available(knob, facts, hosts) -> list[str]:
+    if knob is None or not knob.is_choice or knob.param not in AVAILABLE_FROM:
         return []
     problems = []
     for h in hosts:
-        offered = (((facts[h] or {}).get("knobs") or {}).get(source) or {}).get("value")
-        if offered is None:
+        got = offered(knob.param, facts[h] or {})
+        if got is None:
             continue
-        absent = [v for v in knob.values if v not in offered.split()]
+        values, source = got
+        absent = [v for v in knob.values if v not in values]
         if absent:
-            problems.append(f"{knob.param}: {', '.join(absent)} not available on {h} (available: {offered})")
+            problems.append(f"{knob.param}: {', '.join(absent)} not available on {h} ({source}: {' '.join(values)})")
     return problems
 
 

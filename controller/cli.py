@@ -99,6 +99,9 @@ def _connect(hosts: Path, limit: Optional[str], accept_new: bool, connect_timeou
     specs = _select(hosts, limit)
     if ssh_config is not None and not ssh_config.exists():
         raise UserError(f"--ssh-config {ssh_config}: no such file")
+    from controller.catalog import ALLOWED_IN_NAMESPACE, AVAILABLE_FROM
+
+    knobs = list(knobs) + [m[k] for m in (AVAILABLE_FROM, ALLOWED_IN_NAMESPACE) for k in knobs if k in m]
     options = ConnectOptions(connect_timeout=connect_timeout, accept_new_host_keys=accept_new, knobs=tuple(knobs),
                              workers=workers, ssh_config=str(ssh_config) if ssh_config else None,
                              heartbeat_timeout=heartbeat_timeout)

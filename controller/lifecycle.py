@@ -40,9 +40,14 @@ def _stop(spec: TuningSpec) -> dict:
     return _step(f"{spec.service.name} stop", spec.service.stop, spec.service.timeout, spec.benchmark_cwd)
 
 
+def restart_steps(spec: TuningSpec) -> list[dict]:
+    """The service stopped and started again (it listens anew), waiting until it is ready."""
+    return [_stop(spec), *_start(spec)] if spec.service is not None else []
+
+
 def before_each_run(spec: TuningSpec, restart: bool) -> list[dict]:
     """Steps before every measured run: the service restarted (when ``restart``), the reset, the warm-up."""
-    steps = [_stop(spec), *_start(spec)] if restart and spec.service is not None else []
+    steps = restart_steps(spec) if restart else []
     if spec.reset is not None:
         steps.append(_step("reset", spec.reset, spec.step_timeout, spec.benchmark_cwd))
     if spec.warmup is not None:

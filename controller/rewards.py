@@ -216,6 +216,8 @@ _register(("elapsed_ms",), "minimize", _line(rf"^elapsed_ms = {NUMBER}"),
           "tunefleet-bench accept-storm's 'elapsed_ms = N'")
 _register(("throughput_mb_s",), "maximize", _line(rf"^throughput_mb_s = {NUMBER}"),
           "tunefleet-bench stream's 'throughput_mb_s = N'")
+_register(("throughput_mbit_s",), "maximize", _line(rf"^throughput_mbit_s = {NUMBER}"),
+          "tunefleet-bench stream --to's 'throughput_mbit_s = N'")
 
 
 def known_metrics() -> list[str]:

@@ -114,6 +114,31 @@ class Constraint(BaseModel):
         return f"{self.metric} {'<=' if self.max is not None else '>='} {self.limit:g}"
 
 
+class Link(BaseModel):
+    """An emulated long-distance link from each client toward its server (node_agent/link.py): what
+    `tc netem` on the sender's egress would give, for kernels without netem."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    delay_ms: float = Field(ge=0, le=10000)
+    rate_mbit: float = Field(gt=0, le=10000)
+    loss_pct: float = Field(default=0.0, ge=0, le=100)
+    limit: int = Field(default=1000, ge=1, le=1_000_000)
+
+
+class Peer(BaseModel):
+    """A benchmark that needs a partner: each evaluated host (the client) runs the benchmark against
+    another host of the fleet (its server), whose address fills ``{peer}`` in the commands. Pairs
+    are ``auto`` (hosts in inventory order, two by two) or given as ``[[client, server], ...]``.
+    The knob values go to both hosts of a pair; the spec's setup, service and teardown run on the
+    server, its reset and warm-up on the client."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    pairs: Union[Literal["auto"], list[tuple[str, str]]] = "auto"
+    link: Link | None = None
+
+
 class TuningSpec(BaseModel):
     """Required: workload_name, reward_metric, benchmark_command, action_space.
 
@@ -148,6 +173,7 @@ class TuningSpec(BaseModel):
     # other metrics the benchmark prints: bounded ones, and ones only reported
     constraints: list[Constraint] = Field(default_factory=list)
     report_metrics: list[str] = Field(default_factory=list)
+    peer: Peer | None = None  # a client/server benchmark across pairs of hosts (controller/pairs.py)
 
     @field_validator("benchmark_command", "reset", "warmup")
     @classmethod

@@ -19,7 +19,7 @@ from controller.catalog import Catalog
 from controller.errors import SpecError, TunefleetError
 from controller.fleet.executor import ThreadExecutor, gather
 from controller.fleet.fleet import Fleet
-from controller.learn import arms, features, stats
+from controller.learn import arms, features, paired, stats
 from controller.learn.arms import Arm
 from controller.learn.evaluation import HostEvaluator, Measure, Recorder, Trial
 from controller.learn.importance import knob_importance
@@ -155,11 +155,18 @@ def _set_up(spec, fleet: Fleet, run: RunDir, options: RunOptions, reporter: Repo
     originals = read_originals(fleet, list(dict.fromkeys(spec.knob_names + arms.knobs_of(profile_arms))))
     run.write("hosts.json", {n: {"facts": h.facts, "originals": originals[n]} for n, h in fleet.hosts.items()})
     restart = timing.needs_restart(spec, catalog, arms.knobs_of(profile_arms))
-    measure = Measure(spec, before=lifecycle.before_each_run(spec, restart))
     if restart:
         reporter.message(f"{spec.service.name} is restarted before every measured run (a knob of this run takes "
                          "effect only when a server listens again)")
     recorder = Recorder(_trial_sink(run, fleet), [reporter.trial])
+    if spec.peer is not None:  # the evaluated hosts are the clients; their servers follow their values
+        reporter.phase("setup", "pairs, the service on every server" + (", the emulated link" if spec.peer.link else ""))
+        measures, _ = paired.set_up(spec, fleet, originals, restart, reporter.message)
+        evaluators = {n: HostEvaluator(fleet.hosts[n], spec, recorder, m) for n, m in measures.items()}
+        if not evaluators:
+            raise TunefleetError("no pair of hosts could be prepared; see the messages above")
+        return Setup(originals, profile_arms, recorder, evaluators, None)
+    measure = Measure(spec, before=lifecycle.before_each_run(spec, restart))
     evaluators = {n: HostEvaluator(h, spec, recorder, measure) for n, h in fleet.hosts.items()}
     prepare = None
     if lifecycle.has_steps(spec):

@@ -152,4 +152,16 @@ def host_facts():
         "command_user": (invoker() or pwd.getpwuid(os.geteuid())).pw_name,
         "tools": dict((tool, find_program(tool)) for tool in TOOLS),
         "services": {"postgresql": listening(POSTGRESQL_PORT)},
+        "netns_init": init_netns(),
     }
+
+
+def init_netns():
+    """Whether the agent runs in the machine's first network namespace (a VM, a bare host) rather
+    than in one made later (a container, a host of the local fleet): a later one may only pick a
+    default congestion control the first allows (net.ipv4.tcp_allowed_congestion_control). None
+    when it cannot be told (the namespaces of pid 1 are not readable)."""
+    try:
+        return os.stat("/proc/self/ns/net").st_ino == os.stat("/proc/1/ns/net").st_ino
+    except OSError:
+        return None

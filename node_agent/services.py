@@ -25,10 +25,11 @@ import sys
 import time
 
 from node_agent import instance as instance_mod
-from node_agent import service_fileio, service_nginx, service_postgres, service_redis
+from node_agent import service_fileio, service_nginx, service_postgres, service_redis, service_sink
 from node_agent.instance import ServiceError
 
-KINDS = {"nginx": service_nginx, "redis": service_redis, "postgres": service_postgres, "fileio": service_fileio}
+KINDS = {"nginx": service_nginx, "redis": service_redis, "postgres": service_postgres, "fileio": service_fileio,
+         "sink": service_sink}
 ACTIONS = ("setup", "start", "stop", "restart", "reset", "teardown")
 START_TIMEOUT_S = 30.0
 

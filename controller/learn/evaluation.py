@@ -155,6 +155,7 @@ class Measure:
     def __init__(self, spec, before: list[dict] | None = None):
         """``before``: the steps before every measured run (controller/lifecycle.py)."""
         self.spec = spec
+        self.command = spec.benchmark_command  # a paired benchmark's has its partner's address filled in
         self.bounds = {k.param: k.bounds() for k in spec.action_space}  # the agent re-checks these
         self.before = list(before or [])
         self.run_timeout = float(spec.benchmark_timeout)
@@ -194,7 +195,7 @@ class Measure:
 
     def _benchmark(self, host, out: dict, staged: dict | None) -> None:
         timeout = self.run_timeout
-        args = {"cmd": self.spec.benchmark_command, "timeout": timeout, "interval": 1.0}
+        args = {"cmd": self.command, "timeout": timeout, "interval": 1.0}
         if getattr(self.spec, "benchmark_cwd", None):
             args["cwd"] = self.spec.benchmark_cwd
         if staged:

@@ -12,6 +12,7 @@ and says which and why, instead of handing on a spec the validation would refuse
 
 from __future__ import annotations
 
+import copy
 import re
 from fnmatch import fnmatch
 from dataclasses import dataclass, field
@@ -81,11 +82,47 @@ def plan(goal: str, facts: dict | None = None, catalog: Catalog | None = None) -
         reason += "; also matched: " + ", ".join(f"{key} ({p})" for p, _, key in others)
     reason = f"{workload.key} scored {points}: " + reason
     warnings = list(workload.caveats) + _host_warnings(workload, facts or {})
+    workload, narrowed = narrow_choices(workload, facts)
     missing = leave_out_missing(workload.spec, facts, catalog)
     shared = leave_out_kernel_wide(without(workload.spec, missing) if missing else workload.spec, facts, catalog)
     if not missing and not shared:
-        return Plan(workload.spec, workload.key, reason, workload.rationale, warnings)
-    return _plan_without(workload, missing, shared, reason, warnings, facts, catalog, [key for _, _, key in others])
+        return Plan(workload.spec, workload.key, reason, workload.rationale, warnings, notes=narrowed)
+    planned = _plan_without(workload, missing, shared, reason, warnings, facts, catalog, [key for _, _, key in others])
+    planned.notes[:0] = narrowed
+    return planned
+
+
+def narrow_choices(workload: Workload, facts: dict | None) -> tuple[Workload, list[str]]:
+    """The workload with each choice knob searched only among the values every host offers
+    (net.ipv4.tcp_congestion_control: the algorithms it has, and inside a network namespace only
+    those its first namespace allows); a prior that picks a value gone from the list is dropped.
+    Returns the workload and a note per narrowed knob."""
+    from dataclasses import replace
+
+    from controller.catalog import offered
+
+    if not facts:
+        return workload, []
+    data = copy.deepcopy(workload.spec_data)
+    notes, gone = [], {}
+    for knob in data["action_space"]:
+        if "values" not in knob:
+            continue
+        offers = [o for o in (offered(knob["param"], f or {}) for f in facts.values()) if o is not None]
+        if not offers:
+            continue
+        kept = [v for v in knob["values"] if all(v in o[0] for o in offers)]
+        if kept == knob["values"] or not kept:
+            continue
+        gone[knob["param"]] = [v for v in knob["values"] if v not in kept]
+        notes.append(f"{knob['param']}: {', '.join(gone[knob['param']])} not offered on these hosts ({offers[0][1]}: "
+                     f"{' '.join(offers[0][0])}); searched among {', '.join(kept)}")
+        knob["values"] = kept
+    if not gone:
+        return workload, []
+    data["initial_candidates"] = [c for c in data.get("initial_candidates", [])
+                                  if not any(c["values"].get(k) in v for k, v in gone.items())]
+    return replace(workload, spec_data=data), notes
 
 
 def _plan_without(workload: Workload, missing: dict[str, str], shared: dict[str, str], reason: str,

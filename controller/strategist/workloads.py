@@ -18,7 +18,10 @@ from dataclasses import dataclass
 from controller.spec import TuningSpec
 
 SERVICE = "tunefleet-service"
-PG_PORT, NGINX_PORT, REDIS_PORT = 15432, 18080, 16379
+PG_PORT, NGINX_PORT, REDIS_PORT, SINK_PORT = 15432, 18080, 16379, 15201
+# the long-distance link of the `link` workload: a bandwidth-delay product of 3.75 MB, near the
+# 4 MiB send buffer ceiling most kernels ship (docs/workloads.md)
+LINK = {"delay_ms": 100, "rate_mbit": 300, "loss_pct": 0.01, "limit": 8000}
 PGBENCH = f"pgbench -h 127.0.0.1 -p {PG_PORT} -U pgbench -j 2 -n"
 MAX_PROFILE_PRIORS = 3
 
@@ -286,6 +289,40 @@ WORKLOADS: tuple[Workload, ...] = (
         tools=("sysbench",),
         notes="tunefleet makes the 2 GiB of test files in /var/tmp/tunefleet-fileio and removes them at the end; "
               "put that folder on the disk you care about."),
+    Workload(
+        "link", "Bulk transfer over a long-distance link",
+        "built-in: each host streams to its partner for 3 s (median of 2 rounds after a warm-up) over a "
+        f"{LINK['rate_mbit']:g} Mbit/s link with {LINK['delay_ms']:g} ms of delay and {LINK['loss_pct']:g}% loss, "
+        "emulated on the sender; reward: Mbit/s the receiver counted.",
+        {"long distance": 5, "wan": 5, "remote site": 4, "cross region": 4, "across the world": 4, "replication": 2,
+         "backup": 2, "latency": 1, "high latency": 4, "bdp": 5, "bandwidth delay": 5, "link": 2, "between hosts": 3,
+         "congestion control": 4, "bbr": 4, "throughput": 1, "transfer": 2},
+        {"reward_metric": "throughput_mbit_s",
+         "benchmark_command": f"tunefleet-bench stream --to {{peer}}:{SINK_PORT} --seconds 3 --rounds 2 --timeout 8",
+         "benchmark_timeout": 60,
+         "peer": {"pairs": "auto", "link": dict(LINK)},
+         **_server("sink", SINK_PORT),
+         "action_space": [
+             _knob("net.ipv4.tcp_rmem", "the receiver's buffer ceiling bounds its window: a window smaller than the "
+                   "bandwidth-delay product leaves the link idle", min="4096 131072 4194304",
+                   max="4096 262144 134217728"),
+             _knob("net.ipv4.tcp_wmem", "the sender's buffer ceiling bounds the data in flight, which must cover the "
+                   "bandwidth-delay product", min="4096 16384 1048576", max="4096 262144 134217728"),
+             _knob("net.ipv4.tcp_congestion_control", "loss-based cubic backs off at every lost packet; BBR paces "
+                   "at the bandwidth it measures", values=["cubic", "bbr", "reno"]),
+             _knob("net.ipv4.tcp_notsent_lowat", "how much unsent data the sender queues beyond the window",
+                   min=16384, max=4294967295, scale="log"),
+             _knob("net.ipv4.tcp_slow_start_after_idle", "a connection idle for an RTO starts again from a small "
+                   "window", values=["0", "1"])],
+         "state_space": [{"metric": m} for m in ("net_tx_mb_per_s", "tcp_retrans_per_s", "cpu_util")],
+         "initial_candidates": [_prior("buffers that cover the bandwidth-delay product several times over, "
+                                       "BBR, no slow start after idle", **{
+             "net.ipv4.tcp_rmem": "4096 131072 67108864", "net.ipv4.tcp_wmem": "4096 16384 67108864",
+             "net.ipv4.tcp_congestion_control": "bbr", "net.ipv4.tcp_notsent_lowat": 4294967295,
+             "net.ipv4.tcp_slow_start_after_idle": "0"})]},
+        notes="Pairs the hosts two by two (h1 -> h2, h3 -> h4); an odd one out sits the run out. The link is "
+              "emulated on each sender toward its partner only (node_agent/link.py) and removed at the end; on "
+              "hosts already far apart, drop `peer.link` from the spec and measure the real path."),
     Workload(
         "stream", "Network throughput (bulk TCP transfer)",
         "built-in: 64 MiB TCP transfers over loopback, median of 3; reward: MB/s.",

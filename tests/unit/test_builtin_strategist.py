@@ -22,7 +22,8 @@ from controller.strategist.builtin import plan, workloads
     ("cpu bound", "cpu"),
     ("CPU-bound number crunching", "cpu"),
     ("network throughput", "stream"),
-    ("bulk transfer of backups between hosts", "stream"),
+    ("bulk transfer of backups between hosts", "link"),
+    ("replicate to a remote site across a high-latency WAN", "link"),
     ("disk I/O heavy, lots of dirty page writeback", "fileio"),
     ("connection-storm", "connection-storm"),
 ])
