@@ -437,6 +437,7 @@ def validate(spec, catalog: Catalog, facts: dict[str, dict] | None = None, origi
     problems += list(timing.unseen(spec, catalog, [n for n in spec.knob_names if n in catalog]).values())
     problems += benchcheck.problems(spec.benchmark_command, facts, origin=origin, tools=catalog.benchmark_tools,
                                     cwd=spec.benchmark_cwd)
+    problems += benchcheck.step_problems(spec, origin=origin, tools=catalog.benchmark_tools)
     if facts:
         problems += catalog.check_hosts(spec, facts)
     if len(problems) == 1:

@@ -170,6 +170,46 @@ def problems(cmd, facts: dict | None = None, *, origin: str = MODEL, tools=(), c
     return out
 
 
+SERVICE_PROGRAM = "tunefleet-service"
+
+
+def spec_steps(spec) -> list[tuple[str, object]]:
+    """(field, command) of every command a spec runs besides its benchmark."""
+    out = [(f"setup[{i}]", c) for i, c in enumerate(spec.setup or [])]
+    out += [(f"teardown[{i}]", c) for i, c in enumerate(spec.teardown or [])]
+    out += [(name, getattr(spec, name)) for name in ("reset", "warmup") if getattr(spec, name) is not None]
+    if spec.service is not None:
+        out += [("service.start", spec.service.start), ("service.stop", spec.service.stop)]
+    return out
+
+
+def step_problems(spec, origin: str = MODEL, tools=()) -> list[str]:
+    """What is wrong with a spec's other commands, one line each. Nothing runs them through a shell.
+    A strategist's warm-up is held to the benchmark's rules; its setup, reset, service and teardown
+    may only drive the tool's own private servers (tunefleet-service), never a host's own: a plan
+    does not restart a user's PostgreSQL or re-initialize its data. A user's spec may run anything."""
+    out = []
+    for field, cmd in spec_steps(spec):
+        try:
+            argv = argv_of(cmd)
+        except ValueError as e:
+            out.append(f"{field} cannot be split into arguments: {e}")
+            continue
+        text = cmd if isinstance(cmd, str) else shlex.join(argv)
+        shell = _shell_syntax(text, argv)
+        if shell:
+            out.append(f"{field} `{text}` contains {', '.join(shell)}: it runs as one program without a shell; "
+                       f"{SCRIPT_HINT}")
+        if origin == USER:
+            continue
+        if field == "warmup":
+            out += [p.replace("benchmark_command", "warmup") for p in problems(cmd, origin=origin, tools=tools)]
+        elif _program(argv) != SERVICE_PROGRAM:
+            out.append(f"{field} runs `{_program(argv)}`: a plan's setup, reset, service and teardown steps may "
+                       f"only use {SERVICE_PROGRAM} (the tool's own private servers), never a host's own services")
+    return out
+
+
 def missing_on_hosts(prog: str, facts: dict) -> list[str]:
     """Hosts (name -> hello facts) on which hello reported the tool absent."""
     if prog not in HELLO_TOOLS:

@@ -57,6 +57,24 @@ config_json is a JSON object with these fields:
   initial_candidates 1 to 3 complete configurations an expert would try first, each
                      {"values": {every knob of action_space: a value inside its range}, "reason": "one line"};
                      every search evaluates them before its own proposals.
+  constraints        optional: bounds on other metrics the benchmark prints, when the goal has two
+                     sides ("more requests per second but p99 under 20 ms"):
+                     [{"metric": "latency_p99_ms", "max": 20}] (or "min"); a winner that breaks one
+                     is never claimed
+  report_metrics     optional: other metrics to measure and report, e.g. ["latency_p99_ms"]
+  service, setup, reset, warmup, teardown
+                     optional: a private server the run itself sets up, starts, restarts, resets
+                     and removes, with tunefleet-service KIND ACTION (KIND: postgres on port 15432,
+                     nginx on 18080, redis on 16379; ACTION: setup, start, stop, reset, teardown):
+                     {"setup": ["tunefleet-service postgres setup --scale 5"],
+                      "service": {"name": "postgres", "start": "tunefleet-service postgres start",
+                                  "stop": "tunefleet-service postgres stop", "ready": "127.0.0.1:15432"},
+                      "reset": "tunefleet-service postgres reset", "warmup": "<the benchmark, shorter>",
+                      "teardown": ["tunefleet-service postgres teardown"]}
+                     and a benchmark pointed at that port. A knob that takes effect only when a
+                     server listens again (net.core.somaxconn) is measurable only against such a
+                     service (the run restarts it); against a server the run does not start it is
+                     left out. A host's own services are never restarted by a plan.
 Every knob needs a "rationale": one or two sentences on why it could move the reward metric
 for THIS workload on THESE hosts. Knobs with no plausible effect waste benchmark runs."""
 

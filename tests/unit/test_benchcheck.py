@@ -179,3 +179,26 @@ def test_benchmark_tools_beside_tunables(tmp_path):
     extra.write_text("benchmark_tools: [hey]\ntunables:\n  net.core.somaxconn: {min: 128, max: 1024}\n")
     catalog = Catalog.load_extra(extra)
     assert catalog.benchmark_tools == ("hey",) and catalog.get("net.core.somaxconn").max == (1024,)
+
+
+def test_a_plans_other_steps_may_only_drive_the_tools_own_servers():
+    from controller.spec import TuningSpec
+    from controller.strategist.benchcheck import step_problems
+
+    base = {"workload_name": "x", "reward_metric": "tps", "benchmark_command": "pgbench -p 15432 pgbench",
+            "action_space": [{"param": "net.ipv4.tcp_fin_timeout", "min": 5, "max": 60}]}
+    own = TuningSpec.from_dict({**base, "setup": ["tunefleet-service postgres setup --scale 5"],
+                                "service": {"name": "postgres", "start": "tunefleet-service postgres start",
+                                            "stop": "tunefleet-service postgres stop"},
+                                "warmup": "pgbench -p 15432 -T 2 pgbench"})
+    assert step_problems(own, origin="model") == []
+    theirs = TuningSpec.from_dict({**base, "setup": ["pgbench -i -s 50 pgbench"],
+                                   "service": {"name": "pg", "start": "systemctl start postgresql",
+                                               "stop": "systemctl stop postgresql"}, "warmup": "rm -rf /var/lib"})
+    found = step_problems(theirs, origin="model")
+    assert any(p.startswith("setup[0] runs `pgbench`") for p in found)
+    assert any(p.startswith("service.start runs `systemctl`") for p in found)
+    assert any(p.startswith("warmup runs `rm`") for p in found)
+    assert step_problems(theirs, origin="user") == []  # the user's own spec runs what the user wrote
+    shell = TuningSpec.from_dict({**base, "reset": "psql -c 'truncate x' && vacuumdb"})
+    assert step_problems(shell, origin="user")[0].startswith("reset `psql -c 'truncate x' && vacuumdb` contains")
