@@ -7,7 +7,7 @@ HOSTS ?= 3
 PG ?= 1
 APT_PACKAGES := python3 python3-venv openssh-server openssh-client sudo iproute2 util-linux procps sysbench apache2-utils postgresql postgresql-client nginx-light redis-server redis-tools wrk fio iperf3 chromium tuned postgresql-doc-15
 
-.PHONY: setup apt venv fleet-up fleet-down ray-up ray-down demo test test-unit test-e2e bench bench-scale clean
+.PHONY: setup apt venv fleet-up fleet-down ray-up ray-down demo test test-unit test-e2e bench bench-real bench-scale clean
 
 setup: apt venv
 
@@ -55,6 +55,11 @@ bench: fleet-up
 	$(BIN)/python bench/strategies.py --out docs/benchmarks.md
 	$(BIN)/python bench/simbench.py --out docs/benchmarks.md
 	$(BIN)/python bench/eval_rate.py --hosts inventory/local.yml --evaluations 150 --out docs/benchmarks.md
+
+# real services (PostgreSQL, nginx, Redis, a long-distance link, file writes, the CPU control) tuned at
+# budget 24 against the expert profiles, in one interleaved verification each (about two hours)
+bench-real: fleet-up
+	$(BIN)/python bench/real.py --hosts inventory/local.yml --out docs/benchmarks.md
 
 # fleet scale, threads and Ray against the naive loop, on fleets of its own beside the default one:
 # 64 hosts whose route delays ACKs as a real network does, and 3 whose route ACKs at once (as the default fleet's)

@@ -1,0 +1,152 @@
+"""Real workloads against the expert profiles an administrator would apply instead (make bench-real).
+
+For every built-in workload on real services (PostgreSQL, nginx, Redis, a long-distance link,
+buffered file writes, and the CPU control), one `tunefleet run` on the local fleet: bo at
+budget 24 from nothing (no policy store), with every matching expert profile compared in the
+same interleaved verification (`--compare auto`): the original settings, tunefleet's winner and
+each profile, run by turns on every host. Kernel-wide knobs need a host of their own on this
+machine (its hosts are namespaces of one kernel), so those workloads run on h1 alone; the link
+needs a pair (h1 -> h2). The raw results go to a JSON file beside the page, from which the
+section is rebuilt without the fleet (--from-json).
+
+    .venv/bin/python bench/real.py --hosts inventory/local.yml --out docs/benchmarks.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.sections import update_section  # noqa: E402
+
+# workload -> the hosts it runs on here (None: every host of the inventory)
+PLACES = {
+    "pg-oltp": "h1", "pg-select": "h1", "pg-connect": None, "nginx": None, "nginx-keepalive": "h1",
+    "redis": "h1", "link": "h1,h2", "fileio": "h1", "cpu": "h1",
+}
+SECTION = "real-workloads"
+
+
+def run_workload(key: str, args, run_root: Path) -> dict:
+    """One run; its result.json with the minutes it took."""
+    run_dir = run_root / key
+    cmd = [sys.executable, "-m", "controller.cli", "run", key, "--hosts", str(args.hosts), "--yes", "--json",
+           "--strategy", "bo", "--policy", "none", "--budget", str(args.budget), "--seed", str(args.seed),
+           "--verify-repeats", str(args.verify_repeats), "--compare", "auto", "--run-dir", str(run_dir)]
+    if PLACES[key]:
+        cmd += ["--limit", PLACES[key]]
+    started = time.monotonic()
+    p = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    minutes = (time.monotonic() - started) / 60
+    if p.returncode != 0:
+        tail = p.stderr.strip().splitlines()[-3:]
+        return {"key": key, "error": " / ".join(tail), "minutes": round(minutes, 1), "command": cmd}
+    result = json.loads(p.stdout)
+    return {"key": key, "minutes": round(minutes, 1), "hosts": PLACES[key] or "all", "result": result,
+            "command": cmd}
+
+
+def _pct(c: dict | None) -> str:
+    if not c:
+        return "-"
+    star = "" if c["significant"] else " (n.s.)"
+    return f"{c['change_pct']:+.1f}% [{c['ci_low_pct']:+.1f}, {c['ci_high_pct']:+.1f}]{star}"
+
+
+def _versus(c: dict | None) -> str:
+    if not c:
+        return "-"
+    if not c["significant"]:
+        return "tie"
+    return "tunefleet better" if c["change_pct"] > 0 else "profile better"
+
+
+def _observed(result: dict, arm: str) -> str:
+    values = (result.get("observed") or {}).get(arm) or {}
+    return ", ".join(f"{m.replace('_ms', '')} {v:.3g}" + (" ms" if m.endswith("_ms") else "")
+                     for m, v in values.items()) or "-"
+
+
+def rows(entry: dict) -> list[str]:
+    r = entry["result"]
+    key = entry["key"]
+    first = f"| {key} ({entry['hosts']}, {entry['minutes']} min) | "
+    out = [first + f"original | - | - | {_observed(r, 'original')} | |",
+           f"| | tunefleet (bo, {r['evaluations']}) | {_values(r['best_config'])} | {_pct(r['verification'])} | "
+           f"{_observed(r, 'best')} | |"]
+    for name, arm in (r.get("arms") or {}).items():
+        out.append(f"| | {name} | {_values(arm['values'])} | {_pct(arm['verification'])} | "
+                   f"{_observed(r, name)} | {_versus(arm.get('best_vs'))}: {_pct(arm.get('best_vs'))} |")
+    return out
+
+
+def _values(values) -> str:
+    if not isinstance(values, dict) or not all(isinstance(v, str) for v in values.values()):
+        return "(per host)"
+    return "<br>".join(f"{k.split('.', 1)[1]}={v}" for k, v in values.items()) or "-"
+
+
+def section(data: dict) -> str:
+    lines = ["## Real workloads", "",
+             "tunefleet at budget 24 (bo from nothing) against the original settings and the expert profiles that "
+             "fit each workload, all measured in one interleaved verification per host "
+             f"({data['verify_repeats']} runs of each arm per host); the change is against the original, positive "
+             "is better, with its 95% CI; `n.s.`: the interval holds zero. The last column compares tunefleet's "
+             "winner with each profile directly (positive: tunefleet better). Profiles apply only the sysctls "
+             "these hosts can take (result.json of each run says what was left out and why).", "",
+             "| workload (hosts, minutes) | arm | settings | vs original, 95% CI | also measured (median) | "
+             "tunefleet vs profile |",
+             "|---|---|---|---|---|---|"]
+    for entry in data["runs"]:
+        if "error" in entry:
+            lines.append(f"| {entry['key']} | failed: {entry['error']} | | | | |")
+            continue
+        lines += rows(entry)
+    lines += ["", f"Command: `{data['command']}` ({data['minutes']:.0f} minutes in all; raw results in "
+                  f"`{data['json']}`)."]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--hosts", type=Path, default=ROOT / "inventory" / "local.yml")
+    parser.add_argument("--workloads", default=",".join(PLACES))
+    parser.add_argument("--budget", type=int, default=24)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--verify-repeats", type=int, default=5)
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks.md")
+    parser.add_argument("--json", type=Path, default=ROOT / "docs" / "benchmarks-real.json")
+    parser.add_argument("--from-json", action="store_true", help="rebuild the section from --json, no fleet")
+    parser.add_argument("--runs", type=Path, default=ROOT / "runs" / "bench-real")
+    args = parser.parse_args(argv)
+    if args.from_json:
+        data = json.loads(args.json.read_text())
+    else:
+        keys = [k for k in args.workloads.split(",") if k]
+        unknown = [k for k in keys if k not in PLACES]
+        if unknown:
+            parser.error(f"unknown workload(s) {', '.join(unknown)} (known: {', '.join(PLACES)})")
+        started = time.monotonic()
+        runs = []
+        for key in keys:
+            print(f"{key} ...", flush=True)
+            runs.append(run_workload(key, args, args.runs))
+            print(f"  {runs[-1].get('error') or runs[-1]['result']['verdict']} ({runs[-1]['minutes']} min)", flush=True)
+        data = {"runs": runs, "verify_repeats": args.verify_repeats, "minutes": (time.monotonic() - started) / 60,
+                "json": str(args.json.relative_to(ROOT)) if args.json.is_relative_to(ROOT) else str(args.json),
+                "command": ".venv/bin/python bench/real.py --hosts inventory/local.yml --out docs/benchmarks.md"}
+        args.json.write_text(json.dumps(data, indent=1))
+    update_section(args.out, SECTION, section(data))
+    print(f"wrote the {SECTION} section of {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
