@@ -9,7 +9,9 @@ Every measured run of every phase (baseline, search, confirm, verify) goes throu
 steps, so the arms of a comparison are measured alike: when the run restarts its service for a
 knob that takes effect only at listen() or process start (controller/timing.py), it restarts it
 before the original's runs too, and a warmed-up, long-running server is never compared with a
-fresh one. Steps run as the benchmark does: no shell, bounded, as the user who asked.
+fresh one. Steps run as the benchmark does: no shell, bounded, as the user who asked; the reset
+and the warm-up in the benchmark's folder (benchmark_cwd), the others where the agent runs (the
+setup may be what makes that folder).
 """
 
 from __future__ import annotations
@@ -30,14 +32,14 @@ def _step(what: str, command: Command, timeout: float, cwd: str | None) -> dict:
 
 def _start(spec: TuningSpec) -> list[dict]:
     service = spec.service
-    steps = [_step(f"{service.name} start", service.start, service.timeout, spec.benchmark_cwd)]
+    steps = [_step(f"{service.name} start", service.start, service.timeout, None)]
     if service.ready:
         steps.append({"what": f"{service.name} ready", "wait_tcp": service.ready, "timeout": service.timeout})
     return steps
 
 
 def _stop(spec: TuningSpec) -> dict:
-    return _step(f"{spec.service.name} stop", spec.service.stop, spec.service.timeout, spec.benchmark_cwd)
+    return _step(f"{spec.service.name} stop", spec.service.stop, spec.service.timeout, None)
 
 
 def restart_steps(spec: TuningSpec) -> list[dict]:
@@ -58,13 +60,12 @@ def before_each_run(spec: TuningSpec, restart: bool) -> list[dict]:
 def at_exit(spec: TuningSpec) -> list[dict]:
     """What undoes the run's setup on a host: the service stopped, then each teardown command."""
     steps = [_stop(spec)] if spec.service is not None else []
-    return steps + [_step(f"teardown {i + 1}", c, spec.step_timeout, spec.benchmark_cwd)
-                    for i, c in enumerate(spec.teardown)]
+    return steps + [_step(f"teardown {i + 1}", c, spec.step_timeout, None) for i, c in enumerate(spec.teardown)]
 
 
 def at_start(spec: TuningSpec) -> list[dict]:
     """Once per host before the baseline: each setup command, then the service started."""
-    steps = [_step(f"setup {i + 1}", c, spec.step_timeout, spec.benchmark_cwd) for i, c in enumerate(spec.setup)]
+    steps = [_step(f"setup {i + 1}", c, spec.step_timeout, None) for i, c in enumerate(spec.setup)]
     return steps + (_start(spec) if spec.service is not None else [])
 
 

@@ -44,8 +44,8 @@ def design(request: dict) -> dict:
         command, metric = "pgbench -h 127.0.0.1 -U postgres -C -c 8 -j 2 -T 5 pgbench", "transactions_per_second"
     else:
         command, metric = "tunefleet-bench accept-storm --clients 128", "elapsed_ms"
-    knobs = [{"param": "net.core.somaxconn", "min": 16, "max": 4096, "rationale": "accept queue for bursts"},
-             {"param": "net.ipv4.tcp_max_syn_backlog", "min": 16, "max": 4096, "rationale": "half-open connections"}]
+    knobs = [{"param": "net.ipv4.tcp_max_syn_backlog", "min": 16, "max": 4096, "rationale": "SYN queue for bursts"},
+             {"param": "net.ipv4.tcp_fin_timeout", "min": 5, "max": 60, "rationale": "FIN_WAIT_2 of closed connections"}]
     if not shared and "vm.swappiness" in tunables:
         knobs.append({"param": "vm.swappiness", "min": 0, "max": 60, "rationale": "keep backends in memory"})
     return reply(optimize({"workload_name": "PostgreSQL connections", "benchmark_command": command,
@@ -68,7 +68,7 @@ def test_plan_with_the_model_against_the_local_fleet(tmp_path):
     assert "net.ipv4.tcp_turbo: no such tunable" in feedback
     hosts = json.loads(fake.tool_results(-1)[0])["hosts"]
     assert hosts and all(h["kernel"] for h in hosts)
-    assert "net.core.somaxconn" in proc.stdout and "accept queue for bursts" in proc.stdout
+    assert "net.ipv4.tcp_max_syn_backlog" in proc.stdout and "SYN queue for bursts" in proc.stdout
     assert KEY not in proc.stdout + proc.stderr
 
 

@@ -22,7 +22,8 @@ ROOT = Path(__file__).resolve().parents[2]
 GOAL = "optimize this system for a PostgreSQL database"
 ANSWER = {"workload_name": "PostgreSQL connections", "reward_metric": "transactions_per_second",
           "benchmark_command": "pgbench -h 127.0.0.1 -U pgbench -C -c 8 -j 2 -T 5 pgbench", "benchmark_timeout": 60,
-          "action_space": [{"param": "net.core.somaxconn", "min": 128, "max": 4096, "rationale": "connection bursts"},
+          "action_space": [{"param": "net.ipv4.tcp_max_syn_backlog", "min": 128, "max": 4096,
+                            "rationale": "connection bursts"},
                            {"param": "vm.swappiness", "min": 0, "max": 60, "rationale": "keep backends in memory"}]}
 
 
@@ -41,5 +42,5 @@ def test_a_kernel_wide_knob_from_the_model_is_left_out_on_the_local_fleet(fleet_
     assert "h1, h2, h3 share one kernel" in task and "vm.swappiness" in task
     assert "note: left out vm.swappiness: kernel-wide, and h1, h2, h3 share one kernel" in p.stdout
     record = json.loads(as_json.stdout)
-    assert [k["param"] for k in record["spec"]["action_space"]] == ["net.core.somaxconn"]
+    assert [k["param"] for k in record["spec"]["action_space"]] == ["net.ipv4.tcp_max_syn_backlog"]
     assert list(record["left_out"]) == ["vm.swappiness"] and record["benchmark"]["origin"] == "model"
