@@ -77,6 +77,7 @@ def print_plan(console, spec, *, reason: str = "", rationale: dict | None = None
     console.print(f"[bold]reward[/]: {spec.reward_metric} ({spec.goal})")
     if hosts:
         console.print(f"[bold]hosts[/]: {', '.join(hosts)}")
+    print_steps(console, spec, list(hosts))
     table = Table(box=None, pad_edge=False)
     facts = hosts if isinstance(hosts, dict) else {}  # host -> facts: show what each knob is today
     for col in ("knob", "range", "scale") + (("current",) if facts else ()) + ("why",):
@@ -96,6 +97,42 @@ def print_plan(console, spec, *, reason: str = "", rationale: dict | None = None
             console.print(f"  {i}. {values}" + (f"  ({c['reason']})" if c.get("reason") else ""), soft_wrap=True)
     for w in warnings:
         console.print(f"[yellow]warning:[/] {w}")
+
+
+def print_steps(console, spec, hosts: list[str]) -> None:
+    """What a run does besides the benchmark: its pairs, its service and steps, its bounds."""
+    from rich.markup import escape
+
+    if getattr(spec, "peer", None) is not None:
+        from controller import pairs
+        from controller.errors import SpecError
+
+        try:
+            pairing = pairs.pair(spec, hosts) if hosts else None
+            shown = pairing.describe() + "".join(f"; {h} sits out" for h in pairing.left_out) if pairing else "auto"
+        except SpecError as e:
+            shown = f"cannot be made: {e}"
+        console.print(f"[bold]pairs[/] (client -> server): {escape(shown)}")
+        link = spec.peer.link
+        if link is not None:
+            console.print(f"[bold]link[/]: {link.delay_ms:g} ms, {link.rate_mbit:g} Mbit/s, {link.loss_pct:g}% loss "
+                          "(emulated on each client toward its server, removed at the end)")
+    service = getattr(spec, "service", None)
+    if service is not None:
+        console.print(f"[bold]service[/] {escape(service.name)}: start {escape(_cmd(service.start))}; stop "
+                      f"{escape(_cmd(service.stop))}; restart: {service.restart}", soft_wrap=True)
+    for label, commands in (("setup", spec.setup), ("reset", [spec.reset] if spec.reset else []),
+                            ("warm-up", [spec.warmup] if spec.warmup else []), ("teardown", spec.teardown)):
+        for command in commands or []:
+            console.print(f"[bold]{label}[/]: {escape(_cmd(command))}", soft_wrap=True)
+    for c in getattr(spec, "constraints", None) or []:
+        console.print(f"[bold]constraint[/]: {c.describe()} (a winner that breaks it is not claimed)")
+
+
+def _cmd(command) -> str:
+    import shlex
+
+    return command if isinstance(command, str) else shlex.join(command)
 
 
 def _knob_value(facts: dict, knob: str):
@@ -149,6 +186,8 @@ def print_result(console, result: dict) -> None:
             f"{hv['p_value']:.3g}" if hv else "-",
         )
     console.print(table)
+    if result.get("pairs"):
+        console.print("pairs (client -> server): " + ", ".join(f"{c} -> {s}" for c, s in result["pairs"].items()))
     console.print("[bold]best configuration[/]: " + ", ".join(f"{k} = {val}" for k, val in result["best_config"].items()))
     confirm = result.get("confirm") or {}
     if confirm.get("confirmed"):

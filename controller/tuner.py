@@ -89,6 +89,7 @@ class Setup:
     recorder: Recorder
     evaluators: dict[str, HostEvaluator]
     prepared: object = None  # re-prepares a host that rejoins (its service is gone after a reboot)
+    pairs: dict | None = None  # client -> server, for a benchmark with a partner
 
 
 def tune(spec, fleet: Fleet, run: RunDir, options: RunOptions, reporter: Reporter | None = None,
@@ -139,6 +140,8 @@ def tune(spec, fleet: Fleet, run: RunDir, options: RunOptions, reporter: Reporte
                 ctx.take_back(verdicts)
     result = _result(spec, options, run, setup.recorder, ctx, baselines, selection.trial, summary)
     result.update(confirm=selection.to_dict(), importance=_importance(setup.recorder, spec), warnings=warnings)
+    if setup.pairs:
+        result["pairs"] = setup.pairs
     if resume is not None:
         result["resumed"] = resume.summary()
     if options.strategy == "ppo":
@@ -165,7 +168,8 @@ def _set_up(spec, fleet: Fleet, run: RunDir, options: RunOptions, reporter: Repo
         evaluators = {n: HostEvaluator(fleet.hosts[n], spec, recorder, m) for n, m in measures.items()}
         if not evaluators:
             raise TunefleetError("no pair of hosts could be prepared; see the messages above")
-        return Setup(originals, profile_arms, recorder, evaluators, None)
+        return Setup(originals, profile_arms, recorder, evaluators, None,
+                     {c: m.server.name for c, m in measures.items()})
     measure = Measure(spec, before=lifecycle.before_each_run(spec, restart))
     evaluators = {n: HostEvaluator(h, spec, recorder, measure) for n, h in fleet.hosts.items()}
     prepare = None

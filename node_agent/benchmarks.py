@@ -212,6 +212,8 @@ def main(argv=None):
     amount = stream.add_mutually_exclusive_group()
     amount.add_argument("--mb", type=float, default=None, help="MiB per transfer (default 64)")
     amount.add_argument("--seconds", type=float, default=None, help="send for this long (with --to)")
+    stream.add_argument("--omit", type=float, default=0.0, help="with --to: send this many seconds first and "
+                        "leave them out of the rate (slow start; as iperf3's --omit)")
     stream.add_argument("--rounds", type=int, default=3)
     stream.add_argument("--timeout", type=float, default=None,
                         help="seconds per round (default 20; with --seconds S, S + 20)")
@@ -243,8 +245,8 @@ def main(argv=None):
                            args.rounds, 0, "elapsed_ms", "ms")
     if args.to is not None:
         return _remote(parser, args)
-    if args.seconds is not None:
-        parser.error("--seconds needs --to (a loopback transfer is sized with --mb)")
+    if args.seconds is not None or args.omit:
+        parser.error("--seconds and --omit need --to (a loopback transfer is sized with --mb)")
     mb = 64.0 if args.mb is None else args.mb
     if not 0 < mb <= 65536:
         parser.error("--mb must be between 0 and 65536")
@@ -259,11 +261,13 @@ def _remote(parser, args):
         parser.error(str(e))
     if args.seconds is not None and not 0 < args.seconds <= 3600:
         parser.error("--seconds must be between 0 and 3600")
+    if not 0 <= args.omit <= 600:
+        parser.error("--omit must be between 0 and 600 seconds")
     mb = 64.0 if args.mb is None and args.seconds is None else args.mb
     if mb is not None and not 0 < mb <= 65536:
         parser.error("--mb must be between 0 and 65536")
     try:
-        return _run_rounds(lambda: remote_stream.stream_round(address, mb, args.seconds, args.timeout),
+        return _run_rounds(lambda: remote_stream.stream_round(address, mb, args.seconds, args.timeout, args.omit),
                            args.rounds, 1, "throughput_mb_s", "MiB/s",
                            also=("throughput_mbit_s", (1 << 20) * 8 / 1e6))
     except OSError as e:

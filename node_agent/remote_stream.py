@@ -2,11 +2,13 @@
 
 sink          runs on the receiving host until SIGTERM: for every connection it counts the bytes
               until EOF and the seconds from accepting the connection to that EOF, and answers
-              with one JSON line ``{"bytes": n, "seconds": s}``.
+              with one JSON line ``{"bytes": n, "seconds": s, "marks": [[t, bytes so far], ...]}`` (a mark
+              every 0.1 s).
 stream --to   sends to a sink, ``--mb`` MiB or for ``--seconds`` seconds, then half-closes and
               reads that answer: the throughput is what the receiver counted over its own time,
               so data still queued on the sender (or on an emulated link) when it stops sending
-              is not counted as delivered.
+              is not counted as delivered. ``--omit S`` sends S seconds more first and leaves them
+              out (TCP's slow start; iperf3's --omit): the rate over what came after them.
 
 A round that runs out of its ``--timeout`` is censored at the bytes the receiver acknowledged
 so far (TCP_INFO's tcpi_bytes_acked), over the time spent. Stdlib only, Python >= 3.7.
@@ -20,6 +22,7 @@ import threading
 import time
 
 IDLE_S = 30.0             # a sink connection that sends nothing for this long is closed
+MARK_EVERY_S = 0.1        # how often the sink notes its count, for a sender's --omit
 TCPI_BYTES_ACKED = 120    # offset of tcpi_bytes_acked (u64) in struct tcp_info (Linux >= 4.1)
 
 
@@ -47,16 +50,18 @@ def _bytes_acked(sock):
         return None
 
 
-def stream_round(address, mb=None, seconds=None, timeout=20.0):
-    """One transfer to a sink on a fresh connection; returns the receiver's MiB/s."""
+def stream_round(address, mb=None, seconds=None, timeout=20.0, omit=0.0):
+    """One transfer to a sink on a fresh connection; returns the receiver's MiB/s. ``omit``: the
+    first seconds (TCP's slow start, as iperf3's --omit) are sent too but not counted: the rate is
+    what the receiver counted after them."""
     size = int(mb * (1 << 20)) if mb is not None else None
     chunk = memoryview(b"\0" * (1 << 18))
     start = time.monotonic()
-    deadline = start + timeout
+    deadline = start + timeout + omit
     sock = socket.create_connection(address, timeout=timeout)
     with sock:
         sent = 0
-        stop_at = start + seconds if seconds is not None else None
+        stop_at = start + omit + seconds if seconds is not None else None
         try:
             while (size is None or sent < size) and (stop_at is None or time.monotonic() < stop_at):
                 now = time.monotonic()
@@ -82,10 +87,17 @@ def stream_round(address, mb=None, seconds=None, timeout=20.0):
     try:
         answer = json.loads(report.decode("ascii"))
         received, spent = int(answer["bytes"]), float(answer["seconds"])
+        marks = [(float(t), int(b)) for t, b in answer.get("marks") or []]
     except (ValueError, KeyError, TypeError, UnicodeDecodeError):
         raise OSError("the sink at %s:%d gave no count (%r)" % (address[0], address[1], report[:80]))
     if received != sent or spent <= 0:
         raise OSError("the sink counted %d of %d bytes in %.3f s" % (received, sent, spent))
+    if omit > 0:
+        after = [(t, b) for t, b in marks if t >= omit]
+        if not after or spent - after[0][0] <= 0:
+            raise OSError("the transfer ended %.2f s after it began, within --omit %g" % (spent, omit))
+        t0, b0 = after[0]
+        return (received - b0) / float(1 << 20) / (spent - t0)
     return received / float(1 << 20) / spent
 
 
@@ -96,13 +108,17 @@ def _count(conn, max_seconds):
             start = time.monotonic()
             conn.settimeout(IDLE_S)
             buf = bytearray(1 << 18)
-            total = 0
+            total, marks, next_mark = 0, [], start + MARK_EVERY_S
             while time.monotonic() - start < max_seconds:
                 n = conn.recv_into(buf)
+                now = time.monotonic()
                 if not n:
-                    elapsed = time.monotonic() - start
-                    conn.sendall(json.dumps({"bytes": total, "seconds": elapsed}).encode("ascii") + b"\n")
+                    answer = {"bytes": total, "seconds": now - start, "marks": marks}
+                    conn.sendall(json.dumps(answer).encode("ascii") + b"\n")
                     return
+                if now >= next_mark:  # the count over time, so a sender can leave its slow start out
+                    marks.append((round(now - start, 4), total))
+                    next_mark = now + MARK_EVERY_S
                 total += n
     except OSError:
         pass  # the sender went away or went silent: nothing to report to anyone

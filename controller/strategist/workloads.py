@@ -291,23 +291,25 @@ WORKLOADS: tuple[Workload, ...] = (
               "put that folder on the disk you care about."),
     Workload(
         "link", "Bulk transfer over a long-distance link",
-        "built-in: each host streams to its partner for 3 s (median of 2 rounds after a warm-up) over a "
+        "built-in: each host streams to its partner for 5 s and the last 3 count (the first 2 are slow start; "
+        "a warm-up round first) over a "
         f"{LINK['rate_mbit']:g} Mbit/s link with {LINK['delay_ms']:g} ms of delay and {LINK['loss_pct']:g}% loss, "
         "emulated on the sender; reward: Mbit/s the receiver counted.",
         {"long distance": 5, "wan": 5, "remote site": 4, "cross region": 4, "across the world": 4, "replication": 2,
          "backup": 2, "latency": 1, "high latency": 4, "bdp": 5, "bandwidth delay": 5, "link": 2, "between hosts": 3,
          "congestion control": 4, "bbr": 4, "throughput": 1, "transfer": 2},
         {"reward_metric": "throughput_mbit_s",
-         "benchmark_command": f"tunefleet-bench stream --to {{peer}}:{SINK_PORT} --seconds 3 --rounds 2 --timeout 8",
+         "benchmark_command": f"tunefleet-bench stream --to {{peer}}:{SINK_PORT} --seconds 3 --omit 2 --rounds 1 "
+                              "--timeout 10",
          "benchmark_timeout": 60,
          "peer": {"pairs": "auto", "link": dict(LINK)},
          **_server("sink", SINK_PORT),
          "action_space": [
              _knob("net.ipv4.tcp_rmem", "the receiver's buffer ceiling bounds its window: a window smaller than the "
                    "bandwidth-delay product leaves the link idle", min="4096 131072 4194304",
-                   max="4096 262144 134217728"),
+                   max="4096 262144 134217728", scale="log"),
              _knob("net.ipv4.tcp_wmem", "the sender's buffer ceiling bounds the data in flight, which must cover the "
-                   "bandwidth-delay product", min="4096 16384 1048576", max="4096 262144 134217728"),
+                   "bandwidth-delay product", min="4096 16384 1048576", max="4096 262144 134217728", scale="log"),
              _knob("net.ipv4.tcp_congestion_control", "loss-based cubic backs off at every lost packet; BBR paces "
                    "at the bandwidth it measures", values=["cubic", "bbr", "reno"]),
              _knob("net.ipv4.tcp_notsent_lowat", "how much unsent data the sender queues beyond the window",

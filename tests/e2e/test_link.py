@@ -152,10 +152,11 @@ def sink(pair):
     proc.stderr.close()
 
 
-def stream(host, to: str, seconds: float) -> dict:
+def stream(host, to: str, seconds: float, omit: float = 0.0) -> dict:
     """One timed round (after the warm-up) of the remote stream, run by the agent in A."""
-    result = host.request("run", {"cmd": f"tunefleet-bench stream --to {to} --seconds {seconds} --rounds 1",
-                                  "timeout": 4 * seconds + 30}, timeout=4 * seconds + 60)
+    result = host.request("run", {"cmd": f"tunefleet-bench stream --to {to} --seconds {seconds} --omit {omit} "
+                                         "--rounds 1", "timeout": 4 * (seconds + omit) + 30},
+                          timeout=4 * (seconds + omit) + 60)
     assert result["exit_code"] == 0, result
     return dict(line.split(" = ") for line in result["stdout_tail"].splitlines() if " = " in line)
 
@@ -199,6 +200,19 @@ def test_stream_stays_under_the_rate_and_near_it(pair, sink):
         down = host.request("link_down")
         assert down["counters"]["forwarded"] > 3 * 20e6 / 8 / 1514
         assert down["counters"]["lost"] == down["counters"]["queue_drops"] == 0
+    finally:
+        host.close()
+
+
+def test_omit_leaves_the_slow_start_out_of_the_rate(pair, sink):
+    """At 100 ms a connection needs a second or so of slow start before it fills 100 Mbit/s: a 1 s
+    round counts that ramp, and with --omit 1.5 the same round measures the link after it."""
+    host = pair.agent()
+    try:
+        link_up(host, delay_ms=100, rate_mbit=100, limit=4000)
+        ramp = float(stream(host, sink, 1)["throughput_mbit_s"])
+        steady = float(stream(host, sink, 1, omit=1.5)["throughput_mbit_s"])
+        assert steady > 1.3 * ramp and steady > 70, (ramp, steady)
     finally:
         host.close()
 

@@ -30,6 +30,7 @@ SHORTER = {
     "nginx": [("--workers 2", "--workers 2")],
     "nginx-keepalive": [("-d 10s", "-d 3s")],
     "redis": [("-n 200000", "-n 40000")],
+    "link": [("--seconds 3 --omit 2", "--seconds 1 --omit 1")],
     "fileio": [("--time=10", "--time=3"), ("--file-total-size=2G", "--file-total-size=256M"), ("--size 2G", "--size 256M")],
 }
 
@@ -63,11 +64,11 @@ def shortened_spec(fleet_inventory, tmp_path: Path, key: str, limit: str | None)
 
 def run_workload(fleet_inventory, tmp_path: Path, key: str, limit: str | None = None, *extra: str):
     spec = shortened_spec(fleet_inventory, tmp_path, key, limit)
-    hosts = [limit] if limit else ["h1", "h2", "h3"]
+    hosts = limit.split(",") if limit else ["h1", "h2", "h3"]
     knobs = [k["param"] for k in spec["action_space"]]
     before = {h: {k: sysctl(h, k) for k in knobs} for h in hosts}
     args = ["run", "--spec", str(tmp_path / "spec.json"), "--hosts", str(fleet_inventory), "--yes", "--json",
-            "--budget", str(len(hosts)), "--strategy", "random", "--seed", "1", "--baseline-repeats", "2",
+            "--budget", str(3 if key != "link" else 2), "--strategy", "random", "--seed", "1", "--baseline-repeats", "2",
             "--verify-repeats", "2", "--confirm-top", "1", "--run-dir", str(tmp_path / "run"), *extra]
     if limit:
         args += ["--limit", limit]
@@ -117,3 +118,16 @@ def test_fileio_tunes_writeback_on_one_host_and_removes_its_files(fleet_inventor
     assert spec["setup"] == ["tunefleet-service fileio setup --dir /var/tmp/tunefleet-fileio --size 256M"]
     assert result["verification"] is not None
     assert not Path("/var/tmp/tunefleet-fileio").exists()
+
+
+def test_the_link_pairs_two_hosts_and_leaves_no_link_or_sink(fleet_inventory, tmp_path):
+    """h1 streams to h2 over the emulated long-distance link; both get the same values, the sink runs
+    on h2 only, and afterwards neither the link (its TAP device, filter, forwarder) nor the sink is left."""
+    spec, result, log = run_workload(fleet_inventory, tmp_path, "link", "h1,h2")
+    assert result["pairs"] == {"h1": "h2"} and list(result["hosts"]) == ["h1"]
+    assert "pairs (client -> server): h1 -> h2" in log
+    links = subprocess.run(["ip", "netns", "exec", "tf-h1", "ip", "-o", "link"], capture_output=True, text=True).stdout
+    assert "tfl" not in links
+    filters = subprocess.run(["ip", "netns", "exec", "tf-h1", "tc", "qdisc", "show", "dev", "eth0"],
+                             capture_output=True, text=True).stdout
+    assert "clsact" not in filters
