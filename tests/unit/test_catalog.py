@@ -279,10 +279,10 @@ def test_a_knob_the_benchmark_cannot_see_is_refused_with_the_way_out(catalog, co
     data = {"workload_name": "w", "reward_metric": "tps", "benchmark_command": command, "action_space": [SOMAXCONN]}
     spec = TuningSpec.from_dict({**data, **({"service": service} if service else {})})
     if refused is None:
-        validate(spec, catalog)
+        validate(spec, catalog, origin="user")
         return
     with pytest.raises(SpecError) as e:
-        validate(spec, catalog)
+        validate(spec, catalog, origin="user")
     assert refused in str(e.value) and "when a server calls listen()" in str(e.value)
     assert "\n" not in str(e.value)
 
