@@ -58,6 +58,8 @@ def render(run: RunRecord) -> str:
     sections = [
         ("What to keep", _configuration(run)),
         ("Original against best, measured in turn on each host", _ab(run)),
+        ("Expert profiles, measured in the same verification", _arms(run)),
+        ("Bounds and the other metrics", _constraints(run)),
         ("The search: best so far", _best_so_far(run)),
         ("Each knob against the result", _knobs(run)),
         ("Which knobs mattered", _importance(run)),
@@ -118,13 +120,13 @@ def _verdict(r: dict) -> str:
     if not r:
         return '<div class="verdict bad">No result: the run was interrupted or failed before verification.</div>'
     v = r.get("verification") or {}
-    kind = "good" if r.get("success") else ("bad" if v.get("significant") else "none")
+    kind = "good" if r.get("success") else ("bad" if v.get("significant") and v.get("change_pct", 0) < 0 else "none")
     text = escape(str(r.get("verdict") or ""))
     explain = {
         "good": "The best configuration was measured against the original values in turn on every host, and the "
                 "difference is larger than the noise: worth keeping.",
-        "none": "The difference between the best configuration and the original values could be noise: "
-                "nothing here is worth changing on the hosts.",
+        "none": "The difference between the best configuration and the original values could be noise, or the "
+                "best configuration breaks a bound the spec sets: nothing here is worth changing on the hosts.",
         "bad": "The best candidate of the search measured worse than the original values: keep the originals.",
     }[kind]
     return f'<div class="verdict {kind}">{text}</div><p class="note">{explain}</p>'
@@ -155,6 +157,12 @@ def _num(v, pattern: str | None = None) -> str:
 def _ci(v: dict) -> str:
     lo, hi = v.get("ci_low_pct"), v.get("ci_high_pct")
     return f"{lo:+.1f}% .. {hi:+.1f}%" if isinstance(lo, (int, float)) and isinstance(hi, (int, float)) else "-"
+
+
+def _change(v: dict | None) -> str:
+    if not v or not isinstance(v.get("change_pct"), (int, float)):
+        return "-"
+    return f"{v['change_pct']:+.1f}%<br><span class=note>{_ci(v)}</span>"
 
 
 def _range(knob: dict) -> str:
@@ -219,6 +227,78 @@ def _ab(run: RunRecord) -> str:
             + "<p class=note>Each host ran the benchmark with its original values and with the best configuration "
               "in turn (A B A B ...), so a drift over time hits both alike. Boxes span the middle half of the "
               "runs, the bar is the median, every run is a dot.</p>")
+
+
+def _arms(run: RunRecord) -> str:
+    """Each compared profile: what it set here, against the original and against the winner."""
+    arms = (run.result or {}).get("arms") or {}
+    if not arms:
+        return ""
+    rows = []
+    for name, a in arms.items():
+        values = a.get("values") or {}
+        shown = "<br>".join(f"<code>{escape(k)} = {escape(str(v))}</code>" for k, v in values.items()
+                            if isinstance(v, str)) or "(per host: see result.json)"
+        left = "".join(f"<li><code>{escape(k)}</code>: {escape(why)}</li>" for k, why in (a.get("left_out") or {}).items())
+        other = ", ".join(f"{escape(k)} {escape(str(v))}" for k, v in (a.get("not_sysctl") or {}).items())
+        best_vs = a.get("best_vs") or {}
+        word = ("tie" if not best_vs.get("significant") else
+                "tunefleet better" if best_vs.get("change_pct", 0) > 0 else "profile better") if best_vs else "-"
+        notes = (f"<details><summary>left out here</summary><ul>{left}</ul></details>" if left else "") + \
+                (f"<details><summary>not sysctls, not applied</summary>{other}</details>" if other else "")
+        rows.append(f"<tr><td>{escape(name)}<br><span class=note>{escape(a.get('source') or '')}</span>{notes}</td>"
+                    f"<td>{shown}</td><td class=n>{_change(a.get('verification'))}</td>"
+                    f"<td class=n>{_change(best_vs)}</td><td>{word}</td></tr>")
+    return ("<table><tr><th>profile</th><th>applied here</th><th>vs original (95% CI)</th>"
+            "<th>tunefleet vs it (95% CI)</th><th></th></tr>" + "".join(rows) + "</table>"
+            "<p class=note>Each profile ran by turns with the original values and the best configuration on every "
+            "host. A tie means the interval holds zero: the two could not be told apart.</p>")
+
+
+def _constraints(run: RunRecord) -> str:
+    """Every bound on every arm, the other metrics' medians, and the search's trade-off chart."""
+    r = run.result or {}
+    bounds, observed = r.get("constraints") or [], r.get("observed") or {}
+    if not bounds and not observed:
+        return ""
+    parts = []
+    for c in bounds:
+        limit = f"&le; {c['max']:g}" if "max" in c else f"&ge; {c['min']:g}"
+        rows = "".join(f"<tr><td>{escape(arm)}</td><td class=n>{_num(b['median'])}</td>"
+                       f"<td class=n>{_num(b['ci_low'])} .. {_num(b['ci_high'])}</td>"
+                       f"<td>{ {True: 'holds', False: 'broken', None: 'not shown either way'}[b['holds']] }</td></tr>"
+                       for arm, b in c["arms"].items())
+        parts.append(f"<p><b>{escape(c['metric'])} {limit}</b></p><table><tr><th>arm</th><th>median</th>"
+                     f"<th>95% CI</th><th></th></tr>{rows}</table>" + _tradeoff(run, c))
+    metrics = sorted({m for v in observed.values() for m in v})
+    if metrics:
+        head = "".join(f"<th>{escape(m)}</th>" for m in metrics)
+        rows = "".join(f"<tr><td>{escape(arm)}</td>" + "".join(f"<td class=n>{_num(v.get(m))}</td>" for m in metrics)
+                       + "</tr>" for arm, v in observed.items())
+        parts.append(f"<p>Medians over the verification's runs of each arm:</p><table><tr><th>arm</th>{head}</tr>"
+                     f"{rows}</table>")
+    return "".join(parts)
+
+
+def _tradeoff(run: RunRecord, c: dict) -> str:
+    """The search's runs: the bounded metric across, the objective up, the bound as a line."""
+    base = _baselines(run)
+    points = [(t["observed"][c["metric"]], change_pct(t["raw"], base[t["host"]], _goal(run)))
+              for t in _trials(run, "search") if c["metric"] in (t.get("observed") or {}) and t["host"] in base]
+    points = [(x, y) for x, y in points if y is not None]
+    if len(points) < 2:
+        return ""
+    xs, ys = [x for x, _ in points] + [c.get("max", c.get("min"))], [y for _, y in points]
+    panel = Panel(_value_scale(xs), _value_scale(_clamped(ys)), width=520, height=260, xlabel=c["metric"],
+                  ylabel="% better than baseline", title=f"the search: objective against {c['metric']}")
+    limit = c.get("max", c.get("min"))
+    x = panel.x(limit)
+    panel.marks.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{panel.y1}" y2="{panel.y0}" stroke="#c62828" '
+                       f'stroke-dasharray="4 3"><title>the bound: {fmt(limit)}</title></line>')
+    panel.dots([(x_, max(y_, -200.0)) for x_, y_ in points], FLEET,
+               labels=[f"{c['metric']} {fmt(x_)}: {y_:+.1f}%" for x_, y_ in points])
+    return panel.svg() + "<p class=note>Every search run; the dashed line is the bound. A run past it scored below " \
+                         "the original for the search, however good its objective.</p>"
 
 
 def _clamped(values: list[float]) -> list[float]:

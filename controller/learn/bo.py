@@ -34,25 +34,21 @@ def _param(i: int) -> str:
     return f"a{i:02d}"
 
 
-CONSTRAINTS = "constraints"  # a trial's user attribute: one number per constraint, <= 0 where it holds
+def _constraint_keys(values) -> dict[str, float]:
+    """One optuna constraint per spec constraint (<= 0 where it holds): optuna's samplers model
+    which points keep them, instead of seeing only a penalized reward."""
+    return {f"c{i}": float(v) for i, v in enumerate(values or ())}
 
 
-def _constraints(trial) -> tuple[float, ...]:
-    return tuple(trial.user_attrs.get(CONSTRAINTS, (0.0,)))
-
-
-def make_sampler(kind: str, seed: int, n_startup: int, constrained: bool = False):
-    """``constrained``: the spec bounds other metrics; the sampler then models which points keep
-    them (optuna's constraints_func) instead of seeing only a penalized reward."""
+def make_sampler(kind: str, seed: int, n_startup: int):
     import optuna
 
-    extra = {"constraints_func": _constraints} if constrained else {}
     if kind == "tpe":
         # multivariate: vector knobs (tcp_rmem's three numbers) move together, not one at a time
         return optuna.samplers.TPESampler(seed=seed, n_startup_trials=n_startup, constant_liar=True,
-                                          multivariate=True, **extra)
+                                          multivariate=True)
     if kind == "gp":
-        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=n_startup, deterministic_objective=False, **extra)
+        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=n_startup, deterministic_objective=False)
     raise ValueError(f"unknown sampler {kind!r} (known: {', '.join(SAMPLERS)})")
 
 
@@ -72,8 +68,7 @@ class BoxStudy:
         self.dim = dim
         self.distributions = {_param(i): FloatDistribution(-1.0, 1.0) for i in range(dim)}
         with _quiet():
-            self.study = optuna.create_study(direction="maximize",
-                                             sampler=make_sampler(sampler, seed, n_startup, constrained))
+            self.study = optuna.create_study(direction="maximize", sampler=make_sampler(sampler, seed, n_startup))
         self.constrained = constrained
         self._pending: dict[Hashable, object] = {}
 
@@ -85,12 +80,9 @@ class BoxStudy:
         if p.shape != (self.dim,) or not np.all(np.isfinite(p)):
             return False
         params = {_param(i): float(x) for i, x in enumerate(np.clip(p, -1.0, 1.0))}
-        system = {}
-        if self.constrained:  # what optuna's samplers record from constraints_func after a told trial
-            attrs[CONSTRAINTS] = list(constraints or (0.0,))
-            system = {"constraints": list(constraints or (0.0,))}
+        extra = {"constraints": _constraint_keys(constraints or [0.0])} if self.constrained else {}
         self.study.add_trial(optuna.trial.create_trial(params=params, distributions=self.distributions,
-                                                       value=float(value), user_attrs=attrs, system_attrs=system))
+                                                       value=float(value), user_attrs=attrs, **extra))
         return True
 
     def ask(self, keys) -> dict[Hashable, np.ndarray]:
@@ -114,7 +106,8 @@ class BoxStudy:
             self.study.tell(trial, state=TrialState.FAIL)
             return
         if self.constrained:
-            trial.set_user_attr(CONSTRAINTS, list(constraints or (0.0,)))
+            for key, v in _constraint_keys(constraints or [0.0]).items():
+                trial.set_constraint(key, v)
         self.study.tell(trial, float(value))
 
     @property
