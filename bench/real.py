@@ -120,7 +120,7 @@ def main(argv=None) -> int:
     parser.add_argument("--workloads", default=",".join(PLACES))
     parser.add_argument("--budget", type=int, default=24)
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--verify-repeats", type=int, default=5)
+    parser.add_argument("--verify-repeats", type=int, default=6)
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks.md")
     parser.add_argument("--json", type=Path, default=ROOT / "docs" / "benchmarks-real.json")
     parser.add_argument("--from-json", action="store_true", help="rebuild the section from --json, no fleet")
