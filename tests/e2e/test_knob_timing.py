@@ -68,7 +68,8 @@ def test_somaxconn_without_a_restart_is_refused_and_shows_nothing_with_the_resta
     validate(auto, Catalog.default(), origin="user")
 
     unseen = measured(inventory, folder, never)
-    assert unseen["best_config"] == {SOMAXCONN: "4096"}  # the prior was measured: 4096, yet the queue stayed 128
+    # Every value measures the queue of 128 the server made at its start: which one the search calls best is
+    # the noise's choice, and verification shows it changes nothing.
     assert not unseen["success"] and abs(unseen["verification"]["change_pct"]) < 10, unseen["verdict"]
     seen = measured(inventory, folder, auto)
     assert seen["success"] and seen["improvement"] > 40, seen["verdict"]
