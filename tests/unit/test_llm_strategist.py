@@ -306,7 +306,7 @@ def test_model_is_asked_of_the_endpoint_when_not_given(facts):
 # --- the key never shows ------------------------------------------------------------------------
 
 def test_the_key_never_reaches_plan_json_or_the_cli_output(tmp_path, facts):
-    from controller.cli import _plan_record
+    from controller.commands.plans import _plan_record
 
     fake, plan = plan_with([status(500, f"bad key {KEY}"), reply(optimize(GOOD))], facts)
     record = json.dumps(_plan_record(plan.spec, plan))
