@@ -9,8 +9,6 @@ from typing import Optional
 
 import typer
 
-from controller.errors import UserError
-
 VERBOSITY = {"quiet": False, "verbose": False}
 
 
@@ -68,38 +66,33 @@ def _error(message: str) -> None:
     print(f"error: {message}", file=sys.stderr)
 
 
-def _select(hosts: Path, limit: Optional[str]):
-    from controller.fleet.inventory import load_inventory
+def _reach(accept_new: bool = False, connect_timeout: float = 5.0, workers: str = "threads",
+           ssh_config: Optional[Path] = None, heartbeat_timeout: float = 30.0):
+    """The command line's connection options as the library takes them (controller/frontend.py)."""
+    from controller.frontend import Reach
 
-    return load_inventory(hosts).select(limit)
+    return Reach(accept_new_host_keys=accept_new, connect_timeout=connect_timeout, ssh_config=ssh_config,
+                 workers=workers, heartbeat_timeout=heartbeat_timeout)
+
+
+def _select(hosts: Path, limit: Optional[str]):
+    from controller.frontend import select
+
+    return select(hosts, limit)
 
 
 def _connect(hosts: Path, limit: Optional[str], accept_new: bool, connect_timeout: float, knobs=(),
              workers: str = "threads", ssh_config: Optional[Path] = None, heartbeat_timeout: float = 30.0):
     """The selected hosts, connected with their agents started: (host specs, Fleet)."""
-    from controller.fleet.executor import parse_workers
-    from controller.fleet.fleet import ConnectOptions, Fleet
+    from controller.frontend import connect
 
-    parse_workers(workers)  # a bad --workers is refused before any host is touched
-    specs = _select(hosts, limit)
-    if ssh_config is not None and not ssh_config.exists():
-        raise UserError(f"--ssh-config {ssh_config}: no such file")
-    from controller.catalog import ALLOWED_IN_NAMESPACE, AVAILABLE_FROM
-
-    knobs = list(knobs) + [m[k] for m in (AVAILABLE_FROM, ALLOWED_IN_NAMESPACE) for k in knobs if k in m]
-    options = ConnectOptions(connect_timeout=connect_timeout, accept_new_host_keys=accept_new, knobs=tuple(knobs),
-                             workers=workers, ssh_config=str(ssh_config) if ssh_config else None,
-                             heartbeat_timeout=heartbeat_timeout)
-    return specs, Fleet.connect(specs, options)
+    return connect(hosts, limit, _reach(accept_new, connect_timeout, workers, ssh_config, heartbeat_timeout), knobs)
 
 
 def _load_catalog(extra: Optional[Path]):
-    from controller.catalog import Catalog
+    from controller.frontend import load_catalog
 
-    catalog = Catalog.default()
-    if extra is not None:
-        catalog = catalog.load_extra(extra)
-    return catalog
+    return load_catalog(extra)
 
 
 def _run_folder(run_name: str, runs_dir: Optional[Path]) -> Path:
@@ -110,25 +103,19 @@ def _run_folder(run_name: str, runs_dir: Optional[Path]) -> Path:
 
 def _reachable_facts(fleet) -> dict:
     """Each reachable host's facts; one error line per host that is not; none reachable is an error."""
+    from controller.frontend import reachable_facts
+
     for name, err in fleet.failed.items():
         _error(f"{name}: {err.message}")
-    if not fleet.hosts:
-        raise UserError("no host could be reached; nothing was changed")
-    return {n: h.facts for n, h in fleet.hosts.items()}
+    return reachable_facts(fleet)
 
 
 def _host_facts(hosts: Path, limit: Optional[str], accept_new: bool, connect_timeout: float,
                 knobs=(), strict: bool = True, ssh_config: Optional[Path] = None, workers: str = "threads") -> dict:
-    """hello from every host, describing `knobs`, with what else manages them (`managed`: the
-    agent's scan, controller/conflicts.py); with strict=False, the hosts that answered."""
-    from controller import conflicts
+    """hello from every host, describing `knobs`, with what else manages them (controller/frontend.py)."""
+    from controller.frontend import host_facts
 
-    _, fleet = _connect(hosts, limit, accept_new, connect_timeout, knobs, workers, ssh_config=ssh_config)
-    with fleet:
-        if fleet.failed and (strict or not fleet.hosts):
-            raise next(iter(fleet.failed.values()))
-        scans = conflicts.scan_fleet(fleet, list(knobs)) if knobs else {}
-        return {n: {**h.facts, "managed": scans.get(n, {})} for n, h in fleet.hosts.items()}
+    return host_facts(hosts, limit, _reach(accept_new, connect_timeout, workers, ssh_config), knobs, strict)
 
 
 def _strategist_events():

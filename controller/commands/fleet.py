@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from pathlib import Path
 from typing import Optional
 
@@ -17,10 +16,10 @@ from controller.commands.common import (
     SSHConfigOpt,
     TimeoutOpt,
     WorkersOpt,
-    _connect,
     _console,
     _error,
     _json_stdout,
+    _reach,
     _run_folder,
     _select,
 )
@@ -37,25 +36,11 @@ def check(
     workers: str = WorkersOpt,
 ) -> None:
     """Connect to every host, deploy the agent and show what each host is."""
-    from controller.fleet.fleet import round_trip_ms
-    from controller.report import check_rows, print_check
+    from controller.frontend import check as checking
+    from controller.report import print_check
 
     doc = _json_stdout(as_json)
-    started = time.monotonic()
-    specs, fleet = _connect(hosts, limit, accept_new_host_keys, connect_timeout, workers=workers,
-                            ssh_config=ssh_config)
-    from controller import conflicts
-    from controller.catalog import Catalog
-
-    names = Catalog.default().names()
-    with fleet:
-        rtts = fleet.map(round_trip_ms)
-        rows = check_rows(specs, fleet, {n: o.value for n, o in rtts.items() if o.ok})
-        scans = conflicts.scan_fleet(fleet, names)
-    for r in rows:  # the catalog's knobs that something besides tunefleet manages here
-        scan = scans.get(r["name"]) or {}
-        r["managed"] = conflicts.host_lines(scan, [k for k in names if _managed(scan, k)]) if scan else []
-    elapsed = time.monotonic() - started
+    rows, elapsed = checking(hosts, limit, _reach(accept_new_host_keys, connect_timeout, workers, ssh_config))
     if as_json:
         print(json.dumps(rows, indent=2), file=doc)
     else:
@@ -69,11 +54,6 @@ def check(
         for r in failed:
             _error(f"{r['name']}: {r['error']}")
         raise typer.Exit(1)
-
-
-def _managed(scan: dict, knob: str) -> bool:
-    k = (scan.get("knobs") or {}).get(knob) or {}
-    return bool(k.get("files") or k.get("tuned") or k.get("daemons"))
 
 
 def install(
@@ -155,15 +135,11 @@ def restore(
     """Write back every original value an agent journaled (after a crash, or after --keep-best).
 
     Says per host and knob: restored, already original, left as someone else set it (never overwritten), or failed (with the errno); exits 1 when a host is unreachable or anything is left changed (it stays journaled on the host)."""
-    from controller.fleet.restoring import restore_host
+    from controller.frontend import restore as restoring
 
     doc = _json_stdout(as_json)
-    _, fleet = _connect(hosts, limit, accept_new_host_keys, connect_timeout, workers=workers, ssh_config=ssh_config)
-    with fleet:
-        outcomes = fleet.map(lambda h: restore_host(h, persist_file if unpersist else None))
-        failed = dict(fleet.failed)
-    reports = {n: o.value for n, o in outcomes.items() if o.ok}
-    failed.update({n: o.error for n, o in outcomes.items() if not o.ok})
+    reports, failed = restoring(hosts, limit, _reach(accept_new_host_keys, connect_timeout, workers, ssh_config),
+                                persist_file if unpersist else None)
     if as_json:
         print(json.dumps({**{key: {n: r.to_dict()[key] for n, r in reports.items()}
                              for key in ("restored", "unchanged", "failed", "left", "removed", "discarded", "foreign")},

@@ -22,6 +22,7 @@ from controller.commands.common import (
     _strategist_events,
 )
 from controller.errors import UserError
+from controller.frontend import origin, plan_record
 
 
 def profiles(
@@ -57,17 +58,10 @@ def profiles(
 
 def _make_plan(goal: Optional[str], spec_file: Optional[Path], facts: dict | None = None,
                model: Optional[str] = None, catalog=None):
-    """A spec from a file, or from the goal through the strategist. Returns (spec, plan-or-None)."""
-    from controller.spec import TuningSpec
+    """A spec from a file, or from the goal through the strategist (its progress on stderr)."""
+    from controller.frontend import make_plan
 
-    if spec_file is not None:
-        return TuningSpec.load(spec_file), None
-    if not goal:
-        raise UserError("say what the hosts are for (a GOAL such as \"optimize for PostgreSQL\") or give --spec FILE")
-    from controller.strategist import choose
-
-    plan = choose(goal, facts, model=model, catalog=catalog, on_event=_strategist_events())
-    return plan.spec, plan
+    return make_plan(goal, spec_file, facts, model=model, catalog=catalog, on_event=_strategist_events())
 
 
 def plan(
@@ -101,7 +95,7 @@ def plan(
         facts = _host_facts(hosts, limit, accept_new_host_keys, connect_timeout, knobs=catalog.names(),
                             ssh_config=ssh_config, workers=workers)
     spec, chosen = _make_plan(goal, spec_file, facts, model=model, catalog=catalog)
-    validate(spec, catalog, facts, origin=_origin(chosen))
+    validate(spec, catalog, facts, origin=origin(chosen))
     if output is not None:
         from controller.runs import write_json_atomic
 
@@ -110,7 +104,7 @@ def plan(
 
     managed = {n: f.get("managed") or {} for n, f in (facts or {}).items()}
     if as_json:
-        record = _plan_record(spec, chosen)
+        record = plan_record(spec, chosen)
         if facts:
             record["managed"] = {n: {k: (m.get("knobs") or {}).get(k) for k in spec.knob_names}
                                  for n, m in managed.items()}
@@ -126,13 +120,6 @@ def plan(
             console.print(f"spec written to {output}")
 
 
-def _origin(chosen) -> str:
-    """Who wrote the benchmark command: the user (--spec), the model, or the built-in catalog."""
-    if chosen is None:
-        return "user"
-    return "model" if getattr(chosen, "strategist", "builtin") == "llm" else "builtin"
-
-
 def _show_plan(console, spec, chosen, spec_file, hosts) -> None:
     """The plan, the exact argv the agents will exec, and what the planner left out and why."""
     from rich.markup import escape
@@ -143,26 +130,13 @@ def _show_plan(console, spec, chosen, spec_file, hosts) -> None:
     print_plan(console, spec, reason=chosen.reason if chosen else f"from {spec_file}",
                rationale=chosen.rationale if chosen else None, warnings=chosen.warnings if chosen else (),
                hosts=hosts)
-    bench = record(spec, _origin(chosen))
+    bench = record(spec, origin(chosen))
     where = f"; in {bench['cwd']}" if bench["cwd"] else ""
     author = {"user": f"you, in {spec_file}", "model": "the model", "builtin": "the built-in catalog"}
     console.print(f"[bold]argv[/]: {escape(json.dumps(bench['argv']))} (exec, no shell{escape(where)}; written by "
                   f"{escape(author[bench['origin']])})", soft_wrap=True)
     for note in getattr(chosen, "notes", ()):
         console.print(f"note: {escape(note)}", soft_wrap=True)
-
-
-def _plan_record(spec, chosen) -> dict:
-    from controller.strategist.benchcheck import record
-
-    record = {"spec": spec.to_dict(), "benchmark": record(spec, _origin(chosen))}
-    if chosen is not None:
-        record.update({"strategist": getattr(chosen, "strategist", "builtin"), "workload": chosen.workload,
-                       "reason": chosen.reason, "rationale": chosen.rationale, "warnings": list(chosen.warnings),
-                       "notes": list(getattr(chosen, "notes", ())), "left_out": dict(getattr(chosen, "left_out", {}))})
-        if getattr(chosen, "llm", None):  # which model, how many tokens (never the key)
-            record.update({"model": chosen.model, "usage": chosen.usage, "llm": chosen.llm})
-    return record
 
 
 def profiles_to_compare(names: list[str], chosen) -> list[str]:

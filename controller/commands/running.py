@@ -33,14 +33,9 @@ from controller.commands.common import (
     _select,
     _strategist_events,
 )
-from controller.commands.plans import (
-    _make_plan,
-    _origin,
-    _plan_record,
-    _show_plan,
-    profiles_to_compare,
-)
+from controller.commands.plans import _make_plan, _show_plan, profiles_to_compare
 from controller.errors import UserError
+from controller.frontend import origin, plan_record
 
 STRATEGY_HELP = ("Search strategy: auto (ppo from a well-trained stored policy, else bo; docs/strategies.md), ppo, bo "
                  "(Bayesian, optuna), random.")
@@ -156,7 +151,7 @@ def _planned(a: SimpleNamespace, catalog):
         facts = _host_facts(a.hosts, a.limit, a.accept_new_host_keys, a.connect_timeout, knobs=catalog.names(),
                             strict=False, ssh_config=a.ssh_config, workers=a.workers)
     spec, chosen = _make_plan(a.goal, a.spec_file, facts, model=a.model, catalog=catalog)
-    validate(spec, catalog, origin=_origin(chosen))  # everything that can be refused without a host
+    validate(spec, catalog, origin=origin(chosen))  # everything that can be refused without a host
     a.compare = profiles_to_compare(a.compare, chosen)
     if a.strategy not in STRATEGIES:
         raise UserError(f"--strategy {a.strategy}: unknown (choose from {', '.join(STRATEGIES)})")
@@ -184,7 +179,7 @@ def _request(a: SimpleNamespace, spec, chosen, catalog, resumed):
                          policy=a.policy, baseline_repeats=a.baseline_repeats, confirm_top=a.confirm_top,
                          invocation=invocation, rejoin_window=a.rejoin_window, rejoin_interval=a.rejoin_interval,
                          compare=tuple(a.compare), catalog=catalog)
-    return JobRequest(spec, _plan_record(spec, chosen), options, run_dir=a.run_dir, keep_best=a.keep_best,
+    return JobRequest(spec, plan_record(spec, chosen), options, run_dir=a.run_dir, keep_best=a.keep_best,
                       persist_file=a.persist_file if a.persist else None, force=a.force, resume=resumed,
                       tensorboard=a.tensorboard)
 
@@ -195,7 +190,7 @@ def _ready(a: SimpleNamespace, spec, chosen, catalog, fleet, resumed, out) -> bo
     from controller.catalog import validate
 
     facts = _reachable_facts(fleet)
-    validate(spec, catalog, facts, origin=_origin(chosen))
+    validate(spec, catalog, facts, origin=origin(chosen))
     if resumed is not None:
         said = len(resumed.notes)
         resumed.check_fleet(fleet, spec)
@@ -322,7 +317,7 @@ def _converse(config, fleet, catalog, kept: list, a: SimpleNamespace) -> None:
         options = RunOptions(strategy=a.strategy, seed=a.seed, verify_repeats=a.verify_repeats, catalog=catalog,
                              budget=a.budget or int(chosen.spec.training_config.get("total_timesteps") or 24))
         try:
-            return _carry_out(JobRequest(chosen.spec, _plan_record(chosen.spec, chosen), options), fleet,
+            return _carry_out(JobRequest(chosen.spec, plan_record(chosen.spec, chosen), options), fleet,
                               out).to_dict()
         finally:  # the next experiment, and a "no" to keeping, start from the original values
             fleet.map(lambda h: h.request("restore", {}))
