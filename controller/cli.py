@@ -11,7 +11,7 @@ import sys
 
 import typer
 
-from controller.commands import fleet, past, plans, running
+from controller.commands import fleet, past, plans, running, serving
 from controller.commands.common import VERBOSITY
 from controller.errors import TunefleetError, UserError
 
@@ -44,7 +44,7 @@ def _global(
 
 
 for command in (fleet.check, fleet.install, fleet.hosts, plans.profiles, fleet.restore, fleet.audit, plans.plan,
-                running.run, running.chat, past.report, past.runs, past.show, past.export):
+                running.run, running.chat, past.report, past.runs, past.show, past.export, serving.mcp):
     app.command()(command)
 
 

@@ -147,6 +147,28 @@ def plan_record(spec, chosen, written_by: str | None = None) -> dict[str, Any]:
     return record_
 
 
+def budget_for(spec, budget: int | None) -> int:
+    """The search's budget: the one asked for, else the spec's training_config.total_timesteps, else 24."""
+    return budget or int(spec.training_config.get("total_timesteps") or 24)
+
+
+def profiles_to_compare(names: list[str], chosen) -> list[str]:
+    """--compare's profile names, checked ('auto': the profiles that fit the built-in workload)."""
+    from controller import profiles
+
+    out = []
+    for name in names:
+        if name == "auto":
+            if chosen is None or getattr(chosen, "strategist", "builtin") != "builtin":
+                raise UserError("--compare auto needs a built-in workload (a goal the built-in catalog plans); "
+                                "name the profiles instead (tunefleet profiles lists them)")
+            out += [p.name for p in profiles.for_workload(chosen.workload)] if chosen.workload in \
+                profiles.workload_keys() else []
+        else:
+            out.append(profiles.get(name).name)  # an unknown name: one line listing the known ones
+    return list(dict.fromkeys(out))
+
+
 def restore(hosts: Path, limit: Optional[str], reach: Reach = Reach(), unpersist_file: str | None = None):
     """Write back every original value the agents journaled: ({host: restoring.Report}, {host:
     error}) for the hosts that answered and those that did not (or failed)."""

@@ -21,7 +21,6 @@ from controller.commands.common import (
     _load_catalog,
     _strategist_events,
 )
-from controller.errors import UserError
 from controller.frontend import origin, plan_record
 
 
@@ -137,20 +136,3 @@ def _show_plan(console, spec, chosen, spec_file, hosts) -> None:
                   f"{escape(author[bench['origin']])})", soft_wrap=True)
     for note in getattr(chosen, "notes", ()):
         console.print(f"note: {escape(note)}", soft_wrap=True)
-
-
-def profiles_to_compare(names: list[str], chosen) -> list[str]:
-    """--compare's profile names, checked ('auto': the profiles that fit the built-in workload)."""
-    from controller import profiles
-
-    out = []
-    for name in names:
-        if name == "auto":
-            if chosen is None or getattr(chosen, "strategist", "builtin") != "builtin":
-                raise UserError("--compare auto needs a built-in workload (a goal the built-in catalog plans); "
-                                "name the profiles instead (tunefleet profiles lists them)")
-            out += [p.name for p in profiles.for_workload(chosen.workload)] if chosen.workload in \
-                profiles.workload_keys() else []
-        else:
-            out.append(profiles.get(name).name)  # an unknown name: one line listing the known ones
-    return list(dict.fromkeys(out))

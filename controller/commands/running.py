@@ -33,9 +33,9 @@ from controller.commands.common import (
     _select,
     _strategist_events,
 )
-from controller.commands.plans import _make_plan, _show_plan, profiles_to_compare
+from controller.commands.plans import _make_plan, _show_plan
 from controller.errors import UserError
-from controller.frontend import origin, plan_record
+from controller.frontend import budget_for, origin, plan_record, profiles_to_compare
 
 STRATEGY_HELP = ("Search strategy: auto (ppo from a well-trained stored policy, else bo; docs/strategies.md), ppo, bo "
                  "(Bayesian, optuna), random.")
@@ -174,7 +174,7 @@ def _request(a: SimpleNamespace, spec, chosen, catalog, resumed):
                   "tensorboard": a.tensorboard, "heartbeat_timeout": a.heartbeat_timeout,
                   "rejoin_window": a.rejoin_window, "rejoin_interval": a.rejoin_interval, "force": a.force,
                   "compare": list(a.compare)}
-    budget = a.budget or int(spec.training_config.get("total_timesteps") or 24)
+    budget = budget_for(spec, a.budget)
     options = RunOptions(strategy=a.strategy, budget=budget, seed=a.seed, verify_repeats=a.verify_repeats,
                          policy=a.policy, baseline_repeats=a.baseline_repeats, confirm_top=a.confirm_top,
                          invocation=invocation, rejoin_window=a.rejoin_window, rejoin_interval=a.rejoin_interval,
@@ -315,7 +315,7 @@ def _converse(config, fleet, catalog, kept: list, a: SimpleNamespace) -> None:
     def run_plan(chosen):
         validate(chosen.spec, catalog, facts)  # the same gate as `run`, against these hosts
         options = RunOptions(strategy=a.strategy, seed=a.seed, verify_repeats=a.verify_repeats, catalog=catalog,
-                             budget=a.budget or int(chosen.spec.training_config.get("total_timesteps") or 24))
+                             budget=budget_for(chosen.spec, a.budget))
         try:
             return _carry_out(JobRequest(chosen.spec, plan_record(chosen.spec, chosen), options), fleet,
                               out).to_dict()
