@@ -108,7 +108,9 @@ def _section(rows: list[dict], args) -> str:
         f"(min {min(rounds)}) |",
         "",
         "start_run checks the spec (no host needed) and hands the run to a thread; run_status reads the run's "
-        "status without waiting on it, so it answers while the run connects and measures.",
+        "status without waiting on it, so it answers while the run connects and measures. The slowest start_run is "
+        "a server's first: it waits for the run API (numpy, scipy, the learning stack) to finish loading, which the "
+        "server begins when it starts.",
     ])
 
 

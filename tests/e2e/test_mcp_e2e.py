@@ -2,8 +2,8 @@
 agent would: plan, start a run, follow it to the end and export it; cancel a run mid-search and
 find every host back on its original values; a hostile spec refused before anything connects.
 
-Set TUNEFLEET_MCP_TRANSCRIPT=FILE to keep the first test's session (requests, answers, progress
-notifications with their times) as JSON: docs/mcp.md quotes it.
+Set TUNEFLEET_MCP_TRANSCRIPT=FOLDER to keep each test's session (requests, answers, progress
+notifications with their times) there as JSON: docs/mcp.md quotes them.
 """
 
 from __future__ import annotations
@@ -53,6 +53,12 @@ def evaluations_seen(calls) -> list[tuple[int, int]]:
     return out
 
 
+def keep(session, name: str) -> None:
+    folder = os.environ.get("TUNEFLEET_MCP_TRANSCRIPT")
+    if folder:
+        session.save(Path(folder) / f"{name}.json")
+
+
 def test_plan_start_follow_to_the_end_and_export(fleet_inventory, inventory, tmp_path):
     before = proc_sys(inventory)
     hosts = len(inventory.hosts)
@@ -70,8 +76,7 @@ def test_plan_start_follow_to_the_end_and_export(fleet_inventory, inventory, tmp
             exported = await s.ok("export", run_id=started["run_id"], format="sysctl.d")
             shown = await s.ok("show", run_id=started["run_id"])
             report = await s.ok("report", run_id=started["run_id"])
-            if os.environ.get("TUNEFLEET_MCP_TRANSCRIPT"):
-                s.save(Path(os.environ["TUNEFLEET_MCP_TRANSCRIPT"]))
+            keep(s, "plan-run-export")
             return s, planned, started, first, final, exported, shown, report
 
     s, planned, started, first, final, exported, shown, report = anyio.run(session)
@@ -110,6 +115,8 @@ def test_cancel_mid_search_restores_every_host_and_marks_the_folder_cancelled(fl
             during = proc_sys(inventory)
             cancelled = await s.ok("cancel_run", run_id=started["run_id"])
             shown = await s.ok("show", run_id=started["run_id"])
+            keep(s, "cancel")
+            print(f"\ncancel_run answered in {s.calls[-2].seconds:.2f} s, every host restored")
             return status, during, cancelled, shown
 
     status, during, cancelled, shown = anyio.run(session)
