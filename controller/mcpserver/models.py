@@ -161,5 +161,4 @@ class Report(BaseModel):
 
 class Export(BaseModel):
     format: str
-    text: str = Field(description="The file's content.")
-    path: str | None = Field(None, description="Where it was written, when an output path was given.")
+    text: str = Field(description="The file's content; nothing is written or applied.")

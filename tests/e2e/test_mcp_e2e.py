@@ -145,7 +145,9 @@ def test_a_hostile_spec_never_reaches_a_host(fleet_inventory, inventory, tmp_pat
 
     async def session():
         async with serving("--hosts", str(fleet_inventory), runs=tmp_path / "runs") as s:
-            return [await s.call("start_run", spec=spec, budget=3) for spec in (hostile, denied)]
+            calls = [await s.call("start_run", spec=spec, budget=3) for spec in (hostile, denied)]
+            keep(s, "hostile")
+            return calls
 
     for call in anyio.run(session):
         assert call.error and call.error.startswith("the spec for 'connection storm' cannot run as is"), call.error
