@@ -153,3 +153,25 @@ def test_a_hostile_spec_never_reaches_a_host(fleet_inventory, inventory, tmp_pat
         assert call.error and call.error.startswith("the spec for 'connection storm' cannot run as is"), call.error
     assert sentinel.read_text() == "still here"
     assert not (tmp_path / "runs").exists() and proc_sys(inventory) == before
+
+
+def test_a_client_that_leaves_mid_run_leaves_every_host_restored(fleet_inventory, inventory, tmp_path):
+    """The client closes the connection mid-search (a desktop client quits): the server cancels what it
+    still runs and closes the fleet before it exits."""
+    before = proc_sys(inventory)
+
+    async def session():
+        async with serving("--hosts", str(fleet_inventory), runs=tmp_path / "runs") as s:
+            started = await s.ok("start_run", spec=SLOW_STORM, budget=60, strategy="random", seed=3)
+            status = await s.ok("run_status", run_id=started["run_id"])
+            while status["state"] not in OVER and not (status["phase"] == "search" and status["evaluations"] >= 3):
+                await anyio.sleep(0.2)
+                status = await s.ok("run_status", run_id=started["run_id"])
+            return status, proc_sys(inventory)
+
+    status, during = anyio.run(session)  # leaving the block closes stdin; the SDK waits, then kills
+    after = proc_sys(inventory)
+    assert status["state"] == "running" and during != before
+    assert after == before
+    folder = next((tmp_path / "runs").iterdir())
+    assert RunResult.load(folder).status == "cancelled"
