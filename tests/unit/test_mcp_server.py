@@ -149,3 +149,35 @@ def test_progress_lines_and_restore_reports_carry_what_the_run_reported():
     assert "left changed" in report.hosts["h2"].error
     assert report.clean is False
     assert restore_report({"h1": closed["h1"]}, {}).clean is True
+
+
+def test_streamable_http_serves_the_read_only_tools_on_loopback(tmp_path, closed_port):
+    """--transport http: the same server behind streamable HTTP (the SDK's client by URL)."""
+    from mcp import Client
+
+    proc = subprocess.Popen([sys.executable, "-m", "controller.cli", "mcp", "--transport", "http", "--port",
+                             str(closed_port), "--read-only"], cwd=ROOT, stderr=subprocess.DEVNULL,
+                            env={**os.environ, "PYTHONPATH": str(ROOT), "TUNEFLEET_RUNS": str(tmp_path / "runs")})
+
+    async def session():
+        with anyio.fail_after(60):
+            while True:
+                try:
+                    socket.create_connection(("127.0.0.1", closed_port), 0.2).close()
+                    break
+                except OSError:
+                    assert proc.poll() is None, "the server exited"
+                    await anyio.sleep(0.2)
+        async with Client(f"http://127.0.0.1:{closed_port}/mcp") as client:
+            names = {t.name for t in (await client.list_tools()).tools}
+            workloads = (await client.call_tool("list_workloads", {})).structured_content["workloads"]
+            return names, workloads
+
+    try:
+        names, workloads = anyio.run(session)
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    assert names == EVERY - CHANGERS
+    assert "connection-storm" in {w["key"] for w in workloads}
+    assert proc.returncode == 0
