@@ -66,15 +66,17 @@ def refusals(fn):
 def build(tools: Tools, read_only: bool = False, **server_options: Any) -> MCPServer:
     """The server with every tool, or only those that change nothing."""
     server = MCPServer(name="tunefleet", instructions=INSTRUCTIONS, **server_options)
-    for fn, changes in _declare(tools):
+    for fn, changes in _planning(tools) + _running(tools) + _looking_back(tools):
         if read_only and changes:
             continue
         server.add_tool(refusals(fn), annotations=CHANGES if changes else READS, structured_output=True)
     return server
 
 
-def _declare(tools: Tools) -> list:
-    """(tool function, changes a host) for every tool; the functions close over `tools`."""
+# Each group returns (tool function, changes a host); the functions close over `tools`.
+
+def _planning(tools: Tools) -> list:
+    """The tools about the hosts and the plan."""
 
     def list_workloads() -> models.Workloads:
         """The built-in workloads the planner knows (a goal such as "PostgreSQL" or "web server" picks one).
@@ -96,6 +98,19 @@ def _declare(tools: Tools) -> list:
     def hosts(inventory: HostsArg = None, limit: LimitArg = None) -> models.Hosts:
         """The hosts an inventory and a limit select and how each is reached, without connecting. Changes nothing."""
         return tools.hosts(inventory, limit)
+
+    def restore(hosts: HostsArg = None, limit: LimitArg = None,
+                unpersist: Annotated[bool, Field(description="Also delete /etc/sysctl.d/90-tunefleet.conf and put "
+                                                 "its knobs back now.")] = False) -> models.RestoreReport:
+        """CHANGES THE HOSTS: write back every original value tunefleet's agents journaled (after a crash, or
+        after keep_best); a knob someone else changed since is left as they set it. Reports per host and knob."""
+        return tools.restore(hosts, limit, unpersist)
+
+    return [(list_workloads, False), (plan, False), (check, False), (hosts, False), (restore, True)]
+
+
+def _running(tools: Tools) -> list:
+    """The tools that start, follow and stop a run."""
 
     def start_run(
         goal: Annotated[str | None, Field(description="Plan this goal (as `tunefleet run GOAL`).")] = None,
@@ -146,6 +161,12 @@ def _declare(tools: Tools) -> list:
         cancelling when the wait ran out first: run_status tells the rest)."""
         return await tools.cancel(run_id, wait_seconds, _progress(ctx))
 
+    return [(start_run, True), (run_status, False), (watch_run, False), (cancel_run, True)]
+
+
+def _looking_back(tools: Tools) -> list:
+    """The tools about past runs: nothing they do changes a host."""
+
     def runs() -> models.Runs:
         """Every past run of this user (wherever its folder is): when, workload, strategy, hosts, verdict.
         Changes nothing."""
@@ -168,16 +189,7 @@ def _declare(tools: Tools) -> list:
         script or JSON, returned as text (nothing is written or applied). Changes nothing."""
         return tools.export(run_id, format, force)
 
-    def restore(hosts: HostsArg = None, limit: LimitArg = None,
-                unpersist: Annotated[bool, Field(description="Also delete /etc/sysctl.d/90-tunefleet.conf and put "
-                                                 "its knobs back now.")] = False) -> models.RestoreReport:
-        """CHANGES THE HOSTS: write back every original value tunefleet's agents journaled (after a crash, or
-        after keep_best); a knob someone else changed since is left as they set it. Reports per host and knob."""
-        return tools.restore(hosts, limit, unpersist)
-
-    return [(list_workloads, False), (plan, False), (check, False), (hosts, False), (start_run, True),
-            (run_status, False), (watch_run, False), (cancel_run, True), (runs, False), (show, False),
-            (report, False), (export, False), (restore, True)]
+    return [(runs, False), (show, False), (report, False), (export, False)]
 
 
 def _progress(ctx: Context):
