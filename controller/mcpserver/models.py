@@ -87,7 +87,7 @@ class HostRestore(BaseModel):
     foreign: dict[str, Any] = Field(default_factory=dict,
                                     description="Knobs someone else changed during the run: left as they set them.")
     left: list[str] = Field(default_factory=list, description="Knobs still changed (journaled on the host).")
-    error: str | None = Field(None, description="The host could not be reached or did not answer.")
+    error: str | None = Field(default=None, description="The host could not be reached or did not answer.")
 
 
 class RestoreReport(BaseModel):
@@ -99,7 +99,7 @@ class RunStarted(BaseModel):
     run_id: str
     state: RunState
     hosts: str
-    budget: int | None = Field(None, description="None until a goal is planned (the spec's default then applies).")
+    budget: int | None = Field(default=None, description="None until a goal is planned (the spec's default then applies).")
     strategy: str
     next: str = Field(description="What to call next.")
 
@@ -108,7 +108,7 @@ class BestSoFar(BaseModel):
     host: str
     values: dict[str, str]
     raw: float | None = None
-    change_pct: float | None = Field(None, description="Against that host's baseline; one sample, not verified.")
+    change_pct: float | None = Field(default=None, description="Against that host's baseline; one sample, not verified.")
     verified: bool = False
 
 
@@ -117,19 +117,19 @@ class RunStatus(BaseModel):
     state: RunState
     phase: str = Field(description="planning, connecting, checking, setup, baseline, search, confirm, verify.")
     detail: str = ""
-    evaluations: int = Field(0, description="Search evaluations done, across the fleet.")
+    evaluations: int = Field(default=0, description="Search evaluations done, across the fleet.")
     budget: int | None = None
-    benchmarks: int = Field(0, description="Every benchmark run so far, baseline and verification included.")
+    benchmarks: int = Field(default=0, description="Every benchmark run so far, baseline and verification included.")
     best_so_far: BestSoFar | None = None
     verdict: str | None = None
-    success: bool | None = Field(None, description="A verified, significant improvement within every bound.")
-    verification: Comparison | None = Field(None, description="Original vs best: change and its 95% CI, in percent.")
+    success: bool | None = Field(default=None, description="A verified, significant improvement within every bound.")
+    verification: Comparison | None = Field(default=None, description="Original vs best: change and its 95% CI, in percent.")
     run_dir: str | None = None
     error: str | None = None
     messages: list[str] = Field(default_factory=list, description="The run's last messages.")
-    restore: RestoreReport | None = Field(None, description="Once the run is over: what every host put back.")
-    seconds: float = Field(0.0, description="Since start_run.")
-    events: int = Field(0, description="Events the run has published so far (watch_run's since= resumes after them).")
+    restore: RestoreReport | None = Field(default=None, description="Once the run is over: what every host put back.")
+    seconds: float = Field(default=0.0, description="Since start_run.")
+    events: int = Field(default=0, description="Events the run has published so far (watch_run's since= resumes after them).")
 
 
 class RunRow(BaseModel):

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from controller.errors import TunefleetError, UserError
 from controller.frontend import Reach
-from controller.mcpserver.models import BestSoFar, HostRestore, RestoreReport, RunStatus
+from controller.mcpserver.models import BestSoFar, HostRestore, RestoreReport, RunState, RunStatus
 from controller.result import RunResult
 
 if TYPE_CHECKING:  # the run API loads the learning stack (scipy, torch): only when a run starts
@@ -62,7 +62,7 @@ class ServedRun:
 
     id: str
     launch: Launch
-    state: str = "connecting"
+    state: RunState = "connecting"
     phase: str = "connecting"
     error: str | None = None
     job: Job | None = None
@@ -86,7 +86,7 @@ class ServedRun:
             self.events.append(event)
             self._changed.notify_all()
 
-    def _step(self, phase: str) -> None:
+    def _step(self, phase: RunState) -> None:
         from controller.job import Event
 
         self.state = self.phase = phase
@@ -164,6 +164,7 @@ class ServedRun:
     def _end(self) -> None:
         from controller.job import Event
 
+        state: RunState
         if self.result is not None:
             state = "cancelled" if self.result.cancelled else "finished"
         else:
