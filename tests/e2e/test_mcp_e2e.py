@@ -8,6 +8,7 @@ notifications with their times) there as JSON: docs/mcp.md quotes them.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import re
@@ -175,3 +176,27 @@ def test_a_client_that_leaves_mid_run_leaves_every_host_restored(fleet_inventory
     assert after == before
     folder = next((tmp_path / "runs").iterdir())
     assert RunResult.load(folder).status == "cancelled"
+
+
+def test_start_run_plans_a_goal_as_tunefleet_run_does(fleet_inventory, inventory, tmp_path):
+    """A goal instead of a spec: the run plans it in the background (the built-in catalog here, as
+    `tunefleet run GOAL` without a model endpoint), and its plan.json says who wrote the benchmark."""
+    before = proc_sys(inventory)
+
+    async def session():
+        async with serving("--hosts", str(fleet_inventory), "--model", "builtin", runs=tmp_path / "runs") as s:
+            started = await s.ok("start_run", goal=GOAL, budget=3, strategy="random", verify_repeats=2, confirm_top=0)
+            first = await s.ok("run_status", run_id=started["run_id"])
+            status, since = first, None
+            while status["state"] not in OVER:
+                status = await s.ok("watch_run", run_id=started["run_id"], timeout_seconds=60, since=since)
+                since = status["events"]
+            return started, first, status
+
+    started, first, status = anyio.run(session)
+    assert started["state"] == "planning" and started["budget"] == 3
+    assert first["state"] in ("planning", "connecting", "checking", "running")
+    assert status["state"] == "finished" and status["evaluations"] == 3, status
+    plan = json.loads((Path(status["run_dir"]) / "plan.json").read_text())
+    assert plan["workload"] == "connection-storm" and plan["benchmark"]["origin"] == "builtin"
+    assert proc_sys(inventory) == before
