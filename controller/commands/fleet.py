@@ -40,21 +40,24 @@ def check(
     from controller.fleet.fleet import round_trip_ms
     from controller.report import check_rows, print_check
 
+    from controller import conflicts
+    from controller.catalog import Catalog, lacking
+
     doc = _json_stdout(as_json)
     started = time.monotonic()
-    specs, fleet = _connect(hosts, limit, accept_new_host_keys, connect_timeout, workers=workers,
+    catalog = Catalog.default()
+    names = catalog.names()
+    specs, fleet = _connect(hosts, limit, accept_new_host_keys, connect_timeout, names, workers=workers,
                             ssh_config=ssh_config)
-    from controller import conflicts
-    from controller.catalog import Catalog
-
-    names = Catalog.default().names()
     with fleet:
         rtts = fleet.map(round_trip_ms)
         rows = check_rows(specs, fleet, {n: o.value for n, o in rtts.items() if o.ok})
         scans = conflicts.scan_fleet(fleet, names)
-    for r in rows:  # the catalog's knobs that something besides tunefleet manages here
+    for r in rows:  # the catalog's knobs that something besides tunefleet manages here, and those it lacks
         scan = scans.get(r["name"]) or {}
         r["managed"] = conflicts.host_lines(scan, [k for k in names if _managed(scan, k)]) if scan else []
+        host = fleet.hosts.get(r["name"])
+        r["lacks"] = lacking(catalog, host.facts) if host is not None else {}
     elapsed = time.monotonic() - started
     if as_json:
         print(json.dumps(rows, indent=2), file=doc)
@@ -64,6 +67,11 @@ def check(
         for r in rows:
             for line in r.get("managed") or []:
                 console.print(f"{r['name']}: {line}", soft_wrap=True)
+            by_reason: dict[str, list[str]] = {}
+            for knob, why in (r.get("lacks") or {}).items():
+                by_reason.setdefault(why, []).append(knob)
+            for why, knobs in by_reason.items():
+                console.print(f"{r['name']} lacks {', '.join(knobs)}: {why} (plans leave them out)", soft_wrap=True)
     failed = [r for r in rows if not r["ok"]]
     if failed:
         for r in failed:
