@@ -85,15 +85,17 @@ def reachable_facts(fleet) -> dict:
 
 def check(hosts: Path, limit: Optional[str], reach: Reach = Reach()) -> tuple[list[dict], float]:
     """What each host is (one row per host, whether it answered or not, with the catalog's knobs
-    that something else manages there) and the seconds it took. Starts the agents, changes nothing."""
+    that something else manages there and those it lacks) and the seconds it took. Starts the
+    agents, changes nothing."""
     from controller import conflicts
-    from controller.catalog import Catalog
+    from controller.catalog import Catalog, lacking
     from controller.fleet.fleet import round_trip_ms
     from controller.report import check_rows
 
     started = time.monotonic()
-    specs, fleet = connect(hosts, limit, reach)
-    names = Catalog.default().names()
+    catalog = Catalog.default()
+    names = catalog.names()
+    specs, fleet = connect(hosts, limit, reach, names)
     with fleet:
         rtts = fleet.map(round_trip_ms)
         rows = check_rows(specs, fleet, {n: o.value for n, o in rtts.items() if o.ok})
@@ -101,6 +103,8 @@ def check(hosts: Path, limit: Optional[str], reach: Reach = Reach()) -> tuple[li
     for r in rows:
         scan = scans.get(r["name"]) or {}
         r["managed"] = conflicts.host_lines(scan, [k for k in names if _managed(scan, k)]) if scan else []
+        host = fleet.hosts.get(r["name"])
+        r["lacks"] = lacking(catalog, host.facts) if host is not None else {}
     return rows, time.monotonic() - started
 
 

@@ -49,6 +49,11 @@ def check(
         for r in rows:
             for line in r.get("managed") or []:
                 console.print(f"{r['name']}: {line}", soft_wrap=True)
+            by_reason: dict[str, list[str]] = {}
+            for knob, why in (r.get("lacks") or {}).items():
+                by_reason.setdefault(why, []).append(knob)
+            for why, knobs in by_reason.items():
+                console.print(f"{r['name']} lacks {', '.join(knobs)}: {why} (plans leave them out)", soft_wrap=True)
     failed = [r for r in rows if not r["ok"]]
     if failed:
         for r in failed:

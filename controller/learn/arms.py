@@ -24,6 +24,7 @@ from controller.fleet.executor import gather
 from controller.learn import stats
 from controller.learn.evaluation import HostEvaluator, Trial
 from node_agent.denylist import refusal as denied
+from node_agent.sysctl import COUPLED
 
 ORIGINAL, BEST = "original", "best"
 LABELS = {ORIGINAL: "A", BEST: "B"}  # trials.jsonl's labels; a profile arm is labelled with its name
@@ -102,7 +103,7 @@ def complete(arms: list[Arm], spec_knobs: list[str], originals: dict[str, dict[s
     knob the comparison touches."""
     from controller import profiles
 
-    touched = list(dict.fromkeys(list(spec_knobs) + [k for a in arms for k in (a.bounds or {})]))
+    touched = list(dict.fromkeys(list(spec_knobs) + knobs_of(arms)))
     for arm in arms:
         for host, orig in originals.items():
             if arm.name == ORIGINAL:
@@ -112,12 +113,30 @@ def complete(arms: list[Arm], spec_knobs: list[str], originals: dict[str, dict[s
             else:
                 own = {k: v for k, v in profiles.get(arm.name).to_apply(orig).items() if k in (arm.bounds or {})}
             arm.own[host] = own
-            arm.values[host] = {k: own.get(k, orig.get(k)) for k in touched if k in own or k in orig}
+            values = {k: own.get(k, orig.get(k)) for k in touched if k in own or k in orig}
+            arm.values[host] = _coupled(values, own)
+
+
+def _coupled(values: dict[str, str], own: dict[str, str]) -> dict[str, str]:
+    """A coupled pair (vm.dirty_bytes and vm.dirty_ratio: writing one zeroes the other) is set through
+    the one in force: the arm's own when it sets one (the other would undo it), else the one whose
+    value is not 0 (the kernel refuses 0 for a bytes knob, and zeroes it itself)."""
+    out = dict(values)
+    for knob, partner in COUPLED.items():
+        if knob not in out or partner not in out:
+            continue
+        if partner in own and knob not in own:
+            del out[knob]
+        elif knob not in own and out[knob] == "0" and out[partner] != "0":
+            del out[knob]
+    return out
 
 
 def knobs_of(arms: list[Arm]) -> list[str]:
-    """The knobs profile arms may set (their originals are read with the spec's)."""
-    return list(dict.fromkeys(k for a in arms for k in (a.bounds or {})))
+    """The knobs profile arms may set, with the partners of coupled ones (their originals are read
+    with the spec's: the partner in force is how the other arms put a coupled pair back)."""
+    own = [k for a in arms for k in (a.bounds or {})]
+    return list(dict.fromkeys(own + [COUPLED[k] for k in own if k in COUPLED]))
 
 
 def schedule(labels: list[str], repeats: int, flip: bool) -> list[str]:

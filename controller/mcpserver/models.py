@@ -55,6 +55,7 @@ class HostCheck(BaseModel):
     shares_kernel_with: list[str] = Field(default_factory=list)
     rtt_ms: float | None = None
     managed: list[str] = Field(default_factory=list)
+    lacks: dict[str, str] = Field(default_factory=dict, description="Catalog knobs this host lacks, and why.")
 
 
 class CheckReport(BaseModel):

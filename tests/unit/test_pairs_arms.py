@@ -149,3 +149,17 @@ def test_median_interval_resamples_within_each_host():
     median, low, high = stats.median_interval({"h1": [1, 1, 1], "h2": [3, 3, 3]}, seed=0)
     assert median == 2 and low == high == 2  # each host keeps its share of the pool
     assert not math.isnan(stats.median_interval({"h1": [1.0]}, seed=0)[0])
+
+
+def test_a_coupled_pair_goes_back_through_the_knob_in_force():
+    """tuned:postgresql sets vm.dirty_bytes (the kernel then zeroes vm.dirty_ratio); on a host where the
+    ratio is in force (dirty_bytes reads 0, and writing 0 is refused) the other arms put the pair back
+    through the ratio, and the profile's arm never writes the ratio after its bytes."""
+    originals = {"h1": {"vm.dirty_ratio": "20", "vm.dirty_bytes": "0", "vm.swappiness": "60"}}
+    profile = arms.Arm("tuned:postgresql", bounds={"vm.dirty_bytes": {}, "vm.swappiness": {}})
+    everyone = [arms.Arm("original"), arms.Arm("best"), profile]
+    assert arms.knobs_of(everyone) == ["vm.dirty_bytes", "vm.swappiness", "vm.dirty_ratio"]
+    arms.complete(everyone, ["vm.swappiness"], originals, {"vm.swappiness": "10"})
+    assert everyone[0].values["h1"] == {"vm.swappiness": "60", "vm.dirty_ratio": "20"}
+    assert everyone[1].values["h1"] == {"vm.swappiness": "10", "vm.dirty_ratio": "20"}
+    assert profile.values["h1"] == {"vm.swappiness": "3", "vm.dirty_bytes": "536870912"}
