@@ -22,7 +22,13 @@ from typing import TYPE_CHECKING, Any
 
 from controller.errors import TunefleetError, UserError
 from controller.frontend import Reach
-from controller.mcpserver.models import BestSoFar, HostRestore, RestoreReport, RunState, RunStatus
+from controller.mcpserver.models import (
+    BestSoFar,
+    HostRestore,
+    RestoreReport,
+    RunState,
+    RunStatus,
+)
 from controller.result import RunResult
 
 if TYPE_CHECKING:  # the run API loads the learning stack (scipy, torch): only when a run starts
