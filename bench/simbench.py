@@ -73,20 +73,17 @@ def tune_sim(members: list, spec, hosts: int, seed: int, options, folder: Path) 
     folder in `folder`: (result, trials). A run that ends without a successful evaluation stops as
     the tool does, the hosts on their originals: its result says so (`error`, originals chosen)."""
     from controller.errors import TunefleetError
+    from controller.job import Job, JobRequest
     from controller.learn.simfleet import sim_fleet
-    from controller.runs import RunDir
-    from controller.tuner import tune
 
-    run = RunDir.create(spec.workload_name, Path(folder) / "run")
+    job = Job(JobRequest(spec, None, options, run_dir=Path(folder) / "run", remember=False),
+              sim_fleet(members, hosts, seed))
     try:
-        try:
-            result = tune(spec, sim_fleet(members, hosts, seed), run, options)
-        except TunefleetError as e:
-            result = {"best_config": members[0].originals, "error": e.message,
-                      "evaluations": sum(1 for t in run.trials() if t["phase"] == "search")}
-        return result, run.trials()
-    finally:
-        run.close()
+        result = job.run().to_dict()  # the folder gets its result.json, as a run of the command line does
+    except TunefleetError as e:
+        result = {"best_config": members[0].originals, "error": e.message,
+                  "evaluations": sum(1 for t in job.folder().trials() if t["phase"] == "search")}
+    return result, job.folder().trials()
 
 
 def sim_spec(m, action: str, priors: bool = False):

@@ -48,9 +48,9 @@ def _connect(inventory: Path, limit: str, knobs: list[str]):
 
 def run_one(w: Workload, strategy: str, seed: int, budget: int, args, run_root: Path, role: str = "run") -> dict:
     """One tuning run; the fleet is closed (every knob restored) before this returns."""
-    from controller.runs import RunDir
+    from controller.job import Job, JobRequest
     from controller.spec import TuningSpec
-    from controller.tuner import RunOptions, tune
+    from controller.tuner import RunOptions
 
     spec = TuningSpec.from_dict(w.spec, f"workload {w.key}")
     started = time.monotonic()
@@ -61,14 +61,11 @@ def run_one(w: Workload, strategy: str, seed: int, budget: int, args, run_root: 
             bad = {n: o.error for n, o in applied.items() if not o.ok or o.value.get("refused")}
             if bad:
                 raise RuntimeError(f"cannot set the starting values: {bad}")
-        run = RunDir.create(spec.workload_name, run_root / f"{w.key}-{role}-{strategy}-{seed}")
         options = RunOptions(strategy=strategy, budget=budget, seed=seed, verify_repeats=args.verify_repeats,
                              confirm_top=args.reference_confirm if role == "reference" else args.confirm_top)
-        try:
-            result = tune(spec, fleet, run, options)
-        finally:
-            run.close()
-        trials = run.trials()
+        job = Job(JobRequest(spec, None, options, run_dir=run_root / f"{w.key}-{role}-{strategy}-{seed}"), fleet)
+        result = job.run().to_dict()  # the folder gets its result.json, as a run of the command line does
+        trials = job.folder().trials()
     finally:
         fleet.close()
     search = [{"host": t["host"], "reward": t["reward"], "ok": t["error"] is None, "values": t["values"]}

@@ -61,7 +61,7 @@ def read_host(spec, names: list[str], profile: str | None, options) -> dict:
 def reference(run, host: str) -> tuple[dict[str, str], dict]:
     """A past run's verified winner for `host` ({} when the run verified no improvement), and what
     it persisted there ({"path", "values"} or {})."""
-    result = run.result or {}
+    result = run.as_dict()
     if not result.get("success"):
         return {}, {}
     values = {k: " ".join(str(v).split()) for k, v in (result.get("best_config") or {}).items()}
@@ -149,7 +149,7 @@ def knob_names(spec_file: Path | None, run, profile: str | None) -> list[str]:
         return TuningSpec.load(spec_file).knob_names
     if run is not None:
         return sorted({p["param"] for p in run.spec.get("action_space") or []}
-                      | set((run.result or {}).get("best_config") or {}))
+                      | set(run.as_dict().get("best_config") or {}))
     if profile:
         return []
     from controller.catalog import Catalog

@@ -342,6 +342,21 @@ class Catalog:
         return out
 
 
+def lacking(catalog: Catalog, facts: dict) -> dict[str, str]:
+    """Knob -> why this host (its hello facts) has no such sysctl: the catalog's word on which
+    kernels have it, or its note (absent inside a network namespace)."""
+    out = {}
+    for name, state in ((facts or {}).get("knobs") or {}).items():
+        tunable = catalog.get(name)
+        if tunable is None or not isinstance(state, dict) or state.get("exists"):
+            continue
+        if tunable.kernels is not None:
+            out[name] = tunable.kernels.why_missing(facts.get("kernel", ""))
+        else:
+            out[name] = tunable.note if tunable.note.startswith("absent") else "not in /proc/sys on this kernel"
+    return out
+
+
 def shared_kernels(facts: dict[str, dict]) -> dict[str, list[str]]:
     """boot_id -> the hosts (two or more) that run on that one kernel, from their hello facts."""
     by_boot: dict[str, list[str]] = {}

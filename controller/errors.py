@@ -27,6 +27,10 @@ class InventoryError(UserError):
     """An inventory file that cannot be read or names no usable host."""
 
 
+class Cancelled(TunefleetError):
+    """The run was cancelled (controller/job.py): no evaluation starts after it."""
+
+
 class HostError(TunefleetError):
     """Something went wrong with one host; the others carry on."""
 

@@ -34,12 +34,12 @@ _NAME = re.compile(r"^[a-z0-9_]+(\.[A-Za-z0-9_-]+)+$")
 def settings(run: RunRecord, force: bool = False) -> dict[str, str]:
     """The best configuration as sysctl text, checked to be worth exporting and safe to write."""
     r = run.result
-    if not r:
-        raise UserError(f"{run.path}: the run has no result (interrupted or failed); nothing to export")
+    if r is None or r.cancelled:
+        raise UserError(f"{run.path}: the run has no result (interrupted, cancelled or failed); nothing to export")
     if not run.verified and not force:
-        raise UserError(f"{run.path}: not a verified improvement ({r.get('verdict', 'no verdict')}); "
+        raise UserError(f"{run.path}: not a verified improvement ({r.verdict or 'no verdict'}); "
                         "pass --force to export it anyway")
-    values = {str(k): " ".join(str(v).split()) for k, v in (r.get("best_config") or {}).items()}
+    values = {str(k): " ".join(str(v).split()) for k, v in r.best_config.items()}
     if not values:
         raise UserError(f"{run.path}: the result has no best configuration")
     for k, v in values.items():
@@ -50,7 +50,7 @@ def settings(run: RunRecord, force: bool = False) -> dict[str, str]:
 
 def provenance(run: RunRecord) -> list[str]:
     """Where these settings come from, one line each (written as comments)."""
-    r = run.result or {}
+    r = run.as_dict()
     v = r.get("verification") or {}
     change = (f"{'verified' if run.verified else 'measured'} change {v['change_pct']:+.1f}% in {r.get('reward_metric')} "
               f"(95% CI {v['ci_low_pct']:+.1f}% to {v['ci_high_pct']:+.1f}%, p={v['p_value']:.3g})"
@@ -124,7 +124,7 @@ def shell_script(run: RunRecord, values: dict[str, str]) -> str:
 
 
 def as_json(run: RunRecord, values: dict[str, str]) -> str:
-    r = run.result or {}
+    r = run.as_dict()
     return json.dumps({"run": str(run.path.resolve()), "workload": run.spec.get("workload_name"),
                        "reward_metric": r.get("reward_metric"), "verified": run.verified,
                        "verification": r.get("verification"), "settings": values}, indent=2) + "\n"

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from controller.errors import UserError
+from controller.result import RunResult
 from controller.runs import DEFAULT_ROOT
 
 
@@ -23,7 +24,7 @@ class RunRecord:
     spec: dict = field(default_factory=dict)
     plan: dict = field(default_factory=dict)
     hosts: dict = field(default_factory=dict)
-    result: dict | None = None
+    result: RunResult | None = None
     trials: list[dict] = field(default_factory=list)
 
     @property
@@ -35,24 +36,27 @@ class RunRecord:
     @property
     def verified(self) -> bool:
         """A significant improvement, verified against the originals: the only result worth keeping."""
-        r = self.result or {}
-        v = r.get("verification") or {}
-        return bool(r.get("success") and v.get("significant") and (v.get("change_pct") or 0) > 0)
+        return self.result is not None and self.result.succeeded
+
+    def as_dict(self) -> dict:
+        """The result as result.json holds it ({} when there is none)."""
+        return self.result.to_dict() if self.result is not None else {}
 
     def summary(self) -> dict:
-        r = self.result or {}
-        v = r.get("verification") or {}
+        r = self.result
+        v = r.verification if r is not None else None
         return {
             "run": str(self.path),
             "time": time.strftime("%Y-%m-%d %H:%M", time.localtime(self.started)),
-            "workload": self.spec.get("workload_name") or r.get("workload_name"),
-            "strategy": r.get("strategy"),
-            "hosts": sorted(self.hosts) or sorted(r.get("hosts") or {}),
-            "budget": r.get("budget"),
-            "verdict": r.get("verdict") or "no result (interrupted or failed)",
-            "verified_change_pct": round(v["change_pct"], 2) if v.get("change_pct") is not None else None,
-            "significant": bool(v.get("significant")),
-            "success": bool(r.get("success")),
+            "workload": self.spec.get("workload_name") or (r.workload_name if r else None),
+            "strategy": r.strategy if r else None,
+            "hosts": sorted(self.hosts) or sorted(r.hosts if r else {}),
+            "budget": r.budget if r else None,
+            "status": r.status if r else "no result",
+            "verdict": (r.verdict if r and r.verdict else None) or "no result (interrupted or failed)",
+            "verified_change_pct": round(v.change_pct, 2) if v is not None else None,
+            "significant": bool(v is not None and v.significant),
+            "success": bool(r is not None and r.succeeded),
         }
 
 
@@ -89,9 +93,12 @@ def load_run(path: str | os.PathLike, *, trials: bool = True) -> RunRecord:
     plan = _json(p / "plan.json")
     hosts = _json(p / "hosts.json")
     result = _json(p / "result.json")
+    try:
+        outcome = RunResult.from_dict(result) if isinstance(result, dict) else None
+    except ValueError:  # a result.json no version of tunefleet wrote: shown as no result
+        outcome = None
     return RunRecord(path=p, spec=spec, plan=plan if isinstance(plan, dict) else {},
-                     hosts=hosts if isinstance(hosts, dict) else {},
-                     result=result if isinstance(result, dict) else None,
+                     hosts=hosts if isinstance(hosts, dict) else {}, result=outcome,
                      trials=_jsonl(p / "trials.jsonl") if trials else [])
 
 
@@ -128,6 +135,79 @@ def _first_line(path: Path) -> dict | None:
             return json.loads(f.readline())
     except (OSError, ValueError):
         return None
+
+
+# --- the index of every run, wherever its folder is ----------------------------------------------
+
+def index_path() -> Path:
+    """runs.jsonl in the user's data folder, beside the policy store (or $TUNEFLEET_HISTORY)."""
+    env = os.environ.get("TUNEFLEET_HISTORY")
+    if env:
+        return Path(env).expanduser()
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "tunefleet" / "runs.jsonl"
+
+
+def remember(path: str | os.PathLike, workload: str, result=None) -> None:
+    """Note a run in the index: when its folder is made, and again with its outcome. One JSON line
+    each, appended; the last line of a folder is what `tunefleet runs` shows. An index that cannot
+    be written costs the history, never the run."""
+    entry = {"path": str(Path(path).resolve()), "workload": workload, "time": time.time(),
+             "status": "running" if result is None else result.status}
+    if result is not None:
+        entry["success"] = result.success
+    try:
+        index = index_path()
+        index.parent.mkdir(parents=True, exist_ok=True)
+        with open(index, "a") as f:
+            f.write(json.dumps(entry) + "\n")
+    except OSError:
+        pass
+
+
+def indexed() -> list[dict]:
+    """The index's last word on every run folder, oldest first."""
+    last: dict[str, dict] = {}
+    for entry in _jsonl(index_path()):
+        if isinstance(entry.get("path"), str):
+            last.setdefault(entry["path"], {}).update(entry)
+    return sorted(last.values(), key=lambda e: e.get("time", 0))
+
+
+def every_run(root: str | os.PathLike = DEFAULT_ROOT) -> tuple[list[RunRecord], list[str]]:
+    """The runs of the index and those in the runs folder (made before the index was, or copied
+    there), each once, oldest first; and the indexed folders that are gone."""
+    runs, gone = indexed_runs()
+    seen = {r.path.resolve() for r in runs}
+    if Path(root).is_dir():
+        runs += [r for r in list_runs(root) if r.path.resolve() not in seen]
+    return sorted(runs, key=lambda r: (r.started, r.path.name)), gone
+
+
+def indexed_runs() -> tuple[list[RunRecord], list[str]]:
+    """The indexed runs whose folders are still there (oldest first), and the folders that are gone."""
+    runs, gone = [], []
+    for entry in indexed():
+        path = Path(entry["path"])
+        if not (path / "spec.json").is_file():
+            gone.append(entry["path"])
+            continue
+        record = load_run(path, trials=False)
+        first = _first_line(path / "trials.jsonl")
+        record.trials = [first] if first else []
+        runs.append(record)
+    return sorted(runs, key=lambda r: (r.started, r.path.name)), gone
+
+
+def prune() -> list[str]:
+    """Drop the index's entries whose folders are gone; returns them."""
+    _, gone = indexed_runs()
+    if gone:
+        from controller.runs import write_text_atomic
+
+        keep = [e for e in _jsonl(index_path()) if e.get("path") not in gone]
+        write_text_atomic(index_path(), "".join(json.dumps(e) + "\n" for e in keep))
+    return gone
 
 
 def print_runs(console, runs: list[RunRecord]) -> None:

@@ -51,7 +51,7 @@ def write_report(run_dir: str | Path) -> Path:
 
 
 def render(run: RunRecord) -> str:
-    r = run.result or {}
+    r = run.as_dict()
     spec = run.spec
     title = spec.get("workload_name") or "tuning run"
     body = [f"<h1>{escape(title)}</h1>", _meta(run), _verdict(r), _hosts_table(run)]
@@ -77,18 +77,18 @@ def render(run: RunRecord) -> str:
 # -- what the run found ---------------------------------------------------------------------------
 
 def _goal(run: RunRecord) -> str:
-    return (run.result or {}).get("goal") or run.spec.get("reward_goal") or "maximize"
+    return run.as_dict().get("goal") or run.spec.get("reward_goal") or "maximize"
 
 
 def _metric(run: RunRecord) -> str:
-    return (run.result or {}).get("reward_metric") or run.spec.get("reward_metric") or "reward"
+    return run.as_dict().get("reward_metric") or run.spec.get("reward_metric") or "reward"
 
 
 def _baselines(run: RunRecord) -> dict[str, float]:
     """Each host's baseline median: from the result, else from its baseline trials. A host whose
     baseline is not positive has no percentages to chart (change_pct is undefined) and is left out."""
     out = {}
-    for name, h in ((run.result or {}).get("hosts") or {}).items():
+    for name, h in (run.as_dict().get("hosts") or {}).items():
         median = ((h or {}).get("baseline") or {}).get("median")
         if isinstance(median, (int, float)) and median > 0:
             out[name] = median
@@ -105,7 +105,7 @@ def _trials(run: RunRecord, phase: str, host: str | None = None) -> list[dict]:
 
 
 def _meta(run: RunRecord) -> str:
-    r = run.result or {}
+    r = run.as_dict()
     bits = [time.strftime("%Y-%m-%d %H:%M", time.localtime(run.started))]
     if r.get("strategy"):
         bits.append(f"strategy {escape(str(r['strategy']))}, seed {r.get('seed', '?')}")
@@ -133,7 +133,7 @@ def _verdict(r: dict) -> str:
 
 
 def _hosts_table(run: RunRecord) -> str:
-    hosts = (run.result or {}).get("hosts") or {}
+    hosts = run.as_dict().get("hosts") or {}
     if not hosts:
         return ""
     rows = []
@@ -173,7 +173,7 @@ def _range(knob: dict) -> str:
 
 
 def _configuration(run: RunRecord) -> str:
-    r = run.result or {}
+    r = run.as_dict()
     best = r.get("best_config") or {}
     knobs = run.spec.get("action_space") or []
     if not knobs:
@@ -231,7 +231,7 @@ def _ab(run: RunRecord) -> str:
 
 def _arms(run: RunRecord) -> str:
     """Each compared profile: what it set here, against the original and against the winner."""
-    arms = (run.result or {}).get("arms") or {}
+    arms = run.as_dict().get("arms") or {}
     if not arms:
         return ""
     rows = []
@@ -257,7 +257,7 @@ def _arms(run: RunRecord) -> str:
 
 def _constraints(run: RunRecord) -> str:
     """Every bound on every arm, the other metrics' medians, and the search's trade-off chart."""
-    r = run.result or {}
+    r = run.as_dict()
     bounds, observed = r.get("constraints") or [], r.get("observed") or {}
     if not bounds and not observed:
         return ""
@@ -360,7 +360,7 @@ def _knobs(run: RunRecord) -> str:
     if not trials:
         return ""
     hosts = list(base)
-    best = (run.result or {}).get("best_config") or {}
+    best = run.as_dict().get("best_config") or {}
     originals = [((h or {}).get("originals") or {}) for h in run.hosts.values()]
     panels = []
     for k in run.spec.get("action_space") or []:
@@ -497,7 +497,7 @@ def _plan(run: RunRecord) -> str:
         why = rationale.get(k.get("param")) or k.get("rationale")
         if why:
             rows.append((f"<code>{escape(k['param'])}</code>", escape(str(why))))
-    for w in list(plan.get("warnings") or []) + list((run.result or {}).get("warnings") or []):
+    for w in list(plan.get("warnings") or []) + list(run.as_dict().get("warnings") or []):
         rows.append(("warning", escape(str(w))))
     table = "<table>" + "".join(f"<tr><th>{a}</th><td>{b}</td></tr>" for a, b in rows) + "</table>"
     return (table + "<details><summary>the spec that ran (spec.json)</summary><pre>"

@@ -77,6 +77,26 @@ def check_options(stored: dict, given: dict) -> list[str]:
     return [f"--resume: {n}" for n in notes]
 
 
+def reapply(stored: dict, args, given: dict) -> None:
+    """Set the arguments of `run --resume` (a namespace of the run command's parameters) to what
+    the run was started with (options.json): BINDING ones always, FREE ones unless the command
+    line gave them (``given``, checked by check_options). The spec comes from the run folder."""
+    if not args.hosts:
+        args.hosts, args.limit = Path(stored["hosts"]), stored.get("limit")
+    args.goal, args.yes = None, True
+    args.catalog_file = Path(stored["catalog"]) if stored.get("catalog") else None
+    if args.ssh_config is None and stored.get("ssh_config"):
+        args.ssh_config = Path(stored["ssh_config"])
+    for key in ("strategy", "budget", "seed", "policy", "verify_repeats", "baseline_repeats", "confirm_top",
+                "keep_best"):
+        setattr(args, key, stored[key])
+    args.persist, args.persist_file = bool(stored["persist_file"]), stored["persist_file"] or args.persist_file
+    for option, key in FREE.items():
+        if option not in given and key in stored and key != "ssh_config":
+            setattr(args, key, stored[key])
+    args.compare = args.compare or list(stored.get("compare") or [])
+
+
 def record_options(run: RunDir, options, invocation: dict | None) -> None:
     """options.json: what --resume needs to run the rest the same way (the resolved strategy)."""
     keep = ("strategy", "budget", "seed", "baseline_repeats", "verify_repeats", "episode_steps", "confirm_top",

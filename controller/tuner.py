@@ -44,6 +44,7 @@ class RunOptions:
     policy_store: object = None           # a PolicyStore (default: controller.learn.policystore.default_root())
     tensorboard_dir: object = None        # --tensorboard: RUN_DIR/tensorboard (see controller/tblog.py)
     invocation: dict | None = None        # how the run was started (inventory, --limit, ...): options.json
+    cancel: object = None                 # a threading.Event: once set, no evaluation starts (controller/job.py)
     compare: tuple[str, ...] = ()         # expert profiles measured beside the winner (controller/learn/arms.py)
     catalog: object = None                # a Catalog (default: the built-in one): when knobs take effect
     rejoin_window: float = 180.0          # a lost host is reconnected for this long (seconds) ...
@@ -165,13 +166,13 @@ def _set_up(spec, fleet: Fleet, run: RunDir, options: RunOptions, reporter: Repo
     if spec.peer is not None:  # the evaluated hosts are the clients; their servers follow their values
         reporter.phase("setup", "pairs, the service on every server" + (", the emulated link" if spec.peer.link else ""))
         measures, _ = paired.set_up(spec, fleet, originals, restart, reporter.message)
-        evaluators = {n: HostEvaluator(fleet.hosts[n], spec, recorder, m) for n, m in measures.items()}
+        evaluators = {n: HostEvaluator(fleet.hosts[n], spec, recorder, m, options.cancel) for n, m in measures.items()}
         if not evaluators:
             raise TunefleetError("no pair of hosts could be prepared; see the messages above")
         return Setup(originals, profile_arms, recorder, evaluators, None,
                      {c: m.server.name for c, m in measures.items()})
     measure = Measure(spec, before=lifecycle.before_each_run(spec, restart))
-    evaluators = {n: HostEvaluator(h, spec, recorder, measure) for n, h in fleet.hosts.items()}
+    evaluators = {n: HostEvaluator(h, spec, recorder, measure, options.cancel) for n, h in fleet.hosts.items()}
     prepare = None
     if lifecycle.has_steps(spec):
         reporter.phase("setup", "setup and service start on every host")

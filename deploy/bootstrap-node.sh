@@ -14,7 +14,7 @@ PG_DB=pgbench
 
 usage() {
     cat <<EOF
-usage: sudo $0 [--postgres [--scale N]] [--user NAME --pubkey FILE]
+usage: sudo $0 [--postgres [--scale N]] [--servers] [--user NAME --pubkey FILE]
 
 Installs python3 (the agent runs on the system interpreter, /usr/bin/python3 >= 3.7),
 sysbench, ab (httpd-tools / apache2-utils) and tc (iproute2 / iproute-tc: the agent's emulated
@@ -26,6 +26,10 @@ links, link_up, need it).
                     local socket and 127.0.0.1/::1 only, so a benchmark runs as
                         pgbench -h 127.0.0.1 -U $PG_ROLE -c 8 -j 2 -T 30 $PG_DB
   --scale N         pgbench scale factor for --postgres (default 5, ~75 MB)
+  --servers         also install what the built-in workloads on real services run: nginx, Redis
+                    (with redis-benchmark), wrk and fio (tunefleet starts its own instances of
+                    them on their own ports; nothing is enabled or started here). The PostgreSQL
+                    workloads need the server binaries of --postgres (or the package alone).
   --user NAME       create the tuning user NAME (if missing; shell /bin/bash), install the
                     sudoers drop-in that lets it start the tunefleet agent, and only the agent,
                     as root (from $SUDOERS_SRC), and make the agent's root-owned folder
@@ -45,10 +49,11 @@ say() { printf 'bootstrap: %s\n' "$*"; }
 warn() { printf 'bootstrap: warning: %s\n' "$*" >&2; }
 die() { printf 'bootstrap: error: %s\n' "$*" >&2; exit 1; }
 
-postgres=0 scale=5 user="" pubkey=""
+postgres=0 scale=5 user="" pubkey="" SERVERS=0
 while (( $# )); do
     case $1 in
         --postgres) postgres=1 ;;
+        --servers) SERVERS=1 ;;
         --scale) [[ $# -ge 2 ]] || die "--scale needs a number"; scale=$2; shift ;;
         --user) [[ $# -ge 2 ]] || die "--user needs a name"; user=$2; shift ;;
         --pubkey) [[ $# -ge 2 ]] || die "--pubkey needs a file"; pubkey=$2; shift ;;
@@ -105,6 +110,9 @@ if [[ $family == debian ]]; then
     try_install sysbench "" sysbench || true
     try_install ab "" apache2-utils || true
     try_install tc "" iproute2 || true
+    if (( SERVERS )); then
+        try_install "the servers of the built-in workloads" "" nginx-light redis-server redis-tools wrk fio || true
+    fi
 else
     install_pkgs python3 sudo || die "could not install python3 and sudo"
     # sysbench is in openEuler's and Fedora's repositories; RHEL/CentOS/Rocky need EPEL.
@@ -112,6 +120,11 @@ else
     try_install ab "" httpd-tools || true
     # tc is in iproute-tc on RHEL 8+/Fedora, in iproute itself elsewhere: ask for the file.
     command -v tc >/dev/null 2>&1 || try_install tc "" /usr/sbin/tc || true
+    if (( SERVERS )); then
+        # wrk is in openEuler's and Fedora's repositories; RHEL/CentOS/Rocky need EPEL.
+        try_install "the servers of the built-in workloads" "on RHEL/CentOS/Rocky enable EPEL first" nginx redis fio || true
+        try_install wrk "on RHEL/CentOS/Rocky enable EPEL first" wrk || true
+    fi
 fi
 
 [[ -x /usr/bin/python3 ]] || die "/usr/bin/python3 is missing after the install; the agent and the sudoers rule use that path"
@@ -253,6 +266,6 @@ if [[ -n $user ]]; then
     fi
 fi
 
-say "done. Tools: $(for t in python3 sysbench ab pgbench psql; do
+say "done. Tools: $(for t in python3 sysbench ab pgbench psql nginx redis-server redis-benchmark wrk fio; do
     if command -v "$t" >/dev/null 2>&1; then printf '%s ' "$t"; else printf '%s(missing) ' "$t"; fi
 done)"

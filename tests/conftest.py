@@ -45,6 +45,7 @@ def _private_policy_store(tmp_path_factory, monkeypatch):
     """Every test (and every tunefleet it starts) gets an empty policy store of its own: a PPO run
     would otherwise start from a policy an earlier test left in ~/.local/share/tunefleet."""
     monkeypatch.setenv("TUNEFLEET_POLICY_STORE", str(tmp_path_factory.mktemp("policies")))
+    monkeypatch.setenv("TUNEFLEET_HISTORY", str(tmp_path_factory.mktemp("history") / "runs.jsonl"))
 
 
 def _need_root():

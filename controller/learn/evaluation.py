@@ -10,7 +10,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable
 
-from controller.errors import AgentError, AgentGone, SpecError, TunefleetError
+from controller.errors import AgentError, AgentGone, Cancelled, SpecError, TunefleetError
 from controller.fleet.executor import Executor, Then
 from controller.fleet.fleet import Host
 from controller.learn import features as feat
@@ -246,7 +246,10 @@ class HostEvaluator:
     numbering and recording) around one Measure of the host side. Never raises for a failed
     benchmark: the trial says so."""
 
-    def __init__(self, host: Host, spec, recorder: Recorder, measure: Measure | None = None):
+    def __init__(self, host: Host, spec, recorder: Recorder, measure: Measure | None = None, cancel=None):
+        """``cancel``: a threading.Event; once it is set, evaluate() raises Cancelled instead of
+        starting an evaluation (the ones in flight finish)."""
+        self.cancel = cancel
         self.host = host
         self.name = host.name
         self.spec = spec
@@ -268,6 +271,7 @@ class HostEvaluator:
         ranges; the agent then checks names and existence but not the spec's bounds. `bounds`:
         check these instead of the spec's (a compared arm's values, controller/learn/arms.py).
         """
+        self._check_cancel()
         if hasattr(self.host, "submit"):
             return self.submit(None, values, phase, label, original, bounds).result()
         checked = bounds if bounds is not None else not original
@@ -279,6 +283,7 @@ class HostEvaluator:
         A host whose session lives elsewhere (a Ray actor: it has `submit`) runs the whole Measure
         there in one call and the driver holds no thread for it; any other host is evaluated in
         one of the executor's threads."""
+        self._check_cancel()
         remote = getattr(self.host, "submit", None)
         if remote is None:
             return executor.submit(self.evaluate, values, phase, label, original, bounds)
@@ -297,6 +302,10 @@ class HostEvaluator:
             self.released = self.host.close() or {}
         except TunefleetError as e:
             self.released = {"error": e.message}
+
+    def _check_cancel(self) -> None:
+        if self.cancel is not None and self.cancel.is_set():
+            raise Cancelled("the run was cancelled", self.name)
 
     def _finish(self, values: dict[str, str] | None, phase: str, label: str, measured: Callable[[], dict]) -> Trial:
         """The trial from the host side's fields (`measured()` returns them or raises why there are none)."""

@@ -86,9 +86,56 @@ def plan(goal: str, facts: dict | None = None, catalog: Catalog | None = None) -
     missing = leave_out_missing(workload.spec, facts, catalog)
     shared = leave_out_kernel_wide(without(workload.spec, missing) if missing else workload.spec, facts, catalog)
     if not missing and not shared:
-        return Plan(workload.spec, workload.key, reason, workload.rationale, warnings, notes=narrowed)
-    planned = _plan_without(workload, missing, shared, reason, warnings, facts, catalog, [key for _, _, key in others])
-    planned.notes[:0] = narrowed
+        planned = Plan(workload.spec, workload.key, reason, workload.rationale, warnings, notes=narrowed)
+    else:
+        planned = _plan_without(workload, missing, shared, reason, warnings, facts, catalog,
+                                [key for _, _, key in others])
+        planned.notes[:0] = narrowed
+    return with_bounds(planned, goal)
+
+
+# "... but keep p99 latency under 20 ms": a bound on another metric the benchmark prints
+_BOUND = re.compile(r"\b(p99|99th percentile|tail|p95|95th percentile|average|mean|avg)?\s*(?:latency|response time)"
+                    r"s?\s+(?:\w+\s+){0,2}?(?:under|below|less than|at most|within|no more than|<=|<)\s*"
+                    r"([0-9]+(?:\.[0-9]+)?)\s*(ms|milliseconds?|s|seconds?)\b"
+                    r"|\b(p99|p95)\s+(?:\w+\s+){0,2}?(?:under|below|less than|at most|within|<=|<)\s*"
+                    r"([0-9]+(?:\.[0-9]+)?)\s*(ms|milliseconds?|s|seconds?)\b", re.I)
+_BOUND_METRIC = {"p99": "latency_p99_ms", "99th percentile": "latency_p99_ms", "tail": "latency_p99_ms",
+                 "p95": "latency_p95_ms", "95th percentile": "latency_p95_ms"}
+
+
+def bounds_in(goal: str) -> list[tuple[str, float]]:
+    """(metric, max in ms) for every latency bound the goal states ("p99 under 20 ms", "keep the
+    average latency below 5 ms"); a latency without a percentile is the mean."""
+    out = []
+    for m in _BOUND.finditer(goal):
+        which, number, unit = (m.group(1), m.group(2), m.group(3)) if m.group(2) else (m.group(4), m.group(5), m.group(6))
+        metric = _BOUND_METRIC.get((which or "").lower(), "latency_avg_ms")
+        value = float(number) * (1000.0 if unit.lower().startswith("s") else 1.0)
+        out.append((metric, value))
+    return out
+
+
+def with_bounds(planned: Plan, goal: str) -> Plan:
+    """The plan with the goal's latency bounds as constraints, where its benchmark prints the metric;
+    a bound it cannot check is said, not dropped silently."""
+    found = bounds_in(goal)
+    if not found:
+        return planned
+    spec = planned.spec
+    prints = {spec.reward_metric, *spec.report_metrics}
+    kept = [(m, v) for m, v in found if m in prints]
+    for metric, value in found:
+        if (metric, value) not in kept:
+            planned.notes.append(f"the goal bounds {metric} at {value:g}, which this workload's benchmark does not "
+                                 f"report ({', '.join(sorted(prints))}): no bound set; write a spec whose benchmark "
+                                 "prints it")
+    if kept:
+        data = spec.to_dict()
+        data["constraints"] = [{"metric": m, "max": v} for m, v in kept]
+        planned.spec = TuningSpec.from_dict(data, f"the plan for {spec.workload_name!r}")
+        planned.notes.append("bound from the goal: " + ", ".join(f"{m} <= {v:g}" for m, v in kept)
+                             + " (a winner that breaks it is not claimed)")
     return planned
 
 

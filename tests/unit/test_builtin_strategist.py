@@ -169,3 +169,22 @@ def test_nothing_left_to_tune_says_so_and_proposes_one_host():
     assert "kernel.sched_autogroup_enabled, vm.swappiness" in msg and "h1, h2 share one kernel" in msg
     assert "--limit h1" in msg and "connection-storm" in msg and "pg-oltp" not in msg
     assert plan("cpu bound", _shared("h1")).spec.knob_names  # one host alone: nothing shared
+
+
+@pytest.mark.parametrize("goal, key, bound", [
+    ("more requests per second from nginx keep-alive clients, but keep p99 latency under 20 ms", "nginx-keepalive",
+     ("latency_p99_ms", 20.0)),
+    ("a redis cache with p99 below 2 ms", "redis", ("latency_p99_ms", 2.0)),
+    ("postgres oltp, keeping the average latency under 5 ms", "pg-oltp", ("latency_avg_ms", 5.0)),
+    ("nginx keep-alive, p99 under 0.5 s", "nginx-keepalive", ("latency_p99_ms", 500.0)),
+])
+def test_a_goal_with_two_sides_becomes_an_objective_and_a_bound(goal, key, bound):
+    p = plan(goal)
+    assert p.workload == key
+    assert [(c.metric, c.max) for c in p.spec.constraints] == [bound]
+    assert any(n.startswith("bound from the goal") for n in p.notes)
+
+
+def test_a_bound_the_benchmark_cannot_check_is_said_not_set():
+    p = plan("postgres oltp with p99 under 30 ms")  # pgbench prints the average latency, not a p99
+    assert p.spec.constraints == [] and any("does not report" in n for n in p.notes)

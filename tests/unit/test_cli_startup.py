@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-HEAVY = ("torch", "stable_baselines3", "ray", "optuna", "openai", "numpy", "scipy", "matplotlib")
+HEAVY = ("torch", "stable_baselines3", "ray", "optuna", "openai", "numpy", "scipy", "matplotlib", "mcp", "anyio")
 
 
 def test_importing_the_cli_loads_no_heavy_library():

@@ -80,5 +80,33 @@ def test_a_folder_that_is_not_a_run_is_refused(runs, tmp_path):
         load_run(runs / "not-a-run")
     with pytest.raises(UserError, match="no such run folder"):
         resolve_run("nothing-like-this", runs)
-    p = cli("runs", runs_dir=tmp_path / "absent")
+    p = cli("runs", "--runs-dir", str(tmp_path / "absent"), runs_dir=tmp_path / "absent")
     assert p.returncode != 0 and p.stderr.startswith("tunefleet: error:") and "Traceback" not in p.stderr
+
+
+def test_runs_follow_the_user_wherever_their_folders_are(runs, tmp_path):
+    """Every run is noted in the index in the user's data folder: one made with --run-dir elsewhere is
+    listed too, one whose folder is gone is said to be gone, and --prune forgets it."""
+    import shutil
+
+    from controller import history
+    from controller.result import RunResult
+
+    elsewhere = tmp_path / "srv" / "tuning" / "pg-1"
+    shutil.copytree(runs / "20261130-0400-stream-no-significant", elsewhere)
+    doomed = tmp_path / "scratch" / "storm"
+    shutil.copytree(runs / "20261130-0400-connection-storm", doomed)
+    for folder in (elsewhere, doomed):
+        history.remember(folder, "w")
+        history.remember(folder, "w", RunResult.load(folder))
+    shutil.rmtree(doomed)
+    empty = tmp_path / "no-runs-here"
+    listed = json.loads(cli("runs", "--json", runs_dir=empty).stdout)
+    assert [r.get("run") for r in listed] == [str(elsewhere), str(doomed)]
+    assert listed[1]["status"] == "gone" and listed[0]["verdict"].startswith("no significant improvement")
+    assert "1 recorded run folder(s) are gone" in cli("runs", runs_dir=empty).stdout
+    assert "forgot 1" in cli("runs", "--prune", runs_dir=empty).stdout
+    assert [r["run"] for r in json.loads(cli("runs", "--json", runs_dir=empty).stdout)] == [str(elsewhere)]
+    # the runs folder's own runs are listed beside the index's
+    both = json.loads(cli("runs", "--json", runs_dir=runs).stdout)
+    assert str(elsewhere) in [r["run"] for r in both] and len(both) == 4

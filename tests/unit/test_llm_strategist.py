@@ -306,10 +306,10 @@ def test_model_is_asked_of_the_endpoint_when_not_given(facts):
 # --- the key never shows ------------------------------------------------------------------------
 
 def test_the_key_never_reaches_plan_json_or_the_cli_output(tmp_path, facts):
-    from controller.cli import _plan_record
+    from controller.frontend import plan_record
 
     fake, plan = plan_with([status(500, f"bad key {KEY}"), reply(optimize(GOOD))], facts)
-    record = json.dumps(_plan_record(plan.spec, plan))
+    record = json.dumps(plan_record(plan.spec, plan))
     assert KEY not in record
     assert json.loads(record)["model"] == "fake-model"
     assert json.loads(record)["usage"]["total_tokens"] == 120
