@@ -23,7 +23,7 @@ from typing import Any, Literal, Union
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from controller import coupled, rewards
+from controller import coupled, priors, rewards, statemetrics, training
 from controller.errors import SpecError
 from controller.knob import FieldError, Knob
 from controller.rewards import RewardParseError
@@ -145,7 +145,7 @@ class TuningSpec(BaseModel):
     Optional: description, state_space, training_config, reward_pattern (regex, group 1 is the
     number), reward_goal (default: the metric's own, see controller.rewards), benchmark_cwd,
     benchmark_timeout (s), baseline_repeats, initial_candidates (expert priors every strategy
-    evaluates first, see controller/learn/priors.py). Anything else is kept as given.
+    evaluates first, see controller/priors.py). Anything else is kept as given.
     """
 
     model_config = ConfigDict(extra="allow")
@@ -210,17 +210,13 @@ class TuningSpec(BaseModel):
     @field_validator("training_config")
     @classmethod
     def _training(cls, v):
-        from controller.learn import training
-
         training.validate(v)  # honoured by PPO, or refused here: never ignored
         return v
 
     @field_validator("state_space")
     @classmethod
     def _state(cls, v):
-        from controller.learn import features
-
-        for index, name, problem in features.check_state_space(v):
+        for index, name, problem in statemetrics.check_state_space(v):
             error = FieldError(name, problem)
             error.path = [index, name]
             raise error
@@ -242,8 +238,6 @@ class TuningSpec(BaseModel):
             self.reward_goal = rewards.default_goal(self.reward_metric)
         if self.action_dim < 1:
             raise FieldError("action_space", "every knob is fixed (min == max): nothing to tune")
-        from controller.learn import priors
-
         for path, problem in priors.problems(self.initial_candidates, self.action_space)[:1]:
             error = FieldError("initial_candidates", problem)
             error.path = ["initial_candidates", *path]

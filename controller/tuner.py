@@ -254,7 +254,7 @@ def _policy_plan(spec, fleet: Fleet, options: RunOptions, reporter: Reporter) ->
         return {}
     from pathlib import Path
 
-    from controller.learn import training
+    from controller import training
     from controller.learn.policystore import PolicyStore, fleet_kernel_family
     from controller.learn.ppo import check_policy
 

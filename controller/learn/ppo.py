@@ -4,7 +4,7 @@ Every step is a real benchmark on a real host, so the usual PPO settings (2048 s
 would never finish. Here a rollout is a handful of fleet steps (batch = steps x hosts), the
 network is small, and the learning rate is high enough to move within a few updates. The budget
 is enforced by a callback that stops learning once the fleet has spent it. The spec's
-training_config overrides any of these settings (controller/learn/training.py).
+training_config overrides any of these settings (controller/training.py).
 
 A run may start from a policy saved by an earlier run (``ctx.policy_in``): its weights, its
 exploration noise and its network shape; the rest of the settings are this run's. It must have
@@ -22,7 +22,7 @@ from stable_baselines3.common.logger import Logger, make_output_format
 
 from controller.errors import SpecError
 from controller.fleet.executor import ThreadExecutor
-from controller.learn import training
+from controller import training
 from controller.learn.env import HostEnv, Incumbent, observation_size
 from controller.learn.search import SearchContext, evaluate_priors
 from controller.learn.strategies import register

@@ -15,7 +15,7 @@ import numpy as np
 
 from controller.errors import TunefleetError
 from controller.fleet.executor import Executor, gather
-from controller.learn import training
+from controller import training
 from controller.learn.evaluation import HostEvaluator, Recorder, Trial
 from controller.learn.strategies import STRATEGIES, register
 
@@ -36,7 +36,7 @@ class SearchContext:
     checkpoint_dir: object = None
     episode_steps: int = 4
     log: Callable[[str], None] = print
-    training: dict | None = None        # the spec's training_config, validated (controller/learn/training.py)
+    training: dict | None = None        # the spec's training_config, validated (controller/training.py)
     policy_in: Path | None = None       # a saved PPO policy to start from (None: cold start)
     policy_out: Path | None = None      # where PPO saves the policy it trained
     episodes: int | None = None         # set by strategies that run episodes (PPO): how many began
@@ -148,7 +148,7 @@ def say_drift(ev: HostEvaluator, log: Callable[[str], None]) -> None:
 
 
 def evaluate_priors(ctx: SearchContext) -> None:
-    """The spec's initial candidates (expert priors, controller/learn/priors.py) before anything a
+    """The spec's initial candidates (expert priors, controller/priors.py) before anything a
     strategy proposes: one per live host per round, counted in the budget. Every strategy starts
     with this, so none ends worse than the expert's guess."""
     queue = [c["values"] for c in getattr(ctx.spec, "initial_candidates", None) or []]

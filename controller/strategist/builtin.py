@@ -221,7 +221,7 @@ def _prior_without(candidate: dict, names) -> dict:
     gone = [k for k in candidate["values"] if k in names]
     if not gone:
         return candidate
-    from controller.learn.priors import MAX_REASON
+    from controller.priors import MAX_REASON
 
     reason = candidate.get("reason") or ""
     tail = f" (without its {', '.join(gone)}: left out of this plan)"

@@ -31,7 +31,7 @@ def _knob(param: str, rationale: str, **range_) -> dict:
 
 
 def _prior(reason: str, **values) -> dict:
-    """An expert's first configuration for a workload (controller/learn/priors.py)."""
+    """An expert's first configuration for a workload (controller/priors.py)."""
     return {"values": values, "reason": reason}
 
 

@@ -6,6 +6,7 @@ import math
 import numpy as np
 import pytest
 
+from controller import statemetrics
 from controller.errors import SpecError
 from controller.learn import features
 from controller.spec import TuningSpec
@@ -42,7 +43,7 @@ def test_the_vector_has_one_order_and_length_whatever_is_present():
     assert features.vector(None).shape == (features.SIZE,)
     assert len(set(features.NAMES)) == features.SIZE
     # every feature reads a metric whose source the state_space check knows
-    assert {m for _, m, _ in features.FEATURES} <= set(features.SOURCES)
+    assert {m for _, m, _ in features.FEATURES} <= set(statemetrics.SOURCES)
 
 
 def test_state_space_sources_are_honoured_or_refused():
