@@ -35,6 +35,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from controller.errors import UserError
+from controller.fleet.fleet import read_originals
 from controller.learn.evaluation import HostEvaluator, Recorder, Trial
 from controller.runs import RunDir
 
@@ -184,8 +185,6 @@ class Resume:
             raise UserError(f"--resume: knob(s) not in the run's hosts.json: {', '.join(missing)}")
         for name, host in fleet.hosts.items():
             self.restored[name] = dict(host.facts.get("recovered") or {})
-        from controller.tuner import read_originals
-
         for attempt in ("restore", "check"):
             now = read_originals(fleet, spec.knob_names)  # a knob gone from a host is refused here
             differ = {n: {k: (v, now[n].get(k)) for k, v in self.hosts[n]["originals"].items()

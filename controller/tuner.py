@@ -15,10 +15,11 @@ from dataclasses import dataclass, replace
 from typing import Protocol
 
 from controller import lifecycle, profiles, timing
+from controller import resume as resuming
 from controller.catalog import Catalog
 from controller.errors import SpecError, TunefleetError
 from controller.fleet.executor import ThreadExecutor, gather
-from controller.fleet.fleet import Fleet
+from controller.fleet.fleet import Fleet, read_originals
 from controller.learn import arms, features, paired, stats
 from controller.learn.arms import Arm
 from controller.learn.evaluation import HostEvaluator, Measure, Recorder, Trial
@@ -68,18 +69,6 @@ class QuietReporter:
         pass
 
 
-def read_originals(fleet: Fleet, names: list[str]) -> dict[str, dict[str, str]]:
-    outcomes = fleet.map(lambda h: h.request("read", {"names": names}))
-    originals = {}
-    for name, out in outcomes.items():
-        if not out.ok:
-            raise out.error
-        if out.value.get("missing"):
-            raise SpecError(f"{name}: knob(s) missing on the host: {', '.join(out.value['missing'])}")
-        originals[name] = out.value["values"]
-    return originals
-
-
 @dataclass
 class Setup:
     """What a run prepared before its first measurement: the hosts' originals, the compared arms,
@@ -94,10 +83,8 @@ class Setup:
 
 
 def tune(spec, fleet: Fleet, run: RunDir, options: RunOptions, reporter: Reporter | None = None,
-         resume=None) -> dict:
+         resume: resuming.Resume | None = None) -> dict:
     """`resume`: a controller.resume.Resume whose finished phases are taken from the run folder."""
-    from controller import resume as resuming
-
     reporter = reporter or QuietReporter()
     if options.strategy not in STRATEGIES:
         raise SpecError(f"unknown strategy '{options.strategy}' (known: {', '.join(STRATEGIES)})")
@@ -207,8 +194,6 @@ def _plan_arms(fleet: Fleet, names, catalog: Catalog, reporter: Reporter) -> lis
 def _baseline_phase(evaluators, executor, options: RunOptions, spec, run: RunDir, reporter: Reporter, resume,
                     rejoiner=None, prepare=None):
     """The baseline, with repeats, each host on its own original values; and what its noise means."""
-    from controller import resume as resuming
-
     repeats = options.baseline_repeats or spec.baseline_repeats
     reporter.phase("baseline", f"{repeats} runs per host")
     if resume is not None and resume.baseline is not None:

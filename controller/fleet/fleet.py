@@ -7,7 +7,7 @@ import concurrent.futures as cf
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
-from controller.errors import TunefleetError
+from controller.errors import SpecError, TunefleetError
 from controller.fleet.executor import as_data, workers_for
 from controller.fleet.inventory import HostSpec
 from controller.fleet.options import ConnectOptions
@@ -89,6 +89,19 @@ def round_trip_ms(host, n: int = 20) -> float:
         host.request("ping")
         times.append((time.perf_counter() - t) * 1000)
     return statistics.median(times)
+
+
+def read_originals(fleet: Fleet, names: list[str]) -> dict[str, dict[str, str]]:
+    """Each host's current values of ``names``; a host that failed, or lacks one of them, raises."""
+    outcomes = fleet.map(lambda h: h.request("read", {"names": names}))
+    originals = {}
+    for name, out in outcomes.items():
+        if not out.ok:
+            raise out.error
+        if out.value.get("missing"):
+            raise SpecError(f"{name}: knob(s) missing on the host: {', '.join(out.value['missing'])}")
+        originals[name] = out.value["values"]
+    return originals
 
 
 def shared_kernels(facts: dict[str, dict]) -> dict[str, list[str]]:
