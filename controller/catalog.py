@@ -5,7 +5,8 @@ accept on a production host (never vm.dirty_bytes = 0, never somaxconn below 16)
 file (``--catalog FILE``) adds tunables and narrows built-in ones; it cannot widen them, and it
 cannot add a knob on the deny-list (node_agent/denylist.py), which the agent refuses as well. Its
 ``benchmark_tools: [k6, hey]`` adds programs a strategist's benchmark command may run (a spec the
-user wrote may run any program; see controller/strategist/benchcheck.py).
+user wrote may run any program; see controller/benchcheck.py). controller/gate.py checks a spec
+against all of it.
 
 Scope matters for fleets built on one kernel: ``netns`` knobs are per network namespace and may be
 tuned on every namespace host in parallel; ``kernel`` knobs (vm.*, kernel.*, fs.*, most net.core.*)
@@ -19,7 +20,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from controller import coupled, timing
+from controller import coupled
 from controller.errors import SpecError
 from node_agent.denylist import refusal as denied
 from node_agent.protocol import is_sysctl_name
@@ -424,28 +425,6 @@ def _check_memory(spec, facts, hosts) -> list[str]:
             problems.append(f"vm.min_free_kbytes: max {knob.upper[0]} is more than {MIN_FREE_MAX_SHARE:.0%} of "
                             f"the memory of {h} ({int(total)} kB)")
     return problems
-
-
-def validate(spec, catalog: Catalog, facts: dict[str, dict] | None = None, origin: str = "model") -> None:
-    """Raise SpecError listing every problem, one per line, the first line a summary (one problem: one line).
-
-    origin: who wrote the benchmark command, "user" (a --spec file), "model" or "builtin" (see benchcheck).
-    """
-    from controller.strategist import benchcheck
-
-    problems = catalog.check_spec(spec)
-    problems += list(timing.unseen(spec, catalog, [n for n in spec.knob_names if n in catalog]).values())
-    problems += benchcheck.problems(spec.benchmark_command, facts, origin=origin, tools=catalog.benchmark_tools,
-                                    cwd=spec.benchmark_cwd)
-    problems += benchcheck.step_problems(spec, origin=origin, tools=catalog.benchmark_tools)
-    if facts:
-        problems += catalog.check_hosts(spec, facts)
-    if len(problems) == 1:
-        raise SpecError(f"the spec for {spec.workload_name!r} cannot run as is: {problems[0]}")
-    if problems:
-        n = len(problems)
-        head = f"the spec for {spec.workload_name!r} cannot run as is ({n} problem{'s' if n > 1 else ''}):"
-        raise SpecError("\n".join([head] + [f"  - {p}" for p in problems]))
 
 
 # --- a user's catalog file ------------------------------------------------------------------

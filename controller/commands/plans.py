@@ -86,7 +86,7 @@ def plan(
     workers: str = WorkersOpt,
 ) -> None:
     """Turn a goal into a tuning spec (benchmark, reward, knobs and ranges) and show why."""
-    from controller.catalog import validate
+    from controller.gate import validate
 
     if list_workloads:
         from controller.strategist.builtin import workloads
@@ -138,7 +138,7 @@ def _show_plan(console, spec, chosen, spec_file, hosts) -> None:
     from rich.markup import escape
 
     from controller.report import print_plan
-    from controller.strategist.benchcheck import record
+    from controller.benchcheck import record
 
     print_plan(console, spec, reason=chosen.reason if chosen else f"from {spec_file}",
                rationale=chosen.rationale if chosen else None, warnings=chosen.warnings if chosen else (),
@@ -153,7 +153,7 @@ def _show_plan(console, spec, chosen, spec_file, hosts) -> None:
 
 
 def _plan_record(spec, chosen) -> dict:
-    from controller.strategist.benchcheck import record
+    from controller.benchcheck import record
 
     record = {"spec": spec.to_dict(), "benchmark": record(spec, _origin(chosen))}
     if chosen is not None:

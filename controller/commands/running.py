@@ -148,7 +148,7 @@ def _resumed(a: SimpleNamespace, given: dict, out):
 
 def _planned(a: SimpleNamespace, catalog):
     """The spec (from --spec, or the goal through a strategist) checked as far as no host is needed."""
-    from controller.catalog import validate
+    from controller.gate import validate
     from controller.learn.search import STRATEGIES
 
     facts = None
@@ -192,7 +192,7 @@ def _request(a: SimpleNamespace, spec, chosen, catalog, resumed):
 def _ready(a: SimpleNamespace, spec, chosen, catalog, fleet, resumed, out) -> bool:
     """The hosts checked against the spec, the plan shown, and consent: False for a dry run."""
     from controller import conflicts
-    from controller.catalog import validate
+    from controller.gate import validate
 
     facts = _reachable_facts(fleet)
     validate(spec, catalog, facts, origin=_origin(chosen))
@@ -301,7 +301,7 @@ def chat(
 
 def _converse(config, fleet, catalog, kept: list, a: SimpleNamespace) -> None:
     """The conversation: every plan the user accepts runs through the same run API as `run`."""
-    from controller.catalog import validate
+    from controller.gate import validate
     from controller.job import JobRequest, keep
     from controller.report import print_result
     from controller.strategist.chat import ChatIO

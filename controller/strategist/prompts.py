@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 
-from controller.strategist.benchcheck import tools_summary
+from controller.benchcheck import tools_summary
 
 OPTIMIZE = "optimize_workload"
 

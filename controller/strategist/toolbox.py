@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 from controller import timing
 from controller.catalog import shared_kernels
 from controller.errors import SpecError
-from controller.strategist import benchcheck, prompts
+from controller import benchcheck
+from controller.strategist import prompts
 from controller.strategist.builtin import leave_out_kernel_wide, left_out_note, without
 
 MAX_KNOBS = 8

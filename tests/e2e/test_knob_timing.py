@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from controller.catalog import Catalog, validate
+from controller.catalog import Catalog
+from controller.gate import validate
 from controller.errors import SpecError
 from controller.fleet.fleet import ConnectOptions, Fleet
 from controller.runs import RunDir

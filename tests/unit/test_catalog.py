@@ -4,7 +4,8 @@ import json
 
 import pytest
 
-from controller.catalog import Catalog, validate
+from controller.catalog import Catalog
+from controller.gate import validate
 from controller.errors import SpecError
 from controller.spec import TuningSpec
 

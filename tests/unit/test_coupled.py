@@ -9,7 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from controller import coupled
-from controller.catalog import Catalog, validate
+from controller.catalog import Catalog
+from controller.gate import validate
 from controller.errors import SpecError
 from controller.knob import Knob
 from controller.spec import TuningSpec

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from controller.catalog import DEFAULTS, Catalog, Tunable, validate
+from controller.catalog import DEFAULTS, Catalog, Tunable
+from controller.gate import validate
 from controller.errors import SpecError
 from controller.spec import TuningSpec
 from node_agent import denylist, journal
