@@ -22,6 +22,7 @@ from typing import Any
 
 from controller import coupled
 from controller.errors import SpecError
+from controller.fleet.facts import shared_kernels
 from node_agent.denylist import refusal as denied
 from node_agent.protocol import is_sysctl_name
 
@@ -341,16 +342,6 @@ class Catalog:
                 out.append("vm.dirty_background_ratio may reach vm.dirty_ratio in these ranges; such candidates "
                            "are repaired by raising vm.dirty_ratio above it (or lowering the background ratio)")
         return out
-
-
-def shared_kernels(facts: dict[str, dict]) -> dict[str, list[str]]:
-    """boot_id -> the hosts (two or more) that run on that one kernel, from their hello facts."""
-    by_boot: dict[str, list[str]] = {}
-    for h in sorted(facts):
-        boot_id = (facts[h] or {}).get("boot_id")
-        if boot_id:
-            by_boot.setdefault(boot_id, []).append(h)
-    return {b: group for b, group in by_boot.items() if len(group) > 1}
 
 
 def _check_knob(knob, t: Tunable) -> list[str]:

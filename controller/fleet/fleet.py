@@ -9,6 +9,7 @@ from typing import Any, Callable, Iterable
 
 from controller.errors import SpecError, TunefleetError
 from controller.fleet.executor import as_data, workers_for
+from controller.fleet.facts import shared_kernels
 from controller.fleet.inventory import HostSpec
 from controller.fleet.options import ConnectOptions
 from controller.fleet.session import Host, connect_host, start_agent  # noqa: F401  (the fleet's public names)
@@ -102,15 +103,6 @@ def read_originals(fleet: Fleet, names: list[str]) -> dict[str, dict[str, str]]:
             raise SpecError(f"{name}: knob(s) missing on the host: {', '.join(out.value['missing'])}")
         originals[name] = out.value["values"]
     return originals
-
-
-def shared_kernels(facts: dict[str, dict]) -> dict[str, list[str]]:
-    """boot_id -> host names, for every kernel that more than one host runs on."""
-    by_boot: dict[str, list[str]] = {}
-    for name, f in facts.items():
-        if f.get("boot_id"):
-            by_boot.setdefault(f["boot_id"], []).append(name)
-    return {b: names for b, names in by_boot.items() if len(names) > 1}
 
 
 def _fan_out(fn: Callable[[Any], Any], items: dict[str, Any]) -> list[Outcome]:

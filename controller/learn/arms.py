@@ -19,7 +19,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from controller.catalog import Catalog, shared_kernels
+from controller.catalog import Catalog
+from controller.fleet.facts import shared_kernels
 from controller.fleet.executor import gather
 from controller.learn import stats
 from controller.learn.evaluation import HostEvaluator, Trial

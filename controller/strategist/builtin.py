@@ -17,7 +17,8 @@ import re
 from fnmatch import fnmatch
 from dataclasses import dataclass, field
 
-from controller.catalog import Catalog, shared_kernels
+from controller.catalog import Catalog
+from controller.fleet.facts import shared_kernels
 from controller.errors import SpecError
 from controller.spec import TuningSpec
 from controller.strategist.workloads import WORKLOADS, Workload, workloads  # noqa: F401 (the catalog's public names)

@@ -20,7 +20,7 @@ import json
 from dataclasses import dataclass, field
 
 from controller import timing
-from controller.catalog import shared_kernels
+from controller.fleet.facts import shared_kernels
 from controller.errors import SpecError
 from controller import benchcheck
 from controller.strategist import prompts
