@@ -15,13 +15,26 @@ from __future__ import annotations
 import fnmatch
 import ipaddress
 import re
+from typing import Mapping, Protocol
 
 from controller.errors import InventoryError
 from controller.fleet.inventory.hostnames import split_port
-from controller.fleet.inventory.model import Inventory
 
 _SUBSCRIPT = re.compile(r"^(.+)\[(?:(-?[0-9]+)|([0-9]+)([:-])([0-9]*))\]$")
 _COLON_TERMS = re.compile(r"(?:[^\s:\[\]]|\[[^\]]*\])+")
+
+
+class Inventory(Protocol):
+    """What a pattern is matched against (model.Inventory): host names in inventory order, the
+    groups with their direct child groups (`all` and `ungrouped` among them), a group's hosts."""
+
+    @property
+    def hosts(self) -> Mapping[str, object]: ...
+
+    @property
+    def children(self) -> Mapping[str, list[str]]: ...
+
+    def group_hosts(self, group: str) -> list[str]: ...
 
 
 def split(limit: str) -> list[str]:
