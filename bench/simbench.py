@@ -297,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
         json_path = args.out.with_name(args.out.stem + "-sim.json")
         if not args.from_json:
             json_path.write_text(_dump(data))
-        write_section(data, table, args.out, json_path)
+        write_section(data, table, args.out, json_path, HELD_OUT)
         print(f"wrote {args.out} (section simulated)" + ("" if args.from_json else f" and {json_path}"))
     return 0
 

@@ -145,9 +145,8 @@ def plot(table: dict, path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
-def write_section(data: dict, table: dict, out: Path, json_path: Path) -> None:
-    from bench.simbench import HELD_OUT
-
+def write_section(data: dict, table: dict, out: Path, json_path: Path, held_out: int) -> None:
+    """The simulated fleet's section of ``out`` and its chart; ``held_out``: the first held-out member."""
     png = out.with_name(out.stem + "-sim.png")
     plot(table, png)
     s = data["settings"]
@@ -157,7 +156,7 @@ def write_section(data: dict, table: dict, out: Path, json_path: Path) -> None:
          "the agent protocol, and every run is a full `tune()` (baseline, search, confirm, verification). "
          "The regret of the configuration a run chose is measured on the member's noiseless surface: "
          "0 = the optimum, 1 = the original configuration (a choice worse than the original counts as 1). "
-         f"Seed s runs held-out member {HELD_OUT}+s with {'/'.join(map(str, s['dims']))} knobs (by s mod "
+         f"Seed s runs held-out member {held_out}+s with {'/'.join(map(str, s['dims']))} knobs (by s mod "
          f"{len(s['dims'])}); originals 1.2x to 1000x worse than the optimum, 1-10% noise. "
          f"\"ppo trained\" starts from the policy PPO left after runs on {s['train_members']} other members "
          + (f"(budget {s['train_budget']} each, one after the other through the policy store; "
