@@ -20,6 +20,8 @@ import shlex
 import time
 from pathlib import Path
 
+from controller.catalog import Catalog
+from controller.conflicts import knob_lines
 from controller.errors import TunefleetError, UserError
 
 SOURCE = Path(__file__).resolve().parent.parent / "node_agent" / "sources.py"
@@ -39,7 +41,7 @@ def _tuned_name(profile: str) -> str:
 
 def read_host(spec, names: list[str], profile: str | None, options) -> dict:
     """The scanner's JSON from one host (as the SSH user, no agent, no sudo, nothing written)."""
-    from controller.fleet.transport import SSHTransport
+    from controller.fleet.transport import SSHTransport  # here: the SSH stack, once a host is read
 
     args = " ".join(shlex.quote(n) for n in names)
     if profile:
@@ -72,8 +74,6 @@ def reference(run, host: str) -> tuple[dict[str, str], dict]:
 
 def knob_report(knob: str, scan: dict, ref: dict[str, str], ref_from: str, persisted: dict) -> dict:
     """One knob on one host: current, reference, managers, drift since a persisted run."""
-    from controller.conflicts import knob_lines
-
     current = (scan.get("values") or {}).get(knob)
     k = (scan.get("knobs") or {}).get(knob) or {}
     entry = {"current": current, "reference": ref.get(knob), "reference_from": ref_from if knob in ref else None,
@@ -144,7 +144,7 @@ def audit(specs, names: list[str], options, run=None, profile: str | None = None
 def knob_names(spec_file: Path | None, run, profile: str | None) -> list[str]:
     """The knobs to audit: the spec's, the run's, the catalog's (a profile adds its own per host)."""
     if spec_file is not None:
-        from controller.spec import TuningSpec
+        from controller.spec import TuningSpec  # here: pydantic and numpy, for --spec only
 
         return TuningSpec.load(spec_file).knob_names
     if run is not None:
@@ -152,8 +152,6 @@ def knob_names(spec_file: Path | None, run, profile: str | None) -> list[str]:
                       | set(run.as_dict().get("best_config") or {}))
     if profile:
         return []
-    from controller.catalog import Catalog
-
     return Catalog.default().names()
 
 

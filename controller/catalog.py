@@ -360,7 +360,7 @@ def _check_knob(knob, t: Tunable) -> list[str]:
             return [f"{name}: {', '.join(repr(b) for b in bad)} not allowed (allowed: {', '.join(t.choices)})"]
         return []
     if knob.is_choice:
-        from controller.knob import parse_ints
+        from controller.knob import parse_ints  # here: numpy and pydantic, which the catalog alone needs not
 
         problems = []
         for v in knob.values:
@@ -424,7 +424,7 @@ ENTRY_FIELDS = {"type", "min", "max", "choices", "scope", "description", "note",
 
 
 def _read_extra(path: Path, builtin: dict[str, Tunable]) -> tuple[dict[str, Tunable], tuple[str, ...]]:
-    from controller.spec import parse_document
+    from controller.spec import parse_document  # here: numpy and pydantic, for a catalog file only
 
     try:
         text = path.read_text(encoding="utf-8")
@@ -464,7 +464,7 @@ def _benchmark_tools(raw, path: Path) -> tuple[str, ...]:
 
 def _entry(name: str, fields: Any, base: Tunable | None) -> Tunable:
     """One entry; raises ValueError('.field: message') (or ': message')."""
-    from controller.knob import parse_ints
+    from controller.knob import parse_ints  # here: numpy and pydantic, which the catalog alone needs not
 
     if not is_sysctl_name(name):
         raise ValueError(": not a plain sysctl name")

@@ -427,7 +427,7 @@ def _importance(run: RunRecord) -> str:
     search = [t for t in run.trials if t.get("phase") == "search" and not (t.get("error") or "").startswith("agent lost")]
     if not names or not search:
         return ""
-    from controller.learn.importance import knob_scores
+    from controller.learn.importance import knob_scores  # here: numpy and scipy, for a run with a search
 
     scores = knob_scores(search, names)
     if not scores or max(scores.values()) <= 0:

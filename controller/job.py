@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from controller import history, htmlreport
 from controller.errors import Cancelled, TunefleetError
 from controller.fleet.fleet import Fleet
 from controller.learn.evaluation import Trial
@@ -158,8 +159,6 @@ class Job:
                 if req.plan is not None:
                     self.run_dir.write("plan.json", req.plan)
             if req.remember:
-                from controller import history
-
                 history.remember(self.run_dir.path, req.spec.workload_name)
         return self.run_dir
 
@@ -181,8 +180,6 @@ class Job:
             result.write(run.path)
             self.status.result = result
             if req.remember:
-                from controller import history
-
                 history.remember(run.path, req.spec.workload_name, result)
             self.publish("cancelled", run_dir=str(run.path))
             return result
@@ -218,8 +215,6 @@ class Job:
         self.status.result = result
         write_report(run.path, self.message)
         if req.remember:
-            from controller import history
-
             history.remember(run.path, req.spec.workload_name, result)
         return result
 
@@ -269,9 +264,7 @@ def keep(fleet: Fleet, result: dict[str, Any]) -> dict[str, Any]:
 
 def write_report(run_dir: Path, say: Callable[[str], None]) -> None:
     """report.html beside result.json; a failure here must not hide the result the run measured."""
-    from controller.htmlreport import write_report as write
-
     try:
-        write(run_dir)
+        htmlreport.write_report(run_dir)
     except Exception as e:  # noqa: BLE001 - the run is done and the hosts restored: say it, carry on
         say(f"could not write report.html ({type(e).__name__}: {e}); `tunefleet report {run_dir}` retries")

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from controller import pairs
+from controller.errors import SpecError
 from controller.fleet.fleet import Fleet
-
 
 _ROW_KEYS = ("name", "address", "ok", "error", "hostname", "kernel", "boot_id", "shares_kernel_with", "distro",
              "python", "cpus", "mem_total_mb", "user", "agent_hash", "uploaded", "tools", "services", "recovered",
@@ -104,9 +105,6 @@ def print_steps(console, spec, hosts: list[str]) -> None:
     from rich.markup import escape
 
     if getattr(spec, "peer", None) is not None:
-        from controller import pairs
-        from controller.errors import SpecError
-
         try:
             pairing = pairs.pair(spec, hosts) if hosts else None
             shown = pairing.describe() + "".join(f"; {h} sits out" for h in pairing.left_out) if pairing else "auto"

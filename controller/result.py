@@ -21,6 +21,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from controller.errors import UserError
+from controller.runs import write_json_atomic
 
 SCHEMA_VERSION = 2   # 1: folders written before result.json carried schema_version and status
 FILE = "result.json"
@@ -117,8 +118,6 @@ class RunResult(BaseModel):
 
     def write(self, folder: str | os.PathLike[str]) -> Path:
         """result.json in the run folder, atomically (a reader never sees half of it)."""
-        from controller.runs import write_json_atomic
-
         path = Path(folder) / FILE
         write_json_atomic(path, self.to_dict())
         return path

@@ -12,22 +12,26 @@ from __future__ import annotations
 import functools
 import statistics
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Protocol
 
-from controller import lifecycle, profiles, timing
+from controller import lifecycle, profiles, timing, training
 from controller import resume as resuming
 from controller.catalog import Catalog
-from controller.errors import SpecError, TunefleetError
+from controller.errors import AgentError, SpecError, TunefleetError
 from controller.fleet.executor import ThreadExecutor, gather
 from controller.fleet.fleet import Fleet, read_originals
+from controller.fleet.rejoin import Rejoiner
 from controller.learn import arms, features, paired, stats
 from controller.learn.arms import Arm
 from controller.learn.evaluation import HostEvaluator, Measure, Recorder, Trial
 from controller.learn.importance import knob_importance
-from controller.learn.search import STRATEGIES, SearchContext, auto_choice
+from controller.learn.policystore import PolicyStore, fleet_kernel_family
+from controller.learn.search import STRATEGIES, SearchContext, auto_choice, bring_back, say_drift
 from controller.learn.select import pick_best
 from controller.rewards import change_pct
 from controller.runs import RunDir
+from node_agent.protocol import E_DRIFT
 
 
 @dataclass
@@ -223,8 +227,6 @@ def _verify_phase(ctx: SearchContext, setup: Setup, best: dict[str, str], option
 
 def _resolve_auto(spec, fleet: Fleet, options: RunOptions, reporter: Reporter) -> RunOptions:
     """--strategy auto: ppo from a trained policy when there is one, bo otherwise (search.auto_choice)."""
-    from controller.learn.policystore import PolicyStore, fleet_kernel_family
-
     store = options.policy_store or PolicyStore()
     kernel = fleet_kernel_family({n: h.facts for n, h in fleet.hosts.items()})
     strategy, why = auto_choice(spec, kernel, options.policy, store)
@@ -237,11 +239,7 @@ def _policy_plan(spec, fleet: Fleet, options: RunOptions, reporter: Reporter) ->
     where it saves the one it trains. Other strategies have no policy."""
     if options.strategy != "ppo":
         return {}
-    from pathlib import Path
-
-    from controller import training
-    from controller.learn.policystore import PolicyStore, fleet_kernel_family
-    from controller.learn.ppo import check_policy
+    from controller.learn.ppo import check_policy  # here: torch and stable-baselines3, for ppo runs only
 
     store = options.policy_store or PolicyStore()
     kernel = fleet_kernel_family({n: h.facts for n, h in fleet.hosts.items()})
@@ -279,8 +277,6 @@ def _rejoiner(fleet: Fleet, originals: dict[str, dict[str, str]], options: RunOp
     the fleet connected them (threads or Ray actors), within the run's rejoin window."""
     if fleet.options is None:  # a fleet that was not connected here (a simulated one) cannot be reconnected
         return None
-    from controller.fleet.rejoin import Rejoiner
-
     return Rejoiner(fleet, originals, within=options.rejoin_window, every=options.rejoin_interval)
 
 
@@ -288,10 +284,6 @@ def _watch(fleet: Fleet, originals: dict[str, dict[str, str]], evaluators: dict[
            reporter: Reporter) -> None:
     """Tell every agent the values its baseline is measured on: from now on any other value of a
     tuned knob that tunefleet did not write is someone else's change (node_agent/drift.py)."""
-    from controller.errors import AgentError
-    from controller.learn.search import say_drift
-    from node_agent.protocol import E_DRIFT
-
     if fleet.options is None:  # a simulated fleet has no agents
         return
     outcomes = fleet.map(lambda h: h.request("watch", {"values": originals[h.name]}))
@@ -320,8 +312,6 @@ def _trial_sink(run: RunDir, fleet: Fleet):
 
 def _baseline(evaluators: dict[str, HostEvaluator], executor, repeats: int, reporter: Reporter,
               rejoiner=None, prepare=None) -> dict[str, dict]:
-    from controller.learn.search import bring_back
-
     def measure(ev: HostEvaluator) -> dict:
         trials = []
         while len(trials) < repeats and not ev.dropped:

@@ -19,9 +19,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from controller import profiles
 from controller.catalog import Catalog
-from controller.fleet.facts import shared_kernels
 from controller.fleet.executor import gather
+from controller.fleet.facts import shared_kernels
 from controller.learn import stats
 from controller.learn.evaluation import HostEvaluator, Trial
 from node_agent.denylist import refusal as denied
@@ -58,8 +59,6 @@ def safe_bounds(catalog: Catalog, name: str) -> dict:
 def plan_profile(name: str, facts: dict[str, dict], catalog: Catalog) -> Arm:
     """Which of a profile's sysctls these hosts can take (``own`` is filled per host later, from
     the originals, since a TuneD floor such as somaxconn ``>2048`` writes only where it raises)."""
-    from controller import profiles
-
     profile = profiles.get(name)
     arm = Arm(name, source=profile.source, bounds={}, not_sysctl=dict(profile.not_sysctl))
     shared = shared_kernels(facts)
@@ -101,8 +100,6 @@ def complete(arms: list[Arm], spec_knobs: list[str], originals: dict[str, dict[s
              best: dict[str, str]) -> None:
     """Fill every arm's values per host: what it sets itself, the original's value for every other
     knob the comparison touches."""
-    from controller import profiles
-
     touched = list(dict.fromkeys(list(spec_knobs) + [k for a in arms for k in (a.bounds or {})]))
     for arm in arms:
         for host, orig in originals.items():

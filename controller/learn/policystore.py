@@ -24,6 +24,8 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from controller.errors import SpecError
+
 INDEX = "index.json"
 
 
@@ -88,8 +90,6 @@ class PolicyStore:
         except FileNotFoundError:
             return []
         except (OSError, ValueError) as e:
-            from controller.errors import SpecError
-
             raise SpecError(f"policy store {self.root}: {INDEX} cannot be read: {e}") from None
         out = []
         for item in raw.get("policies", []):

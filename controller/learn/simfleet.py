@@ -101,7 +101,7 @@ class Member:
         }
 
     def spec(self):
-        from controller.spec import TuningSpec
+        from controller.spec import TuningSpec  # here: pydantic (~0.15 s), which the simulated hosts need not
 
         return TuningSpec.from_dict(self.spec_dict(), f"simulated member {self.index}")
 
@@ -318,7 +318,7 @@ def sim_fleet(m: Member | list[Member], hosts: int = 3, seed: int = 0, delay_s: 
     """A controller.fleet.fleet.Fleet of ``hosts`` simulated hosts, all running member ``m``, or
     host i running ``m[i % len(m)]`` when ``m`` is a list (members with the same knobs: a fleet
     of different servers, for training a policy across the family at once)."""
-    from controller.fleet.fleet import Fleet
+    from controller.fleet.fleet import Fleet  # here: the SSH stack, which simulated hosts need not
 
     members = m if isinstance(m, list) else [m]
     if len({x.dims for x in members}) != 1:

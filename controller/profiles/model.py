@@ -52,7 +52,7 @@ class Profile:
 
     def catalog_problems(self, catalog) -> list[str]:
         """Values a catalog does not know or whose safe bounds exclude them, one line each."""
-        from controller.knob import parse_ints  # here: knob loads numpy and pydantic, `tunefleet profiles` needs neither
+        from controller.knob import parse_ints  # here: numpy and pydantic, which `tunefleet profiles` needs not
 
         problems = []
         for name, value in self.values.items():

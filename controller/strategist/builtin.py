@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import copy
 import re
-from fnmatch import fnmatch
 from dataclasses import dataclass, field
+from fnmatch import fnmatch
 
-from controller.catalog import Catalog
-from controller.fleet.facts import shared_kernels
+from controller.catalog import Catalog, offered
 from controller.errors import SpecError
+from controller.fleet.facts import shared_kernels
+from controller.priors import MAX_REASON
 from controller.spec import TuningSpec
 from controller.strategist.workloads import WORKLOADS, Workload, workloads  # noqa: F401 (the catalog's public names)
 
@@ -99,8 +100,6 @@ def narrow_choices(workload: Workload, facts: dict | None) -> tuple[Workload, li
     those its first namespace allows); a prior that picks a value gone from the list is dropped.
     Returns the workload and a note per narrowed knob."""
     from dataclasses import replace
-
-    from controller.catalog import offered
 
     if not facts:
         return workload, []
@@ -222,8 +221,6 @@ def _prior_without(candidate: dict, names) -> dict:
     gone = [k for k in candidate["values"] if k in names]
     if not gone:
         return candidate
-    from controller.priors import MAX_REASON
-
     reason = candidate.get("reason") or ""
     tail = f" (without its {', '.join(gone)}: left out of this plan)"
     if len(reason) + len(tail) > MAX_REASON:  # the note on what went matters more than the end of the reason

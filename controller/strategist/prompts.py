@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 
+from controller import rewards
 from controller.benchcheck import tools_summary
 
 OPTIMIZE = "optimize_workload"
@@ -80,8 +81,6 @@ for THIS workload on THESE hosts. Knobs with no plausible effect waste benchmark
 
 
 def reward_metrics() -> str:
-    from controller import rewards
-
     return "\n".join(f"- {m.name} ({m.goal}): {m.example}" for m in rewards.METRICS.values())
 
 

@@ -19,12 +19,15 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
-from controller import timing
-from controller.fleet.facts import shared_kernels
+from pydantic import ValidationError
+
+from controller import benchcheck, rewards, timing
+from controller.catalog import Catalog
 from controller.errors import SpecError
-from controller import benchcheck
+from controller.fleet.facts import shared_kernels
+from controller.spec import TuningSpec, validation_problems
 from controller.strategist import prompts
-from controller.strategist.builtin import leave_out_kernel_wide, left_out_note, without
+from controller.strategist.builtin import Plan, leave_out_kernel_wide, left_out_note, without, workloads
 
 MAX_KNOBS = 8
 RATIONALE_KEYS = ("rationale", "why", "reason")
@@ -39,8 +42,6 @@ class ToolResult:
 
 class Toolbox:
     def __init__(self, goal: str, facts: dict | None, catalog=None, max_invalid: int = 3):
-        from controller.catalog import Catalog
-
         self.goal = goal
         self.facts = {h: f for h, f in (facts or {}).items() if isinstance(f, dict)}
         self.catalog = catalog if catalog is not None else Catalog.default()
@@ -50,8 +51,6 @@ class Toolbox:
     # --- what the model sees first ---------------------------------------------------------
 
     def examples(self) -> list[dict]:
-        from controller.strategist.builtin import workloads
-
         return [{"workload": w.key, "description": w.description,
                  "config": {"workload_name": w.name, **w.spec_data}} for w in workloads()]
 
@@ -208,10 +207,6 @@ class Toolbox:
         return data, []
 
     def _spec(self, data: dict):
-        from pydantic import ValidationError
-
-        from controller.spec import TuningSpec
-
         try:
             return TuningSpec.model_validate(data), []
         except ValidationError as e:
@@ -237,8 +232,6 @@ class Toolbox:
         return ToolResult(prompts.rejected(problems, len(self.rejections), self.max_invalid), problems=problems)
 
     def _plan(self, spec, rationale: dict):
-        from controller.strategist.builtin import Plan
-
         warnings = list(self.catalog.advice(spec))
         missing = [n for n in spec.knob_names if not rationale.get(n)]
         if missing:
@@ -270,8 +263,6 @@ def _pop_rationale(data: dict) -> dict[str, str]:
 
 
 def _reward_fits_tool(spec) -> list[str]:
-    from controller import rewards
-
     metric = rewards.get(spec.reward_metric)
     cmd = spec.benchmark_command
     argv = cmd if isinstance(cmd, list) else cmd.split()
@@ -283,6 +274,4 @@ def _reward_fits_tool(spec) -> list[str]:
 
 
 def _pydantic_problems(e) -> list[str]:
-    from controller.spec import validation_problems
-
     return validation_problems(e, root="config")

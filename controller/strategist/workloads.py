@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from controller import profiles
+from controller.knob import Knob
 from controller.spec import TuningSpec
 
 SERVICE = "tunefleet-service"
@@ -74,9 +76,6 @@ class Workload:
 def profile_priors(key: str, data: dict) -> list[dict]:
     """The matching expert profiles as priors: each one's values for this workload's knobs (where
     they fall in the knob's range), the workload's own prior for the rest."""
-    from controller import profiles
-    from controller.knob import Knob
-
     knobs = {k["param"]: Knob.model_validate({n: v for n, v in k.items() if n != "rationale"})
              for k in data["action_space"]}
     own = data.get("initial_candidates") or []
