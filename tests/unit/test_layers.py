@@ -251,16 +251,23 @@ def imports() -> list[Import]:
     return graph()
 
 
+def _lines(items) -> str:
+    return "\n".join(" <-> ".join(i) if isinstance(i, list) else str(i) for i in items)
+
+
 def test_no_module_imports_another_that_imports_it_back(imports):
-    assert cycles(imports)["modules"] == []
+    found = cycles(imports)["modules"]
+    assert found == [], "import cycles (python -m tests.unit.test_layers shows the imports):\n" + _lines(found)
 
 
 def test_no_package_imports_another_that_imports_it_back(imports):
-    assert cycles(imports)["packages"] == []
+    found = cycles(imports)["packages"]
+    assert found == [], "import cycles between packages:\n" + _lines(found)
 
 
 def test_every_module_has_a_layer():
-    assert [m for m in modules() if layer_of(m) is None] == []
+    found = [m for m in modules() if layer_of(m) is None]
+    assert found == [], "modules in no layer (add them to LAYERS):\n" + _lines(found)
 
 
 def test_the_layer_table_only_points_down():
@@ -271,7 +278,8 @@ def test_the_layer_table_only_points_down():
 
 
 def test_every_import_follows_the_layers(imports):
-    assert layer_violations(imports) == []
+    found = layer_violations(imports)
+    assert found == [], "imports against the layers:\n" + _lines(found)
 
 
 def test_the_agent_imports_only_the_standard_library_and_itself(imports):
@@ -280,11 +288,12 @@ def test_the_agent_imports_only_the_standard_library_and_itself(imports):
     outside = [f"{i.source}:{i.line} imports {i.target}" for i in agent
                if (i.internal and not i.target.startswith("node_agent"))
                or (not i.internal and i.target not in sys.stdlib_module_names)]
-    assert outside == []
+    assert outside == [], "the agent imports outside the standard library:\n" + _lines(outside)
 
 
 def test_no_function_is_longer_than_the_limit():
-    assert long_functions() == []
+    found = long_functions()
+    assert found == [], f"functions over {MAX_FUNCTION_LINES} lines:\n" + _lines(f"{n} {w}" for n, w in found)
 
 
 def test_the_command_line_module_stays_a_thin_registry():
@@ -357,8 +366,12 @@ def report(root: Path = ROOT) -> int:
     found = cycles(imports, root)
     for kind, groups in found.items():
         print(f"import cycles between {kind}: {len(groups)}")
+        of = (lambda m: m) if kind == "modules" else (lambda m: component(m, root))
         for group in groups:
             print("   ", " <-> ".join(group))
+            for i in imports:
+                if i.internal and of(i.source) in group and of(i.target) in group and of(i.source) != of(i.target):
+                    print(f"        {i.source}:{i.line} imports {i.target}")
     violations = layer_violations(imports)
     print(f"imports against the layers: {len(violations)}")
     for v in violations:
