@@ -27,6 +27,10 @@ import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from controller.spec import TuningSpec
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -68,7 +72,7 @@ def expert_priors(m) -> list[dict]:
         (big, "the largest accept queue and 128 MB buffers: when the load is unknown, err on the large side"))]
 
 
-def tune_sim(members: list, spec, hosts: int, seed: int, options, folder: Path) -> tuple[dict, list[dict]]:
+def tune_sim(members: list, spec: TuningSpec, hosts: int, seed: int, options, folder: Path) -> tuple[dict, list[dict]]:
     """One full tune() on a simulated fleet of `hosts` hosts running `members` (sim_fleet), its run
     folder in `folder`: (result, trials). A run that ends without a successful evaluation stops as
     the tool does, the hosts on their originals: its result says so (`error`, originals chosen)."""

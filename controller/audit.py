@@ -19,10 +19,14 @@ import json
 import shlex
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from controller.catalog import Catalog
 from controller.conflicts import knob_lines
 from controller.errors import TunefleetError, UserError
+
+if TYPE_CHECKING:
+    from controller.fleet.inventory import HostSpec
 
 SOURCE = Path(__file__).resolve().parent.parent / "node_agent" / "sources.py"
 
@@ -39,7 +43,7 @@ def _tuned_name(profile: str) -> str:
     return profile.split(":", 1)[1] if profile.startswith("tuned:") else profile
 
 
-def read_host(spec, names: list[str], profile: str | None, options) -> dict:
+def read_host(spec: HostSpec, names: list[str], profile: str | None, options) -> dict:
     """The scanner's JSON from one host (as the SSH user, no agent, no sudo, nothing written)."""
     from controller.fleet.transport import SSHTransport  # here: the SSH stack, once a host is read
 

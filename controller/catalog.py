@@ -18,13 +18,16 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from controller import coupled
 from controller.errors import SpecError
 from controller.fleet.facts import shared_kernels
 from node_agent.denylist import refusal as denied
 from node_agent.protocol import is_sysctl_name
+
+if TYPE_CHECKING:
+    from controller.spec import TuningSpec
 
 KINDS = ("int", "vector", "choice")
 SCOPES = ("netns", "kernel")
@@ -272,7 +275,7 @@ class Catalog:
 
     # --- checks ---------------------------------------------------------------------------
 
-    def check_spec(self, spec) -> list[str]:
+    def check_spec(self, spec: TuningSpec) -> list[str]:
         """Problems with the spec's knobs that no host can fix, one line each."""
         problems, seen = [], set()
         for i, knob in enumerate(spec.action_space):
@@ -296,7 +299,7 @@ class Catalog:
             problems += _check_knob(knob, tunable)
         return problems + coupled.problems(spec.action_space)
 
-    def check_hosts(self, spec, facts: dict[str, dict]) -> list[str]:
+    def check_hosts(self, spec: TuningSpec, facts: dict[str, dict]) -> list[str]:
         """Problems with the spec on these hosts (name -> hello facts), one line each."""
         problems = []
         hosts = sorted(facts)
@@ -324,7 +327,7 @@ class Catalog:
         problems += self._check_shared_kernels(spec, facts, hosts)
         return problems
 
-    def _check_shared_kernels(self, spec, facts, hosts) -> list[str]:
+    def _check_shared_kernels(self, spec: TuningSpec, facts, hosts) -> list[str]:
         kernel_wide = self.kernel_wide(spec.knob_names)
         if not kernel_wide:
             return []
@@ -333,7 +336,7 @@ class Catalog:
                 f"{', '.join(kernel_wide)} cannot be tuned on them in parallel; use --limit to pick one of them"
                 for boot_id, group in shared_kernels({h: facts[h] for h in hosts}).items()]
 
-    def advice(self, spec) -> list[str]:
+    def advice(self, spec: TuningSpec) -> list[str]:
         """Not errors, but worth saying before a run."""
         out = []
         bg, dirty = spec.knob("vm.dirty_background_ratio"), spec.knob("vm.dirty_ratio")
@@ -405,7 +408,7 @@ def _check_available(knob, facts, hosts) -> list[str]:
     return problems
 
 
-def _check_memory(spec, facts, hosts) -> list[str]:
+def _check_memory(spec: TuningSpec, facts, hosts) -> list[str]:
     knob = spec.knob("vm.min_free_kbytes")
     if knob is None or knob.is_choice:
         return []

@@ -16,7 +16,12 @@ turns those scans into what `check`, `plan` and `run` say and refuse:
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from controller.errors import TunefleetError, UserError
+
+if TYPE_CHECKING:
+    from controller.spec import TuningSpec
 
 
 def scan_fleet(fleet, names: list[str], persist_path: str | None = None, persist_values: dict | None = None) -> dict:
@@ -106,7 +111,7 @@ def _before(scan: dict, other: str, path: str) -> bool:
     return other in files and path in files and files.index(other) < files.index(path)
 
 
-def preflight(fleet, spec, persist_path: str | None, force: bool, say) -> dict:
+def preflight(fleet, spec: TuningSpec, persist_path: str | None, force: bool, say) -> dict:
     """Scan every host for the spec's knobs, say what manages them, and refuse what must not run:
     a daemon that retunes a knob of the run, a --persist drop-in that would lose at boot (unless
     --force). Returns the scans (recorded with the run)."""

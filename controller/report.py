@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from controller import pairs
 from controller.errors import SpecError
 from controller.fleet.fleet import Fleet
+
+if TYPE_CHECKING:
+    from controller.spec import TuningSpec
 
 _ROW_KEYS = ("name", "address", "ok", "error", "hostname", "kernel", "boot_id", "shares_kernel_with", "distro",
              "python", "cpus", "mem_total_mb", "user", "agent_hash", "uploaded", "tools", "services", "recovered",
@@ -69,7 +74,8 @@ def print_check(console, rows: list[dict], elapsed: float) -> None:
                           + ", ".join(f"{k} = {v}" for k, v in r["recovered"].items()))
 
 
-def print_plan(console, spec, *, reason: str = "", rationale: dict | None = None, warnings=(), hosts=()) -> None:
+def print_plan(console, spec: TuningSpec, *, reason: str = "", rationale: dict | None = None, warnings=(),
+               hosts=()) -> None:
     """What is about to run, before anything changes."""
     from rich.table import Table
 
@@ -100,7 +106,7 @@ def print_plan(console, spec, *, reason: str = "", rationale: dict | None = None
         console.print(f"[yellow]warning:[/] {w}")
 
 
-def print_steps(console, spec, hosts: list[str]) -> None:
+def print_steps(console, spec: TuningSpec, hosts: list[str]) -> None:
     """What a run does besides the benchmark: its pairs, its service and steps, its bounds."""
     from rich.markup import escape
 

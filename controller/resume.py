@@ -33,11 +33,15 @@ import json
 from collections import deque
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from controller.errors import UserError
 from controller.fleet.fleet import read_originals
 from controller.learn.evaluation import HostEvaluator, Recorder, Trial
 from controller.runs import RunDir
+
+if TYPE_CHECKING:
+    from controller.spec import TuningSpec
 
 OPTIONS = "options.json"
 BASELINE = "baseline.json"
@@ -172,7 +176,7 @@ class Resume:
             return "confirm"
         return "search"
 
-    def check_fleet(self, fleet, spec) -> None:
+    def check_fleet(self, fleet, spec: TuningSpec) -> None:
         """The same hosts and knobs as the run that died, each back on its recorded originals."""
         gone = [n for n in self.hosts if n not in fleet.hosts]
         if gone:
@@ -268,7 +272,7 @@ class ConfirmReplay(HostEvaluator):
     """Hands back this host's recorded confirm measurements while they match what is asked, in order
     (pick_best asks in a fixed order); past the first mismatch everything is measured."""
 
-    def __init__(self, host, spec, recorder: Recorder, recorded: list[Trial], measure=None):
+    def __init__(self, host, spec: TuningSpec, recorder: Recorder, recorded: list[Trial], measure=None):
         super().__init__(host, spec, recorder, measure)
         self.recorded = deque(recorded)
 

@@ -31,6 +31,7 @@ from controller.learn.search import STRATEGIES, SearchContext, auto_choice, brin
 from controller.learn.select import pick_best
 from controller.rewards import change_pct
 from controller.runs import RunDir
+from controller.spec import TuningSpec
 from node_agent.protocol import E_DRIFT
 
 
@@ -86,7 +87,7 @@ class Setup:
     pairs: dict | None = None  # client -> server, for a benchmark with a partner
 
 
-def tune(spec, fleet: Fleet, run: RunDir, options: RunOptions, reporter: Reporter | None = None,
+def tune(spec: TuningSpec, fleet: Fleet, run: RunDir, options: RunOptions, reporter: Reporter | None = None,
          resume: resuming.Resume | None = None) -> dict:
     """`resume`: a controller.resume.Resume whose finished phases are taken from the run folder."""
     reporter = reporter or QuietReporter()
@@ -141,7 +142,7 @@ def tune(spec, fleet: Fleet, run: RunDir, options: RunOptions, reporter: Reporte
     return result
 
 
-def _set_up(spec, fleet: Fleet, run: RunDir, options: RunOptions, reporter: Reporter) -> Setup:
+def _set_up(spec: TuningSpec, fleet: Fleet, run: RunDir, options: RunOptions, reporter: Reporter) -> Setup:
     """Originals of every knob the run may touch, the compared arms, the steps before every measured
     run, and each host prepared (setup commands, its service started); a host whose preparation
     fails is left out, saying why."""
@@ -195,8 +196,8 @@ def _plan_arms(fleet: Fleet, names, catalog: Catalog, reporter: Reporter) -> lis
     return out
 
 
-def _baseline_phase(evaluators, executor, options: RunOptions, spec, run: RunDir, reporter: Reporter, resume,
-                    rejoiner=None, prepare=None):
+def _baseline_phase(evaluators, executor, options: RunOptions, spec: TuningSpec, run: RunDir, reporter: Reporter,
+                    resume: resuming.Resume | None, rejoiner=None, prepare=None):
     """The baseline, with repeats, each host on its own original values; and what its noise means."""
     repeats = options.baseline_repeats or spec.baseline_repeats
     reporter.phase("baseline", f"{repeats} runs per host")
@@ -225,7 +226,7 @@ def _verify_phase(ctx: SearchContext, setup: Setup, best: dict[str, str], option
     return arms.summarize(samples, everyone, ctx.spec, options.seed)
 
 
-def _resolve_auto(spec, fleet: Fleet, options: RunOptions, reporter: Reporter) -> RunOptions:
+def _resolve_auto(spec: TuningSpec, fleet: Fleet, options: RunOptions, reporter: Reporter) -> RunOptions:
     """--strategy auto: ppo from a trained policy when there is one, bo otherwise (search.auto_choice)."""
     store = options.policy_store or PolicyStore()
     kernel = fleet_kernel_family({n: h.facts for n, h in fleet.hosts.items()})
@@ -234,7 +235,7 @@ def _resolve_auto(spec, fleet: Fleet, options: RunOptions, reporter: Reporter) -
     return replace(options, strategy=strategy, policy_store=store)
 
 
-def _policy_plan(spec, fleet: Fleet, options: RunOptions, reporter: Reporter) -> dict:
+def _policy_plan(spec: TuningSpec, fleet: Fleet, options: RunOptions, reporter: Reporter) -> dict:
     """Which saved policy PPO starts from (--policy PATH, the store's compatible one, or none) and
     where it saves the one it trains. Other strategies have no policy."""
     if options.strategy != "ppo":
@@ -243,7 +244,7 @@ def _policy_plan(spec, fleet: Fleet, options: RunOptions, reporter: Reporter) ->
 
     store = options.policy_store or PolicyStore()
     kernel = fleet_kernel_family({n: h.facts for n, h in fleet.hosts.items()})
-    mode = training.action_mode(spec)
+    mode = training.action_mode(spec.training_config)
     plan = {"store": store, "kernel": kernel, "path_out": store.new_path(), "started_from": None, "saved": None,
             "action_mode": mode}
     if options.policy and options.policy != "none":
@@ -262,7 +263,7 @@ def _policy_plan(spec, fleet: Fleet, options: RunOptions, reporter: Reporter) ->
     return plan
 
 
-def _store_policy(plan: dict, spec, run: RunDir, recorder: Recorder, reporter: Reporter) -> None:
+def _store_policy(plan: dict, spec: TuningSpec, run: RunDir, recorder: Recorder, reporter: Reporter) -> None:
     """Index the policy the run trained, so the next run on these knobs starts from it."""
     path = plan.get("path_out")
     if path is None or not path.exists():
@@ -351,7 +352,7 @@ def _noise_warnings(baselines: dict[str, dict], options: RunOptions) -> list[str
     return out
 
 
-def _importance(recorder: Recorder, spec) -> dict[str, float]:
+def _importance(recorder: Recorder, spec: TuningSpec) -> dict[str, float]:
     """Which knobs mattered, from the search's evaluations with the rewards the search saw (relative
     to each host's baseline, so hosts pool; a setting that makes the benchmark fail scores the
     floor, which is an effect too). Re-measurements of the top candidates are left out: they
@@ -360,7 +361,7 @@ def _importance(recorder: Recorder, spec) -> dict[str, float]:
     return {k: round(v, 4) for k, v in knob_importance(trials, spec.knob_names).items()}
 
 
-def _result(spec, options: RunOptions, run: RunDir, recorder: Recorder, ctx: SearchContext,
+def _result(spec: TuningSpec, options: RunOptions, run: RunDir, recorder: Recorder, ctx: SearchContext,
             baselines: dict, best: Trial, summary: dict) -> dict:
     goal = spec.goal
     per_host = {}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 
@@ -22,6 +22,9 @@ from controller.commands.common import (
     _strategist_events,
 )
 from controller.errors import UserError
+
+if TYPE_CHECKING:
+    from controller.spec import TuningSpec
 
 
 def profiles(
@@ -133,12 +136,12 @@ def _origin(chosen) -> str:
     return "model" if getattr(chosen, "strategist", "builtin") == "llm" else "builtin"
 
 
-def _show_plan(console, spec, chosen, spec_file, hosts) -> None:
+def _show_plan(console, spec: TuningSpec, chosen, spec_file, hosts) -> None:
     """The plan, the exact argv the agents will exec, and what the planner left out and why."""
     from rich.markup import escape
 
-    from controller.report import print_plan
     from controller.benchcheck import record
+    from controller.report import print_plan
 
     print_plan(console, spec, reason=chosen.reason if chosen else f"from {spec_file}",
                rationale=chosen.rationale if chosen else None, warnings=chosen.warnings if chosen else (),
@@ -152,7 +155,7 @@ def _show_plan(console, spec, chosen, spec_file, hosts) -> None:
         console.print(f"note: {escape(note)}", soft_wrap=True)
 
 
-def _plan_record(spec, chosen) -> dict:
+def _plan_record(spec: TuningSpec, chosen) -> dict:
     from controller.benchcheck import record
 
     record = {"spec": spec.to_dict(), "benchmark": record(spec, _origin(chosen))}

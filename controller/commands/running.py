@@ -10,7 +10,7 @@ import json
 import sys
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 
@@ -41,6 +41,9 @@ from controller.commands.plans import (
     profiles_to_compare,
 )
 from controller.errors import UserError
+
+if TYPE_CHECKING:
+    from controller.spec import TuningSpec
 
 STRATEGY_HELP = ("Search strategy: auto (ppo from a well-trained stored policy, else bo; docs/strategies.md), ppo, bo "
                  "(Bayesian, optuna), random.")
@@ -167,7 +170,7 @@ def _planned(a: SimpleNamespace, catalog):
     return spec, chosen
 
 
-def _request(a: SimpleNamespace, spec, chosen, catalog, resumed):
+def _request(a: SimpleNamespace, spec: TuningSpec, chosen, catalog, resumed):
     """The run as the library takes it (controller/job.py), with how it was started (options.json)."""
     from controller.job import JobRequest
     from controller.tuner import RunOptions
@@ -189,7 +192,7 @@ def _request(a: SimpleNamespace, spec, chosen, catalog, resumed):
                       tensorboard=a.tensorboard)
 
 
-def _ready(a: SimpleNamespace, spec, chosen, catalog, fleet, resumed, out) -> bool:
+def _ready(a: SimpleNamespace, spec: TuningSpec, chosen, catalog, fleet, resumed, out) -> bool:
     """The hosts checked against the spec, the plan shown, and consent: False for a dry run."""
     from controller import conflicts
     from controller.gate import validate

@@ -18,6 +18,7 @@ starting from the other end, so a drift over the verification favours none of th
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from controller import profiles
 from controller.catalog import Catalog
@@ -26,6 +27,9 @@ from controller.fleet.facts import shared_kernels
 from controller.learn import stats
 from controller.learn.evaluation import HostEvaluator, Trial
 from node_agent.denylist import refusal as denied
+
+if TYPE_CHECKING:
+    from controller.spec import TuningSpec
 
 ORIGINAL, BEST = "original", "best"
 LABELS = {ORIGINAL: "A", BEST: "B"}  # trials.jsonl's labels; a profile arm is labelled with its name
@@ -194,7 +198,7 @@ def _observed(samples: dict, arm: str, metric: str) -> dict[str, list[float]]:
     return out
 
 
-def summarize(samples: dict[str, dict[str, list[Trial]]], arms: list[Arm], spec, seed: int) -> dict:
+def summarize(samples: dict[str, dict[str, list[Trial]]], arms: list[Arm], spec: TuningSpec, seed: int) -> dict:
     """The verification's verdicts: the winner against the original (``verification``, per host and
     for the fleet), every profile arm against the original and the winner against it (``arms``), and
     every constraint on every arm (``constraints``)."""

@@ -24,12 +24,16 @@ members, whole configurations chose better ones at budgets 12 and 24, so they ar
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import gymnasium as gym
 import numpy as np
 
 from controller.learn import features
 from controller.learn.evaluation import HostEvaluator, Trial
+
+if TYPE_CHECKING:
+    from controller.spec import TuningSpec
 
 MAX_FAILURES = 3
 MOVE_SCALE = 1.0  # "move": an action coordinate of 1 moves the knob by half its unit box
@@ -40,7 +44,7 @@ class Incumbent:
     point each move starts from. Starts at the originals (reward 0, features 0, as the baseline
     measured them); a search evaluation replaces it when its reward is higher."""
 
-    def __init__(self, spec, originals: dict[str, str]):
+    def __init__(self, spec: TuningSpec, originals: dict[str, str]):
         self.spec = spec
         self.values = dict(originals)
         self.reward = 0.0
@@ -78,7 +82,7 @@ def observation(knobs: np.ndarray, named: dict[str, float] | None, reward: float
 class HostEnv(gym.Env):
     metadata = {"render_modes": []}
 
-    def __init__(self, evaluator: HostEvaluator, spec, *, originals: dict[str, str], episode_steps: int = 4,
+    def __init__(self, evaluator: HostEvaluator, spec: TuningSpec, *, originals: dict[str, str], episode_steps: int = 4,
                  incumbent: Incumbent | None = None):
         """``incumbent``: "move" mode, the fleet's shared best; None: "config" mode."""
         super().__init__()

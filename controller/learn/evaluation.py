@@ -8,7 +8,7 @@ import math
 import threading
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from controller.errors import AgentError, AgentGone, Cancelled, SpecError, TunefleetError
 from controller.fleet.executor import Executor, Then
@@ -16,6 +16,9 @@ from controller.fleet.fleet import Host
 from controller.learn import features as feat
 from controller.rewards import change_pct
 from node_agent.protocol import E_DRIFT as DRIFT
+
+if TYPE_CHECKING:
+    from controller.spec import TuningSpec
 
 # The reward is the log of the ratio to the host's own baseline (sign flipped for a minimized
 # metric): 0 = as good as the original, ln 2 = twice as good, and a 100x gain scores twice a 10x
@@ -152,7 +155,7 @@ class Measure:
     Never raises for a failed apply or benchmark: the returned `error` says so, and `lost` says
     the agent is gone."""
 
-    def __init__(self, spec, before: list[dict] | None = None):
+    def __init__(self, spec: TuningSpec, before: list[dict] | None = None):
         """``before``: the steps before every measured run (controller/lifecycle.py)."""
         self.spec = spec
         self.command = spec.benchmark_command  # a paired benchmark's has its partner's address filled in
@@ -246,7 +249,7 @@ class HostEvaluator:
     numbering and recording) around one Measure of the host side. Never raises for a failed
     benchmark: the trial says so."""
 
-    def __init__(self, host: Host, spec, recorder: Recorder, measure: Measure | None = None, cancel=None):
+    def __init__(self, host: Host, spec: TuningSpec, recorder: Recorder, measure: Measure | None = None, cancel=None):
         """``cancel``: a threading.Event; once it is set, evaluate() raises Cancelled instead of
         starting an evaluation (the ones in flight finish)."""
         self.cancel = cancel

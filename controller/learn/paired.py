@@ -13,12 +13,13 @@ from __future__ import annotations
 from controller import lifecycle, pairs
 from controller.errors import AgentError, AgentGone, SpecError
 from controller.learn.evaluation import Measure
+from controller.spec import TuningSpec
 
 LINK_TIMEOUT_S = 30.0
 
 
 class PairMeasure(Measure):
-    def __init__(self, spec, before, server, server_before, own: dict[str, str], theirs: dict[str, str]):
+    def __init__(self, spec: TuningSpec, before, server, server_before, own: dict[str, str], theirs: dict[str, str]):
         super().__init__(spec, before)
         self.server, self.server_before = server, list(server_before)
         self.own, self.theirs = own, theirs
@@ -48,7 +49,7 @@ class PairMeasure(Measure):
         super()._benchmark(host, out, staged)
 
 
-def set_up(spec, fleet, originals: dict[str, dict[str, str]], restart: bool, log) -> tuple[dict, list[str]]:
+def set_up(spec: TuningSpec, fleet, originals: dict[str, dict[str, str]], restart: bool, log) -> tuple[dict, list[str]]:
     """Pairs the hosts and prepares them: the service (setup, start) on every server, the emulated
     link on every client. Returns ({client: PairMeasure}, [hosts left out, each said])."""
     if fleet.options is not None and fleet.options.workers != "threads":

@@ -9,15 +9,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
+from controller import training
 from controller.errors import TunefleetError
 from controller.fleet.executor import Executor, gather
-from controller import training
 from controller.learn.evaluation import HostEvaluator, Recorder, Trial
 from controller.learn.strategies import STRATEGIES, register
+
+if TYPE_CHECKING:
+    from controller.spec import TuningSpec
 
 # A host whose evaluations keep failing this many times in a row is dropped from the run.
 DROP_AFTER_FAILURES = 6
@@ -25,7 +28,7 @@ DROP_AFTER_FAILURES = 6
 
 @dataclass
 class SearchContext:
-    spec: object
+    spec: TuningSpec
     evaluators: dict[str, HostEvaluator]
     originals: dict[str, dict[str, str]]
     baseline_metrics: dict[str, dict[str, float]]
@@ -195,7 +198,7 @@ def trained_evaluations(store, entry) -> int:
     return total
 
 
-def auto_choice(spec, kernel: str, policy: str | None, store) -> tuple[str, str]:
+def auto_choice(spec: TuningSpec, kernel: str, policy: str | None, store) -> tuple[str, str]:
     """What ``--strategy auto`` runs, and why: PPO from a well-trained policy when there is one (the
     given --policy PATH, or the store's policy for this knob set with AUTO_MIN_TRAINED evaluations
     behind it), Bayesian optimization otherwise: a cold PPO never beat bo on the simulated family."""
@@ -203,7 +206,7 @@ def auto_choice(spec, kernel: str, policy: str | None, store) -> tuple[str, str]
         return "bo", "--policy none: no trained policy, so bo"
     if policy:
         return "ppo", f"ppo from the policy {policy}"
-    entry = store.find(spec, kernel, training.action_mode(spec))
+    entry = store.find(spec, kernel, training.action_mode(spec.training_config))
     if entry is None:
         return "bo", "no trained policy for this knob set in the policy store, so bo"
     trained = trained_evaluations(store, entry)

@@ -172,7 +172,7 @@ def single_host(facts) -> str:
     return next(iter(shared_kernels(facts or {}).values()))[0]
 
 
-def leave_out_kernel_wide(spec, facts: dict | None, catalog: Catalog | None = None) -> dict[str, str]:
+def leave_out_kernel_wide(spec: TuningSpec, facts: dict | None, catalog: Catalog | None = None) -> dict[str, str]:
     """Knob -> why it must stay out of ``spec`` on these hosts: the catalog's kernel-wide knobs, when
     two or more hosts share one kernel. Empty when every knob fits (or the hosts were not given)."""
     if not shared_kernels(facts or {}):
@@ -183,7 +183,7 @@ def leave_out_kernel_wide(spec, facts: dict | None, catalog: Catalog | None = No
     return {n: why for n in catalog.kernel_wide(spec.knob_names) if n in catalog}
 
 
-def leave_out_missing(spec, facts: dict | None, catalog: Catalog | None = None) -> dict[str, str]:
+def leave_out_missing(spec: TuningSpec, facts: dict | None, catalog: Catalog | None = None) -> dict[str, str]:
     """Knob -> why it must stay out of ``spec``: hosts that lack it (hello described it as absent),
     with the catalog's word on which kernels have it (the CFS tunables went to debugfs in 5.13)."""
     catalog = catalog if catalog is not None else Catalog.default()

@@ -212,7 +212,7 @@ class Toolbox:
         except ValidationError as e:
             return None, _pydantic_problems(e)
 
-    def _check(self, spec) -> list[str]:
+    def _check(self, spec: TuningSpec) -> list[str]:
         unknown = [n for n in spec.knob_names if n not in self.catalog]
         problems = [f"{n}: no such tunable (made up, or not in tunefleet's safety catalog); use only names "
                     "that list_tunables returns" for n in dict.fromkeys(unknown)]
@@ -231,7 +231,7 @@ class Toolbox:
         self.rejections.append(problems)
         return ToolResult(prompts.rejected(problems, len(self.rejections), self.max_invalid), problems=problems)
 
-    def _plan(self, spec, rationale: dict):
+    def _plan(self, spec: TuningSpec, rationale: dict):
         warnings = list(self.catalog.advice(spec))
         missing = [n for n in spec.knob_names if not rationale.get(n)]
         if missing:
@@ -262,7 +262,7 @@ def _pop_rationale(data: dict) -> dict[str, str]:
     return out
 
 
-def _reward_fits_tool(spec) -> list[str]:
+def _reward_fits_tool(spec: TuningSpec) -> list[str]:
     metric = rewards.get(spec.reward_metric)
     cmd = spec.benchmark_command
     argv = cmd if isinstance(cmd, list) else cmd.split()
