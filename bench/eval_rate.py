@@ -18,14 +18,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from controller.fleet.executor import ThreadExecutor  # noqa: E402
-from controller.fleet.fleet import ConnectOptions, Fleet, read_originals, round_trip_ms  # noqa: E402
-from controller.fleet.inventory import load_inventory  # noqa: E402
-from controller.learn.evaluation import HostEvaluator, Recorder  # noqa: E402
-from controller.learn.search import SearchContext, random_search  # noqa: E402
-from controller.spec import TuningSpec  # noqa: E402
-
-from bench.sections import update_section  # noqa: E402
+from bench.sections import update_section
+from controller.fleet.executor import ThreadExecutor
+from controller.fleet.fleet import ConnectOptions, Fleet, read_originals, round_trip_ms
+from controller.fleet.inventory import load_inventory
+from controller.learn.evaluation import HostEvaluator, Recorder
+from controller.learn.search import SearchContext, random_search
+from controller.spec import TuningSpec
 
 TRIVIAL = {
     "workload_name": "trivial",

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from controller.fleet.inventory import load_inventory  # noqa: E402
+from controller.fleet.inventory import load_inventory
 
 if TYPE_CHECKING:
     from controller.spec import TuningSpec

@@ -34,17 +34,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from controller.fleet.executor import ThreadExecutor  # noqa: E402
-from controller.fleet.fleet import ConnectOptions, Fleet, read_originals  # noqa: E402
-from controller.fleet.inventory import load_inventory  # noqa: E402
-from controller.learn.evaluation import HostEvaluator, Recorder  # noqa: E402
-from controller.learn.search import SearchContext, random_search  # noqa: E402
-from controller.spec import TuningSpec  # noqa: E402
-from node_agent import metrics  # noqa: E402
-
-from bench.naive_loop import naive_run  # noqa: E402
-from bench.scale_report import ECHO, line, section  # noqa: E402
-from bench.sections import update_section  # noqa: E402
+from bench.naive_loop import naive_run
+from bench.scale_report import ECHO, line, section
+from bench.sections import update_section
+from controller.fleet.executor import ThreadExecutor
+from controller.fleet.fleet import ConnectOptions, Fleet, read_originals
+from controller.fleet.inventory import load_inventory
+from controller.learn.evaluation import HostEvaluator, Recorder
+from controller.learn.search import SearchContext, random_search
+from controller.spec import TuningSpec
+from node_agent import metrics
 
 SLEEP = "sh -c 'sleep 1; echo x=1'"
 TICK = os.sysconf("SC_CLK_TCK")

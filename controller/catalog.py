@@ -52,7 +52,7 @@ class Tunable:
     choices: tuple[str, ...] = ()
     note: str = ""
     applies: str = "now"           # see APPLIES
-    kernels: "Kernels | None" = None  # which kernels have it, where they do not say otherwise
+    kernels: Kernels | None = None  # which kernels have it, where they do not say otherwise
 
     @property
     def components(self) -> int:
@@ -242,7 +242,7 @@ class Catalog:
         self.benchmark_tools: tuple[str, ...] = tuple(dict.fromkeys(benchmark_tools))
 
     @classmethod
-    def default(cls) -> "Catalog":
+    def default(cls) -> Catalog:
         return cls(DEFAULTS)
 
     def get(self, name: str) -> Tunable | None:
@@ -261,7 +261,7 @@ class Catalog:
         return name in self._tunables
 
     @_default_or_self
-    def load_extra(self, path: str | Path) -> "Catalog":
+    def load_extra(self, path: str | Path) -> Catalog:
         """A new catalog: this one plus the tunables and benchmark_tools in ``path``, built-in ones only narrowed."""
         merged = dict(self._tunables)
         tunables, tools = _read_extra(Path(path), self._tunables)

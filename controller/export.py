@@ -14,7 +14,6 @@ and the verified change it comes from, so whoever finds it later can trace it ba
 from __future__ import annotations
 
 import configparser
-import io
 import json
 import os
 import re
@@ -153,11 +152,11 @@ def write(text: str, fmt: str, output: Path, overwrite: bool = False) -> Path:
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(f".{target.name}.tmp")
-        with io.open(tmp, "w") as f:
+        with open(tmp, "w") as f:
             f.write(text)
         if fmt == "shell":
             os.chmod(tmp, 0o755)
         tmp.replace(target)
     except OSError as e:
-        raise UserError(f"cannot write {target}: {e.strerror or e}")
+        raise UserError(f"cannot write {target}: {e.strerror or e}") from None
     return target

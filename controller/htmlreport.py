@@ -11,7 +11,6 @@ is better for a minimized metric too: the same convention as the verification.
 from __future__ import annotations
 
 import json
-import math
 import statistics
 import time
 from html import escape

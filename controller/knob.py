@@ -11,7 +11,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -72,8 +72,8 @@ class Knob(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     param: str = Field(min_length=1)
-    min: Union[int, list[int], None] = None
-    max: Union[int, list[int], None] = None
+    min: int | list[int] | None = None
+    max: int | list[int] | None = None
     scale: Literal["linear", "log"] | None = None
     values: list[str] | None = None
     rationale: str | None = None

@@ -65,7 +65,7 @@ class LiveReporter:
         self.console.print(f"[yellow]{text}[/]")
 
     # -- display
-    def __enter__(self) -> "LiveReporter":
+    def __enter__(self) -> LiveReporter:
         if self.console.is_terminal:
             from rich.live import Live
 

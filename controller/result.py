@@ -123,7 +123,7 @@ class RunResult(BaseModel):
         return path
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "RunResult":
+    def from_dict(cls, data: dict[str, Any]) -> RunResult:
         """A result as written by any version: one without schema_version is version 1."""
         upgraded = dict(data)
         upgraded.setdefault("schema_version", 1)
@@ -131,7 +131,7 @@ class RunResult(BaseModel):
         return cls.model_validate(upgraded)
 
     @classmethod
-    def load(cls, folder: str | os.PathLike[str]) -> "RunResult | None":
+    def load(cls, folder: str | os.PathLike[str]) -> RunResult | None:
         """The folder's result, None when it has none (an interrupted run); a UserError when
         result.json is there but unreadable."""
         path = Path(folder) / FILE

@@ -136,7 +136,7 @@ class Resume:
     notes: list[str] = field(default_factory=list)  # what was repaired or changed, one line each
 
     @classmethod
-    def load(cls, path: Path) -> "Resume":
+    def load(cls, path: Path) -> Resume:
         """The run folder's record, or a UserError saying why it cannot be resumed."""
         path = Path(path)
         if not path.is_dir():

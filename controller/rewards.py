@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from controller.errors import SpecError
 
@@ -38,7 +38,7 @@ class RewardParseError(SpecError):
 class Metric:
     name: str
     goal: str  # "maximize" | "minimize"
-    parse: Callable[[str], "float | None"]
+    parse: Callable[[str], float | None]
     example: str  # what the parser looks for, for error messages
     tools: tuple[str, ...] = ()
 

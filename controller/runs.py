@@ -65,7 +65,7 @@ class RunDir:
 
     @classmethod
     def create(cls, workload: str, run_dir: str | os.PathLike | None = None,
-               root: str = DEFAULT_ROOT) -> "RunDir":
+               root: str = DEFAULT_ROOT) -> RunDir:
         if run_dir is not None:
             path = Path(run_dir)
             if path.exists() and any(path.iterdir()):
@@ -80,7 +80,7 @@ class RunDir:
         try:
             path.mkdir(parents=True, exist_ok=True)
         except OSError as e:
-            raise UserError(f"cannot create run folder {path}: {e.strerror or e}")
+            raise UserError(f"cannot create run folder {path}: {e.strerror or e}") from None
         return cls(path)
 
     def write(self, name: str, data: Any) -> Path:

@@ -135,7 +135,7 @@ class Peer(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    pairs: Union[Literal["auto"], list[tuple[str, str]]] = "auto"
+    pairs: Literal["auto"] | list[tuple[str, str]] = "auto"
     link: Link | None = None
 
 
@@ -152,7 +152,7 @@ class TuningSpec(BaseModel):
 
     workload_name: str = Field(min_length=1)
     reward_metric: str = Field(min_length=1)
-    benchmark_command: Union[str, list[str]]
+    benchmark_command: str | list[str]
     action_space: list[Knob]
     state_space: list[StateMetric] = Field(default_factory=list)
     training_config: dict[str, Any] = Field(default_factory=dict)
@@ -297,7 +297,7 @@ class TuningSpec(BaseModel):
     # --- I/O --------------------------------------------------------------------------------
 
     @classmethod
-    def from_dict(cls, data: Any, source: str = "spec") -> "TuningSpec":
+    def from_dict(cls, data: Any, source: str = "spec") -> TuningSpec:
         if not isinstance(data, dict):
             raise SpecError(f"{source}: must be an object with workload_name, reward_metric, "
                             f"benchmark_command and action_space (got {type(data).__name__})")
@@ -310,7 +310,7 @@ class TuningSpec(BaseModel):
         return self.model_dump(mode="json", exclude_none=True)
 
     @classmethod
-    def load(cls, path: str | Path) -> "TuningSpec":
+    def load(cls, path: str | Path) -> TuningSpec:
         path = Path(path)
         try:
             text = path.read_text(encoding="utf-8")

@@ -8,7 +8,7 @@ vector, controller/learn/features.py, takes a fixed set of these metrics whateve
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 # Where the agent reads each metric (node_agent/metrics.py). A state_space `source` must name it.
 SOURCES: dict[str, str] = {

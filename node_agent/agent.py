@@ -16,8 +16,21 @@ import signal
 import time
 import traceback
 
-from node_agent import (drift, exits, facts, invariants, journal, link, metrics, persist, protocol, runner, sources,
-                        steps, sysctl)
+from node_agent import (
+    drift,
+    exits,
+    facts,
+    invariants,
+    journal,
+    link,
+    metrics,
+    persist,
+    protocol,
+    runner,
+    sources,
+    steps,
+    sysctl,
+)
 from node_agent.channel import Channel
 
 log = logging.getLogger("tunefleet.agent")
@@ -290,7 +303,7 @@ class Agent:
         try:
             self.watch.watch(dict((n, protocol.normalize_value(v)) for n, v in values.items()))
         except ValueError as e:
-            raise BadArgs(str(e))
+            raise BadArgs(str(e)) from None
         self._check()
         return {"watching": sorted(self._expected())}
 
@@ -301,7 +314,7 @@ class Agent:
             try:
                 extra = {"path": persist.check_path(extra.get("path")), "values": dict(extra.get("values") or {})}
             except (persist.BadPath, AttributeError, TypeError, ValueError) as e:
-                raise BadArgs("extra: %s" % e)
+                raise BadArgs("extra: %s" % e) from None
         return sources.scan(_names(args), extra=extra)
 
     def _expected(self):
@@ -433,7 +446,7 @@ class Agent:
         except runner.Interrupted:
             found, self._drift = self._drift, None
             if found is not None:
-                raise found  # the command was killed: what it measured is not tunefleet's values
+                raise found from None  # the command was killed: what it measured is not tunefleet's values
             raise
         self._check()  # a change while it ran makes its figure someone else's too
         return result
@@ -458,19 +471,19 @@ class Agent:
             return persist.persist(args.get("values"), args.get("path"), args.get("note", ""),
                                    originals=originals, force=bool(args.get("force")))
         except persist.BadPath as e:
-            raise BadArgs(str(e))
+            raise BadArgs(str(e)) from None
 
     def op_unpersist(self, _rid, args):
         try:
             return persist.unpersist(args.get("path"), read=_current, write=sysctl.write)
         except persist.BadPath as e:
-            raise BadArgs(str(e))
+            raise BadArgs(str(e)) from None
 
     def op_link_up(self, _rid, args):
         try:
             return self.link.up(args)
         except link.BadArgs as e:
-            raise BadArgs(str(e))
+            raise BadArgs(str(e)) from None
 
     def op_link_down(self, _rid, _args):
         return self.link.down()

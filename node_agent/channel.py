@@ -11,7 +11,6 @@ import time
 
 from node_agent import protocol
 
-
 _HEARTBEAT = protocol.encode(protocol.HEARTBEAT).rstrip(b"\n")
 
 

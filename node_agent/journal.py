@@ -57,7 +57,7 @@ def take_lock(state_dir):
             raise
         holder = os.read(fd, 64).decode("ascii", "replace").strip() or "unknown"
         os.close(fd)
-        raise Locked(errno.EBUSY, "another agent (pid %s) holds %s" % (holder, path))
+        raise Locked(errno.EBUSY, "another agent (pid %s) holds %s" % (holder, path)) from e
     os.ftruncate(fd, 0)
     os.write(fd, ("%d\n" % os.getpid()).encode("ascii"))
     return fd

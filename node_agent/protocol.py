@@ -81,14 +81,14 @@ def decode(line):
         try:
             line = line.decode("utf-8")
         except UnicodeDecodeError as e:
-            raise ProtocolError("line is not UTF-8: %s" % e)
+            raise ProtocolError("line is not UTF-8: %s" % e) from None
     line = line.strip()
     if not line:
         raise ProtocolError("empty line")
     try:
         message = json.loads(line)
     except ValueError as e:
-        raise ProtocolError("line is not JSON: %s" % e)
+        raise ProtocolError("line is not JSON: %s" % e) from None
     if not isinstance(message, dict):
         raise ProtocolError("message is not a JSON object")
     return message

@@ -40,7 +40,7 @@ def parse_args(args):
         try:
             argv = shlex.split(cmd)
         except ValueError as e:
-            raise BadArgs("cannot split cmd: %s" % e)
+            raise BadArgs("cannot split cmd: %s" % e) from None
     elif isinstance(cmd, list) and all(isinstance(a, str) for a in cmd):
         argv = list(cmd)
     else:
@@ -164,7 +164,7 @@ def _start(argv, cwd, child_env, entry):
                                 start_new_session=True, close_fds=True,
                                 preexec_fn=(lambda: facts.become(entry)) if entry else None)
     except OSError as e:
-        raise OSError(e.errno, "cannot start %s: %s" % (argv[0], e.strerror or e))
+        raise OSError(e.errno, "cannot start %s: %s" % (argv[0], e.strerror or e)) from None
 
 
 class _Running:

@@ -58,7 +58,7 @@ def server_user():
         return pwd.getpwnam("postgres")
     except KeyError:
         raise ServiceError("PostgreSQL refuses to run as root and there is no user postgres to run it as: "
-                           "create it (useradd --system postgres)")
+                           "create it (useradd --system postgres)") from None
 
 
 def _superuser():
@@ -102,7 +102,7 @@ def run(inst, argv, what, timeout=TIMEOUT_S):
         p = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                            env=_env(user), cwd=inst.path, timeout=timeout, preexec_fn=_preexec(user))
     except subprocess.TimeoutExpired:
-        raise ServiceError("%s did not finish within %g s" % (what, timeout))
+        raise ServiceError("%s did not finish within %g s" % (what, timeout)) from None
     if p.returncode != 0:
         lines = [l for l in (p.stderr or p.stdout).decode("utf-8", "replace").splitlines() if l.strip()]
         raise ServiceError("%s failed (exit %d): %s" % (what, p.returncode, lines[-1].strip() if lines else "no output"))

@@ -92,7 +92,7 @@ class FakeLLM:
     def tool_results(self, i: int = -1) -> list[str]:
         return [m["content"] for m in self.messages(i) if m.get("role") == "tool"]
 
-    def __enter__(self) -> "FakeLLM":
+    def __enter__(self) -> FakeLLM:
         self._thread.start()
         return self
 

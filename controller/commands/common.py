@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -68,14 +67,14 @@ def _error(message: str) -> None:
     print(f"error: {message}", file=sys.stderr)
 
 
-def _select(hosts: Path, limit: Optional[str]):
+def _select(hosts: Path, limit: str | None):
     from controller.fleet.inventory import load_inventory
 
     return load_inventory(hosts).select(limit)
 
 
-def _connect(hosts: Path, limit: Optional[str], accept_new: bool, connect_timeout: float, knobs=(),
-             workers: str = "threads", ssh_config: Optional[Path] = None, heartbeat_timeout: float = 30.0):
+def _connect(hosts: Path, limit: str | None, accept_new: bool, connect_timeout: float, knobs=(),
+             workers: str = "threads", ssh_config: Path | None = None, heartbeat_timeout: float = 30.0):
     """The selected hosts, connected with their agents started: (host specs, Fleet)."""
     from controller.fleet.executor import parse_workers
     from controller.fleet.fleet import ConnectOptions, Fleet
@@ -93,7 +92,7 @@ def _connect(hosts: Path, limit: Optional[str], accept_new: bool, connect_timeou
     return specs, Fleet.connect(specs, options)
 
 
-def _load_catalog(extra: Optional[Path]):
+def _load_catalog(extra: Path | None):
     from controller.catalog import Catalog
 
     catalog = Catalog.default()
@@ -102,7 +101,7 @@ def _load_catalog(extra: Optional[Path]):
     return catalog
 
 
-def _run_folder(run_name: str, runs_dir: Optional[Path]) -> Path:
+def _run_folder(run_name: str, runs_dir: Path | None) -> Path:
     from controller.history import DEFAULT_ROOT, resolve_run
 
     return resolve_run(run_name, runs_dir or DEFAULT_ROOT)
@@ -117,8 +116,8 @@ def _reachable_facts(fleet) -> dict:
     return {n: h.facts for n, h in fleet.hosts.items()}
 
 
-def _host_facts(hosts: Path, limit: Optional[str], accept_new: bool, connect_timeout: float,
-                knobs=(), strict: bool = True, ssh_config: Optional[Path] = None, workers: str = "threads") -> dict:
+def _host_facts(hosts: Path, limit: str | None, accept_new: bool, connect_timeout: float,
+                knobs=(), strict: bool = True, ssh_config: Path | None = None, workers: str = "threads") -> dict:
     """hello from every host, describing `knobs`, with what else manages them (`managed`: the
     agent's scan, controller/conflicts.py); with strict=False, the hosts that answered."""
     from controller import conflicts

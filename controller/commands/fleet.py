@@ -6,7 +6,6 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -29,11 +28,11 @@ from controller.errors import UserError
 
 def check(
     hosts: Path = HostsOpt,
-    limit: Optional[str] = LimitOpt,
+    limit: str | None = LimitOpt,
     as_json: bool = typer.Option(False, "--json", help="Print a JSON list of host objects."),
     accept_new_host_keys: bool = AcceptOpt,
     connect_timeout: float = TimeoutOpt,
-    ssh_config: Optional[Path] = SSHConfigOpt,
+    ssh_config: Path | None = SSHConfigOpt,
     workers: str = WorkersOpt,
 ) -> None:
     """Connect to every host, deploy the agent and show what each host is."""
@@ -78,11 +77,11 @@ def _managed(scan: dict, knob: str) -> bool:
 
 def install(
     hosts: Path = HostsOpt,
-    limit: Optional[str] = LimitOpt,
+    limit: str | None = LimitOpt,
     accept_new_host_keys: bool = AcceptOpt,
     connect_timeout: float = TimeoutOpt,
-    ssh_config: Optional[Path] = SSHConfigOpt,
-    user: Optional[str] = typer.Option(None, "--user", "-u", help="Log in as this user instead of the inventory's "
+    ssh_config: Path | None = SSHConfigOpt,
+    user: str | None = typer.Option(None, "--user", "-u", help="Log in as this user instead of the inventory's "
                                        "(root, or an administrator with sudo: the tuning user's rule cannot install)."),
 ) -> None:
     """Install this agent root-owned on each host for a non-root user's sudo rule (also the upgrade step)."""
@@ -125,7 +124,7 @@ def install(
 
 def hosts(
     hosts: Path = HostsOpt,
-    limit: Optional[str] = LimitOpt,
+    limit: str | None = LimitOpt,
     as_json: bool = typer.Option(False, "--json", help="Print a JSON list of host objects."),
 ) -> None:
     """Show the hosts an inventory and --limit select, and how each is reached, without connecting."""
@@ -142,14 +141,14 @@ def hosts(
 
 def restore(
     hosts: Path = HostsOpt,
-    limit: Optional[str] = LimitOpt,
+    limit: str | None = LimitOpt,
     as_json: bool = typer.Option(False, "--json", help="Print the restored values as JSON."),
     unpersist: bool = typer.Option(False, "--unpersist", help="Also delete the sysctl.d drop-in that --persist wrote, "
                                    "and put its knobs back on their originals now (not only at the next boot)."),
     persist_file: str = typer.Option("/etc/sysctl.d/90-tunefleet.conf", "--persist-file", help="The drop-in to delete."),
     accept_new_host_keys: bool = AcceptOpt,
     connect_timeout: float = TimeoutOpt,
-    ssh_config: Optional[Path] = SSHConfigOpt,
+    ssh_config: Path | None = SSHConfigOpt,
     workers: str = WorkersOpt,
 ) -> None:
     """Write back every original value an agent journaled (after a crash, or after --keep-best).
@@ -181,19 +180,19 @@ def restore(
 
 
 def audit(
-    run_name: Optional[str] = typer.Argument(None, metavar="[RUN]", help="Compare with this past run's verified winner "
+    run_name: str | None = typer.Argument(None, metavar="[RUN]", help="Compare with this past run's verified winner "
                                              "(a run folder, or its name under the runs folder)."),
     hosts: Path = HostsOpt,
-    limit: Optional[str] = LimitOpt,
-    spec_file: Optional[Path] = typer.Option(None, "--spec", help="Audit the knobs of this spec."),
-    profile: Optional[str] = typer.Option(None, "--profile", help="Compare with a TuneD profile as each host has it "
+    limit: str | None = LimitOpt,
+    spec_file: Path | None = typer.Option(None, "--spec", help="Audit the knobs of this spec."),
+    profile: str | None = typer.Option(None, "--profile", help="Compare with a TuneD profile as each host has it "
                                           "(NAME or tuned:NAME; 'active': the one TuneD runs there)."),
     as_json: bool = typer.Option(False, "--json", help="Print the audit as JSON."),
-    runs_dir: Optional[Path] = typer.Option(None, "--runs-dir", help="Where runs are kept (default: ./runs, or "
+    runs_dir: Path | None = typer.Option(None, "--runs-dir", help="Where runs are kept (default: ./runs, or "
                                             "TUNEFLEET_RUNS)."),
     accept_new_host_keys: bool = AcceptOpt,
     connect_timeout: float = TimeoutOpt,
-    ssh_config: Optional[Path] = SSHConfigOpt,
+    ssh_config: Path | None = SSHConfigOpt,
 ) -> None:
     """Read each host's knobs and say who manages them, against a run or a profile; changes nothing.
 

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import importlib
-from typing import Any, Callable, Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
 from controller.errors import HostError, TunefleetError, UserError
 from controller.fleet.session import connect_host

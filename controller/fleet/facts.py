@@ -8,7 +8,7 @@ and the catalog use it without connecting anything (and without loading SSH).
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 
 def shared_kernels(facts: Mapping[str, dict | None]) -> dict[str, list[str]]:

@@ -4,8 +4,9 @@ and one host failing never hides the others."""
 from __future__ import annotations
 
 import concurrent.futures as cf
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from controller.errors import SpecError, TunefleetError
 from controller.fleet.executor import as_data, workers_for
@@ -35,7 +36,7 @@ class Fleet:
     options: ConnectOptions | None = None  # how the hosts were connected (a lost one is reconnected so)
 
     @classmethod
-    def connect(cls, specs: Iterable[HostSpec], options: ConnectOptions | None = None) -> "Fleet":
+    def connect(cls, specs: Iterable[HostSpec], options: ConnectOptions | None = None) -> Fleet:
         options = options or ConnectOptions()
         fleet = cls(options=options)
         for name, got in workers_for(options.workers).connect(list(specs), options).items():
@@ -72,7 +73,7 @@ class Fleet:
         self.hosts.clear()
         return outcomes
 
-    def __enter__(self) -> "Fleet":
+    def __enter__(self) -> Fleet:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -191,10 +191,10 @@ class RayHost:
         try:
             return fn()
         except ray.exceptions.GetTimeoutError:
-            raise errors.AgentTimeout(f"host worker did not answer within {timeout:g} s", self.name)
+            raise errors.AgentTimeout(f"host worker did not answer within {timeout:g} s", self.name) from None
         except ray.exceptions.RayError as e:
             self.actor.gone = True
-            raise errors.AgentGone(f"host worker lost: {str(e).splitlines()[0]}", self.name)
+            raise errors.AgentGone(f"host worker lost: {str(e).splitlines()[0]}", self.name) from None
 
 
 class RayCall:

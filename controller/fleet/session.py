@@ -11,8 +11,17 @@ from typing import Any
 
 from controller.errors import AgentError, AgentGone, HostError, NoPython, SudoPasswordRequired
 from controller.fleet.client import HEARTBEAT_EVERY, AgentClient
-from controller.fleet.deploy import (EXIT_NO_PAYLOAD, EXIT_NO_PYTHON, EXIT_NOT_INSTALLED, INSTALL_PATH, Payload,
-                                     agent_command, build_payload, install_command, upload_command)
+from controller.fleet.deploy import (
+    EXIT_NO_PAYLOAD,
+    EXIT_NO_PYTHON,
+    EXIT_NOT_INSTALLED,
+    INSTALL_PATH,
+    Payload,
+    agent_command,
+    build_payload,
+    install_command,
+    upload_command,
+)
 from controller.fleet.inventory import HostSpec
 from controller.fleet.options import ConnectOptions
 from controller.fleet.transport import SSHTransport, Transport

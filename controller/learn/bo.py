@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import warnings
-from typing import Hashable
+from collections.abc import Hashable
 
 import numpy as np
 

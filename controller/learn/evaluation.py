@@ -7,8 +7,9 @@ from __future__ import annotations
 import math
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 from controller.errors import AgentError, AgentGone, Cancelled, SpecError, TunefleetError
 from controller.fleet.executor import Executor, Then
@@ -90,7 +91,7 @@ def relative_reward(raw: float, baseline: float, goal: str) -> float:
 CONSTRAINT_PENALTY = 1.0
 
 
-def penalized(reward: float, trial: "Trial", constraints) -> float:
+def penalized(reward: float, trial: Trial, constraints) -> float:
     """The reward a search sees for a run that breaks a constraint: below the original's, however
     good its objective, and lower the further past the limit (so PPO and random search have a
     direction back); above FAILURE_REWARD. Bo sees the constraints themselves (controller/learn/bo.py)."""
@@ -166,7 +167,7 @@ class Measure:
         # the request's own bound (steps + run + 30 s), with a margin: what a caller waits at most
         self.timeout = steps + self.run_timeout + 60.0
 
-    def __call__(self, host, values: dict[str, str] | None, bounded: "bool | dict" = True) -> dict:
+    def __call__(self, host, values: dict[str, str] | None, bounded: bool | dict = True) -> dict:
         """``bounded``: True checks the spec's ranges, False none (a host's own originals), a dict
         those bounds (an expert profile's values against the catalog's safe bounds)."""
         out = {"metrics": {}, "aggregates": {}, "samples": 0, "raw": None, "error": None, "lost": None,
@@ -188,7 +189,7 @@ class Measure:
         out["duration_s"] = round(time.monotonic() - started, 4)
         return out
 
-    def _staged(self, values: dict[str, str], bounded: "bool | dict") -> dict:
+    def _staged(self, values: dict[str, str], bounded: bool | dict) -> dict:
         """The `apply` that the agent does before the benchmark, in the same request."""
         if isinstance(bounded, dict):
             bounds = {k: b for k, b in bounded.items() if k in values}
@@ -236,7 +237,7 @@ class Measure:
             for name in getattr(self.spec, "constraints", ()):  # a bounded metric must be there
                 out["observed"][name.metric] = float(self.spec.parse_metric(name.metric, stdout))
         except SpecError as e:
-            raise AgentError(str(e.message), host.name, "ValidationError")
+            raise AgentError(str(e.message), host.name, "ValidationError") from None
         for name in getattr(self.spec, "report_metrics", ()):  # a reported one may be missing
             try:
                 out["observed"].setdefault(name, float(self.spec.parse_metric(name, stdout)))

@@ -22,7 +22,8 @@ against the metrics the agent reads (controller/statemetrics.py), never silently
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Mapping
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import numpy as np

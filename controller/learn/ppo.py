@@ -20,9 +20,9 @@ from stable_baselines3 import PPO
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.logger import Logger, make_output_format
 
+from controller import training
 from controller.errors import SpecError
 from controller.fleet.executor import ThreadExecutor
-from controller import training
 from controller.learn.env import HostEnv, Incumbent, observation_size
 from controller.learn.search import SearchContext, evaluate_priors
 from controller.learn.strategies import register

@@ -7,9 +7,10 @@ A strategy is a function `search(ctx)`; it spends at most `ctx.budget` benchmark
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 

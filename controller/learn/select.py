@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import math
 import statistics
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
 
 from controller.fleet.executor import gather
 from controller.learn.evaluation import FAILURE_REWARD, Trial, log_ratio

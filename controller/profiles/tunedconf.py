@@ -23,8 +23,8 @@ from __future__ import annotations
 import configparser
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from controller.errors import UserError
 from node_agent.protocol import is_sysctl_name, normalize_value
@@ -55,7 +55,7 @@ class Unit:
     options: dict[str, str] = field(default_factory=dict)
 
     @classmethod
-    def from_section(cls, name: str, section: dict[str, str]) -> "Unit":
+    def from_section(cls, name: str, section: dict[str, str]) -> Unit:
         opts = dict(section)
         drop = opts.pop("drop", None)
         return cls(name, opts.pop("type", name), opts.pop("enabled", "True") in TRUE,

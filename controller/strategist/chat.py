@@ -9,8 +9,8 @@ stand-in model and no hosts. Limits hold per user message: `max_turns` model req
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from controller.errors import TunefleetError
 from controller.strategist import prompts

@@ -106,7 +106,7 @@ def test_audit_of_a_persisted_run_reports_drift_since(fleet_inventory, tmp_path)
         assert knob["drift"] == f"/etc/sysctl.d/90-tunefleet.conf now sets 999, the run persisted {best}"
         text = subprocess.run([*TUNEFLEET, "audit", "--hosts", str(fleet_inventory), "--limit", "h1", run],
                               capture_output=True, text=True, timeout=60).stdout
-        assert f"drift since the persisted run: /etc/sysctl.d/90-tunefleet.conf now sets 999" in text, text
+        assert "drift since the persisted run: /etc/sysctl.d/90-tunefleet.conf now sets 999" in text, text
     finally:
         drop_in.unlink(missing_ok=True)
         ns_write("h1", SOMAXCONN, original)

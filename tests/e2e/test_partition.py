@@ -15,13 +15,12 @@ import time
 
 import pytest
 
-from tests.conftest import FLEET
-
 from controller.errors import AgentGone
 from controller.fleet.client import AgentClient
 from controller.fleet.deploy import agent_command, build_payload
 from controller.fleet.fleet import start_agent
 from controller.fleet.transport import SSHTransport
+from tests.conftest import FLEET
 
 NS, KNOB, BOUND = FLEET.ns("h2"), "net.core.somaxconn", 3.0
 

@@ -3,8 +3,8 @@
 import pytest
 
 from controller.catalog import Catalog
-from controller.gate import validate
 from controller.errors import SpecError
+from controller.gate import validate
 from controller.strategist import builtin
 from controller.strategist.builtin import plan, workloads
 

@@ -5,9 +5,9 @@ import json
 import pytest
 
 from controller.catalog import Catalog
+from controller.errors import SpecError
 from controller.fleet.facts import shared_kernels
 from controller.gate import validate
-from controller.errors import SpecError
 from controller.spec import TuningSpec
 
 BOOT = "9434e2c1-5d7a-4c8e-9f00-1b2c3d4e5f60"

@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 
 from controller import coupled
 from controller.catalog import Catalog
-from controller.gate import validate
 from controller.errors import SpecError
+from controller.gate import validate
 from controller.knob import Knob
 from controller.spec import TuningSpec
 from node_agent import invariants

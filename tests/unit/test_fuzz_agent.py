@@ -202,7 +202,7 @@ class Fuzzer:
 
 
 @pytest.mark.parametrize("seed", [1, 2])
-def test_fuzzed_requests_never_crash_the_agent_nor_write_unvalidated(state, payload, seed):  # noqa: F811
+def test_fuzzed_requests_never_crash_the_agent_nor_write_unvalidated(state, payload, seed):
     netns = Netns()
     fuzzer = Fuzzer(netns, state, payload)
     started = time.monotonic()
@@ -226,7 +226,7 @@ def test_fuzzed_requests_never_crash_the_agent_nor_write_unvalidated(state, payl
     assert "Traceback" not in stderr
 
 
-def test_oversized_lines_are_refused_and_the_agent_keeps_going(state, payload):  # noqa: F811
+def test_oversized_lines_are_refused_and_the_agent_keeps_going(state, payload):
     netns = Netns()
     agent = Agent(netns, state, payload)
     try:

@@ -84,7 +84,7 @@ def plan_with(script, facts, repeat_last=False, events=None, **kw):
         try:
             return fake, choose(GOAL, facts, config=config_for(fake, **kw),
                                 on_event=(lambda k, t: events.append((k, t))) if events is not None else None)
-        except Exception as e:  # noqa: BLE001 - handed back with the request count
+        except Exception as e:  # handed back with the request count
             e.fake = fake
             raise
 

@@ -311,7 +311,7 @@ def _helper(host, *args, **kw):
     """The helper run directly in ``host`` (not through an agent), for its errors."""
     argv = kw.get("prefix", []) + [PYTHON, "-I", str(kw["payload"]), "service"] + list(args)
     return subprocess.run(host.wrap(argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=120,
-                          universal_newlines=True)
+                          text=True)
 
 
 def _one_line_error(p, text):
