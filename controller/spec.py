@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -42,7 +42,7 @@ class StateMetric(BaseModel):
     source: str | None = None
 
 
-Command = Union[str, list[str]]
+Command = str | list[str]
 
 
 def check_command(v: Command) -> Command:

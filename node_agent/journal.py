@@ -269,7 +269,7 @@ class Journal:
                     continue
                 write(name, original)
                 report["restored"][name] = original
-            except Exception as e:  # one knob failing never stops the others
+            except Exception as e:  # noqa: BLE001 - one knob failing never stops the others
                 code = getattr(e, "errno", None)
                 report["errors"][name] = {"errno": code, "message": str(e)}
                 if code != errno.ENOENT:

@@ -152,6 +152,6 @@ def unpersist(path=None, read=None, write=None):
             try:
                 write(name, target)
                 report["restored"][name] = target
-            except Exception as e:  # one knob failing never stops the others
+            except Exception as e:  # noqa: BLE001 - one knob failing never stops the others
                 report["errors"][name] = {"errno": getattr(e, "errno", None), "message": str(e)}
     return report

@@ -139,7 +139,7 @@ def setup(inst, opts):
     test = subprocess.run(_argv(inst, state) + ["-t", "-q"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                           timeout=30, cwd=inst.path)
     if test.returncode != 0:
-        lines = [l for l in test.stdout.decode("utf-8", "replace").splitlines() if l.strip()]
+        lines = [ln for ln in test.stdout.decode("utf-8", "replace").splitlines() if ln.strip()]
         raise ServiceError("nginx -t refused the config: %s" % (lines[-1] if lines else "exit %d" % test.returncode))
     return state, changed
 

@@ -99,12 +99,12 @@ def run(inst, argv, what, timeout=TIMEOUT_S):
     line it wrote."""
     user = server_user()
     try:
-        p = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                           env=_env(user), cwd=inst.path, timeout=timeout, preexec_fn=_preexec(user))
+        p = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, env=_env(user), cwd=inst.path,
+                           timeout=timeout, preexec_fn=_preexec(user))
     except subprocess.TimeoutExpired:
         raise ServiceError("%s did not finish within %g s" % (what, timeout)) from None
     if p.returncode != 0:
-        lines = [l for l in (p.stderr or p.stdout).decode("utf-8", "replace").splitlines() if l.strip()]
+        lines = [ln for ln in (p.stderr or p.stdout).decode("utf-8", "replace").splitlines() if ln.strip()]
         raise ServiceError("%s failed (exit %d): %s" % (what, p.returncode, lines[-1].strip() if lines else "no output"))
     return p.stdout.decode("utf-8", "replace")
 

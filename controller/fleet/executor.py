@@ -83,7 +83,7 @@ def as_data(fn: Callable[[], Any], name: str) -> Any:
     except TunefleetError as e:
         e.host = e.host or name
         return e
-    except Exception as e:
+    except Exception as e:  # noqa: BLE001 - results as data: whatever one host raises is that host's error
         return HostError(f"{type(e).__name__}: {e}", name)
 
 
@@ -120,7 +120,7 @@ def gather(futures: list) -> list[Any]:
     for f in futures:  # every result taken (a Then records its trial) before an error is raised
         try:
             results.append(f.result())
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 - the first is raised below, once every result is taken
             error = error or e
             results.append(None)
     if error is not None:

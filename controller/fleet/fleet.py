@@ -64,7 +64,7 @@ class Fleet:
         if host is not None:
             try:
                 host.close(keep=keep)
-            except Exception:
+            except Exception:  # noqa: BLE001 - a host being dropped may fail to close in any way; it is dropped
                 pass
 
     def close(self, keep: bool = False) -> dict[str, Outcome]:

@@ -223,7 +223,7 @@ class RayCall:
                 by_actor.setdefault(id(call.host.actor), []).append(call)
         for group in by_actor.values():
             handle = group[0].host.actor.handle
-            ref = group[0].host._guard(lambda: handle.call_many.remote([c.packed for c in group]))
+            ref = group[0].host._guard(lambda: handle.call_many.remote([c.packed for c in group]))  # noqa: B023 - called at once
             batch = _Batch(ref, max(c.deadline for c in group))
             for i, call in enumerate(group):
                 call.batch, call.index = batch, i
