@@ -230,7 +230,8 @@ def write_report(data: dict, out: Path) -> None:
          "   # rebuild this page from the saved runs, no fleet",
          "```", "",
          f"Run on {data['date']}: hosts {s['limit']} of `inventory/local.yml` (network namespaces sharing one "
-         f"kernel and {data.get('cpus') or '?'} cores), {s['seeds']} seeds per strategy, search budget {s['budget']} evaluations per run "
+         f"kernel and {data.get('cpus') or '?'} cores), {s['seeds']} seeds per strategy, search budget {s['budget']} "
+         "evaluations per run "
          f"(counted across the fleet), top {s['confirm_top']} re-measured, {s['verify_repeats']} A/B pairs per host "
          f"in verification; reference: random search with budget {s['reference_budget']}. "
          f"The whole benchmark took {data['minutes']} minutes. Every number below comes from real benchmark runs.", "",

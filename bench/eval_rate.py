@@ -54,7 +54,8 @@ def main() -> None:
 
 def _section(rows: list[dict], args) -> str:
     cmd = f".venv/bin/python bench/eval_rate.py --hosts {args.hosts} --evaluations {args.evaluations} --out {args.out}"
-    table = ["| hosts | connect + deploy + hello | agent round trip (median) | evaluations/s | per evaluation (median) |",
+    table = ["| hosts | connect + deploy + hello | agent round trip (median) | evaluations/s | per evaluation "
+             "(median) |",
              "|---|---|---|---|---|"]
     for r in rows:
         table.append(f"| {r['hosts']} | {r['connect_s']:.2f} s | {r['rtt_ms']:.2f} ms | {r['rate']:.1f} "

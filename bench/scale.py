@@ -10,8 +10,8 @@ Each --hosts fleet is measured in turn, and the table says how its route acknowl
 For every fleet size and executor:
 - first evaluation: connect + deploy + hello, then one evaluation on every host;
 - marginal controller cost: the slope of wall time over evaluations with `echo` as the benchmark
-  (two runs of R1 and R2 rounds, the median of --repeats such pairs), minus the benchmark's own time (echo run here); per
-  evaluation amortized over the hosts (the fleet's cost per evaluation) and per host;
+  (two runs of R1 and R2 rounds, the median of --repeats such pairs), minus the benchmark's own time (echo run
+  here); per evaluation amortized over the hosts (the fleet's cost per evaluation) and per host;
 - parallel efficiency with a fixed 1 s benchmark: T(1 host, n rounds) / T(k hosts, n rounds);
 - controller CPU per evaluation (the echo runs): this process, every process it started (with Ray
   its daemons) and the host actors; resident memory per host: the growth of this process plus the
@@ -236,7 +236,8 @@ def measure_fleet(everyone: list, args, own_ms: float, top: int) -> list[dict]:
         if k == top and "ray" in kinds and args.per_actor:
             kinds += [f"ray:{per}" for per in args.per_actor.split(",")]
         for workers in kinds:
-            rows.append({**measure(everyone[:k], workers, r1, r2, args.sleep_rounds, own_ms, args.repeats), "acks": acks})
+            measured = measure(everyone[:k], workers, r1, r2, args.sleep_rounds, own_ms, args.repeats)
+            rows.append({**measured, "acks": acks})
             print(line(rows[-1]), flush=True)
         rows.append({**naive(everyone[:k], r1, r2, own_ms), "acks": acks})
         print(f"naive loop, {k} host(s), ACKs {acks}: {rows[-1]['marginal_ms']:.1f} ms per evaluation amortized, "

@@ -114,7 +114,8 @@ def run_one(label: str, dims: int, index: int, budget: int, seed: int, store: st
         if policy and policy.startswith("trained"):  # a copy: what this run saves must not reach the next run
             shutil.copytree(store + policy[len("trained"):], Path(tmp) / "policies")
         options = RunOptions(strategy=strategy, budget=budget, seed=seed, verify_repeats=2,
-                             policy="none" if policy == "none" else None, policy_store=PolicyStore(Path(tmp) / "policies"))
+                             policy="none" if policy == "none" else None,
+                             policy_store=PolicyStore(Path(tmp) / "policies"))
         result, _ = tune_sim([m], sim_spec(m, action, priors), hosts, seed, options, Path(tmp))
     return {"label": label, "dims": dims, "member": index, "budget": budget, "seed": seed,
             "regret": round(m.regret(result["best_config"]), 5), "ratio": round(m.ratio, 2),

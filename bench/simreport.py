@@ -205,7 +205,8 @@ def write_section(data: dict, table: dict, out: Path, json_path: Path, held_out:
               for t in data["training"]]
     if data.get("probes"):
         L += ["", "Does the transferred policy follow the rule \"listen overflows while the accept queue is short: "
-              f"raise it\"? Over {data['probes'][0].get('members', 40)} held-out members, step-1 configurations whose queue is shorter than the "
+              f"raise it\"? Over {data['probes'][0].get('members', 40)} held-out members, step-1 configurations whose "
+              "queue is shorter than the "
               "member's burst, with the features the member emits there: the share where the policy's next "
               "configuration has a longer queue, and the same with the overflow and drop features set to \"none\":", ""]
         L += [f"- {p['dims']} knobs: raises the queue after {p['raised']:.0%} of {p['overflowing_steps']} overflowing "

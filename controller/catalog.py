@@ -86,7 +86,8 @@ class Kernels:
         version = kernel_version(release)
         shown = ".".join(map(str, version[:2])) if version else release
         if self.until and version is not None and version >= self.until:
-            return f"gone since {'.'.join(map(str, self.until))}{': ' + self.note if self.note else ''} (kernel {shown})"
+            note = ": " + self.note if self.note else ""
+            return f"gone since {'.'.join(map(str, self.until))}{note} (kernel {shown})"
         if self.since and version is not None and version < self.since:
             return f"added in {'.'.join(map(str, self.since))} (kernel {shown})"
         return self.note or f"not on this kernel ({shown})"

@@ -96,7 +96,8 @@ def persist_lines(scans: dict, names: list[str], path: str) -> tuple[list[str], 
             continue
         overridden = sorted({f["path"] for k in names for f in (scan["knobs"].get(k) or {}).get("files", [])
                              if f["path"] != path and _before(scan, f["path"], path)})
-        says.append(f"{host}: --persist writes {path}" + (f", overriding {', '.join(overridden)}" if overridden else ""))
+        overriding = f", overriding {', '.join(overridden)}" if overridden else ""
+        says.append(f"{host}: --persist writes {path}{overriding}")
         for knob in names:
             k = scan["knobs"].get(knob) or {}
             win = k.get("after_tuned") or k.get("boot")

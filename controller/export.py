@@ -51,7 +51,8 @@ def provenance(run: RunRecord) -> list[str]:
     """Where these settings come from, one line each (written as comments)."""
     r = run.as_dict()
     v = r.get("verification") or {}
-    change = (f"{'verified' if run.verified else 'measured'} change {v['change_pct']:+.1f}% in {r.get('reward_metric')} "
+    change = (f"{'verified' if run.verified else 'measured'} change {v['change_pct']:+.1f}% in "
+              f"{r.get('reward_metric')} "
               f"(95% CI {v['ci_low_pct']:+.1f}% to {v['ci_high_pct']:+.1f}%, p={v['p_value']:.3g})"
               if v.get("change_pct") is not None else "not verified")
     lines = [f"tunefleet run {run.path.resolve()}",

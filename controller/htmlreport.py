@@ -23,17 +23,20 @@ from controller.svgplot import BEST, FLEET, NOISE, ORIGINAL, Panel, Scale, colou
 CSS = """
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:#1d2330;margin:0;background:#f4f5f7}
 main{max-width:1120px;margin:0 auto;padding:18px 28px 40px;background:#fff}
-h1{font-size:22px;margin:6px 0 2px}h2{font-size:17px;margin:26px 0 6px;border-bottom:1px solid #e3e6ea;padding-bottom:3px}
+h1{font-size:22px;margin:6px 0 2px}
+h2{font-size:17px;margin:26px 0 6px;border-bottom:1px solid #e3e6ea;padding-bottom:3px}
 .meta{color:#5b6472}.verdict{font-size:18px;font-weight:600;padding:10px 14px;border-radius:6px;margin:12px 0}
 .good{background:#e3f4ea;color:#145c36;border-left:5px solid #1a7f4b}
 .none{background:#fff6dd;color:#6b4e00;border-left:5px solid #d9a400}
 .bad{background:#fde7e7;color:#8a1c1c;border-left:5px solid #c62828}
-table{border-collapse:collapse;margin:6px 0}td,th{padding:3px 10px;text-align:left;border-bottom:1px solid #eef0f3;vertical-align:top}
+table{border-collapse:collapse;margin:6px 0}
+td,th{padding:3px 10px;text-align:left;border-bottom:1px solid #eef0f3;vertical-align:top}
 th{font-weight:600;color:#3b4350}td.n{text-align:right;font-variant-numeric:tabular-nums}
 .charts{display:flex;flex-wrap:wrap;gap:8px 18px}.note{color:#5b6472;font-size:13px;max-width:900px}
 svg text{font-size:11px;fill:#3b4350}svg text.t{font-size:12.5px;font-weight:600;fill:#1d2330}
 svg text.l{font-size:11.5px;fill:#5b6472}svg .g{stroke:#eceef1}svg .f{fill:none;stroke:#c3c8cf}
-.key span{display:inline-block;margin-right:14px}.key i{display:inline-block;width:11px;height:11px;border-radius:6px;margin-right:4px;vertical-align:-1px}
+.key span{display:inline-block;margin-right:14px}
+.key i{display:inline-block;width:11px;height:11px;border-radius:6px;margin-right:4px;vertical-align:-1px}
 code,pre{font:12.5px ui-monospace,Menlo,Consolas,monospace;background:#f4f5f7;border-radius:3px}
 pre{padding:8px;overflow-x:auto;max-height:340px}details{margin:6px 0}summary{cursor:pointer;color:#2f5d9a}
 """
@@ -238,7 +241,8 @@ def _arms(run: RunRecord) -> str:
         values = a.get("values") or {}
         shown = "<br>".join(f"<code>{escape(k)} = {escape(str(v))}</code>" for k, v in values.items()
                             if isinstance(v, str)) or "(per host: see result.json)"
-        left = "".join(f"<li><code>{escape(k)}</code>: {escape(why)}</li>" for k, why in (a.get("left_out") or {}).items())
+        left = "".join(f"<li><code>{escape(k)}</code>: {escape(why)}</li>"
+                       for k, why in (a.get("left_out") or {}).items())
         other = ", ".join(f"{escape(k)} {escape(str(v))}" for k, v in (a.get("not_sysctl") or {}).items())
         best_vs = a.get("best_vs") or {}
         word = ("tie" if not best_vs.get("significant") else
@@ -423,7 +427,8 @@ def _knob_panel(k, label, i, values, hosts, base, goal, best_value, originals) -
 def _importance(run: RunRecord) -> str:
     """Absolute shares of the search's variance, so two knobs at 5% read as weak, not as 50/50."""
     names = [k.get("param") for k in run.spec.get("action_space") or []]
-    search = [t for t in run.trials if t.get("phase") == "search" and not (t.get("error") or "").startswith("agent lost")]
+    search = [t for t in run.trials
+              if t.get("phase") == "search" and not (t.get("error") or "").startswith("agent lost")]
     if not names or not search:
         return ""
     from controller.learn.importance import knob_scores  # here: numpy and scipy, for a run with a search
@@ -438,8 +443,8 @@ def _importance(run: RunRecord) -> str:
         for n, s in sorted(scores.items(), key=lambda kv: -kv[1]))
     rest = max(0.0, 1 - sum(scores.values()))
     return ("<table>" + rows + f"</table><p class=note>Share of the variation in the search's {len(search)} results "
-            f"that each knob explains on its own (absolute, not scaled to add up to 100%). {rest * 100:.0f}% is left to "
-            "noise and to what the knobs did together.</p>")
+            f"that each knob explains on its own (absolute, not scaled to add up to 100%). {rest * 100:.0f}% is left "
+            "to noise and to what the knobs did together.</p>")
 
 
 def _metrics(run: RunRecord) -> str:
@@ -512,8 +517,9 @@ def _facts(run: RunRecord) -> str:
         distro = f.get("distro") or {}
         tools = ", ".join(sorted(k for k, v in (f.get("tools") or {}).items() if v)) or "-"
         services = ", ".join(sorted(k for k, v in (f.get("services") or {}).items() if v)) or "-"
-        cells = [name, f.get("hostname"), f.get("kernel"),
-                 f"{distro.get('name', '')} {distro.get('version', '')}".strip() if isinstance(distro, dict) else distro,
+        if isinstance(distro, dict):
+            distro = f"{distro.get('name', '')} {distro.get('version', '')}".strip()
+        cells = [name, f.get("hostname"), f.get("kernel"), distro,
                  f.get("cpus"), f"{(f.get('mem_total_kb') or 0) // 1024} MB" if f.get("mem_total_kb") else None,
                  f.get("python"), services, tools]
         rows.append("<tr>" + "".join(f"<td>{escape(str(c)) if c not in (None, '') else '-'}</td>" for c in cells)

@@ -176,8 +176,8 @@ class Job:
             data = tune(req.spec, self.fleet, run, options, hear, resume=req.resume)
         except Cancelled:
             result = RunResult(status="cancelled", workload_name=req.spec.workload_name, run_dir=str(run.path),
-                               verdict="cancelled: no verified result", strategy=options.strategy, budget=options.budget,
-                               seed=options.seed, evaluations=self.status.evaluations)
+                               verdict="cancelled: no verified result", strategy=options.strategy,
+                               budget=options.budget, seed=options.seed, evaluations=self.status.evaluations)
             result.write(run.path)
             self.status.result = result
             if req.remember:

@@ -39,7 +39,8 @@ class LiveReporter:
     def trial(self, t: Trial) -> None:
         with self._lock:
             self.phase_done += 1
-            row = self.rows.setdefault(t.host, {"last": None, "best": None, "raw": None, "evals": 0, "fail": 0, "note": ""})
+            row = self.rows.setdefault(t.host, {"last": None, "best": None, "raw": None, "evals": 0, "fail": 0,
+                                                "note": ""})
             if t.phase == "search":
                 self.search_done += 1
                 row["evals"] += 1

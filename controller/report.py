@@ -192,7 +192,8 @@ def print_result(console, result: dict) -> None:
     console.print(table)
     if result.get("pairs"):
         console.print("pairs (client -> server): " + ", ".join(f"{c} -> {s}" for c, s in result["pairs"].items()))
-    console.print("[bold]best configuration[/]: " + ", ".join(f"{k} = {val}" for k, val in result["best_config"].items()))
+    best = ", ".join(f"{k} = {val}" for k, val in result["best_config"].items())
+    console.print(f"[bold]best configuration[/]: {best}")
     confirm = result.get("confirm") or {}
     if confirm.get("confirmed"):
         console.print(f"(chosen after re-measuring the search's top {len(confirm['candidates'])} configurations "
@@ -269,8 +270,8 @@ def print_measured(console, result: dict) -> None:
     for col in ("profile", "applied", "vs original (95% CI)", "tunefleet vs it (95% CI)", ""):
         table.add_column(col)
     for name, a in arms.items():
-        values = a["values"] if isinstance(a["values"], dict) and all(isinstance(v, str) for v in a["values"].values()) \
-            else {}
+        given = a["values"]
+        values = given if isinstance(given, dict) and all(isinstance(v, str) for v in given.values()) else {}
         applied = ", ".join(f"{k} = {v}" for k, v in values.items()) or "(per host)"
         table.add_row(name, applied, _change_text(a.get("verification")), _change_text(a.get("best_vs")),
                       versus(a.get("best_vs")))

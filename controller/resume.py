@@ -240,7 +240,8 @@ class Resume:
             return
         for name, ev in evaluators.items():
             b = self.baseline.get(name) or {}
-            replay = ConfirmReplay(ev.host, ev.spec, recorder, [t for t in self.of("confirm") if t.host == name], ev.measure)
+            recorded = [t for t in self.of("confirm") if t.host == name]
+            replay = ConfirmReplay(ev.host, ev.spec, recorder, recorded, ev.measure)
             replay.baseline, replay.baseline_aggregates = b.get("median"), b.get("aggregates") or {}
             replay.dropped = b.get("dropped")
             evaluators[name] = replay

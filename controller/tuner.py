@@ -156,7 +156,8 @@ def _set_up(spec: TuningSpec, fleet: Fleet, run: RunDir, options: RunOptions, re
                          "effect only when a server listens again)")
     recorder = Recorder(_trial_sink(run, fleet), [reporter.trial])
     if spec.peer is not None:  # the evaluated hosts are the clients; their servers follow their values
-        reporter.phase("setup", "pairs, the service on every server" + (", the emulated link" if spec.peer.link else ""))
+        link = ", the emulated link" if spec.peer.link else ""
+        reporter.phase("setup", "pairs, the service on every server" + link)
         measures, _ = paired.set_up(spec, fleet, originals, restart, reporter.message)
         evaluators = {n: HostEvaluator(fleet.hosts[n], spec, recorder, m, options.cancel) for n, m in measures.items()}
         if not evaluators:
@@ -268,8 +269,9 @@ def _store_policy(plan: dict, spec: TuningSpec, run: RunDir, recorder: Recorder,
     path = plan.get("path_out")
     if path is None or not path.exists():
         return
-    plan["store"].add(path, spec, plan["kernel"], action_mode=plan["action_mode"], evaluations=recorder.search_evaluations,
-                      run_dir=str(run.path), started_from=plan["started_from"])
+    plan["store"].add(path, spec, plan["kernel"], action_mode=plan["action_mode"],
+                      evaluations=recorder.search_evaluations, run_dir=str(run.path),
+                      started_from=plan["started_from"])
     plan["saved"] = str(path)
 
 

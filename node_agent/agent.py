@@ -65,7 +65,8 @@ class Agent:
         self.boot_id = journal.read_boot_id()
         self.journal = journal.Journal(self.state_dir, self.boot_id, coupled=sysctl.COUPLED)
         self.locked_out = None  # message when another agent owns the state folder
-        self.recovery = {"restored": {}, "unchanged": {}, "errors": {}, "foreign": {}, "discarded": {}}  # of a stale journal
+        # what the start did with a stale journal
+        self.recovery = {"restored": {}, "unchanged": {}, "errors": {}, "foreign": {}, "discarded": {}}
         self.watch = drift.Watch(_current)  # someone else writing a knob tunefleet tunes (node_agent/drift.py)
         self._drift = None  # a Drift found while a command ran
         self.exits = exits.Exits(self.state_dir)

@@ -125,9 +125,9 @@ def prepare(args):
 def run(prepared, emit, watch, interrupted):
     """Run the command that prepare() made of a ``run`` request; ``emit(data)`` sends a sample event.
 
-    ``watch`` maps file descriptors the agent must keep serving (its stdin, its signal pipe)
-    to callbacks (which may remove their own entry); ``interrupted()`` returns a reason when the agent must stop, and then the
-    command's group is killed and Interrupted raised.
+    ``watch`` maps file descriptors the agent must keep serving (its stdin, its signal pipe) to
+    callbacks (which may remove their own entry); ``interrupted()`` returns a reason when the agent
+    must stop, and then the command's group is killed and Interrupted raised.
     """
     argv, timeout, interval, cwd, env = prepared
     entry = facts.invoker()  # started through sudo: the command runs as the user who asked

@@ -105,7 +105,8 @@ def run(inst, argv, what, timeout=TIMEOUT_S):
         raise ServiceError("%s did not finish within %g s" % (what, timeout)) from None
     if p.returncode != 0:
         lines = [ln for ln in (p.stderr or p.stdout).decode("utf-8", "replace").splitlines() if ln.strip()]
-        raise ServiceError("%s failed (exit %d): %s" % (what, p.returncode, lines[-1].strip() if lines else "no output"))
+        last = lines[-1].strip() if lines else "no output"
+        raise ServiceError("%s failed (exit %d): %s" % (what, p.returncode, last))
     return p.stdout.decode("utf-8", "replace")
 
 

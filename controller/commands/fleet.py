@@ -82,7 +82,7 @@ def install(
     connect_timeout: float = TimeoutOpt,
     ssh_config: Path | None = SSHConfigOpt,
     user: str | None = typer.Option(None, "--user", "-u", help="Log in as this user instead of the inventory's "
-                                       "(root, or an administrator with sudo: the tuning user's rule cannot install)."),
+                                    "(root, or an administrator with sudo: the tuning user's rule cannot install)."),
 ) -> None:
     """Install this agent root-owned on each host for a non-root user's sudo rule (also the upgrade step)."""
     # As root over SSH, or through the SSH user's own sudo once: `sudo -n`, else its password
@@ -145,7 +145,8 @@ def restore(
     as_json: bool = typer.Option(False, "--json", help="Print the restored values as JSON."),
     unpersist: bool = typer.Option(False, "--unpersist", help="Also delete the sysctl.d drop-in that --persist wrote, "
                                    "and put its knobs back on their originals now (not only at the next boot)."),
-    persist_file: str = typer.Option("/etc/sysctl.d/90-tunefleet.conf", "--persist-file", help="The drop-in to delete."),
+    persist_file: str = typer.Option("/etc/sysctl.d/90-tunefleet.conf", "--persist-file",
+                                     help="The drop-in to delete."),
     accept_new_host_keys: bool = AcceptOpt,
     connect_timeout: float = TimeoutOpt,
     ssh_config: Path | None = SSHConfigOpt,
@@ -153,7 +154,7 @@ def restore(
 ) -> None:
     """Write back every original value an agent journaled (after a crash, or after --keep-best).
 
-    Says per host and knob: restored, already original, left as someone else set it (never overwritten), or failed (with the errno); exits 1 when a host is unreachable or anything is left changed (it stays journaled on the host)."""
+    Says per host and knob: restored, already original, left as someone else set it (never overwritten), or failed (with the errno); exits 1 when a host is unreachable or anything is left changed (it stays journaled on the host)."""  # noqa: E501 - the help keeps a docstring's line breaks: one paragraph, one line
     from controller.fleet.restoring import restore_host
 
     doc = _json_stdout(as_json)
@@ -181,15 +182,15 @@ def restore(
 
 def audit(
     run_name: str | None = typer.Argument(None, metavar="[RUN]", help="Compare with this past run's verified winner "
-                                             "(a run folder, or its name under the runs folder)."),
+                                          "(a run folder, or its name under the runs folder)."),
     hosts: Path = HostsOpt,
     limit: str | None = LimitOpt,
     spec_file: Path | None = typer.Option(None, "--spec", help="Audit the knobs of this spec."),
     profile: str | None = typer.Option(None, "--profile", help="Compare with a TuneD profile as each host has it "
-                                          "(NAME or tuned:NAME; 'active': the one TuneD runs there)."),
+                                       "(NAME or tuned:NAME; 'active': the one TuneD runs there)."),
     as_json: bool = typer.Option(False, "--json", help="Print the audit as JSON."),
     runs_dir: Path | None = typer.Option(None, "--runs-dir", help="Where runs are kept (default: ./runs, or "
-                                            "TUNEFLEET_RUNS)."),
+                                         "TUNEFLEET_RUNS)."),
     accept_new_host_keys: bool = AcceptOpt,
     connect_timeout: float = TimeoutOpt,
     ssh_config: Path | None = SSHConfigOpt,

@@ -32,7 +32,7 @@ def report(
 
 def runs(
     runs_dir: Path | None = typer.Option(None, "--runs-dir", help="List the runs in this folder only (default: "
-                                            "every run this user started, wherever its folder is)."),
+                                         "every run this user started, wherever its folder is)."),
     as_json: bool = typer.Option(False, "--json", help="Print the runs as JSON."),
     prune: bool = typer.Option(False, "--prune", help="Forget recorded runs whose folders are gone."),
 ) -> None:
@@ -89,9 +89,9 @@ def export(
     run_name: str = typer.Argument(..., metavar="RUN", help="Run folder, or its name under the runs folder."),
     fmt: str = typer.Option(..., "--format", "-f", help="sysctl.d, tuned, ansible, shell or json."),
     output: Path | None = typer.Option(None, "--output", "-o", help="Write here (tuned: a profile directory) "
-                                          "instead of printing."),
+                                       "instead of printing."),
     include: str | None = typer.Option(None, "--include", help="tuned: the profile the hosts run today, to build on "
-                                          "(default: the one the hosts reported, if any)."),
+                                       "(default: the one the hosts reported, if any)."),
     force: bool = typer.Option(False, "--force", help="Export a result that is not a verified improvement, and "
                                "replace an existing --output."),
     runs_dir: Path | None = RunsDirOpt,

@@ -29,11 +29,11 @@ if TYPE_CHECKING:
 
 def profiles(
     name: str | None = typer.Argument(None, metavar="NAME", help="A profile to show in full, e.g. "
-                                         "tuned:throughput-performance or redis:docs."),
+                                      "tuned:throughput-performance or redis:docs."),
     workload: str | None = typer.Option(None, "--workload", "-w", help="Only the profiles that fit this "
-                                           "workload (pg-oltp, web, redis, stream, ...)."),
+                                        "workload (pg-oltp, web, redis, stream, ...)."),
     profile_file: Path | None = typer.Option(None, "--profile-file", help="Also read your own profile: a TuneD "
-                                                "tuned.conf (or its folder) or a YAML file shaped like servers.yaml."),
+                                             "tuned.conf (or its folder) or a YAML file shaped like servers.yaml."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON: a list of profiles, or the one named."),
 ) -> None:
     """List the expert settings tunefleet compares with (TuneD profiles, servers' documentation), or show one.
@@ -123,7 +123,8 @@ def plan(
         console = _console()
         _show_plan(console, spec, chosen, spec_file, facts or {})
         for name, m in managed.items():
-            for line in conflicts.host_lines(m, spec.knob_names) + conflicts.daemon_refusals({name: m}, spec.knob_names):
+            said = conflicts.host_lines(m, spec.knob_names) + conflicts.daemon_refusals({name: m}, spec.knob_names)
+            for line in said:
                 console.print(f"{name}: {line}" if not line.startswith(f"{name}: ") else line, soft_wrap=True)
         if output is not None:
             console.print(f"spec written to {output}")

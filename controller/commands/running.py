@@ -54,17 +54,19 @@ def run(
     goal: str | None = typer.Argument(None, help="What the hosts are for, in plain words."),
     hosts: Path | None = typer.Option(None, "--hosts", "-i", help=HostsOpt.help + " Required unless --resume."),
     limit: str | None = LimitOpt,
-    spec_file: Path | None = typer.Option(None, "--spec", help="Run this spec file (JSON or YAML) instead of planning."),
+    spec_file: Path | None = typer.Option(None, "--spec",
+                                          help="Run this spec file (JSON or YAML) instead of planning."),
     strategy: str = typer.Option("auto", "--strategy", help=STRATEGY_HELP),
-    budget: int | None = typer.Option(None, "--budget", min=1, help="Benchmark evaluations to spend on the search, across "
-                                         "the fleet (default: the spec's training_config.total_timesteps, else 24)."),
+    budget: int | None = typer.Option(None, "--budget", min=1, help="Benchmark evaluations to spend on the search, "
+                                      "across the fleet (default: the spec's training_config.total_timesteps, "
+                                      "else 24)."),
     policy: str | None = typer.Option(None, "--policy", help="ppo: start from this saved policy (PATH), or 'none' to "
-                                         "start cold (default: the policy store's compatible policy, if any)."),
+                                      "start cold (default: the policy store's compatible policy, if any)."),
     seed: int = typer.Option(0, "--seed", help="Seed for the search (runs are repeatable up to benchmark noise)."),
     verify_repeats: int = typer.Option(5, "--verify-repeats", min=2, help="Original-vs-best pairs measured per host "
                                        "(a single host needs 4 or more to reach p < 0.05)."),
     baseline_repeats: int | None = typer.Option(None, "--baseline-repeats", min=1, help="Baseline runs per host "
-                                                   "(default: the spec's)."),
+                                                "(default: the spec's)."),
     confirm_top: int = typer.Option(3, "--confirm-top", min=0, help="Re-measure the search's top K configurations "
                                     "before choosing the best (0: trust the best sample)."),
     catalog_file: Path | None = typer.Option(None, "--catalog", help="Extra tunables (YAML/JSON)."),
@@ -86,10 +88,10 @@ def run(
     ssh_config: Path | None = SSHConfigOpt,
     workers: str = WorkersOpt,
     resume_dir: Path | None = typer.Option(None, "--resume", help="Continue the run in this folder that was killed "
-                                              "or interrupted, with its spec and options (--hosts: another inventory)."),
-    heartbeat_timeout: float = typer.Option(30.0, "--heartbeat-timeout", min=3.0, max=86400.0, help="Seconds of silence "
-                                            "after which a host's agent restores its originals and exits, and the run "
-                                            "drops that host."),
+                                           "or interrupted, with its spec and options (--hosts: another inventory)."),
+    heartbeat_timeout: float = typer.Option(30.0, "--heartbeat-timeout", min=3.0, max=86400.0,
+                                            help="Seconds of silence after which a host's agent restores its "
+                                            "originals and exits, and the run drops that host."),
     compare: list[str] = typer.Option([], "--compare", help="Also measure an expert profile (tuned:NAME, redis:docs, "
                                       "...; `tunefleet profiles` lists them) beside the winner, in the same "
                                       "interleaved verification; 'auto': those that fit the built-in workload."),
@@ -266,12 +268,13 @@ def chat(
     model: str | None = ModelOpt,
     strategy: str = typer.Option("auto", "--strategy", help=STRATEGY_HELP),
     budget: int | None = typer.Option(None, "--budget", min=1, help="Benchmark evaluations per optimization, across "
-                                         "the fleet (default: the spec's training_config.total_timesteps, else 24)."),
+                                      "the fleet (default: the spec's training_config.total_timesteps, else 24)."),
     seed: int = typer.Option(0, "--seed", help="Seed for the search."),
     verify_repeats: int = typer.Option(5, "--verify-repeats", min=2, help="Original-vs-best pairs measured per host "
                                        "(a single host needs 4 or more to reach p < 0.05)."),
     catalog_file: Path | None = typer.Option(None, "--catalog", help="Extra tunables (YAML/JSON)."),
-    yes: bool = typer.Option(False, "--yes", "-y", help="Run every validated plan without asking (never keeps results)."),
+    yes: bool = typer.Option(False, "--yes", "-y",
+                             help="Run every validated plan without asking (never keeps results)."),
     accept_new_host_keys: bool = AcceptOpt,
     connect_timeout: float = TimeoutOpt,
     ssh_config: Path | None = SSHConfigOpt,
@@ -338,7 +341,8 @@ def _converse(config, fleet, catalog, kept: list, a: SimpleNamespace) -> None:
         run=run_plan, show_result=lambda r: print_result(console, r),
         keep=lambda r: kept.append(keep(fleet, r)))
     summary = converse(config, facts, io, catalog=catalog, hosts=len(fleet.hosts), on_event=_strategist_events())
-    out.print(f"[dim]{config.describe()}: {summary.usage['requests']} requests, {summary.usage['total_tokens']} tokens[/]")
+    out.print(f"[dim]{config.describe()}: {summary.usage['requests']} requests, {summary.usage['total_tokens']} "
+              "tokens[/]")
 
 
 def _given(ctx: typer.Context, **values) -> dict:

@@ -169,6 +169,6 @@ class AgentClient:
         errors = (result or {}).get("errors") or {}
         if errors:
             raise AgentError("left changed: " + "; ".join(
-                f"{name} ({err.get('message') if isinstance(err, dict) else err})" for name, err in sorted(errors.items())),
-                self.host, "OSError")
+                f"{name} ({err.get('message') if isinstance(err, dict) else err})"
+                for name, err in sorted(errors.items())), self.host, "OSError")
         return result

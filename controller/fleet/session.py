@@ -86,7 +86,8 @@ def start_agent(name: str, transport: Transport, *, sudo: bool | None = None, py
             raise
         if facts.get("protocol") != protocol.PROTOCOL_VERSION:
             agent.close()
-            raise HostError(f"agent speaks protocol {facts.get('protocol')}, controller {protocol.PROTOCOL_VERSION}", name)
+            raise HostError(f"agent speaks protocol {facts.get('protocol')}, controller {protocol.PROTOCOL_VERSION}",
+                            name)
         if sudo and facts.get("agent_hash") != payload.digest:
             agent.close()
             raise HostError(f"the agent installed at {INSTALL_PATH} is {str(facts.get('agent_hash'))[:16]}, "

@@ -264,7 +264,8 @@ class HostEvaluator:
         self.lost: str | None = None  # set when the agent is gone: no further evaluation is possible
         self.dropped: str | None = None  # set when the run gave up on this host (why)
         self.rejoined: str | None = None  # set when it came back after its agent was lost (how)
-        self.drift: dict | None = None  # knobs someone else changed ({name: {"expected", "found", "since", "detected"}})
+        # knobs someone else changed ({name: {"expected", "found", "since", "detected"}})
+        self.drift: dict | None = None
         self.released: dict | None = None  # what its agent restored when the run let go of the host
 
     def evaluate(self, values: dict[str, str] | None, phase: str = "search", label: str = "",
@@ -291,7 +292,8 @@ class HostEvaluator:
         remote = getattr(self.host, "submit", None)
         if remote is None:
             return executor.submit(self.evaluate, values, phase, label, original, bounds)
-        call = remote(self.measure, values, bounds if bounds is not None else not original, timeout=self.measure.timeout)
+        call = remote(self.measure, values, bounds if bounds is not None else not original,
+                      timeout=self.measure.timeout)
         return Then(call, lambda result: self._finish(values, phase, label, result))
 
     def stop_for_drift(self, drift: dict) -> None:

@@ -11,7 +11,7 @@ say which part of a profile was measured.
     from controller import profiles
     profiles.names()                           # ['postgresql:docs', 'redis:docs', 'tuned:...', ...]
     p = profiles.get("tuned:network-throughput")
-    p.values                                   # {'vm.dirty_ratio': '40', ..., 'net.ipv4.tcp_rmem': '4096 87380 16777216'}
+    p.values                                   # {'vm.dirty_ratio': '40', ..., 'net.ipv4.tcp_rmem': '4096 87380 ...'}
     profiles.for_workload("stream")            # [Profile('tuned:network-throughput'), ...]
 """
 

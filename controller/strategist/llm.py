@@ -100,7 +100,8 @@ def _root_cause(e: BaseException) -> str:
         seen.add(id(cause))
         if isinstance(cause, OSError) and cause.strerror:
             return cause.strerror.lower()
-        nxt = cause.__cause__ or cause.__context__ or next((a for a in cause.args if isinstance(a, BaseException)), None)
+        nxt = (cause.__cause__ or cause.__context__
+               or next((a for a in cause.args if isinstance(a, BaseException)), None))
         if nxt is None:
             break
         cause = nxt

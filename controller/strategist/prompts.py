@@ -33,7 +33,8 @@ TOOLS = [
                        "ranges within safe bounds, a known benchmark tool without shell syntax); problems come "
                        "back as the result and you submit a corrected design.",
         "parameters": {"type": "object", "properties": {
-            "config_json": {"type": "string", "description": "The whole configuration as one JSON object, encoded as a string."},
+            "config_json": {"type": "string", "description": "The whole configuration as one JSON object, encoded as "
+                                                             "a string."},
         }, "required": ["config_json"], "additionalProperties": False},
     }},
 ]

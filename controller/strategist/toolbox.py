@@ -62,7 +62,8 @@ class Toolbox:
         for name, f in self.facts.items():
             distro = (f.get("distro") or {}).get("name") or "Linux"
             parts.append(f"{name} ({distro}, kernel {f.get('kernel')}, {f.get('cpus')} CPUs)")
-        return f"{len(parts)}: " + ", ".join(parts) + ". " + self.shared_kernel_fact() + "Call inspect_hosts for details."
+        return (f"{len(parts)}: " + ", ".join(parts) + ". " + self.shared_kernel_fact()
+                + "Call inspect_hosts for details.")
 
     def excluded(self) -> list[str]:
         """Catalog knobs these hosts cannot tune in parallel: kernel-wide ones, when they share a kernel."""

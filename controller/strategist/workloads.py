@@ -329,7 +329,8 @@ WORKLOADS: tuple[Workload, ...] = (
         "built-in: 64 MiB TCP transfers over loopback, median of 3; reward: MB/s.",
         {"throughput": 2, "network throughput": 4, "bulk": 3, "transfer": 3, "bandwidth": 3, "download": 2,
          "upload": 2, "tcp buffer": 4, "rmem": 4, "wmem": 4, "stream": 3, "network": 2},
-        {"reward_metric": "throughput_mb_s", "benchmark_command": "tunefleet-bench stream --mb 32 --rounds 3 --timeout 5",
+        {"reward_metric": "throughput_mb_s", "benchmark_command": "tunefleet-bench stream --mb 32 --rounds 3 "
+                                                                  "--timeout 5",
          "benchmark_timeout": 60,
          "action_space": [
              _knob("net.ipv4.tcp_rmem", "receive buffer default and ceiling bound the TCP window",

@@ -24,7 +24,8 @@ pytestmark = pytest.mark.fleet
 ROOT = Path(__file__).resolve().parents[2]
 FLEET = ROOT / "deploy" / ".fleet"
 if conftest.FLEET.name:
-    pytest.skip(f"the named fleet {conftest.FLEET.name!r} (TUNEFLEET_TEST_FLEET) has no bastion", allow_module_level=True)
+    pytest.skip(f"the named fleet {conftest.FLEET.name!r} (TUNEFLEET_TEST_FLEET) has no bastion",
+                allow_module_level=True)
 INVENTORY = ROOT / "inventory" / "local-bastion.yml"
 SSH_CONFIG = FLEET / "ssh_config"
 TUNEFLEET = [sys.executable, "-m", "controller.cli"]

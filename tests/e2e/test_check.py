@@ -71,7 +71,8 @@ def test_ansible_inventory(fleet_inventory, tmp_path):
     env_home = tmp_path / "home"
     (env_home / ".ssh").mkdir(parents=True)
     (env_home / ".ssh" / "config").write_text(cfg.read_text())
-    p = subprocess.run([*TUNEFLEET, "check", "--hosts", str(inv), "--limit", "tuned", "--json", "--ssh-config", str(cfg)],
+    p = subprocess.run([*TUNEFLEET, "check", "--hosts", str(inv), "--limit", "tuned", "--json",
+                        "--ssh-config", str(cfg)],
                        capture_output=True, text=True, timeout=60, env={"HOME": str(env_home), "PATH": "/usr/bin:/bin"})
     assert p.returncode == 0, p.stderr
     assert [r["ok"] for r in json.loads(p.stdout)] == [True, True, True]

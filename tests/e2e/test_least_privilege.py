@@ -206,9 +206,11 @@ def test_the_agent_refuses_root_writes_the_user_could_aim(fleet, probe):
         replies = agent_as_tfuser(
             fleet,
             {"op": "apply", "args": {"values": {"kernel.core_pattern": "|/home/tfuser/lp/x.py"}}},
-            {"op": "persist", "args": {"values": {"net.core.somaxconn": "4096"}, "path": "/home/tfuser/lp/sysctl.d/x.conf"}},
+            {"op": "persist", "args": {"values": {"net.core.somaxconn": "4096"},
+                                       "path": "/home/tfuser/lp/sysctl.d/x.conf"}},
             {"op": "unpersist", "args": {"path": "/home/tfuser/lp/sysctl.d/keep.conf"}},
-            {"op": "persist", "args": {"values": {"net.core.somaxconn": "4096"}, "path": "/home/tfuser/lp/own/sysctl.d/x.conf"}},
+            {"op": "persist", "args": {"values": {"net.core.somaxconn": "4096"},
+                                       "path": "/home/tfuser/lp/own/sysctl.d/x.conf"}},
         )
         core = replies[1]
         assert not core["ok"] or "kernel.core_pattern" in core["result"]["refused"], core

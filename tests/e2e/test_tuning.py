@@ -296,7 +296,8 @@ def test_a_host_that_keeps_failing_is_dropped_and_the_others_carry_on(fleet_inve
         assert blocker.stdout.readline().strip() == "up"
         before = knob_values(inventory)
         spec = tmp_path / "port.json"
-        spec.write_text(json.dumps({**STORM, "benchmark_command": f"tunefleet-bench accept-storm --clients 256 --port {port}"}))
+        spec.write_text(json.dumps({**STORM, "benchmark_command": "tunefleet-bench accept-storm --clients 256 --port "
+                                                                  f"{port}"}))
         p = run_cli("run", "--hosts", str(fleet_inventory), "--spec", str(spec), "--strategy", "random",
                     "--budget", "6", "--verify-repeats", "2", "--confirm-top", "0", "--run-dir", str(tmp_path / "d"),
                     "--yes", "--json")

@@ -110,7 +110,8 @@ def requests(draw, current):
     """One request line (bytes, no newline)."""
     kind = draw(st.integers(0, 9))
     if kind in (8, 9):
-        return json.dumps({"id": draw(st.integers(0, 1 << 40)), "op": "apply", "args": draw(plausible_apply())}).encode()
+        request = {"id": draw(st.integers(0, 1 << 40)), "op": "apply", "args": draw(plausible_apply())}
+        return json.dumps(request).encode()
     if kind == 0:  # raw bytes
         line = draw(st.binary(max_size=200)).replace(b"\n", b"")
         return line
@@ -230,7 +231,8 @@ def test_oversized_lines_are_refused_and_the_agent_keeps_going(state, payload):
     netns = Netns()
     agent = Agent(netns, state, payload)
     try:
-        huge = json.dumps({"id": 5, "op": "apply", "args": {"values": {"net.core.somaxconn": "1" * (protocol.MAX_LINE)}}})
+        huge = json.dumps({"id": 5, "op": "apply",
+                           "args": {"values": {"net.core.somaxconn": "1" * (protocol.MAX_LINE)}}})
         agent.send(huge.encode() + b"\n")  # over the limit by its JSON: one BadRequest, id unknown
         assert agent.next_reply(timeout=60) == {"id": None, "ok": False, "error": {
             "type": "BadRequest", "message": "line longer than %d bytes" % protocol.MAX_LINE}}
