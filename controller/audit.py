@@ -19,7 +19,7 @@ import json
 import shlex
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from controller.catalog import Catalog
 from controller.conflicts import knob_lines
@@ -122,7 +122,7 @@ def audit(specs, names: list[str], options, run=None, profile: str | None = None
     started = time.monotonic()
     with cf.ThreadPoolExecutor(max_workers=min(32, max(1, len(specs)))) as pool:
         futures = {s.name: pool.submit(read_host, s, names, profile, options) for s in specs}
-    hosts = {}
+    hosts: dict[str, dict[str, Any]] = {}
     for name, fut in futures.items():
         try:
             scan = fut.result()

@@ -177,7 +177,7 @@ def problems(cmd, facts: dict | None = None, *, origin: str = MODEL, tools=(), c
 SERVICE_PROGRAM = "tunefleet-service"
 
 
-def spec_steps(spec: TuningSpec) -> list[tuple[str, object]]:
+def spec_steps(spec: TuningSpec) -> list[tuple[str, str | list[str]]]:
     """(field, command) of every command a spec runs besides its benchmark."""
     out = [(f"setup[{i}]", c) for i, c in enumerate(spec.setup or [])]
     out += [(f"teardown[{i}]", c) for i, c in enumerate(spec.teardown or [])]

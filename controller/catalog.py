@@ -16,6 +16,7 @@ are shared by all hosts with one boot_id, so only one of those hosts may tune th
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -237,7 +238,7 @@ class _default_or_self:
 
 
 class Catalog:
-    def __init__(self, tunables=(), benchmark_tools=()):
+    def __init__(self, tunables: Iterable[Tunable] = (), benchmark_tools: Iterable[str] = ()) -> None:
         self._tunables: dict[str, Tunable] = {t.name: t for t in tunables}
         # programs the user allows a strategist's benchmark to run, beyond benchcheck.KNOWN_TOOLS
         self.benchmark_tools: tuple[str, ...] = tuple(dict.fromkeys(benchmark_tools))
@@ -272,7 +273,7 @@ class Catalog:
     def kernel_wide(self, names) -> list[str]:
         """The names that one kernel shares among all its namespaces (unknown names count as such)."""
         return [n for n in dict.fromkeys(names)
-                if is_sysctl_name(n) and (self.get(n) is None or self.get(n).scope == KERNEL)]
+                if is_sysctl_name(n) and getattr(self.get(n), "scope", KERNEL) == KERNEL]
 
     # --- checks ---------------------------------------------------------------------------
 
@@ -309,10 +310,10 @@ class Catalog:
                 continue
             tunable = self.get(name)
             state = {h: ((facts[h] or {}).get("knobs") or {}).get(name) for h in hosts}
-            unreported = [h for h in hosts if not isinstance(state[h], dict)]
-            missing = [h for h in hosts if isinstance(state[h], dict) and not state[h].get("exists")]
-            readonly = [h for h in hosts if isinstance(state[h], dict) and state[h].get("exists")
-                        and not state[h].get("writable")]
+            unreported = [h for h, st in state.items() if not isinstance(st, dict)]
+            missing = [h for h, st in state.items() if isinstance(st, dict) and not st.get("exists")]
+            readonly = [h for h, st in state.items() if isinstance(st, dict) and st.get("exists")
+                        and not st.get("writable")]
             if unreported:
                 problems.append(f"{name}: not reported by {', '.join(unreported)} (the host facts do not say "
                                 "whether it exists)")

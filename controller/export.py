@@ -92,7 +92,7 @@ def _check_ini(text: str, values: dict[str, str]) -> None:
     """Read it back the way TuneD does (configparser, case kept, no interpolation)."""
     parser = configparser.ConfigParser(delimiters=("=",), inline_comment_prefixes=("#",), interpolation=None,
                                        strict=False)
-    parser.optionxform = str
+    parser.optionxform = str  # type: ignore[assignment,method-assign]  # configparser's way to keep names' case
     parser.read_string(text)
     if dict(parser["sysctl"]) != values:
         raise UserError("the TuneD profile does not read back as written")

@@ -10,13 +10,15 @@ this one gate, so none of them runs what another would refuse.
 
 from __future__ import annotations
 
+from typing import Any
+
 from controller import benchcheck, timing
 from controller.catalog import Catalog
 from controller.errors import SpecError
 from controller.spec import TuningSpec
 
 
-def validate(spec: TuningSpec, catalog: Catalog, facts: dict[str, dict] | None = None,
+def validate(spec: TuningSpec, catalog: Catalog, facts: dict[str, dict[str, Any]] | None = None,
              origin: str = "model") -> None:
     """Raise SpecError listing every problem, one per line, the first line a summary (one problem: one line).
 

@@ -69,7 +69,7 @@ def _json(path: Path):
 
 def _jsonl(path: Path) -> list[dict]:
     """trials.jsonl; a line cut short by a crash is skipped, not fatal."""
-    out = []
+    out: list[dict] = []
     try:
         lines = path.read_text().splitlines()
     except OSError:

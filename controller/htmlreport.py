@@ -286,15 +286,14 @@ def _constraints(run: RunRecord) -> str:
 def _tradeoff(run: RunRecord, c: dict) -> str:
     """The search's runs: the bounded metric across, the objective up, the bound as a line."""
     base = _baselines(run)
-    points = [(t["observed"][c["metric"]], change_pct(t["raw"], base[t["host"]], _goal(run)))
+    points = [(t["observed"][c["metric"]], _pct(t["raw"], base[t["host"]], _goal(run)))
               for t in _trials(run, "search") if c["metric"] in (t.get("observed") or {}) and t["host"] in base]
-    points = [(x, y) for x, y in points if y is not None]
     if len(points) < 2:
         return ""
     xs, ys = [x for x, _ in points] + [c.get("max", c.get("min"))], [y for _, y in points]
     panel = Panel(_value_scale(xs), _value_scale(_clamped(ys)), width=520, height=260, xlabel=c["metric"],
                   ylabel="% better than baseline", title=f"the search: objective against {c['metric']}")
-    limit = c.get("max", c.get("min"))
+    limit = c["max"] if "max" in c else c["min"]  # a constraint in result.json has one of them
     x = panel.x(limit)
     panel.marks.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{panel.y1}" y2="{panel.y0}" stroke="#c62828" '
                        f'stroke-dasharray="4 3"><title>the bound: {fmt(limit)}</title></line>')
@@ -302,6 +301,13 @@ def _tradeoff(run: RunRecord, c: dict) -> str:
                labels=[f"{c['metric']} {fmt(x_)}: {y_:+.1f}%" for x_, y_ in points])
     return panel.svg() + "<p class=note>Every search run; the dashed line is the bound. A run past it scored below " \
                          "the original for the search, however good its objective.</p>"
+
+
+def _pct(raw: float, baseline: float, goal: str) -> float:
+    """change_pct against a baseline _baselines kept: a positive one, so never None."""
+    pct = change_pct(raw, baseline, goal)
+    assert pct is not None, baseline
+    return pct
 
 
 def _clamped(values: list[float]) -> list[float]:
@@ -315,13 +321,16 @@ def _best_so_far(run: RunRecord) -> str:
     if not search or not base:
         return ""
     hosts = list(base)
-    curves = {h: [] for h in hosts}
-    fleet, dots, best, host_best = [], {h: [] for h in hosts}, None, {}
+    curves: dict[str, list[tuple[int, float]]] = {h: [] for h in hosts}
+    dots: dict[str, list[tuple[int, float]]] = {h: [] for h in hosts}
+    fleet: list[tuple[int, float]] = []
+    best: float | None = None
+    host_best: dict[str, float] = {}
     for i, t in enumerate(search, 1):
         h = t.get("host")
         if t.get("error") or not isinstance(t.get("raw"), (int, float)) or h not in base:
             continue
-        pct = change_pct(t["raw"], base[h], goal)
+        pct = _pct(t["raw"], base[h], goal)
         dots[h].append((i, pct))
         host_best[h] = max(host_best.get(h, pct), pct)
         curves[h].append((i, host_best[h]))
@@ -331,7 +340,7 @@ def _best_so_far(run: RunRecord) -> str:
     for h in hosts:
         raws = [t["raw"] for t in _trials(run, "baseline", h)]
         if raws:
-            band += [change_pct(min(raws), base[h], goal), change_pct(max(raws), base[h], goal)]
+            band += [_pct(min(raws), base[h], goal), _pct(max(raws), base[h], goal)]
     ys = _clamped([p for d in dots.values() for _, p in d] + band + [0.0])
     panel = Panel(Scale(0.5, len(search) + 0.5, 0, 1, integer=True), padded(ys), width=760, height=300,
                   xlabel="search evaluation (across the fleet, in order)", ylabel="% better than baseline",
@@ -371,6 +380,7 @@ def _knobs(run: RunRecord) -> str:
         values = [(t["values"].get(name), t) for t in trials if (t.get("values") or {}).get(name) is not None]
         if not values:
             continue
+        dims: list[tuple[str, int | None]]
         if k.get("values"):
             dims = [(name, None)]
         else:
@@ -394,7 +404,7 @@ def _knob_panel(k, label, i, values, hosts, base, goal, best_value, originals) -
         nums = _numbers(text)
         return nums[i] if nums and len(nums) > i else None
 
-    pts = [(x_of(v), change_pct(t["raw"], base[t["host"]], goal), t["host"]) for v, t in values]
+    pts = [(x_of(v), _pct(t["raw"], base[t["host"]], goal), t["host"]) for v, t in values]
     pts = [p for p in pts if p[0] is not None]
     if not pts:
         return ""
@@ -457,8 +467,8 @@ def _metrics(run: RunRecord) -> str:
         return ""
     wanted = [m.get("metric") for m in run.spec.get("state_space") or [] if isinstance(m, dict)]
     present = {k for t in original + best for k, v in (t.get("metrics") or {}).items() if isinstance(v, (int, float))}
-    names = [m for m in wanted if m in present] + sorted(present - set(wanted))
-    panels = []
+    names = [m for m in wanted if isinstance(m, str) and m in present] + sorted(present - set(wanted))
+    panels: list[str] = []
     for m in names:
         if len(panels) == 9:
             break

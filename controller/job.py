@@ -29,7 +29,7 @@ from controller.learn.evaluation import Trial
 from controller.result import RunResult
 from controller.runs import RunDir
 from controller.spec import TuningSpec
-from controller.tuner import RunOptions, tune
+from controller.tuner import Reporter, RunOptions, tune
 
 PHASES = ("setup", "baseline", "search", "confirm", "verify")
 
@@ -163,7 +163,7 @@ class Job:
                 history.remember(self.run_dir.path, req.spec.workload_name)
         return self.run_dir
 
-    def run(self, reporter=None) -> RunResult:
+    def run(self, reporter: Reporter | None = None) -> RunResult:
         """The whole run; a Cancelled run returns a result whose status says so (the hosts are
         restored when the caller closes the fleet). ``reporter``: another Reporter (the live view)
         that hears everything too."""
@@ -223,7 +223,7 @@ class Job:
 class _Both:
     """The job's events and another reporter (the live view), from one Reporter."""
 
-    def __init__(self, job: Job, other) -> None:
+    def __init__(self, job: Job, other: Reporter) -> None:
         self.job, self.other = job, other
 
     def phase(self, name: str, detail: str = "") -> None:

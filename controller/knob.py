@@ -162,7 +162,7 @@ class Knob(BaseModel):
 
     def bounds(self) -> dict:
         """What the agent re-checks before it writes (docs/protocol.md, apply)."""
-        if self.is_choice:
+        if self.values is not None:  # a choice knob
             return {"choices": list(self.values)}
         return {"min": self.min, "max": self.max}
 
@@ -174,7 +174,7 @@ class Knob(BaseModel):
         if x.size != self.dims:
             raise ValueError(f"{self.param}: takes {self.dims} action components, got {x.size}")
         u = (np.clip(x, -1.0, 1.0) + 1.0) / 2.0
-        if self.is_choice:
+        if self.values is not None:  # a choice knob
             n = len(self.values)
             return self.values[min(int(u[0] * n), n - 1)]
         out, j = [], 0
@@ -203,7 +203,7 @@ class Knob(BaseModel):
         if value is None:
             return zeros
         text = _text(value)
-        if self.is_choice:
+        if self.values is not None:  # a choice knob
             if text not in self.values:
                 return zeros
             return [(self.values.index(text) + 0.5) / len(self.values) * 2.0 - 1.0]
@@ -227,7 +227,7 @@ class Knob(BaseModel):
         if value is None:
             return False
         text = _text(value)
-        if self.is_choice:
+        if self.values is not None:  # a choice knob
             return text in self.values
         try:
             ints = parse_ints(text)

@@ -38,6 +38,7 @@ class Pairing:
 def pair(spec: TuningSpec, names: list[str]) -> Pairing:
     """The pairs of ``spec.peer`` among the hosts ``names`` (inventory order); SpecError when they
     cannot be made."""
+    assert spec.peer is not None  # only a spec with a peer is paired
     wanted = spec.peer.pairs
     if wanted == "auto":
         if len(names) < 2:

@@ -110,7 +110,7 @@ def print_steps(console, spec: TuningSpec, hosts: list[str]) -> None:
     """What a run does besides the benchmark: its pairs, its service and steps, its bounds."""
     from rich.markup import escape
 
-    if getattr(spec, "peer", None) is not None:
+    if spec.peer is not None:
         try:
             pairing = pairs.pair(spec, hosts) if hosts else None
             shown = pairing.describe() + "".join(f"; {h} sits out" for h in pairing.left_out) if pairing else "auto"

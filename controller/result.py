@@ -58,7 +58,8 @@ class HostResult(BaseModel):
     verification: Comparison | None = None
 
 
-def succeeded(verification: Comparison | dict | None, constraints: list[dict] | None = None) -> bool:
+def succeeded(verification: Comparison | dict[str, Any] | None,
+              constraints: list[dict[str, Any]] | None = None) -> bool:
     """The one rule for success: the verified change is significant and better, and the best
     configuration keeps every bound (its whole 95% interval within the limit)."""
     if verification is None:

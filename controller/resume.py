@@ -67,7 +67,8 @@ def check_options(stored: dict, given: dict) -> list[str]:
     against the run's: one of BINDING that differs is refused (a UserError naming each), one of
     FREE is taken and said (the lines returned)."""
     recorded = {**stored, "persist": stored.get("persist_file") is not None}
-    refused, notes = [], []
+    refused: list[str] = []
+    notes: list[str] = []
     for option, value in given.items():
         key = BINDING.get(option) or FREE.get(option)
         if key is None:
@@ -215,7 +216,7 @@ class Resume:
         recorded = (self.hosts.get(name) or {}).get("facts") or {}
         if not recorded.get("boot_id") or host.facts.get("boot_id") == recorded.get("boot_id"):
             return
-        earlier = {}
+        earlier: dict[str, str] = {}
         for journal in (host.facts.get("discarded") or {}).values():
             if journal.get("boot_id") == recorded["boot_id"]:
                 earlier.update(journal.get("originals") or {})

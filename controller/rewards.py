@@ -177,8 +177,8 @@ def _fio(direction: str, field: str) -> Callable[[str], float | None]:
         if not sides:
             return None
         if field == "lat_ms":
-            ios = [(s.get("total_ios") or 0, (s.get("lat_ns") or {}).get("mean")) for s in sides]
-            ios = [(n, m) for n, m in ios if n and m is not None]
+            found = [(s.get("total_ios") or 0, (s.get("lat_ns") or {}).get("mean")) for s in sides]
+            ios = [(n, m) for n, m in found if n and m is not None]
             total = sum(n for n, _ in ios)
             return sum(n * m for n, m in ios) / total / 1e6 if total else None
         return float(sum(float(s.get(field) or 0) for s in sides))

@@ -23,7 +23,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from controller.errors import UserError
 
@@ -61,7 +61,7 @@ class RunDir:
     def __init__(self, path: Path):
         self.path = path
         self._lock = threading.Lock()
-        self._trials = None
+        self._trials: TextIO | None = None
 
     @classmethod
     def create(cls, workload: str, run_dir: str | os.PathLike | None = None,

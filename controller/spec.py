@@ -96,10 +96,12 @@ class Constraint(BaseModel):
 
     @property
     def limit(self) -> float:
-        return self.max if self.max is not None else self.min
+        limit = self.max if self.max is not None else self.min
+        assert limit is not None  # _check: exactly one of max and min
+        return limit
 
     def holds(self, value: float) -> bool:
-        return value <= self.max if self.max is not None else value >= self.min
+        return value <= self.max if self.max is not None else value >= self.limit
 
     def excess(self, value: float) -> float:
         """How far ``value`` is past the limit, as a log ratio (0 when it holds)."""
@@ -248,7 +250,7 @@ class TuningSpec(BaseModel):
     # --- shape --------------------------------------------------------------------------
 
     @property
-    def goal(self) -> str:
+    def goal(self) -> Goal:
         return self.reward_goal or "maximize"
 
     @property

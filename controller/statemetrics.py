@@ -9,6 +9,7 @@ vector, controller/learn/features.py, takes a fixed set of these metrics whateve
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 # Where the agent reads each metric (node_agent/metrics.py). A state_space `source` must name it.
 SOURCES: dict[str, str] = {
@@ -35,7 +36,7 @@ ALIASES = {
 }
 
 
-def check_state_space(items: Iterable) -> list[tuple[int, str, str]]:
+def check_state_space(items: Iterable[Any]) -> list[tuple[int, str, str]]:
     """(index, field, problem) per state_space entry naming a metric the agent does not read, or a
     `source` other than the file the agent reads it from ('proc/net/netstat/' is the same file)."""
     problems = []

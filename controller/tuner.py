@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import functools
 import statistics
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Protocol
+from threading import Event
+from typing import Any, Protocol
 
 from controller import lifecycle, profiles, timing, training
 from controller import resume as resuming
@@ -47,12 +49,12 @@ class RunOptions:
     confirm_repeats: int | None = None    # runs per candidate per host (default: >= 3 per candidate in all)
     min_effect_pct: float = 5.0           # smallest change worth finding: warn when the noise hides it
     policy: str | None = None             # ppo: None = the store's compatible policy, "none" = cold, else a path
-    policy_store: object = None           # a PolicyStore (default: controller.learn.policystore.default_root())
-    tensorboard_dir: object = None        # --tensorboard: RUN_DIR/tensorboard (see controller/tblog.py)
+    policy_store: PolicyStore | None = None  # default: controller.learn.policystore.default_root()
+    tensorboard_dir: Path | None = None   # --tensorboard: RUN_DIR/tensorboard (see controller/tblog.py)
     invocation: dict | None = None        # how the run was started (inventory, --limit, ...): options.json
-    cancel: object = None                 # a threading.Event: once set, no evaluation starts (controller/job.py)
+    cancel: Event | None = None           # once set, no evaluation starts (controller/job.py)
     compare: tuple[str, ...] = ()         # expert profiles measured beside the winner (controller/learn/arms.py)
-    catalog: object = None                # a Catalog (default: the built-in one): when knobs take effect
+    catalog: Catalog | None = None        # default: the built-in one; says when knobs take effect
     rejoin_window: float = 180.0          # a lost host is reconnected for this long (seconds) ...
     rejoin_interval: float = 3.0          # ... trying every this many seconds (controller/fleet/rejoin.py)
 
@@ -83,7 +85,7 @@ class Setup:
     arms: list[Arm]
     recorder: Recorder
     evaluators: dict[str, HostEvaluator]
-    prepared: object = None  # re-prepares a host that rejoins (its service is gone after a reboot)
+    prepared: Callable[..., Any] | None = None  # re-prepares a host that rejoins (its service is gone after a reboot)
     pairs: dict | None = None  # client -> server, for a benchmark with a partner
 
 
@@ -124,6 +126,7 @@ def tune(spec: TuningSpec, fleet: Fleet, run: RunDir, options: RunOptions, repor
         if not any(t.ok for t in setup.recorder.search_trials()):
             raise TunefleetError("the search produced no successful evaluation; see trials.jsonl in " + str(run.path))
         selection = pick_best(ctx, top_k=options.confirm_top, repeats=options.confirm_repeats, phase=reporter.phase)
+        assert selection is not None  # the search had a successful evaluation (above)
         summary = _verify_phase(ctx, setup, selection.trial.values, options, reporter)
     finally:
         executor.shutdown()
@@ -152,6 +155,7 @@ def _set_up(spec: TuningSpec, fleet: Fleet, run: RunDir, options: RunOptions, re
     run.write("hosts.json", {n: {"facts": h.facts, "originals": originals[n]} for n, h in fleet.hosts.items()})
     restart = timing.needs_restart(spec, catalog, arms.knobs_of(profile_arms))
     if restart:
+        assert spec.service is not None  # only a spec's service is restarted
         reporter.message(f"{spec.service.name} is restarted before every measured run (a knob of this run takes "
                          "effect only when a server listens again)")
     recorder = Recorder(_trial_sink(run, fleet), [reporter.trial])
@@ -171,7 +175,7 @@ def _set_up(spec: TuningSpec, fleet: Fleet, run: RunDir, options: RunOptions, re
         reporter.phase("setup", "setup and service start on every host")
         prepare = functools.partial(lifecycle.prepare_host, spec=spec)
         for name, out in fleet.map(prepare).items():
-            if not out.ok:
+            if out.error is not None:
                 evaluators[name].dropped = out.error.message
                 reporter.message(f"dropping {name} from the run: {out.error.message}")
     return Setup(originals, profile_arms, recorder, evaluators, prepare)
@@ -291,7 +295,7 @@ def _watch(fleet: Fleet, originals: dict[str, dict[str, str]], evaluators: dict[
         return
     outcomes = fleet.map(lambda h: h.request("watch", {"values": originals[h.name]}))
     for name, out in outcomes.items():
-        if out.ok:
+        if out.error is None:
             continue
         if isinstance(out.error, AgentError) and out.error.etype == E_DRIFT:
             evaluators[name].stop_for_drift(out.error.details.get("drift") or {})
@@ -316,7 +320,7 @@ def _trial_sink(run: RunDir, fleet: Fleet):
 def _baseline(evaluators: dict[str, HostEvaluator], executor, repeats: int, reporter: Reporter,
               rejoiner=None, prepare=None) -> dict[str, dict]:
     def measure(ev: HostEvaluator) -> dict:
-        trials = []
+        trials: list[Trial] = []
         while len(trials) < repeats and not ev.dropped:
             t = ev.evaluate(None, phase="baseline")
             if ev.lost or ev.drift is not None:  # measured again once the host is back on its originals
@@ -331,7 +335,7 @@ def _baseline(evaluators: dict[str, HostEvaluator], executor, repeats: int, repo
             ev.dropped = f"the baseline benchmark failed: {trials[-1].error}"
             reporter.message(f"dropping {ev.name} from the run: {ev.dropped}")
             return {}
-        raws = [t.raw for t in good]
+        raws = [t.raw for t in good if t.raw is not None]  # every good run has its figure
         ev.baseline = statistics.median(raws)
         ev.baseline_aggregates = features.mean_aggregates([t.aggregates for t in good])
         summary = stats.summarize(raws)
@@ -368,12 +372,9 @@ def _result(spec: TuningSpec, options: RunOptions, run: RunDir, recorder: Record
     goal = spec.goal
     per_host = {}
     for name, ev in ctx.evaluators.items():
-        host_trials = [t for t in recorder.search_trials(name) if t.ok]
-        host_best = max(host_trials, key=lambda t: t.reward) if host_trials else None
         entry = {
             "baseline": baselines.get(name, {}).get("summary"),
-            "best_seen": ({"values": host_best.values, "raw": host_best.raw, "reward": round(host_best.reward, 4),
-                           "change_pct": _change(host_best.raw, ev.baseline, goal)} if host_best else None),
+            "best_seen": _best_seen(recorder.search_trials(name), ev.baseline, goal),
             "evaluations": len(recorder.search_trials(name)),
             "failures": sum(1 for t in recorder.search_trials(name) if not t.ok),
             "dropped": ev.dropped,
@@ -425,13 +426,24 @@ def _result(spec: TuningSpec, options: RunOptions, run: RunDir, recorder: Record
     return result
 
 
-def _change(raw: float, baseline: float | None, goal: str) -> float | None:
+def _best_seen(trials: list[Trial], baseline: float | None, goal: str) -> dict | None:
+    """A host's best search sample, unverified (None when none succeeded)."""
+    scored = [(t.reward, t.raw, t) for t in trials if t.ok and t.reward is not None and t.raw is not None]
+    if not scored:
+        return None
+    reward, raw, best = max(scored, key=lambda s: s[0])
+    return {"values": best.values, "raw": raw, "reward": round(reward, 4), "change_pct": _change(raw, baseline, goal)}
+
+
+def _change(raw: float | None, baseline: float | None, goal: str) -> float | None:
     """Percent change of the raw metric against the host's baseline (not of the log reward)."""
+    if raw is None:
+        return None
     pct = change_pct(raw, baseline or 0.0, goal)
     return None if pct is None else round(pct, 2)
 
 
-def _verdict(v: dict | None, constraints: list[dict] = ()) -> str:
+def _verdict(v: dict | None, constraints: Sequence[dict] = ()) -> str:
     if not v:
         return "not verified: no host completed the verification"
     broken = [(c, (c["arms"].get(arms.BEST) or {})) for c in constraints]

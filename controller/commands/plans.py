@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -159,14 +159,14 @@ def _show_plan(console, spec: TuningSpec, chosen, spec_file, hosts) -> None:
 def _plan_record(spec: TuningSpec, chosen) -> dict:
     from controller.benchcheck import record
 
-    record = {"spec": spec.to_dict(), "benchmark": record(spec, _origin(chosen))}
+    plan: dict[str, Any] = {"spec": spec.to_dict(), "benchmark": record(spec, _origin(chosen))}
     if chosen is not None:
-        record.update({"strategist": getattr(chosen, "strategist", "builtin"), "workload": chosen.workload,
+        plan.update({"strategist": getattr(chosen, "strategist", "builtin"), "workload": chosen.workload,
                        "reason": chosen.reason, "rationale": chosen.rationale, "warnings": list(chosen.warnings),
                        "notes": list(getattr(chosen, "notes", ())), "left_out": dict(getattr(chosen, "left_out", {}))})
         if getattr(chosen, "llm", None):  # which model, how many tokens (never the key)
-            record.update({"model": chosen.model, "usage": chosen.usage, "llm": chosen.llm})
-    return record
+            plan.update({"model": chosen.model, "usage": chosen.usage, "llm": chosen.llm})
+    return plan
 
 
 def profiles_to_compare(names: list[str], chosen) -> list[str]:

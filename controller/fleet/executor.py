@@ -110,7 +110,7 @@ def gather(futures: list) -> list[Any]:
     `wait_all` (Ray's actor calls: one ray.wait over the round's ObjectRefs, no thread each)."""
     inner = [f.inner if isinstance(f, Then) else f for f in futures]
     cf.wait([f for f in inner if isinstance(f, cf.Future)])
-    kinds: dict[type, list] = {}
+    kinds: dict[Any, list] = {}  # a future's type -> its futures (the type has wait_all)
     for f in inner:
         if not isinstance(f, cf.Future):
             kinds.setdefault(type(f), []).append(f)

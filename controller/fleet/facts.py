@@ -9,9 +9,10 @@ and the catalog use it without connecting anything (and without loading SSH).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 
-def shared_kernels(facts: Mapping[str, dict | None]) -> dict[str, list[str]]:
+def shared_kernels(facts: Mapping[str, dict[str, Any] | None]) -> dict[str, list[str]]:
     """boot_id -> the hosts (two or more) that run on that one kernel, from their hello facts.
 
     Hosts in name order, whatever order the facts came in, so plans and refusals name them the same

@@ -98,7 +98,7 @@ def read_originals(fleet: Fleet, names: list[str]) -> dict[str, dict[str, str]]:
     outcomes = fleet.map(lambda h: h.request("read", {"names": names}))
     originals = {}
     for name, out in outcomes.items():
-        if not out.ok:
+        if out.error is not None:
             raise out.error
         if out.value.get("missing"):
             raise SpecError(f"{name}: knob(s) missing on the host: {', '.join(out.value['missing'])}")

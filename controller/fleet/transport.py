@@ -65,6 +65,7 @@ class _StderrTail:
 
 class LocalProcess:
     def __init__(self, popen: subprocess.Popen):
+        assert popen.stdin is not None and popen.stdout is not None and popen.stderr is not None  # all piped
         self._p = popen
         self.stdin = popen.stdin
         self.stdout = popen.stdout

@@ -81,6 +81,8 @@ def observation(knobs: np.ndarray, named: dict[str, float] | None, reward: float
 
 class HostEnv(gym.Env):
     metadata = {"render_modes": []}
+    # gymnasium's Env.spec (a registration EnvSpec, None for an env made directly) holds the tuning spec here
+    spec: TuningSpec  # type: ignore[assignment]
 
     def __init__(self, evaluator: HostEvaluator, spec: TuningSpec, *, originals: dict[str, str], episode_steps: int = 4,
                  incumbent: Incumbent | None = None):
@@ -143,9 +145,11 @@ class HostEnv(gym.Env):
             self.episodes += 1
         self._steps += 1
         self._failures = 0 if trial.ok else self._failures + 1
+        reward = trial.reward
+        assert reward is not None  # a search evaluation has one, a failed one FAILURE_REWARD
         # A failed run still has features (a timed-out storm shows its overflows).
         self._obs = (self.incumbent.observation() if self.incumbent is not None
-                     else self._observe(trial.reward, trial.features, trial.values))
+                     else self._observe(reward, trial.features, trial.values))
         terminated = self._failures > MAX_FAILURES or self.evaluator.lost is not None
         truncated = self._steps >= self.episode_steps
-        return self._obs.copy(), float(trial.reward), terminated, truncated, {"trial": trial}
+        return self._obs.copy(), float(reward), terminated, truncated, {"trial": trial}

@@ -9,7 +9,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from controller.errors import AgentError, AgentGone, Cancelled, SpecError, TunefleetError
 from controller.fleet.executor import Executor, Then
@@ -199,14 +199,14 @@ class Measure:
 
     def _benchmark(self, host, out: dict, staged: dict | None) -> None:
         timeout = self.run_timeout
-        args = {"cmd": self.command, "timeout": timeout, "interval": 1.0}
+        args: dict[str, Any] = {"cmd": self.command, "timeout": timeout, "interval": 1.0}
         if getattr(self.spec, "benchmark_cwd", None):
             args["cwd"] = self.spec.benchmark_cwd
         if staged:
             args["apply"] = staged
         if self.before:
             args["before"] = self.before
-        samples: list[dict] = []
+        samples: list[dict[str, float]] = []
 
         def on_event(msg: dict) -> None:  # the agent's per-second samples while the benchmark runs
             data = msg.get("data") or {}
@@ -216,6 +216,7 @@ class Measure:
         result = host.request("run", args, timeout=self.timeout - 30.0, on_event=on_event)
         refused = (result.get("apply") or {}).get("refused") or {}
         if refused:  # nothing was run
+            assert staged is not None  # only what was staged can be refused
             values = staged["values"]
             why = "; ".join(f"{k} = {values.get(k)!r}: {v.get('message', v)}" for k, v in refused.items())
             raise AgentError(f"apply refused: {why}", host.name, "ValidationError")
@@ -260,6 +261,7 @@ class HostEvaluator:
         self.recorder = recorder
         self.measure = measure or Measure(spec)
         self.baseline: float | None = None
+        self.drift_said = False  # the drift was said (search.say_drift)
         self.baseline_aggregates: dict[str, float] = {}  # the reference for every trial's features
         self.lost: str | None = None  # set when the agent is gone: no further evaluation is possible
         self.dropped: str | None = None  # set when the run gave up on this host (why)
@@ -291,6 +293,7 @@ class HostEvaluator:
         self._check_cancel()
         remote = getattr(self.host, "submit", None)
         if remote is None:
+            assert executor is not None  # a host without a submit of its own runs in the executor's threads
             return executor.submit(self.evaluate, values, phase, label, original, bounds)
         call = remote(self.measure, values, bounds if bounds is not None else not original,
                       timeout=self.measure.timeout)
@@ -333,7 +336,7 @@ class HostEvaluator:
         constraints = getattr(self.spec, "constraints", ())
         if trial.ok and constraints:
             trial.feasible = all(c.holds(trial.observed[c.metric]) for c in constraints)
-        if trial.ok and self.baseline is not None and phase != "baseline":
+        if trial.ok and trial.raw is not None and self.baseline is not None and phase != "baseline":
             trial.reward = penalized(relative_reward(trial.raw, self.baseline, self.spec.goal), trial, constraints)
             pct = change_pct(trial.raw, self.baseline, self.spec.goal)
             trial.change_pct = None if pct is None else round(pct, 3)

@@ -22,7 +22,7 @@ against the metrics the agent reads (controller/statemetrics.py), never silently
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -60,7 +60,7 @@ FEATURES: tuple[tuple[str, str, str], ...] = (
 NAMES: tuple[str, ...] = tuple(name for name, _, _ in FEATURES)
 SIZE = len(FEATURES)
 
-def aggregate(samples: list[Mapping[str, float]], run: Mapping[str, float]) -> dict[str, float]:
+def aggregate(samples: Sequence[Mapping[str, float]], run: Mapping[str, float]) -> dict[str, float]:
     """Absolute aggregates of one benchmark run: ``samples`` are the per-second metrics the agent
     streamed, ``run`` its whole-run summary. Only metrics the host reported appear."""
     out = {}

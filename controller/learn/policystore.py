@@ -97,10 +97,10 @@ class PolicyStore:
             raise SpecError(f"policy store {self.root}: {INDEX} cannot be read: {e}") from None
         out = []
         for item in raw.get("policies", []):
-            e = Entry(item["id"], item["file"], item["knobs"], item.get("workload", ""),
-                      item.get("kernel_family", ""), float(item.get("created", 0)), item)
-            if (self.root / e.file).exists():
-                out.append(e)
+            entry = Entry(item["id"], item["file"], item["knobs"], item.get("workload", ""),
+                          item.get("kernel_family", ""), float(item.get("created", 0)), item)
+            if (self.root / entry.file).exists():
+                out.append(entry)
         return out
 
     def find(self, spec: TuningSpec, kernel: str, action_mode: str = "config") -> Entry | None:

@@ -73,6 +73,8 @@ def saved_shapes(path: Path) -> dict:
         data, _, _ = load_from_zip_file(str(path), device="cpu")
     except (OSError, ValueError, KeyError) as e:
         raise SpecError(f"policy {path}: cannot be read as a saved PPO policy: {e}") from None
+    if data is None:
+        raise SpecError(f"policy {path}: cannot be read as a saved PPO policy: it holds no data")
     return {"observation": int(data["observation_space"].shape[0]), "action": int(data["action_space"].shape[0]),
             "net_arch": list((data.get("policy_kwargs") or {}).get("net_arch") or []),
             # policies saved before moves existed acted with whole configurations
@@ -158,7 +160,7 @@ def ppo_search(ctx: SearchContext) -> None:
     if ctx.policy_in is not None:
         model.set_parameters(str(ctx.policy_in), exact_match=True, device="cpu")
     setattr(model, ACTION_MODE_ATTR, settings["action"])
-    callbacks = [BudgetCallback(ctx, hosts)]
+    callbacks: list[BaseCallback] = [BudgetCallback(ctx, hosts)]
     outputs = []
     if ctx.checkpoint_dir is not None:
         outputs.append(make_output_format("csv", str(ctx.checkpoint_dir)))

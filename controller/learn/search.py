@@ -21,6 +21,7 @@ from controller.learn.evaluation import HostEvaluator, Recorder, Trial
 from controller.learn.strategies import STRATEGIES, register
 
 if TYPE_CHECKING:
+    from controller.fleet.rejoin import Rejoiner
     from controller.spec import TuningSpec
 
 # A host whose evaluations keep failing this many times in a row is dropped from the run.
@@ -37,7 +38,7 @@ class SearchContext:
     recorder: Recorder
     budget: int
     seed: int = 0
-    checkpoint_dir: object = None
+    checkpoint_dir: Path | None = None
     episode_steps: int = 4
     log: Callable[[str], None] = print
     training: dict | None = None        # the spec's training_config, validated (controller/training.py)
@@ -45,7 +46,7 @@ class SearchContext:
     policy_out: Path | None = None      # where PPO saves the policy it trained
     episodes: int | None = None         # set by strategies that run episodes (PPO): how many began
     tensorboard_dir: Path | None = None  # --tensorboard: PPO's training curves go here (stable-baselines3's logger)
-    rejoiner: object = None             # reconnects hosts whose agent was lost (controller/fleet/rejoin.py)
+    rejoiner: Rejoiner | None = None    # reconnects hosts whose agent was lost (controller/fleet/rejoin.py)
     prepare: Callable | None = None     # prepares a rejoining host's workload (controller/lifecycle.py)
 
     @property

@@ -51,7 +51,7 @@ def for_workload(key: str) -> list[Profile]:
     return [get(n) for n in WORKLOADS[key]]
 
 
-def load_file(path: str | Path) -> Profile:
-    """A user's profile: a TuneD ``tuned.conf`` (its includes from the shipped TuneD profiles or from
+def load_file(path: str | Path) -> list[Profile]:
+    """A user's profiles: a TuneD ``tuned.conf`` (its includes from the shipped TuneD profiles or from
     sibling profile folders) or a YAML file shaped like servers.yaml's entries."""
     return userfile.load(Path(path))

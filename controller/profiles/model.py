@@ -9,6 +9,10 @@ userfile.py (a user's file).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from controller.catalog import Catalog
 
 
 @dataclass(frozen=True)
@@ -22,11 +26,11 @@ class Profile:
     why: dict[str, str] = field(default_factory=dict)         # sysctl or not_sysctl key -> quoted sentence
     modifiers: dict[str, str] = field(default_factory=dict)   # sysctl -> ">" (only raised) or "<" (only lowered)
     origin: dict[str, str] = field(default_factory=dict)      # sysctl -> profile (file) that set it
-    conditional: tuple[dict, ...] = ()         # sysctl units that apply only on matching hardware
+    conditional: tuple[dict[str, Any], ...] = ()         # sysctl units that apply only on matching hardware
     unset: dict[str, str] = field(default_factory=dict)       # sysctls named without a value for every host
     notes: tuple[str, ...] = ()
     includes: tuple[str, ...] = ()             # profiles merged into this one, in load order
-    references: tuple[dict, ...] = ()          # {title, url, version, file?}
+    references: tuple[dict[str, Any], ...] = ()          # {title, url, version, file?}
 
     def written(self, name: str) -> str:
         """A value as its source writes it: ``>2048`` for a floor."""
@@ -50,7 +54,7 @@ class Profile:
             out[name] = value
         return out
 
-    def catalog_problems(self, catalog) -> list[str]:
+    def catalog_problems(self, catalog: Catalog) -> list[str]:
         """Values a catalog does not know or whose safe bounds exclude them, one line each."""
         from controller.knob import parse_ints  # here: numpy and pydantic, which `tunefleet profiles` needs not
 
@@ -68,7 +72,7 @@ class Profile:
                     problems.append(f"{self.name}: {name} = {value} is outside the safe bounds {t.bounds_text()}")
         return problems
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "summary": self.summary, "source": self.source, "version": self.version,
                 "values": dict(self.values), "written": {n: self.written(n) for n in self.values},
                 "why": dict(self.why), "origin": dict(self.origin), "not_sysctl": dict(self.not_sysctl),

@@ -6,6 +6,8 @@ cannot reproduce go under ``not_sysctl``, sysctls a source names without a value
 
 from __future__ import annotations
 
+from typing import Any
+
 from controller.profiles.model import Profile
 from controller.profiles.tunedconf import ProfileError
 from node_agent.protocol import is_sysctl_name, normalize_value
@@ -13,7 +15,7 @@ from node_agent.protocol import is_sysctl_name, normalize_value
 ENTRY_FIELDS = {"summary", "references", "sysctl", "not_sysctl", "unset", "notes"}
 
 
-def server_profiles(data: dict, where: str) -> list[Profile]:
+def server_profiles(data: object, where: str) -> list[Profile]:
     """Profiles in servers.yaml's shape (also a user's YAML file)."""
     profiles = data.get("profiles") if isinstance(data, dict) else None
     if not isinstance(profiles, dict) or not profiles:
@@ -21,7 +23,7 @@ def server_profiles(data: dict, where: str) -> list[Profile]:
     return [server_profile(str(n), e, where) for n, e in profiles.items()]
 
 
-def server_profile(name: str, entry, where: str) -> Profile:
+def server_profile(name: str, entry: object, where: str) -> Profile:
     """One servers.yaml-shaped entry as a Profile."""
     at = f"{where}: profiles.{name}"
     if not isinstance(entry, dict):
@@ -32,7 +34,10 @@ def server_profile(name: str, entry, where: str) -> Profile:
     refs = entry.get("references") or {}
     if not isinstance(refs, dict):
         raise ProfileError(f"{at}.references: must map a short key to {{title, url, version, file}}")
-    values, modifiers, why, used = {}, {}, {}, []
+    values: dict[str, str] = {}
+    modifiers: dict[str, str] = {}
+    why: dict[str, str] = {}
+    used: list[str] = []
     for sysctl, item in _mapping(entry.get("sysctl"), f"{at}.sysctl").items():
         if not is_sysctl_name(sysctl):
             raise ProfileError(f"{at}.sysctl.{sysctl}: not a plain sysctl name")
@@ -66,7 +71,7 @@ def server_profile(name: str, entry, where: str) -> Profile:
                    modifiers, {k: name for k in values}, (), unset, tuple(str(n) for n in notes), (), references)
 
 
-def _mapping(value, at: str) -> dict:
+def _mapping(value: object, at: str) -> dict[str, Any]:
     if value is None:
         return {}
     if not isinstance(value, dict):
@@ -74,7 +79,8 @@ def _mapping(value, at: str) -> dict:
     return value
 
 
-def _why(item: dict, refs: dict, at: str, key, why: dict, used: list) -> None:
+def _why(item: dict[str, Any], refs: dict[str, Any], at: str, key: str | None, why: dict[str, str],
+         used: list[str]) -> None:
     ref = item.get("from")
     if ref is not None and ref not in refs:
         raise ProfileError(f"{at}.from: {ref!r} is not one of references ({', '.join(refs) or 'none given'})")

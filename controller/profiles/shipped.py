@@ -5,8 +5,10 @@ with the sentence it comes from, servers.py)."""
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from controller.profiles import tunedconf
 from controller.profiles.model import Profile
@@ -23,18 +25,19 @@ def profiles() -> dict[str, Profile]:
     return out
 
 
-def _yaml(path: Path) -> dict:
+def _yaml(path: Path) -> dict[str, Any]:
     import yaml
 
-    return yaml.safe_load(path.read_text(encoding="utf-8"))
+    data: dict[str, Any] = yaml.safe_load(path.read_text(encoding="utf-8"))
+    return data
 
 
 @functools.lru_cache(maxsize=1)
-def tuned_data() -> dict:
+def tuned_data() -> dict[str, Any]:
     return _yaml(DATA / "tuned.yaml")
 
 
-def tuned_sections(short: str) -> dict | None:
+def tuned_sections(short: str) -> dict[str, dict[str, str]] | None:
     """The sections of a shipped TuneD profile (``throughput-performance``), or None."""
     entry = tuned_data()["profiles"].get(short)
     return None if entry is None else {s: dict(o) for s, o in entry["sections"].items()}
@@ -57,8 +60,9 @@ def _tuned_profiles() -> list[Profile]:
     return out
 
 
-def tuned_profile(short: str, lookup, name: str, source: str, version: str, label=None, notes=(),
-                  references=()) -> Profile:
+def tuned_profile(short: str, lookup: Callable[[str], dict[str, dict[str, str]] | None], name: str, source: str,
+                  version: str, label: Callable[[str], str] | None = None, notes: tuple[str, ...] = (),
+                  references: tuple[dict[str, Any], ...] = ()) -> Profile:
     """A TuneD profile resolved through ``lookup`` (name -> sections) and described as a Profile;
     ``label`` names the profiles of its chain in ``origin`` (shipped ones as ``tuned:NAME``)."""
     shipped = tuned_data()["profiles"]

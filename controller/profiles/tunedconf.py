@@ -84,7 +84,7 @@ def parse(text: str, where: str) -> dict[str, dict[str, str]]:
     is the file's path (``${i:PROFILE_DIR}`` and ``script=`` are relative to its folder)."""
     parser = configparser.ConfigParser(delimiters=("=",), inline_comment_prefixes=("#",), strict=False,
                                        interpolation=None)
-    parser.optionxform = str
+    parser.optionxform = str  # type: ignore[assignment,method-assign]  # configparser's way to keep names' case
     try:
         parser.read_string(text, where)
     except configparser.Error as e:

@@ -194,7 +194,7 @@ def leave_out_missing(spec: TuningSpec, facts: dict | None, catalog: Catalog | N
         if not lacking:
             continue
         tunable = catalog.get(name)
-        kernel = (facts[lacking[0]] or {}).get("kernel", "")
+        kernel = ((facts or {}).get(lacking[0]) or {}).get("kernel", "")
         why = tunable.kernels.why_missing(kernel) if tunable is not None and tunable.kernels else (
             tunable.note if tunable is not None and tunable.note else "not in /proc/sys there")
         out[name] = f"missing on {', '.join(lacking)}: {why}"

@@ -16,6 +16,7 @@ import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from controller.errors import TunefleetError, UserError
 from controller.strategist import prompts
@@ -133,7 +134,7 @@ class Session:
     config: LLMConfig
     toolbox: Toolbox
     on_event: Event | None = None
-    client: object = None
+    client: Any = None  # an OpenAI client (openai is imported only when a model is used)
     messages: list = field(default_factory=list)
     usage: Usage = field(default_factory=Usage)
     served_model: str | None = None
@@ -230,6 +231,7 @@ def plan(goal: str, facts: dict | None, *, config: LLMConfig, catalog=None, on_e
     for _ in range(config.max_turns):
         step = session.step()
         if step.plan is not None:
+            assert step.call_id is not None  # set with the plan
             session.answer(step.call_id, "accepted")
             return finish(step.plan, session)
         if len(toolbox.rejections) >= config.max_invalid:

@@ -5,13 +5,14 @@ call, the task, and the messages that steer it back when it wanders."""
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from controller import rewards
 from controller.benchcheck import tools_summary
 
 OPTIMIZE = "optimize_workload"
 
-TOOLS = [
+TOOLS: list[dict[str, Any]] = [
     {"type": "function", "function": {
         "name": "inspect_hosts",
         "description": "The hosts to tune, as their agents reported them: kernel, distro, CPUs, memory, "

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -147,7 +148,7 @@ class Toolbox:
             if values:
                 entry["current"] = values if len(set(values.values())) > 1 else next(iter(values.values()))
             out.append(entry)
-        result = {"tunables": out}
+        result: dict[str, Any] = {"tunables": out}
         if unavailable:
             result["not_available_on_these_hosts"] = unavailable
         if self.facts and not any((f.get("knobs") or {}) for f in self.facts.values()):
@@ -158,6 +159,7 @@ class Toolbox:
         data, problems = self._parse(config_json)
         if problems:
             return self._reject(problems)
+        assert data is not None  # _parse gives the data or its problems
         rationale = _pop_rationale(data)
         spec, problems = self._spec(data)
         if spec is None:

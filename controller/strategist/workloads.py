@@ -14,6 +14,7 @@ starts by measuring what an administrator would apply instead (docs/workloads.md
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from controller import profiles
 from controller.knob import Knob
@@ -81,7 +82,7 @@ def profile_priors(key: str, data: dict) -> list[dict]:
     own = data.get("initial_candidates") or []
     if not own:
         return []
-    out = []
+    out: list[dict[str, Any]] = []
     for profile in profiles.for_workload(key) if key in profiles.workload_keys() else []:
         values = {n: v for n, v in profile.values.items() if n in knobs and knobs[n].contains(v)}
         if values and len(out) < MAX_PROFILE_PRIORS:
