@@ -208,7 +208,7 @@ def _findings(summary: dict) -> list[str]:
         regrets = {k: r.get("regret_mean") for k, r in rows.items() if r.get("regret_mean") is not None}
         if not regrets:
             continue
-        order = sorted(regrets, key=regrets.get)
+        order = sorted(regrets, key=lambda k: regrets[k])
         lines.append(f"- **{key}**: mean normalized regret " + ", ".join(f"{k} {regrets[k]:.3f}" for k in order) + ".")
         if "ppo" in regrets and "random" in regrets:
             lines.append("  " + _ppo_vs_random(rows["ppo"], rows["random"]))

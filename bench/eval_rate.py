@@ -15,6 +15,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -103,7 +104,7 @@ def measure(hosts: str, limit: str | None, evaluations: int, len_hint: str) -> d
     finally:
         fleet.close()
     ok = [t for t in recorder.trials if t.ok]
-    row = {"hosts": len(evaluators), "connect_s": connect_s, "rtt_ms": rtt,
+    row: dict[str, Any] = {"hosts": len(evaluators), "connect_s": connect_s, "rtt_ms": rtt,
            "rate": len(recorder.trials) / elapsed,
            "per_eval_ms": statistics.median(t.duration_s for t in ok) * 1000 if ok else float("nan")}
     row["text"] = (f"{len_hint}: {row['hosts']} host(s), connect+deploy+hello {connect_s:.2f} s, ping "

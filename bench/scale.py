@@ -162,7 +162,7 @@ def ray_call_floor(calls: int = 3000, batch: int = 16, trips: int = 300) -> tupl
         def call(self, packed: tuple) -> tuple:  # (name, key, args) in one, as HostsWorker.call
             return ("ok", {"metrics": {"x": 1.0}, "error": None})
 
-    actor = ray.remote(num_cpus=0, max_concurrency=2 * batch + 1)(Nothing).remote()
+    actor = ray.remote(num_cpus=0, max_concurrency=2 * batch + 1)(Nothing).remote()  # type: ignore[call-overload]  # ray's overloads leave actor options out
     pid = ray.get(actor.pid.remote())
     ray.get([actor.call.remote(("h", 0, ({},))) for _ in range(batch)])
     (me0, _), (act0, _) = _cpu_rss({os.getpid()}), _cpu_rss({pid})

@@ -59,18 +59,19 @@ def targets(rows: list[dict]) -> list[str]:
 
     def both(what: str, hosts: int, key: str, ok, fmt: str) -> None:
         """A target that threads and Ray must both meet at `hosts`, when both were measured there."""
-        got = {w: at(rows, hosts, w) for w in ("threads", "ray")}
-        if all(got.values()):
-            out.append(f"{what}: {verdict(all(ok(r[key]) for r in got.values()))} "
-                       f"(threads {got['threads'][key]:{fmt}}, ray {got['ray'][key]:{fmt}})")
+        threads, ray = at(rows, hosts, "threads"), at(rows, hosts, "ray")
+        if threads and ray:
+            out.append(f"{what}: {verdict(ok(threads[key]) and ok(ray[key]))} "
+                       f"(threads {threads[key]:{fmt}}, ray {ray[key]:{fmt}})")
 
     out = []
     for hosts, bound in ((3, 5.0), (64, 2.0)):
         both(f"marginal cost <= {bound:g} ms amortized at {hosts} hosts, threads and Ray", hosts, "marginal_ms",
              lambda v, b=bound: v <= b, ".2f")
-    naive3 = at(rows, 3, "naive")
-    if naive3 and at(rows, 3, "threads") and at(rows, 3, "ray"):
-        ratios = {w: naive3["marginal_ms"] / max(at(rows, 3, w)["marginal_ms"], 1e-9) for w in ("threads", "ray")}
+    naive3, threads3, ray3 = at(rows, 3, "naive"), at(rows, 3, "threads"), at(rows, 3, "ray")
+    if naive3 and threads3 and ray3:
+        ratios = {w: naive3["marginal_ms"] / max(r["marginal_ms"], 1e-9) for w, r in (("threads", threads3),
+                                                                                         ("ray", ray3))}
         out.append(f">= 9x below the naive loop at 3 hosts (ACKs {acks}): {verdict(min(ratios.values()) >= 9)} "
                    f"(naive {naive3['marginal_ms']:.1f} ms: {ratios['threads']:.1f}x threads, "
                    f"{ratios['ray']:.1f}x ray)")
@@ -115,6 +116,7 @@ def ray_round_trip(rows: list[dict], floor: tuple) -> str:
         return text
     k = 16 if 16 in sizes else sizes[-1]
     threads, ray = at(rows, k, "threads"), at(rows, k, "ray")
+    assert threads is not None and ray is not None  # sizes holds only those where both were measured
     if k == 16:
         threads_round = threads["slope_ms"] * 16
         gap = (ray["slope_ms"] - threads["slope_ms"]) * 16

@@ -27,7 +27,7 @@ import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from controller.spec import TuningSpec
@@ -112,6 +112,7 @@ def run_one(label: str, dims: int, index: int, budget: int, seed: int, store: st
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="tunefleet-sim-") as tmp:
         if policy and policy.startswith("trained"):  # a copy: what this run saves must not reach the next run
+            assert store is not None  # a trained cell names its store
             shutil.copytree(store + policy[len("trained"):], Path(tmp) / "policies")
         options = RunOptions(strategy=strategy, budget=budget, seed=seed, verify_repeats=2,
                              policy="none" if policy == "none" else None,
@@ -169,7 +170,9 @@ def probe(dims: int, store: str, action: str = "config", members: int = 40, draw
 
     ps = PolicyStore(store)
     spec = member(HELD_OUT, dims).spec()  # a held-out workload name: the store's newest policy, as a run finds it
-    model = PPO.load(str(ps.find(spec, "", action).path(ps.root)), device="cpu")
+    entry = ps.find(spec, "", action)
+    assert entry is not None  # probe() runs after training stored the family's policy
+    model = PPO.load(str(entry.path(ps.root)), device="cpu")
     rng = np.random.default_rng(0)
     overflow = [spec.action_dim + features.NAMES.index(n)
                 for n in ("tcp_listen_overflows.sum", "tcp_listen_drops.sum")]
@@ -229,7 +232,7 @@ def collect(args) -> dict:
     def store_of(s: int) -> str:
         return stores[(dims[s % len(dims)], (s // len(dims)) % args.policies)]
 
-    data = {"command": ("bench/simbench.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])).strip(),
+    data: dict[str, Any] = {"command": ("bench/simbench.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])).strip(),
             "settings": {"cells": labels, "budgets": budgets, "dims": dims, "seeds": args.seeds, "hosts": 3,
                          "train_members": args.train, "train_budget": args.train_budget,
                          "train_per_run": args.train_per_run,

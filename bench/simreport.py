@@ -120,9 +120,9 @@ def plot(table: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     # auto runs what it chose (bo or ppo trained): the same curves again, left out of the plot
-    panels = (("without priors", [k for k in table["cells"] if "priors" not in k and not k.startswith("auto")]),
-              ("with expert priors", [k for k in table["cells"] if "priors" in k]))
-    panels = [p for p in panels if p[1]]
+    both = (("without priors", [k for k in table["cells"] if "priors" not in k and not k.startswith("auto")]),
+            ("with expert priors", [k for k in table["cells"] if "priors" in k]))
+    panels = [p for p in both if p[1]]
     fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.5), sharey=True, squeeze=False)
     axes = axes[0]
     for ax, (title, labels) in zip(axes, panels):
