@@ -43,8 +43,8 @@ demo: fleet-up
 	$(BIN)/tunefleet check --hosts inventory/local.yml
 	$(BIN)/tunefleet run "make new connections to my web servers faster" --hosts inventory/local.yml --yes --budget 24 --seed 1
 
-# ruff (pyproject.toml: the rules and why) and mypy (strict on the run API and its result, mypy's
-# default checks elsewhere); before the fleet comes up, so a lint failure costs seconds
+# ruff (pyproject.toml: the rules and why) and mypy (strict on the run API and its result, every
+# function body checked elsewhere); before the fleet comes up, so a lint failure costs seconds
 lint: venv
 	$(BIN)/ruff check controller node_agent bench tests && $(BIN)/mypy
 

@@ -70,7 +70,7 @@ class Host:
         return took
 
     def close(self):
-        self.agent.stdin.close()
+        self.stdin.close()
         self.agent.wait(60)
         self.holder.kill()
         self.holder.wait(10)

@@ -27,7 +27,7 @@ class FieldError(ValueError):
 
     def __init__(self, path: str, message: str):
         super().__init__(message)
-        self.path = path.split(".")
+        self.path: list[str | int] = list(path.split("."))
         self.message = message
 
 

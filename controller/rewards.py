@@ -15,8 +15,11 @@ import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
 from controller.errors import SpecError
+
+Goal = Literal["maximize", "minimize"]
 
 NUMBER = r"([0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?)"
 
@@ -37,7 +40,7 @@ class RewardParseError(SpecError):
 @dataclass(frozen=True)
 class Metric:
     name: str
-    goal: str  # "maximize" | "minimize"
+    goal: Goal
     parse: Callable[[str], float | None]
     example: str  # what the parser looks for, for error messages
     tools: tuple[str, ...] = ()
@@ -188,7 +191,7 @@ def _fio(direction: str, field: str) -> Callable[[str], float | None]:
 METRICS: dict[str, Metric] = {}
 
 
-def _register(names: tuple[str, ...], goal: str, parse, example: str, tools: tuple[str, ...] = ()) -> None:
+def _register(names: tuple[str, ...], goal: Goal, parse, example: str, tools: tuple[str, ...] = ()) -> None:
     for name in names:
         METRICS[name] = Metric(name, goal, parse, example, tools)
 
@@ -228,7 +231,7 @@ def get(name: str) -> Metric | None:
     return METRICS.get(name)
 
 
-def default_goal(name: str) -> str:
+def default_goal(name: str) -> Goal:
     metric = METRICS.get(name)
     return metric.goal if metric else "maximize"
 

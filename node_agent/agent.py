@@ -66,7 +66,7 @@ class Agent:
         self.journal = journal.Journal(self.state_dir, self.boot_id, coupled=sysctl.COUPLED)
         self.locked_out = None  # message when another agent owns the state folder
         # what the start did with a stale journal
-        self.recovery = {"restored": {}, "unchanged": {}, "errors": {}, "foreign": {}, "discarded": {}}
+        self.recovery: dict = {"restored": {}, "unchanged": {}, "errors": {}, "foreign": {}, "discarded": {}}
         self.watch = drift.Watch(_current)  # someone else writing a knob tunefleet tunes (node_agent/drift.py)
         self._drift = None  # a Drift found while a command ran
         self.exits = exits.Exits(self.state_dir)
@@ -389,6 +389,7 @@ class Agent:
         return self.restore_all(_names(args, required=False), bool(args.get("kept")))
 
     def op_sample(self, _rid, _args):
+        assert self.sampler is not None  # set when the agent starts serving
         return self.sampler.sample()
 
     def op_run(self, rid, args):

@@ -148,7 +148,7 @@ def stream_round(mb, timeout=20.0):
     size = int(mb * (1 << 20))
     chunk = memoryview(b"\0" * (1 << 18))
     server = _listener(0)
-    done = []
+    done: list = []
     thread = threading.Thread(target=_drain, args=(server, done, timeout))
     thread.daemon = True
     thread.start()

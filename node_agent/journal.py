@@ -242,7 +242,7 @@ class Journal:
         ``recovering`` (a stale journal of a crashed agent) a value written just before the crash may
         not have reached the kernel: what tunefleet had there before counts as its own too.
         """
-        report = {"restored": {}, "unchanged": {}, "errors": {}, "foreign": {}}
+        report: dict = {"restored": {}, "unchanged": {}, "errors": {}, "foreign": {}}
         keep = []
         wanted = None if names is None else set(names)
         if wanted is not None:  # a coupled pair is restored together

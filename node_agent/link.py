@@ -165,7 +165,9 @@ class Link:
     def describe(self):
         """What is up. ``in_flight_frames``: full-size frames the link holds at its rate during
         its delay; a ``limit`` below it caps the throughput under the rate (netem's too)."""
-        e, s = self.entry, self.entry["settings"]
+        e = self.entry
+        assert e is not None  # described while a link is up
+        s = e["settings"]
         described = dict((k, e[k]) for k in ("peer", "device", "tap", "pref", "qdisc_added", "pid", "settings"))
         described["in_flight_frames"] = int(s["rate_mbit"] * 1e6 * s["delay_ms"] / 1000.0 / 8 / FULL_FRAME)
         return described
@@ -221,6 +223,7 @@ class Link:
                 "--parent", str(os.getpid()), "--journal", self.path]
         self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd="/",
                                      start_new_session=True, close_fds=True)
+        assert self.entry is not None  # journaled before the forwarder starts
         self.entry["pid"], self.entry["pid_start"] = self.proc.pid, _start_time(self.proc.pid)
         self._save()
         line = _read_line(self.proc, READY_TIMEOUT_S)

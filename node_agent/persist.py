@@ -103,7 +103,8 @@ def persist(values, path=None, note="", originals=None, force=False):
 
 def read_dropin(path):
     """(values, originals) of a drop-in tunefleet wrote; ({}, {}) when there is none."""
-    values, originals = {}, {}
+    values: dict = {}
+    originals: dict = {}
     try:
         with open(path, errors="replace") as f:
             text = f.read()

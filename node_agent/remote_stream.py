@@ -108,7 +108,8 @@ def _count(conn, max_seconds):
             start = time.monotonic()
             conn.settimeout(IDLE_S)
             buf = bytearray(1 << 18)
-            total, marks, next_mark = 0, [], start + MARK_EVERY_S
+            marks: list = []
+            total, next_mark = 0, start + MARK_EVERY_S
             while time.monotonic() - start < max_seconds:
                 n = conn.recv_into(buf)
                 now = time.monotonic()

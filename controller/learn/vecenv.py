@@ -42,9 +42,10 @@ class FleetVecEnv(DummyVecEnv):
     def step_wait(self):
         trials = dict(zip(self._futures, gather(list(self._futures.values()))))
         for i, trial in trials.items():  # "move": the round's best becomes every host's next start
-            if self.envs[i].incumbent is not None:
-                self.envs[i].incumbent.offer(trial)
-        results = [env.step(self._actions[i], trial=trials.get(i)) for i, env in enumerate(self.envs)]
+            incumbent = self.host_envs[i].incumbent
+            if incumbent is not None:
+                incumbent.offer(trial)
+        results = [env.step(self._actions[i], trial=trials.get(i)) for i, env in enumerate(self.host_envs)]
         for i, (obs, reward, terminated, truncated, info) in enumerate(results):
             self.buf_rews[i] = reward
             self.buf_dones[i] = terminated or truncated
