@@ -166,5 +166,6 @@ def launch(inst, state):
 
 
 def describe(state):
-    workers = (os.cpu_count() or 1) if state["workers"] == "auto" else int(state["workers"])  # auto: as nginx counts CPUs
+    # auto: as nginx counts CPUs
+    workers = (os.cpu_count() or 1) if state["workers"] == "auto" else int(state["workers"])
     return "nginx %s on 127.0.0.1:%d" % (state["version"], state["port"]), "%d workers" % workers
