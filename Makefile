@@ -7,7 +7,7 @@ HOSTS ?= 3
 PG ?= 1
 APT_PACKAGES := python3 python3-venv openssh-server openssh-client sudo iproute2 util-linux procps sysbench apache2-utils postgresql postgresql-client nginx-light redis-server redis-tools wrk fio iperf3 chromium tuned postgresql-doc-15
 
-.PHONY: setup apt venv fleet-up fleet-down ray-up ray-down demo test test-unit test-e2e bench bench-real bench-scale clean
+.PHONY: setup apt venv fleet-up fleet-down ray-up ray-down demo lint test test-unit test-e2e bench bench-real bench-scale clean
 
 setup: apt venv
 
@@ -43,7 +43,12 @@ demo: fleet-up
 	$(BIN)/tunefleet check --hosts inventory/local.yml
 	$(BIN)/tunefleet run "make new connections to my web servers faster" --hosts inventory/local.yml --yes --budget 24 --seed 1
 
-test: setup
+# ruff (pyproject.toml: the rules and why) and mypy (strict on the run API and its result, every
+# function body checked elsewhere); before the fleet comes up, so a lint failure costs seconds
+lint: venv
+	$(BIN)/ruff check controller node_agent bench tests && $(BIN)/mypy
+
+test: setup lint
 	BASTION=1 HOSTS=3 PG=1 deploy/fleet-up.sh
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests; rc=$$?; deploy/fleet-down.sh; exit $$rc
 

@@ -208,7 +208,7 @@ def _findings(summary: dict) -> list[str]:
         regrets = {k: r.get("regret_mean") for k, r in rows.items() if r.get("regret_mean") is not None}
         if not regrets:
             continue
-        order = sorted(regrets, key=regrets.get)
+        order = sorted(regrets, key=lambda k: regrets[k])
         lines.append(f"- **{key}**: mean normalized regret " + ", ".join(f"{k} {regrets[k]:.3f}" for k in order) + ".")
         if "ppo" in regrets and "random" in regrets:
             lines.append("  " + _ppo_vs_random(rows["ppo"], rows["random"]))
@@ -230,7 +230,8 @@ def write_report(data: dict, out: Path) -> None:
          "   # rebuild this page from the saved runs, no fleet",
          "```", "",
          f"Run on {data['date']}: hosts {s['limit']} of `inventory/local.yml` (network namespaces sharing one "
-         f"kernel and {data.get('cpus') or '?'} cores), {s['seeds']} seeds per strategy, search budget {s['budget']} evaluations per run "
+         f"kernel and {data.get('cpus') or '?'} cores), {s['seeds']} seeds per strategy, search budget {s['budget']} "
+         "evaluations per run "
          f"(counted across the fleet), top {s['confirm_top']} re-measured, {s['verify_repeats']} A/B pairs per host "
          f"in verification; reference: random search with budget {s['reference_budget']}. "
          f"The whole benchmark took {data['minutes']} minutes. Every number below comes from real benchmark runs.", "",

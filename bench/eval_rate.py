@@ -15,18 +15,17 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from controller.fleet.executor import ThreadExecutor  # noqa: E402
-from controller.fleet.fleet import ConnectOptions, Fleet, round_trip_ms  # noqa: E402
-from controller.fleet.inventory import load_inventory  # noqa: E402
-from controller.learn.evaluation import HostEvaluator, Recorder  # noqa: E402
-from controller.learn.search import SearchContext, random_search  # noqa: E402
-from controller.spec import TuningSpec  # noqa: E402
-from controller.tuner import read_originals  # noqa: E402
-
-from bench.sections import update_section  # noqa: E402
+from bench.sections import update_section
+from controller.fleet.executor import ThreadExecutor
+from controller.fleet.fleet import ConnectOptions, Fleet, read_originals, round_trip_ms
+from controller.fleet.inventory import load_inventory
+from controller.learn.evaluation import HostEvaluator, Recorder
+from controller.learn.search import SearchContext, random_search
+from controller.spec import TuningSpec
 
 TRIVIAL = {
     "workload_name": "trivial",
@@ -56,7 +55,8 @@ def main() -> None:
 
 def _section(rows: list[dict], args) -> str:
     cmd = f".venv/bin/python bench/eval_rate.py --hosts {args.hosts} --evaluations {args.evaluations} --out {args.out}"
-    table = ["| hosts | connect + deploy + hello | agent round trip (median) | evaluations/s | per evaluation (median) |",
+    table = ["| hosts | connect + deploy + hello | agent round trip (median) | evaluations/s | per evaluation "
+             "(median) |",
              "|---|---|---|---|---|"]
     for r in rows:
         table.append(f"| {r['hosts']} | {r['connect_s']:.2f} s | {r['rtt_ms']:.2f} ms | {r['rate']:.1f} "
@@ -104,7 +104,7 @@ def measure(hosts: str, limit: str | None, evaluations: int, len_hint: str) -> d
     finally:
         fleet.close()
     ok = [t for t in recorder.trials if t.ok]
-    row = {"hosts": len(evaluators), "connect_s": connect_s, "rtt_ms": rtt,
+    row: dict[str, Any] = {"hosts": len(evaluators), "connect_s": connect_s, "rtt_ms": rtt,
            "rate": len(recorder.trials) / elapsed,
            "per_eval_ms": statistics.median(t.duration_s for t in ok) * 1000 if ok else float("nan")}
     row["text"] = (f"{len_hint}: {row['hosts']} host(s), connect+deploy+hello {connect_s:.2f} s, ping "

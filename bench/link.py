@@ -112,7 +112,7 @@ def udp_rate(ns: Namespaces, offered_mbit: float, seconds: float, delay_ms: floa
     the spacing the link gives them, measured from the first arrival to the last."""
     receiver = subprocess.Popen(["ip", "netns", "exec", ns.b, PYTHON, "-c", UDP_RECEIVE, PEER,
                                  str(seconds + delay_ms / 1000 + 5)], stdout=subprocess.PIPE, text=True)
-    assert receiver.stdout.readline().strip() == "ready"
+    assert receiver.stdout is not None and receiver.stdout.readline().strip() == "ready"
     sh("ip", "netns", "exec", ns.a, PYTHON, "-c", UDP_SEND, PEER, str(offered_mbit), str(seconds))
     got = json.loads(receiver.stdout.readline())
     receiver.wait(30)
@@ -194,6 +194,7 @@ def main() -> None:
                                    wrap=["ip", "netns", "exec", ns.a])
         sink = subprocess.Popen(["ip", "netns", "exec", ns.b, PYTHON, "-I", str(ROOT / "node_agent"), "bench", "sink",
                                  "--port", "5201", "--bind", PEER], stdout=subprocess.PIPE)
+        assert sink.stdout is not None
         sink.stdout.readline()
         host = start_agent("bench", transport, sudo=False)
         try:

@@ -23,8 +23,8 @@ import anyio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.sections import update_section  # noqa: E402
-from controller.fleet.inventory import load_inventory  # noqa: E402
+from bench.sections import update_section
+from controller.fleet.inventory import load_inventory
 
 ROOT = Path(__file__).resolve().parent.parent
 STORM = {"workload_name": "connection storm", "reward_metric": "elapsed_ms", "reward_goal": "minimize",
@@ -35,8 +35,8 @@ STORM = {"workload_name": "connection storm", "reward_metric": "elapsed_ms", "re
 async def one_run(client, hosts: int, seed: int) -> dict:
     budget = 2 * hosts
     t0 = time.monotonic()
-    started = (await client.call_tool("start_run", {"spec": STORM, "budget": budget, "strategy": "random",
-                                                    "seed": seed, "verify_repeats": 2, "confirm_top": 0})).structured_content
+    asked = {"spec": STORM, "budget": budget, "strategy": "random", "seed": seed, "verify_repeats": 2, "confirm_top": 0}
+    started = (await client.call_tool("start_run", asked)).structured_content
     t1 = time.monotonic()
     status = (await client.call_tool("run_status", {"run_id": started["run_id"]})).structured_content
     t2 = time.monotonic()

@@ -17,10 +17,14 @@ import random
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from controller.fleet.inventory import load_inventory  # noqa: E402
+from controller.fleet.inventory import load_inventory
+
+if TYPE_CHECKING:
+    from controller.fleet.inventory import HostSpec
 
 KNOB = "net.ipv4.tcp_fin_timeout"
 PROC_READS = ("/proc/net/netstat", "/proc/stat")
@@ -29,7 +33,7 @@ PROC_READS = ("/proc/net/netstat", "/proc/stat")
 class NaiveHost:
     """One paramiko client; every step is a fresh exec channel, as `ssh host cmd` in a loop would be."""
 
-    def __init__(self, spec):
+    def __init__(self, spec: HostSpec):
         import paramiko
 
         self.name = spec.name

@@ -57,7 +57,9 @@ def main() -> None:
             reward = t["reward"] if t["reward"] is not None else 0.0
             obs.append(observation(spec.to_unit(t["values"]), t["features"], reward))  # as the policy saw it
     x = torch.tensor(np.asarray(obs, dtype=np.float32), requires_grad=True)
-    mean = model.policy.get_distribution(x).distribution.mean
+    dist = model.policy.get_distribution(x).distribution
+    assert not isinstance(dist, list)  # a Box action space: one Normal
+    mean = dist.mean
     grad = torch.autograd.grad(mean.sum(), x)[0].abs().numpy()  # d (sum of action dims) / d input, per obs
     d = spec.action_dim
     spread = np.asarray(obs)[:, d:d + features.SIZE].std(axis=0)

@@ -27,9 +27,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from controller.learn.env import move_point, observation  # noqa: E402
-from controller.learn.search import STRATEGIES  # noqa: E402
-from tests.unit import surface  # noqa: E402
+from controller.learn.env import move_point, observation
+from controller.learn.search import STRATEGIES
+from tests.unit import surface
 
 MOVE_SETTINGS = ({"action": "move", "episode_steps": 2}, {"action": "move", "episode_steps": 4, "gamma": 0.9})
 SETTINGS = ({"episode_steps": 1}, {"episode_steps": 2}, {"episode_steps": 4}, {"episode_steps": 8},

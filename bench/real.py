@@ -40,8 +40,9 @@ def run_workload(key: str, args, run_root: Path) -> dict:
     cmd = [sys.executable, "-m", "controller.cli", "run", key, "--hosts", str(args.hosts), "--yes", "--json",
            "--strategy", "bo", "--policy", "none", "--budget", str(args.budget), "--seed", str(args.seed),
            "--verify-repeats", str(args.verify_repeats), "--compare", "auto", "--run-dir", str(run_dir)]
-    if PLACES[key]:
-        cmd += ["--limit", PLACES[key]]
+    limit = PLACES[key]
+    if limit:
+        cmd += ["--limit", limit]
     started = time.monotonic()
     p = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
     minutes = (time.monotonic() - started) / 60

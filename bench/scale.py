@@ -10,8 +10,8 @@ Each --hosts fleet is measured in turn, and the table says how its route acknowl
 For every fleet size and executor:
 - first evaluation: connect + deploy + hello, then one evaluation on every host;
 - marginal controller cost: the slope of wall time over evaluations with `echo` as the benchmark
-  (two runs of R1 and R2 rounds, the median of --repeats such pairs), minus the benchmark's own time (echo run here); per
-  evaluation amortized over the hosts (the fleet's cost per evaluation) and per host;
+  (two runs of R1 and R2 rounds, the median of --repeats such pairs), minus the benchmark's own time (echo run
+  here); per evaluation amortized over the hosts (the fleet's cost per evaluation) and per host;
 - parallel efficiency with a fixed 1 s benchmark: T(1 host, n rounds) / T(k hosts, n rounds);
 - controller CPU per evaluation (the echo runs): this process, every process it started (with Ray
   its daemons) and the host actors; resident memory per host: the growth of this process plus the
@@ -34,18 +34,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from controller.fleet.executor import ThreadExecutor  # noqa: E402
-from controller.fleet.fleet import ConnectOptions, Fleet  # noqa: E402
-from controller.fleet.inventory import load_inventory  # noqa: E402
-from controller.learn.evaluation import HostEvaluator, Recorder  # noqa: E402
-from controller.learn.search import SearchContext, random_search  # noqa: E402
-from controller.spec import TuningSpec  # noqa: E402
-from controller.tuner import read_originals  # noqa: E402
-from node_agent import metrics  # noqa: E402
-
-from bench.naive_loop import naive_run  # noqa: E402
-from bench.scale_report import ECHO, line, section  # noqa: E402
-from bench.sections import update_section  # noqa: E402
+from bench.naive_loop import naive_run
+from bench.scale_report import ECHO, line, section
+from bench.sections import update_section
+from controller.fleet.executor import ThreadExecutor
+from controller.fleet.fleet import ConnectOptions, Fleet, read_originals
+from controller.fleet.inventory import load_inventory
+from controller.learn.evaluation import HostEvaluator, Recorder
+from controller.learn.search import SearchContext, random_search
+from controller.spec import TuningSpec
+from node_agent import metrics
 
 SLEEP = "sh -c 'sleep 1; echo x=1'"
 TICK = os.sysconf("SC_CLK_TCK")
@@ -164,7 +162,7 @@ def ray_call_floor(calls: int = 3000, batch: int = 16, trips: int = 300) -> tupl
         def call(self, packed: tuple) -> tuple:  # (name, key, args) in one, as HostsWorker.call
             return ("ok", {"metrics": {"x": 1.0}, "error": None})
 
-    actor = ray.remote(num_cpus=0, max_concurrency=2 * batch + 1)(Nothing).remote()
+    actor = ray.remote(num_cpus=0, max_concurrency=2 * batch + 1)(Nothing).remote()  # type: ignore[call-overload]  # ray's overloads leave actor options out
     pid = ray.get(actor.pid.remote())
     ray.get([actor.call.remote(("h", 0, ({},))) for _ in range(batch)])
     (me0, _), (act0, _) = _cpu_rss({os.getpid()}), _cpu_rss({pid})
@@ -238,7 +236,8 @@ def measure_fleet(everyone: list, args, own_ms: float, top: int) -> list[dict]:
         if k == top and "ray" in kinds and args.per_actor:
             kinds += [f"ray:{per}" for per in args.per_actor.split(",")]
         for workers in kinds:
-            rows.append({**measure(everyone[:k], workers, r1, r2, args.sleep_rounds, own_ms, args.repeats), "acks": acks})
+            measured = measure(everyone[:k], workers, r1, r2, args.sleep_rounds, own_ms, args.repeats)
+            rows.append({**measured, "acks": acks})
             print(line(rows[-1]), flush=True)
         rows.append({**naive(everyone[:k], r1, r2, own_ms), "acks": acks})
         print(f"naive loop, {k} host(s), ACKs {acks}: {rows[-1]['marginal_ms']:.1f} ms per evaluation amortized, "

@@ -59,26 +59,30 @@ def targets(rows: list[dict]) -> list[str]:
 
     def both(what: str, hosts: int, key: str, ok, fmt: str) -> None:
         """A target that threads and Ray must both meet at `hosts`, when both were measured there."""
-        got = {w: at(rows, hosts, w) for w in ("threads", "ray")}
-        if all(got.values()):
-            out.append(f"{what}: {verdict(all(ok(r[key]) for r in got.values()))} "
-                       f"(threads {got['threads'][key]:{fmt}}, ray {got['ray'][key]:{fmt}})")
+        threads, ray = at(rows, hosts, "threads"), at(rows, hosts, "ray")
+        if threads and ray:
+            out.append(f"{what}: {verdict(ok(threads[key]) and ok(ray[key]))} "
+                       f"(threads {threads[key]:{fmt}}, ray {ray[key]:{fmt}})")
 
     out = []
     for hosts, bound in ((3, 5.0), (64, 2.0)):
         both(f"marginal cost <= {bound:g} ms amortized at {hosts} hosts, threads and Ray", hosts, "marginal_ms",
              lambda v, b=bound: v <= b, ".2f")
-    naive3 = at(rows, 3, "naive")
-    if naive3 and at(rows, 3, "threads") and at(rows, 3, "ray"):
-        ratios = {w: naive3["marginal_ms"] / max(at(rows, 3, w)["marginal_ms"], 1e-9) for w in ("threads", "ray")}
+    naive3, threads3, ray3 = at(rows, 3, "naive"), at(rows, 3, "threads"), at(rows, 3, "ray")
+    if naive3 and threads3 and ray3:
+        ratios = {w: naive3["marginal_ms"] / max(r["marginal_ms"], 1e-9) for w, r in (("threads", threads3),
+                                                                                         ("ray", ray3))}
         out.append(f">= 9x below the naive loop at 3 hosts (ACKs {acks}): {verdict(min(ratios.values()) >= 9)} "
-                   f"(naive {naive3['marginal_ms']:.1f} ms: {ratios['threads']:.1f}x threads, {ratios['ray']:.1f}x ray)")
+                   f"(naive {naive3['marginal_ms']:.1f} ms: {ratios['threads']:.1f}x threads, "
+                   f"{ratios['ray']:.1f}x ray)")
     for hosts, bound in ((16, 0.95), (64, 0.90)):
-        both(f"parallel efficiency >= {bound:.2f} at {hosts} hosts", hosts, "efficiency", lambda v, b=bound: v >= b, ".2f")
+        both(f"parallel efficiency >= {bound:.2f} at {hosts} hosts", hosts, "efficiency",
+             lambda v, b=bound: v >= b, ".2f")
     threads, ray = at(rows, 16, "threads"), at(rows, 16, "ray")
     if threads and ray:
         extra = ray["marginal_ms"] / threads["marginal_ms"] - 1
-        out.append(f"Ray at 16 hosts within 10% of threads: {verdict(extra <= 0.10 and ray['efficiency'] >= 0.9 * threads['efficiency'])} "
+        out.append("Ray at 16 hosts within 10% of threads: "
+                   f"{verdict(extra <= 0.10 and ray['efficiency'] >= 0.9 * threads['efficiency'])} "
                    f"(marginal {extra:+.0%}, efficiency {ray['efficiency']:.2f} vs {threads['efficiency']:.2f})")
     mem = [r for r in rows if r["acks"] == acks and r["workers"] == "ray"]
     if mem:
@@ -96,7 +100,8 @@ def ray_floor(floor: tuple) -> str:
     return (f"One Ray actor call that does nothing costs {floor[0]:.2f} ms of CPU in the driver and {floor[1]:.2f} ms "
             "in the actor here (bench/scale.py, `ray_call_floor`). A round of evaluations is one call per actor "
             f"(`call_many`: the hosts it holds, side by side), so with {HOSTS_PER_ACTOR} hosts per actor Ray's floor "
-            f"is {cost / HOSTS_PER_ACTOR:.3f} ms of CPU per evaluation, where one call per evaluation cost {cost:.2f} ms.")
+            f"is {cost / HOSTS_PER_ACTOR:.3f} ms of CPU per evaluation, where one call per evaluation cost "
+            f"{cost:.2f} ms.")
 
 
 def ray_round_trip(rows: list[dict], floor: tuple) -> str:
@@ -111,6 +116,7 @@ def ray_round_trip(rows: list[dict], floor: tuple) -> str:
         return text
     k = 16 if 16 in sizes else sizes[-1]
     threads, ray = at(rows, k, "threads"), at(rows, k, "ray")
+    assert threads is not None and ray is not None  # sizes holds only those where both were measured
     if k == 16:
         threads_round = threads["slope_ms"] * 16
         gap = (ray["slope_ms"] - threads["slope_ms"]) * 16
@@ -132,11 +138,13 @@ def ray_memory(rows: list[dict], floor: tuple | None) -> str:
     ray = sorted((r for r in rows if r["acks"] == acks and r["workers"] == "ray"), key=lambda r: r["hosts"])
     if len(ray) < 2:
         return ""
-    steps = "; ".join(f"{a['hosts']} to {b['hosts']} hosts: {(b['rss_mb'] - a['rss_mb']) / (b['hosts'] - a['hosts']):.1f} MiB "
+    steps = "; ".join(f"{a['hosts']} to {b['hosts']} hosts: "
+                      f"{(b['rss_mb'] - a['rss_mb']) / (b['hosts'] - a['hosts']):.1f} MiB "
                       "per host added" for a, b in zip(ray, ray[1:]))
     return (f"Ray's memory beyond the first actor: {steps}. A fleet smaller than an actor's share still pays the "
             f"whole actor, a Python process with ray imported ({ray[0]['rss_mb']:.0f} MiB at {ray[0]['hosts']} host"
-            f"{'s' if ray[0]['hosts'] > 1 else ''}): with fewer than {math.ceil(ray[0]['rss_mb'] / MEMORY_TARGET_MIB)} hosts in an "
+            f"{'s' if ray[0]['hosts'] > 1 else ''}): with fewer than "
+            f"{math.ceil(ray[0]['rss_mb'] / MEMORY_TARGET_MIB)} hosts in an "
             "actor, Ray's memory per host cannot be under 10 MB, and `--workers threads` (the default) is the "
             "executor for such fleets."
             + (f" An actor that imports nothing of ours (bench/scale.py, `ray_call_floor`) holds {floor[2]:.0f} MiB "
@@ -154,14 +162,16 @@ def per_actor(rows: list[dict], default: int) -> str:
     if len(sweep) < 2:
         return ""
     figures = "; ".join(f"K = {k}: {r['marginal_ms']:.2f} ms marginal, efficiency {r['efficiency']:.2f}, "
-                        f"{r['rss_per_host_mb']:.1f} MiB per host, connected in {r['connect_s']:.1f} s" for k, r in sweep)
+                        f"{r['rss_per_host_mb']:.1f} MiB per host, connected in {r['connect_s']:.1f} s"
+                        for k, r in sweep)
     small = next((k for k, r in sweep if r["rss_per_host_mb"] <= MEMORY_TARGET_MIB), None)
     why = (f"K = {small} is the smallest K measured here that keeps Ray under 10 MB per host once an actor is full"
            if small else "no K measured here kept Ray under 10 MB per host")
     return (f"Hosts per actor (`--workers ray:K`), at {top} hosts: {figures}. An actor is a Python process with ray "
             f"imported, its memory divided among its hosts: {why}. A larger K saves little more memory, puts more "
             f"hosts' SSH work behind one interpreter lock, and a lost actor takes more hosts out at once (each "
-            f"is then reconnected in an actor of its own). The default is {default}. Fewer hosts than K share one actor, so a small fleet still pays a whole process.")
+            f"is then reconnected in an actor of its own). The default is {default}. Fewer hosts than K share one "
+            "actor, so a small fleet still pays a whole process.")
 
 
 def section(rows: list[dict], args, sizes: list[int], ray_start_s: float | None, own_ms: float,
@@ -211,15 +221,18 @@ def section(rows: list[dict], args, sizes: list[int], ray_start_s: float | None,
         "",
         f"Marginal cost: the slope of wall time between {args.rounds.replace(',', ' and ')} rounds of `{ECHO}` "
         f"on every host (the median of {args.repeats} such pairs of runs: this machine's own background work comes "
-        f"and goes; the naive loop, one pair), minus the benchmark's own time ({own_ms:.1f} ms: `{ECHO}` started and reaped on this "
+        f"and goes; the naive loop, one pair), minus the benchmark's own time ({own_ms:.1f} ms: `{ECHO}` started and "
+        "reaped on this "
         "machine, divided by the hosts running it side by side; started from this Python process it costs more "
         "than from the agent's, so at 1 host the difference can come out below zero: the wall column is the slope "
         "itself); amortized = per evaluation of the fleet (hosts run side by side), per host = what one host's "
         "evaluation costs end to end. The naive loop (bench/naive_loop.py) runs the same rounds with one paramiko "
         "exec per `sysctl -w`, per benchmark and per /proc read. Controller CPU: this process, all it started "
         "(with Ray its daemons) and the actors, over the two echo runs. Cores busy: the whole machine's CPU time "
-        "over those runs (every process, the hosts' included) against all its cores' time (/proc/stat). Parallel efficiency: T(1 host) / T(k hosts) "
-        "for the same number of rounds of `sleep 1` (ray:K against 1 host of ray; the median of the repeats). RSS per host: for threads the "
+        "over those runs (every process, the hosts' included) against all its cores' time (/proc/stat). Parallel "
+        "efficiency: T(1 host) / T(k hosts) "
+        "for the same number of rounds of `sleep 1` (ray:K against 1 host of ray; the median of the repeats). RSS per "
+        "host: for threads the "
         "growth of this process and its children over connecting; for Ray the driver's growth plus every actor's "
         "process, divided by the hosts (Ray's own daemons not counted). The rows, with each pair's slope: "
         "docs/benchmarks-scale.json."

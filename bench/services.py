@@ -23,6 +23,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -31,7 +32,8 @@ from bench.sections import update_section  # noqa: E402
 from controller.fleet.deploy import build_payload  # noqa: E402
 
 PYTHON = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
-CASES = (("nginx", []), ("redis", []), ("postgres", ["--scale", "5"]), ("postgres", ["--scale", "10"]))
+CASES: tuple[tuple[str, list[str]], ...] = (("nginx", []), ("redis", []), ("postgres", ["--scale", "5"]),
+                                           ("postgres", ["--scale", "10"]))
 PGBENCH = ["pgbench", "-h", "127.0.0.1", "-p", "15432", "-U", "pgbench", "-c", "4", "-j", "2", "-T", "2", "pgbench"]
 
 
@@ -43,21 +45,23 @@ class Host:
         self.holder = subprocess.Popen(["unshare", "-n", "-u", "sh", "-c",
                                         f"ip link set lo up && hostname {self.name} && echo ready && exec sleep 3600"],
                                        stdout=subprocess.PIPE)
-        assert self.holder.stdout.readline() == b"ready\n"
+        assert self.holder.stdout is not None and self.holder.stdout.readline() == b"ready\n"
         ns = f"/proc/{self.holder.pid}/ns/"
         self.agent = subprocess.Popen(["nsenter", f"--net={ns}net", f"--uts={ns}uts", PYTHON, "-I", str(payload),
                                        "--state", str(state)], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        assert self.agent.stdin is not None and self.agent.stdout is not None
+        self.stdin, self.stdout = self.agent.stdin, self.agent.stdout
         self.ids = itertools.count(1)
 
     def run(self, argv: list[str], timeout: float = 300) -> float:
         """Seconds from the request to its reply; the command must succeed."""
         rid = next(self.ids)
         started = time.monotonic()
-        self.agent.stdin.write((json.dumps({"id": rid, "op": "run", "args": {"cmd": argv, "timeout": timeout}})
+        self.stdin.write((json.dumps({"id": rid, "op": "run", "args": {"cmd": argv, "timeout": timeout}})
                                 + "\n").encode())
-        self.agent.stdin.flush()
+        self.stdin.flush()
         while True:
-            reply = json.loads(self.agent.stdout.readline())
+            reply = json.loads(self.stdout.readline())
             if reply.get("id") == rid and "event" not in reply:
                 break
         took = time.monotonic() - started
@@ -66,7 +70,7 @@ class Host:
         return took
 
     def close(self):
-        self.agent.stdin.close()
+        self.stdin.close()
         self.agent.wait(60)
         self.holder.kill()
         self.holder.wait(10)
@@ -74,9 +78,9 @@ class Host:
 
 def measure(host: Host, kind: str, options: list[str], repeats: int) -> dict:
     service = ["tunefleet-service", kind]
-    row = {"setup_s": host.run(service + ["setup"] + options),
-           "setup_again_s": host.run(service + ["setup"] + options),
-           "start_s": host.run(service + ["start"])}
+    row: dict[str, Any] = {"setup_s": host.run(service + ["setup"] + options),
+                           "setup_again_s": host.run(service + ["setup"] + options),
+                           "start_s": host.run(service + ["start"])}
     restarts, resets = [], []
     for _ in range(repeats):
         restarts.append(host.run(service + ["restart"]))
@@ -117,7 +121,7 @@ def main() -> None:
     args = parser.parse_args()
     if os.geteuid() != 0:
         sys.exit("needs root (network namespaces)")
-    rows = []
+    rows: list[dict] = []
     with tempfile.TemporaryDirectory() as tmp:
         payload = Path(tmp) / "agent.pyz"
         payload.write_bytes(build_payload().data)

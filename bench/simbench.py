@@ -27,6 +27,10 @@ import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from controller.spec import TuningSpec
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -68,7 +72,7 @@ def expert_priors(m) -> list[dict]:
         (big, "the largest accept queue and 128 MB buffers: when the load is unknown, err on the large side"))]
 
 
-def tune_sim(members: list, spec, hosts: int, seed: int, options, folder: Path) -> tuple[dict, list[dict]]:
+def tune_sim(members: list, spec: TuningSpec, hosts: int, seed: int, options, folder: Path) -> tuple[dict, list[dict]]:
     """One full tune() on a simulated fleet of `hosts` hosts running `members` (sim_fleet), its run
     folder in `folder`: (result, trials). A run that ends without a successful evaluation stops as
     the tool does, the hosts on their originals: its result says so (`error`, originals chosen)."""
@@ -108,9 +112,11 @@ def run_one(label: str, dims: int, index: int, budget: int, seed: int, store: st
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="tunefleet-sim-") as tmp:
         if policy and policy.startswith("trained"):  # a copy: what this run saves must not reach the next run
+            assert store is not None  # a trained cell names its store
             shutil.copytree(store + policy[len("trained"):], Path(tmp) / "policies")
         options = RunOptions(strategy=strategy, budget=budget, seed=seed, verify_repeats=2,
-                             policy="none" if policy == "none" else None, policy_store=PolicyStore(Path(tmp) / "policies"))
+                             policy="none" if policy == "none" else None,
+                             policy_store=PolicyStore(Path(tmp) / "policies"))
         result, _ = tune_sim([m], sim_spec(m, action, priors), hosts, seed, options, Path(tmp))
     return {"label": label, "dims": dims, "member": index, "budget": budget, "seed": seed,
             "regret": round(m.regret(result["best_config"]), 5), "ratio": round(m.ratio, 2),
@@ -164,7 +170,9 @@ def probe(dims: int, store: str, action: str = "config", members: int = 40, draw
 
     ps = PolicyStore(store)
     spec = member(HELD_OUT, dims).spec()  # a held-out workload name: the store's newest policy, as a run finds it
-    model = PPO.load(str(ps.find(spec, "", action).path(ps.root)), device="cpu")
+    entry = ps.find(spec, "", action)
+    assert entry is not None  # probe() runs after training stored the family's policy
+    model = PPO.load(str(entry.path(ps.root)), device="cpu")
     rng = np.random.default_rng(0)
     overflow = [spec.action_dim + features.NAMES.index(n)
                 for n in ("tcp_listen_overflows.sum", "tcp_listen_drops.sum")]
@@ -224,7 +232,7 @@ def collect(args) -> dict:
     def store_of(s: int) -> str:
         return stores[(dims[s % len(dims)], (s // len(dims)) % args.policies)]
 
-    data = {"command": ("bench/simbench.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])).strip(),
+    data: dict[str, Any] = {"command": ("bench/simbench.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])).strip(),
             "settings": {"cells": labels, "budgets": budgets, "dims": dims, "seeds": args.seeds, "hosts": 3,
                          "train_members": args.train, "train_budget": args.train_budget,
                          "train_per_run": args.train_per_run,
@@ -297,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
         json_path = args.out.with_name(args.out.stem + "-sim.json")
         if not args.from_json:
             json_path.write_text(_dump(data))
-        write_section(data, table, args.out, json_path)
+        write_section(data, table, args.out, json_path, HELD_OUT)
         print(f"wrote {args.out} (section simulated)" + ("" if args.from_json else f" and {json_path}"))
     return 0
 

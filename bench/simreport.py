@@ -120,9 +120,9 @@ def plot(table: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     # auto runs what it chose (bo or ppo trained): the same curves again, left out of the plot
-    panels = (("without priors", [k for k in table["cells"] if "priors" not in k and not k.startswith("auto")]),
-              ("with expert priors", [k for k in table["cells"] if "priors" in k]))
-    panels = [p for p in panels if p[1]]
+    both = (("without priors", [k for k in table["cells"] if "priors" not in k and not k.startswith("auto")]),
+            ("with expert priors", [k for k in table["cells"] if "priors" in k]))
+    panels = [p for p in both if p[1]]
     fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.5), sharey=True, squeeze=False)
     axes = axes[0]
     for ax, (title, labels) in zip(axes, panels):
@@ -145,9 +145,8 @@ def plot(table: dict, path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
-def write_section(data: dict, table: dict, out: Path, json_path: Path) -> None:
-    from bench.simbench import HELD_OUT
-
+def write_section(data: dict, table: dict, out: Path, json_path: Path, held_out: int) -> None:
+    """The simulated fleet's section of ``out`` and its chart; ``held_out``: the first held-out member."""
     png = out.with_name(out.stem + "-sim.png")
     plot(table, png)
     s = data["settings"]
@@ -157,7 +156,7 @@ def write_section(data: dict, table: dict, out: Path, json_path: Path) -> None:
          "the agent protocol, and every run is a full `tune()` (baseline, search, confirm, verification). "
          "The regret of the configuration a run chose is measured on the member's noiseless surface: "
          "0 = the optimum, 1 = the original configuration (a choice worse than the original counts as 1). "
-         f"Seed s runs held-out member {HELD_OUT}+s with {'/'.join(map(str, s['dims']))} knobs (by s mod "
+         f"Seed s runs held-out member {held_out}+s with {'/'.join(map(str, s['dims']))} knobs (by s mod "
          f"{len(s['dims'])}); originals 1.2x to 1000x worse than the optimum, 1-10% noise. "
          f"\"ppo trained\" starts from the policy PPO left after runs on {s['train_members']} other members "
          + (f"(budget {s['train_budget']} each, one after the other through the policy store; "
@@ -206,7 +205,8 @@ def write_section(data: dict, table: dict, out: Path, json_path: Path) -> None:
               for t in data["training"]]
     if data.get("probes"):
         L += ["", "Does the transferred policy follow the rule \"listen overflows while the accept queue is short: "
-              f"raise it\"? Over {data['probes'][0].get('members', 40)} held-out members, step-1 configurations whose queue is shorter than the "
+              f"raise it\"? Over {data['probes'][0].get('members', 40)} held-out members, step-1 configurations whose "
+              "queue is shorter than the "
               "member's burst, with the features the member emits there: the share where the policy's next "
               "configuration has a longer queue, and the same with the overflow and drop features set to \"none\":", ""]
         L += [f"- {p['dims']} knobs: raises the queue after {p['raised']:.0%} of {p['overflowing_steps']} overflowing "

@@ -19,6 +19,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -123,7 +124,7 @@ def collect(args, data_path: Path) -> dict:
     seeds = list(range(args.seeds))
     run_root = args.runs_dir or Path(tempfile.mkdtemp(prefix="tunefleet-bench-"))
     started = time.monotonic()
-    data = {
+    data: dict[str, Any] = {
         "command": ("bench/strategies.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])).strip(),
         "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "workloads": {w.key: {"title": w.title, "spec": w.spec, "start": w.start, "null": w.null} for w in workloads},

@@ -19,8 +19,14 @@ import json
 import shlex
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+from controller.catalog import Catalog
+from controller.conflicts import knob_lines
 from controller.errors import TunefleetError, UserError
+
+if TYPE_CHECKING:
+    from controller.fleet.inventory import HostSpec
 
 SOURCE = Path(__file__).resolve().parent.parent / "node_agent" / "sources.py"
 
@@ -37,9 +43,9 @@ def _tuned_name(profile: str) -> str:
     return profile.split(":", 1)[1] if profile.startswith("tuned:") else profile
 
 
-def read_host(spec, names: list[str], profile: str | None, options) -> dict:
+def read_host(spec: HostSpec, names: list[str], profile: str | None, options) -> dict:
     """The scanner's JSON from one host (as the SSH user, no agent, no sudo, nothing written)."""
-    from controller.fleet.transport import SSHTransport
+    from controller.fleet.transport import SSHTransport  # here: the SSH stack, once a host is read
 
     args = " ".join(shlex.quote(n) for n in names)
     if profile:
@@ -72,8 +78,6 @@ def reference(run, host: str) -> tuple[dict[str, str], dict]:
 
 def knob_report(knob: str, scan: dict, ref: dict[str, str], ref_from: str, persisted: dict) -> dict:
     """One knob on one host: current, reference, managers, drift since a persisted run."""
-    from controller.conflicts import knob_lines
-
     current = (scan.get("values") or {}).get(knob)
     k = (scan.get("knobs") or {}).get(knob) or {}
     entry = {"current": current, "reference": ref.get(knob), "reference_from": ref_from if knob in ref else None,
@@ -118,7 +122,7 @@ def audit(specs, names: list[str], options, run=None, profile: str | None = None
     started = time.monotonic()
     with cf.ThreadPoolExecutor(max_workers=min(32, max(1, len(specs)))) as pool:
         futures = {s.name: pool.submit(read_host, s, names, profile, options) for s in specs}
-    hosts = {}
+    hosts: dict[str, dict[str, Any]] = {}
     for name, fut in futures.items():
         try:
             scan = fut.result()
@@ -144,7 +148,7 @@ def audit(specs, names: list[str], options, run=None, profile: str | None = None
 def knob_names(spec_file: Path | None, run, profile: str | None) -> list[str]:
     """The knobs to audit: the spec's, the run's, the catalog's (a profile adds its own per host)."""
     if spec_file is not None:
-        from controller.spec import TuningSpec
+        from controller.spec import TuningSpec  # here: pydantic and numpy, for --spec only
 
         return TuningSpec.load(spec_file).knob_names
     if run is not None:
@@ -152,8 +156,6 @@ def knob_names(spec_file: Path | None, run, profile: str | None) -> list[str]:
                       | set(run.as_dict().get("best_config") or {}))
     if profile:
         return []
-    from controller.catalog import Catalog
-
     return Catalog.default().names()
 
 

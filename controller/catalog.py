@@ -5,7 +5,8 @@ accept on a production host (never vm.dirty_bytes = 0, never somaxconn below 16)
 file (``--catalog FILE``) adds tunables and narrows built-in ones; it cannot widen them, and it
 cannot add a knob on the deny-list (node_agent/denylist.py), which the agent refuses as well. Its
 ``benchmark_tools: [k6, hey]`` adds programs a strategist's benchmark command may run (a spec the
-user wrote may run any program; see controller/strategist/benchcheck.py).
+user wrote may run any program; see controller/benchcheck.py). controller/gate.py checks a spec
+against all of it.
 
 Scope matters for fleets built on one kernel: ``netns`` knobs are per network namespace and may be
 tuned on every namespace host in parallel; ``kernel`` knobs (vm.*, kernel.*, fs.*, most net.core.*)
@@ -15,14 +16,19 @@ are shared by all hosts with one boot_id, so only one of those hosts may tune th
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from controller import coupled, timing
+from controller import coupled
 from controller.errors import SpecError
+from controller.fleet.facts import shared_kernels
 from node_agent.denylist import refusal as denied
 from node_agent.protocol import is_sysctl_name
+
+if TYPE_CHECKING:
+    from controller.spec import TuningSpec
 
 KINDS = ("int", "vector", "choice")
 SCOPES = ("netns", "kernel")
@@ -47,7 +53,7 @@ class Tunable:
     choices: tuple[str, ...] = ()
     note: str = ""
     applies: str = "now"           # see APPLIES
-    kernels: "Kernels | None" = None  # which kernels have it, where they do not say otherwise
+    kernels: Kernels | None = None  # which kernels have it, where they do not say otherwise
 
     @property
     def components(self) -> int:
@@ -81,7 +87,8 @@ class Kernels:
         version = kernel_version(release)
         shown = ".".join(map(str, version[:2])) if version else release
         if self.until and version is not None and version >= self.until:
-            return f"gone since {'.'.join(map(str, self.until))}{': ' + self.note if self.note else ''} (kernel {shown})"
+            note = ": " + self.note if self.note else ""
+            return f"gone since {'.'.join(map(str, self.until))}{note} (kernel {shown})"
         if self.since and version is not None and version < self.since:
             return f"added in {'.'.join(map(str, self.since))} (kernel {shown})"
         return self.note or f"not on this kernel ({shown})"
@@ -231,13 +238,13 @@ class _default_or_self:
 
 
 class Catalog:
-    def __init__(self, tunables=(), benchmark_tools=()):
+    def __init__(self, tunables: Iterable[Tunable] = (), benchmark_tools: Iterable[str] = ()) -> None:
         self._tunables: dict[str, Tunable] = {t.name: t for t in tunables}
         # programs the user allows a strategist's benchmark to run, beyond benchcheck.KNOWN_TOOLS
         self.benchmark_tools: tuple[str, ...] = tuple(dict.fromkeys(benchmark_tools))
 
     @classmethod
-    def default(cls) -> "Catalog":
+    def default(cls) -> Catalog:
         return cls(DEFAULTS)
 
     def get(self, name: str) -> Tunable | None:
@@ -256,7 +263,7 @@ class Catalog:
         return name in self._tunables
 
     @_default_or_self
-    def load_extra(self, path: str | Path) -> "Catalog":
+    def load_extra(self, path: str | Path) -> Catalog:
         """A new catalog: this one plus the tunables and benchmark_tools in ``path``, built-in ones only narrowed."""
         merged = dict(self._tunables)
         tunables, tools = _read_extra(Path(path), self._tunables)
@@ -266,11 +273,11 @@ class Catalog:
     def kernel_wide(self, names) -> list[str]:
         """The names that one kernel shares among all its namespaces (unknown names count as such)."""
         return [n for n in dict.fromkeys(names)
-                if is_sysctl_name(n) and (self.get(n) is None or self.get(n).scope == KERNEL)]
+                if is_sysctl_name(n) and getattr(self.get(n), "scope", KERNEL) == KERNEL]
 
     # --- checks ---------------------------------------------------------------------------
 
-    def check_spec(self, spec) -> list[str]:
+    def check_spec(self, spec: TuningSpec) -> list[str]:
         """Problems with the spec's knobs that no host can fix, one line each."""
         problems, seen = [], set()
         for i, knob in enumerate(spec.action_space):
@@ -294,7 +301,7 @@ class Catalog:
             problems += _check_knob(knob, tunable)
         return problems + coupled.problems(spec.action_space)
 
-    def check_hosts(self, spec, facts: dict[str, dict]) -> list[str]:
+    def check_hosts(self, spec: TuningSpec, facts: dict[str, dict]) -> list[str]:
         """Problems with the spec on these hosts (name -> hello facts), one line each."""
         problems = []
         hosts = sorted(facts)
@@ -303,10 +310,10 @@ class Catalog:
                 continue
             tunable = self.get(name)
             state = {h: ((facts[h] or {}).get("knobs") or {}).get(name) for h in hosts}
-            unreported = [h for h in hosts if not isinstance(state[h], dict)]
-            missing = [h for h in hosts if isinstance(state[h], dict) and not state[h].get("exists")]
-            readonly = [h for h in hosts if isinstance(state[h], dict) and state[h].get("exists")
-                        and not state[h].get("writable")]
+            unreported = [h for h, st in state.items() if not isinstance(st, dict)]
+            missing = [h for h, st in state.items() if isinstance(st, dict) and not st.get("exists")]
+            readonly = [h for h, st in state.items() if isinstance(st, dict) and st.get("exists")
+                        and not st.get("writable")]
             if unreported:
                 problems.append(f"{name}: not reported by {', '.join(unreported)} (the host facts do not say "
                                 "whether it exists)")
@@ -322,7 +329,7 @@ class Catalog:
         problems += self._check_shared_kernels(spec, facts, hosts)
         return problems
 
-    def _check_shared_kernels(self, spec, facts, hosts) -> list[str]:
+    def _check_shared_kernels(self, spec: TuningSpec, facts, hosts) -> list[str]:
         kernel_wide = self.kernel_wide(spec.knob_names)
         if not kernel_wide:
             return []
@@ -331,7 +338,7 @@ class Catalog:
                 f"{', '.join(kernel_wide)} cannot be tuned on them in parallel; use --limit to pick one of them"
                 for boot_id, group in shared_kernels({h: facts[h] for h in hosts}).items()]
 
-    def advice(self, spec) -> list[str]:
+    def advice(self, spec: TuningSpec) -> list[str]:
         """Not errors, but worth saying before a run."""
         out = []
         bg, dirty = spec.knob("vm.dirty_background_ratio"), spec.knob("vm.dirty_ratio")
@@ -357,16 +364,6 @@ def lacking(catalog: Catalog, facts: dict) -> dict[str, str]:
     return out
 
 
-def shared_kernels(facts: dict[str, dict]) -> dict[str, list[str]]:
-    """boot_id -> the hosts (two or more) that run on that one kernel, from their hello facts."""
-    by_boot: dict[str, list[str]] = {}
-    for h in sorted(facts):
-        boot_id = (facts[h] or {}).get("boot_id")
-        if boot_id:
-            by_boot.setdefault(boot_id, []).append(h)
-    return {b: group for b, group in by_boot.items() if len(group) > 1}
-
-
 def _check_knob(knob, t: Tunable) -> list[str]:
     """A spec knob against its tunable: shape, choices, safe bounds."""
     name = knob.param
@@ -383,7 +380,7 @@ def _check_knob(knob, t: Tunable) -> list[str]:
             return [f"{name}: {', '.join(repr(b) for b in bad)} not allowed (allowed: {', '.join(t.choices)})"]
         return []
     if knob.is_choice:
-        from controller.knob import parse_ints
+        from controller.knob import parse_ints  # here: numpy and pydantic, which the catalog alone needs not
 
         problems = []
         for v in knob.values:
@@ -428,7 +425,7 @@ def _check_available(knob, facts, hosts) -> list[str]:
     return problems
 
 
-def _check_memory(spec, facts, hosts) -> list[str]:
+def _check_memory(spec: TuningSpec, facts, hosts) -> list[str]:
     knob = spec.knob("vm.min_free_kbytes")
     if knob is None or knob.is_choice:
         return []
@@ -441,35 +438,13 @@ def _check_memory(spec, facts, hosts) -> list[str]:
     return problems
 
 
-def validate(spec, catalog: Catalog, facts: dict[str, dict] | None = None, origin: str = "model") -> None:
-    """Raise SpecError listing every problem, one per line, the first line a summary (one problem: one line).
-
-    origin: who wrote the benchmark command, "user" (a --spec file), "model" or "builtin" (see benchcheck).
-    """
-    from controller.strategist import benchcheck
-
-    problems = catalog.check_spec(spec)
-    problems += list(timing.unseen(spec, catalog, [n for n in spec.knob_names if n in catalog]).values())
-    problems += benchcheck.problems(spec.benchmark_command, facts, origin=origin, tools=catalog.benchmark_tools,
-                                    cwd=spec.benchmark_cwd)
-    problems += benchcheck.step_problems(spec, origin=origin, tools=catalog.benchmark_tools)
-    if facts:
-        problems += catalog.check_hosts(spec, facts)
-    if len(problems) == 1:
-        raise SpecError(f"the spec for {spec.workload_name!r} cannot run as is: {problems[0]}")
-    if problems:
-        n = len(problems)
-        head = f"the spec for {spec.workload_name!r} cannot run as is ({n} problem{'s' if n > 1 else ''}):"
-        raise SpecError("\n".join([head] + [f"  - {p}" for p in problems]))
-
-
 # --- a user's catalog file ------------------------------------------------------------------
 
 ENTRY_FIELDS = {"type", "min", "max", "choices", "scope", "description", "note", "applies"}
 
 
 def _read_extra(path: Path, builtin: dict[str, Tunable]) -> tuple[dict[str, Tunable], tuple[str, ...]]:
-    from controller.spec import parse_document
+    from controller.spec import parse_document  # here: numpy and pydantic, for a catalog file only
 
     try:
         text = path.read_text(encoding="utf-8")
@@ -509,7 +484,7 @@ def _benchmark_tools(raw, path: Path) -> tuple[str, ...]:
 
 def _entry(name: str, fields: Any, base: Tunable | None) -> Tunable:
     """One entry; raises ValueError('.field: message') (or ': message')."""
-    from controller.knob import parse_ints
+    from controller.knob import parse_ints  # here: numpy and pydantic, which the catalog alone needs not
 
     if not is_sysctl_name(name):
         raise ValueError(": not a plain sysctl name")

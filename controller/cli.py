@@ -29,7 +29,8 @@ app = typer.Typer(
 @app.callback()
 def _global(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only results and errors: no plan, no progress."),
-    verbose: bool = typer.Option(False, "--verbose", "-v", help="Also one line per benchmark evaluation, and debug logs."),
+    verbose: bool = typer.Option(False, "--verbose", "-v",
+                                 help="Also one line per benchmark evaluation, and debug logs."),
 ) -> None:
     """Tune Linux hosts by experiment: learn kernel settings from real benchmarks across a fleet.
 

@@ -16,7 +16,12 @@ turns those scans into what `check`, `plan` and `run` say and refuse:
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from controller.errors import TunefleetError, UserError
+
+if TYPE_CHECKING:
+    from controller.spec import TuningSpec
 
 
 def scan_fleet(fleet, names: list[str], persist_path: str | None = None, persist_values: dict | None = None) -> dict:
@@ -91,7 +96,8 @@ def persist_lines(scans: dict, names: list[str], path: str) -> tuple[list[str], 
             continue
         overridden = sorted({f["path"] for k in names for f in (scan["knobs"].get(k) or {}).get("files", [])
                              if f["path"] != path and _before(scan, f["path"], path)})
-        says.append(f"{host}: --persist writes {path}" + (f", overriding {', '.join(overridden)}" if overridden else ""))
+        overriding = f", overriding {', '.join(overridden)}" if overridden else ""
+        says.append(f"{host}: --persist writes {path}{overriding}")
         for knob in names:
             k = scan["knobs"].get(knob) or {}
             win = k.get("after_tuned") or k.get("boot")
@@ -106,7 +112,7 @@ def _before(scan: dict, other: str, path: str) -> bool:
     return other in files and path in files and files.index(other) < files.index(path)
 
 
-def preflight(fleet, spec, persist_path: str | None, force: bool, say) -> dict:
+def preflight(fleet, spec: TuningSpec, persist_path: str | None, force: bool, say) -> dict:
     """Scan every host for the spec's knobs, say what manages them, and refuse what must not run:
     a daemon that retunes a knob of the run, a --persist drop-in that would lose at boot (unless
     --force). Returns the scans (recorded with the run)."""

@@ -100,9 +100,12 @@ def repair(values: dict[str, str], knobs) -> dict[str, str]:
         if raised is not None:
             out[pair.greater] = _set(high_knob, None, out[pair.greater], raised)
             continue
-        high = _allowed(high_knob, None)[-1]  # the largest the cap may be
+        allowed = _allowed(high_knob, None)
+        assert allowed is not None  # the cap's side of a pair has values (coupled.problems)
+        high = allowed[-1]  # the largest the cap may be
         out[pair.greater] = _set(high_knob, None, out[pair.greater], high)
         lowered = _largest_at_most(_allowed(low_knob, pair.component), high - step)
+        assert lowered is not None  # a validated spec's ranges let the pair hold (coupled.problems)
         out[pair.lesser] = _set(low_knob, pair.component, out[pair.lesser], lowered)
     return out
 

@@ -36,7 +36,7 @@ class HostError(TunefleetError):
 
 
 class Unreachable(HostError):
-    pass
+    transient = False  # True when a retry may get through (a refused or timed-out connect; fleet/sshroute.py)
 
 
 class AuthFailed(HostError):

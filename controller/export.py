@@ -14,7 +14,6 @@ and the verified change it comes from, so whoever finds it later can trace it ba
 from __future__ import annotations
 
 import configparser
-import io
 import json
 import os
 import re
@@ -52,7 +51,8 @@ def provenance(run: RunRecord) -> list[str]:
     """Where these settings come from, one line each (written as comments)."""
     r = run.as_dict()
     v = r.get("verification") or {}
-    change = (f"{'verified' if run.verified else 'measured'} change {v['change_pct']:+.1f}% in {r.get('reward_metric')} "
+    change = (f"{'verified' if run.verified else 'measured'} change {v['change_pct']:+.1f}% in "
+              f"{r.get('reward_metric')} "
               f"(95% CI {v['ci_low_pct']:+.1f}% to {v['ci_high_pct']:+.1f}%, p={v['p_value']:.3g})"
               if v.get("change_pct") is not None else "not verified")
     lines = [f"tunefleet run {run.path.resolve()}",
@@ -92,7 +92,7 @@ def _check_ini(text: str, values: dict[str, str]) -> None:
     """Read it back the way TuneD does (configparser, case kept, no interpolation)."""
     parser = configparser.ConfigParser(delimiters=("=",), inline_comment_prefixes=("#",), interpolation=None,
                                        strict=False)
-    parser.optionxform = str
+    parser.optionxform = str  # type: ignore[assignment,method-assign]  # configparser's way to keep names' case
     parser.read_string(text)
     if dict(parser["sysctl"]) != values:
         raise UserError("the TuneD profile does not read back as written")
@@ -153,11 +153,11 @@ def write(text: str, fmt: str, output: Path, overwrite: bool = False) -> Path:
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(f".{target.name}.tmp")
-        with io.open(tmp, "w") as f:
+        with open(tmp, "w") as f:
             f.write(text)
         if fmt == "shell":
             os.chmod(tmp, 0o755)
         tmp.replace(target)
     except OSError as e:
-        raise UserError(f"cannot write {target}: {e.strerror or e}")
+        raise UserError(f"cannot write {target}: {e.strerror or e}") from None
     return target

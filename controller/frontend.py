@@ -9,9 +9,10 @@ a person at the command line. Heavy libraries are imported inside the functions 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any
 
 from controller.errors import UserError
 
@@ -22,12 +23,12 @@ class Reach:
 
     accept_new_host_keys: bool = False
     connect_timeout: float = 5.0
-    ssh_config: Optional[Path] = None
+    ssh_config: Path | None = None
     workers: str = "threads"
     heartbeat_timeout: float = 30.0
 
 
-def load_catalog(extra: Optional[Path]):
+def load_catalog(extra: Path | None):
     """The built-in safety catalog, with a user's extra tunables file when given."""
     from controller.catalog import Catalog
 
@@ -37,14 +38,14 @@ def load_catalog(extra: Optional[Path]):
     return catalog
 
 
-def select(hosts: Path, limit: Optional[str]):
+def select(hosts: Path, limit: str | None):
     """The host specs an inventory and a --limit pattern select (no connection)."""
     from controller.fleet.inventory import load_inventory
 
     return load_inventory(hosts).select(limit)
 
 
-def connect(hosts: Path, limit: Optional[str], reach: Reach = Reach(), knobs=()):
+def connect(hosts: Path, limit: str | None, reach: Reach = Reach(), knobs=()):
     """The selected hosts, connected with their agents started: (host specs, Fleet). `knobs`: the
     knobs hello describes (with those they depend on)."""
     from controller.catalog import ALLOWED_IN_NAMESPACE, AVAILABLE_FROM
@@ -63,7 +64,7 @@ def connect(hosts: Path, limit: Optional[str], reach: Reach = Reach(), knobs=())
     return specs, Fleet.connect(specs, options)
 
 
-def host_facts(hosts: Path, limit: Optional[str], reach: Reach = Reach(), knobs=(), strict: bool = True) -> dict:
+def host_facts(hosts: Path, limit: str | None, reach: Reach = Reach(), knobs=(), strict: bool = True) -> dict:
     """hello from every host, describing `knobs`, with what else manages them (`managed`: the
     agent's scan, controller/conflicts.py); with strict=False, the hosts that answered. Changes nothing."""
     from controller import conflicts
@@ -83,7 +84,7 @@ def reachable_facts(fleet) -> dict:
     return {n: h.facts for n, h in fleet.hosts.items()}
 
 
-def check(hosts: Path, limit: Optional[str], reach: Reach = Reach()) -> tuple[list[dict], float]:
+def check(hosts: Path, limit: str | None, reach: Reach = Reach()) -> tuple[list[dict], float]:
     """What each host is (one row per host, whether it answered or not, with the catalog's knobs
     that something else manages there and those it lacks) and the seconds it took. Starts the
     agents, changes nothing."""
@@ -113,7 +114,7 @@ def _managed(scan: dict, knob: str) -> bool:
     return bool(k.get("files") or k.get("tuned") or k.get("daemons"))
 
 
-def make_plan(goal: Optional[str], spec_file: Optional[Path], facts: dict | None = None, model: Optional[str] = None,
+def make_plan(goal: str | None, spec_file: Path | None, facts: dict | None = None, model: str | None = None,
               catalog=None, on_event: Callable[[str, str], None] | None = None):
     """A spec from a file, or from the goal through the strategist. Returns (spec, plan-or-None)."""
     from controller.spec import TuningSpec
@@ -138,7 +139,7 @@ def origin(chosen) -> str:
 def plan_record(spec, chosen, written_by: str | None = None) -> dict[str, Any]:
     """plan.json: the spec, the exact argv and who wrote it, and how the strategist chose.
     `written_by` overrides the origin (a spec an MCP client passed in is the model's)."""
-    from controller.strategist.benchcheck import record
+    from controller.benchcheck import record
 
     record_ = {"spec": spec.to_dict(), "benchmark": record(spec, written_by or origin(chosen))}
     if chosen is not None:
@@ -173,7 +174,7 @@ def profiles_to_compare(names: list[str], chosen) -> list[str]:
     return list(dict.fromkeys(out))
 
 
-def restore(hosts: Path, limit: Optional[str], reach: Reach = Reach(), unpersist_file: str | None = None):
+def restore(hosts: Path, limit: str | None, reach: Reach = Reach(), unpersist_file: str | None = None):
     """Write back every original value the agents journaled: ({host: restoring.Report}, {host:
     error}) for the hosts that answered and those that did not (or failed)."""
     from controller.fleet.restoring import restore_host

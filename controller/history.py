@@ -15,7 +15,7 @@ from pathlib import Path
 
 from controller.errors import UserError
 from controller.result import RunResult
-from controller.runs import DEFAULT_ROOT
+from controller.runs import DEFAULT_ROOT, write_text_atomic
 
 
 @dataclass
@@ -69,7 +69,7 @@ def _json(path: Path):
 
 def _jsonl(path: Path) -> list[dict]:
     """trials.jsonl; a line cut short by a crash is skipped, not fatal."""
-    out = []
+    out: list[dict] = []
     try:
         lines = path.read_text().splitlines()
     except OSError:
@@ -203,8 +203,6 @@ def prune() -> list[str]:
     """Drop the index's entries whose folders are gone; returns them."""
     _, gone = indexed_runs()
     if gone:
-        from controller.runs import write_text_atomic
-
         keep = [e for e in _jsonl(index_path()) if e.get("path") not in gone]
         write_text_atomic(index_path(), "".join(json.dumps(e) + "\n" for e in keep))
     return gone

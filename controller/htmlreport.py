@@ -11,7 +11,6 @@ is better for a minimized metric too: the same convention as the verification.
 from __future__ import annotations
 
 import json
-import math
 import statistics
 import time
 from html import escape
@@ -24,17 +23,20 @@ from controller.svgplot import BEST, FLEET, NOISE, ORIGINAL, Panel, Scale, colou
 CSS = """
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:#1d2330;margin:0;background:#f4f5f7}
 main{max-width:1120px;margin:0 auto;padding:18px 28px 40px;background:#fff}
-h1{font-size:22px;margin:6px 0 2px}h2{font-size:17px;margin:26px 0 6px;border-bottom:1px solid #e3e6ea;padding-bottom:3px}
+h1{font-size:22px;margin:6px 0 2px}
+h2{font-size:17px;margin:26px 0 6px;border-bottom:1px solid #e3e6ea;padding-bottom:3px}
 .meta{color:#5b6472}.verdict{font-size:18px;font-weight:600;padding:10px 14px;border-radius:6px;margin:12px 0}
 .good{background:#e3f4ea;color:#145c36;border-left:5px solid #1a7f4b}
 .none{background:#fff6dd;color:#6b4e00;border-left:5px solid #d9a400}
 .bad{background:#fde7e7;color:#8a1c1c;border-left:5px solid #c62828}
-table{border-collapse:collapse;margin:6px 0}td,th{padding:3px 10px;text-align:left;border-bottom:1px solid #eef0f3;vertical-align:top}
+table{border-collapse:collapse;margin:6px 0}
+td,th{padding:3px 10px;text-align:left;border-bottom:1px solid #eef0f3;vertical-align:top}
 th{font-weight:600;color:#3b4350}td.n{text-align:right;font-variant-numeric:tabular-nums}
 .charts{display:flex;flex-wrap:wrap;gap:8px 18px}.note{color:#5b6472;font-size:13px;max-width:900px}
 svg text{font-size:11px;fill:#3b4350}svg text.t{font-size:12.5px;font-weight:600;fill:#1d2330}
 svg text.l{font-size:11.5px;fill:#5b6472}svg .g{stroke:#eceef1}svg .f{fill:none;stroke:#c3c8cf}
-.key span{display:inline-block;margin-right:14px}.key i{display:inline-block;width:11px;height:11px;border-radius:6px;margin-right:4px;vertical-align:-1px}
+.key span{display:inline-block;margin-right:14px}
+.key i{display:inline-block;width:11px;height:11px;border-radius:6px;margin-right:4px;vertical-align:-1px}
 code,pre{font:12.5px ui-monospace,Menlo,Consolas,monospace;background:#f4f5f7;border-radius:3px}
 pre{padding:8px;overflow-x:auto;max-height:340px}details{margin:6px 0}summary{cursor:pointer;color:#2f5d9a}
 """
@@ -239,7 +241,8 @@ def _arms(run: RunRecord) -> str:
         values = a.get("values") or {}
         shown = "<br>".join(f"<code>{escape(k)} = {escape(str(v))}</code>" for k, v in values.items()
                             if isinstance(v, str)) or "(per host: see result.json)"
-        left = "".join(f"<li><code>{escape(k)}</code>: {escape(why)}</li>" for k, why in (a.get("left_out") or {}).items())
+        left = "".join(f"<li><code>{escape(k)}</code>: {escape(why)}</li>"
+                       for k, why in (a.get("left_out") or {}).items())
         other = ", ".join(f"{escape(k)} {escape(str(v))}" for k, v in (a.get("not_sysctl") or {}).items())
         best_vs = a.get("best_vs") or {}
         word = ("tie" if not best_vs.get("significant") else
@@ -283,15 +286,14 @@ def _constraints(run: RunRecord) -> str:
 def _tradeoff(run: RunRecord, c: dict) -> str:
     """The search's runs: the bounded metric across, the objective up, the bound as a line."""
     base = _baselines(run)
-    points = [(t["observed"][c["metric"]], change_pct(t["raw"], base[t["host"]], _goal(run)))
+    points = [(t["observed"][c["metric"]], _pct(t["raw"], base[t["host"]], _goal(run)))
               for t in _trials(run, "search") if c["metric"] in (t.get("observed") or {}) and t["host"] in base]
-    points = [(x, y) for x, y in points if y is not None]
     if len(points) < 2:
         return ""
     xs, ys = [x for x, _ in points] + [c.get("max", c.get("min"))], [y for _, y in points]
     panel = Panel(_value_scale(xs), _value_scale(_clamped(ys)), width=520, height=260, xlabel=c["metric"],
                   ylabel="% better than baseline", title=f"the search: objective against {c['metric']}")
-    limit = c.get("max", c.get("min"))
+    limit = c["max"] if "max" in c else c["min"]  # a constraint in result.json has one of them
     x = panel.x(limit)
     panel.marks.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{panel.y1}" y2="{panel.y0}" stroke="#c62828" '
                        f'stroke-dasharray="4 3"><title>the bound: {fmt(limit)}</title></line>')
@@ -299,6 +301,13 @@ def _tradeoff(run: RunRecord, c: dict) -> str:
                labels=[f"{c['metric']} {fmt(x_)}: {y_:+.1f}%" for x_, y_ in points])
     return panel.svg() + "<p class=note>Every search run; the dashed line is the bound. A run past it scored below " \
                          "the original for the search, however good its objective.</p>"
+
+
+def _pct(raw: float, baseline: float, goal: str) -> float:
+    """change_pct against a baseline _baselines kept: a positive one, so never None."""
+    pct = change_pct(raw, baseline, goal)
+    assert pct is not None, baseline
+    return pct
 
 
 def _clamped(values: list[float]) -> list[float]:
@@ -312,13 +321,16 @@ def _best_so_far(run: RunRecord) -> str:
     if not search or not base:
         return ""
     hosts = list(base)
-    curves = {h: [] for h in hosts}
-    fleet, dots, best, host_best = [], {h: [] for h in hosts}, None, {}
+    curves: dict[str, list[tuple[int, float]]] = {h: [] for h in hosts}
+    dots: dict[str, list[tuple[int, float]]] = {h: [] for h in hosts}
+    fleet: list[tuple[int, float]] = []
+    best: float | None = None
+    host_best: dict[str, float] = {}
     for i, t in enumerate(search, 1):
         h = t.get("host")
         if t.get("error") or not isinstance(t.get("raw"), (int, float)) or h not in base:
             continue
-        pct = change_pct(t["raw"], base[h], goal)
+        pct = _pct(t["raw"], base[h], goal)
         dots[h].append((i, pct))
         host_best[h] = max(host_best.get(h, pct), pct)
         curves[h].append((i, host_best[h]))
@@ -328,7 +340,7 @@ def _best_so_far(run: RunRecord) -> str:
     for h in hosts:
         raws = [t["raw"] for t in _trials(run, "baseline", h)]
         if raws:
-            band += [change_pct(min(raws), base[h], goal), change_pct(max(raws), base[h], goal)]
+            band += [_pct(min(raws), base[h], goal), _pct(max(raws), base[h], goal)]
     ys = _clamped([p for d in dots.values() for _, p in d] + band + [0.0])
     panel = Panel(Scale(0.5, len(search) + 0.5, 0, 1, integer=True), padded(ys), width=760, height=300,
                   xlabel="search evaluation (across the fleet, in order)", ylabel="% better than baseline",
@@ -368,6 +380,7 @@ def _knobs(run: RunRecord) -> str:
         values = [(t["values"].get(name), t) for t in trials if (t.get("values") or {}).get(name) is not None]
         if not values:
             continue
+        dims: list[tuple[str, int | None]]
         if k.get("values"):
             dims = [(name, None)]
         else:
@@ -391,7 +404,7 @@ def _knob_panel(k, label, i, values, hosts, base, goal, best_value, originals) -
         nums = _numbers(text)
         return nums[i] if nums and len(nums) > i else None
 
-    pts = [(x_of(v), change_pct(t["raw"], base[t["host"]], goal), t["host"]) for v, t in values]
+    pts = [(x_of(v), _pct(t["raw"], base[t["host"]], goal), t["host"]) for v, t in values]
     pts = [p for p in pts if p[0] is not None]
     if not pts:
         return ""
@@ -424,10 +437,11 @@ def _knob_panel(k, label, i, values, hosts, base, goal, best_value, originals) -
 def _importance(run: RunRecord) -> str:
     """Absolute shares of the search's variance, so two knobs at 5% read as weak, not as 50/50."""
     names = [k.get("param") for k in run.spec.get("action_space") or []]
-    search = [t for t in run.trials if t.get("phase") == "search" and not (t.get("error") or "").startswith("agent lost")]
+    search = [t for t in run.trials
+              if t.get("phase") == "search" and not (t.get("error") or "").startswith("agent lost")]
     if not names or not search:
         return ""
-    from controller.learn.importance import knob_scores
+    from controller.learn.importance import knob_scores  # here: numpy and scipy, for a run with a search
 
     scores = knob_scores(search, names)
     if not scores or max(scores.values()) <= 0:
@@ -439,8 +453,8 @@ def _importance(run: RunRecord) -> str:
         for n, s in sorted(scores.items(), key=lambda kv: -kv[1]))
     rest = max(0.0, 1 - sum(scores.values()))
     return ("<table>" + rows + f"</table><p class=note>Share of the variation in the search's {len(search)} results "
-            f"that each knob explains on its own (absolute, not scaled to add up to 100%). {rest * 100:.0f}% is left to "
-            "noise and to what the knobs did together.</p>")
+            f"that each knob explains on its own (absolute, not scaled to add up to 100%). {rest * 100:.0f}% is left "
+            "to noise and to what the knobs did together.</p>")
 
 
 def _metrics(run: RunRecord) -> str:
@@ -453,8 +467,8 @@ def _metrics(run: RunRecord) -> str:
         return ""
     wanted = [m.get("metric") for m in run.spec.get("state_space") or [] if isinstance(m, dict)]
     present = {k for t in original + best for k, v in (t.get("metrics") or {}).items() if isinstance(v, (int, float))}
-    names = [m for m in wanted if m in present] + sorted(present - set(wanted))
-    panels = []
+    names = [m for m in wanted if isinstance(m, str) and m in present] + sorted(present - set(wanted))
+    panels: list[str] = []
     for m in names:
         if len(panels) == 9:
             break
@@ -513,8 +527,9 @@ def _facts(run: RunRecord) -> str:
         distro = f.get("distro") or {}
         tools = ", ".join(sorted(k for k, v in (f.get("tools") or {}).items() if v)) or "-"
         services = ", ".join(sorted(k for k, v in (f.get("services") or {}).items() if v)) or "-"
-        cells = [name, f.get("hostname"), f.get("kernel"),
-                 f"{distro.get('name', '')} {distro.get('version', '')}".strip() if isinstance(distro, dict) else distro,
+        if isinstance(distro, dict):
+            distro = f"{distro.get('name', '')} {distro.get('version', '')}".strip()
+        cells = [name, f.get("hostname"), f.get("kernel"), distro,
                  f.get("cpus"), f"{(f.get('mem_total_kb') or 0) // 1024} MB" if f.get("mem_total_kb") else None,
                  f.get("python"), services, tools]
         rows.append("<tr>" + "".join(f"<td>{escape(str(c)) if c not in (None, '') else '-'}</td>" for c in cells)

@@ -17,17 +17,19 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
+from controller import history, htmlreport
 from controller.errors import Cancelled, TunefleetError
 from controller.fleet.fleet import Fleet
 from controller.learn.evaluation import Trial
 from controller.result import RunResult
 from controller.runs import RunDir
 from controller.spec import TuningSpec
-from controller.tuner import RunOptions, tune
+from controller.tuner import Reporter, RunOptions, tune
 
 PHASES = ("setup", "baseline", "search", "confirm", "verify")
 
@@ -158,12 +160,10 @@ class Job:
                 if req.plan is not None:
                     self.run_dir.write("plan.json", req.plan)
             if req.remember:
-                from controller import history
-
                 history.remember(self.run_dir.path, req.spec.workload_name)
         return self.run_dir
 
-    def run(self, reporter=None) -> RunResult:
+    def run(self, reporter: Reporter | None = None) -> RunResult:
         """The whole run; a Cancelled run returns a result whose status says so (the hosts are
         restored when the caller closes the fleet). ``reporter``: another Reporter (the live view)
         that hears everything too."""
@@ -176,13 +176,11 @@ class Job:
             data = tune(req.spec, self.fleet, run, options, hear, resume=req.resume)
         except Cancelled:
             result = RunResult(status="cancelled", workload_name=req.spec.workload_name, run_dir=str(run.path),
-                               verdict="cancelled: no verified result", strategy=options.strategy, budget=options.budget,
-                               seed=options.seed, evaluations=self.status.evaluations)
+                               verdict="cancelled: no verified result", strategy=options.strategy,
+                               budget=options.budget, seed=options.seed, evaluations=self.status.evaluations)
             result.write(run.path)
             self.status.result = result
             if req.remember:
-                from controller import history
-
                 history.remember(run.path, req.spec.workload_name, result)
             self.publish("cancelled", run_dir=str(run.path))
             return result
@@ -218,8 +216,6 @@ class Job:
         self.status.result = result
         write_report(run.path, self.message)
         if req.remember:
-            from controller import history
-
             history.remember(run.path, req.spec.workload_name, result)
         return result
 
@@ -227,7 +223,7 @@ class Job:
 class _Both:
     """The job's events and another reporter (the live view), from one Reporter."""
 
-    def __init__(self, job: Job, other) -> None:
+    def __init__(self, job: Job, other: Reporter) -> None:
         self.job, self.other = job, other
 
     def phase(self, name: str, detail: str = "") -> None:
@@ -269,9 +265,7 @@ def keep(fleet: Fleet, result: dict[str, Any]) -> dict[str, Any]:
 
 def write_report(run_dir: Path, say: Callable[[str], None]) -> None:
     """report.html beside result.json; a failure here must not hide the result the run measured."""
-    from controller.htmlreport import write_report as write
-
     try:
-        write(run_dir)
+        htmlreport.write_report(run_dir)
     except Exception as e:  # noqa: BLE001 - the run is done and the hosts restored: say it, carry on
         say(f"could not write report.html ({type(e).__name__}: {e}); `tunefleet report {run_dir}` retries")

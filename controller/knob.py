@@ -11,7 +11,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -27,7 +27,7 @@ class FieldError(ValueError):
 
     def __init__(self, path: str, message: str):
         super().__init__(message)
-        self.path = path.split(".")
+        self.path: list[str | int] = list(path.split("."))
         self.message = message
 
 
@@ -72,8 +72,8 @@ class Knob(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     param: str = Field(min_length=1)
-    min: Union[int, list[int], None] = None
-    max: Union[int, list[int], None] = None
+    min: int | list[int] | None = None
+    max: int | list[int] | None = None
     scale: Literal["linear", "log"] | None = None
     values: list[str] | None = None
     rationale: str | None = None
@@ -162,7 +162,7 @@ class Knob(BaseModel):
 
     def bounds(self) -> dict:
         """What the agent re-checks before it writes (docs/protocol.md, apply)."""
-        if self.is_choice:
+        if self.values is not None:  # a choice knob
             return {"choices": list(self.values)}
         return {"min": self.min, "max": self.max}
 
@@ -174,7 +174,7 @@ class Knob(BaseModel):
         if x.size != self.dims:
             raise ValueError(f"{self.param}: takes {self.dims} action components, got {x.size}")
         u = (np.clip(x, -1.0, 1.0) + 1.0) / 2.0
-        if self.is_choice:
+        if self.values is not None:  # a choice knob
             n = len(self.values)
             return self.values[min(int(u[0] * n), n - 1)]
         out, j = [], 0
@@ -203,7 +203,7 @@ class Knob(BaseModel):
         if value is None:
             return zeros
         text = _text(value)
-        if self.is_choice:
+        if self.values is not None:  # a choice knob
             if text not in self.values:
                 return zeros
             return [(self.values.index(text) + 0.5) / len(self.values) * 2.0 - 1.0]
@@ -227,7 +227,7 @@ class Knob(BaseModel):
         if value is None:
             return False
         text = _text(value)
-        if self.is_choice:
+        if self.values is not None:  # a choice knob
             return text in self.values
         try:
             ints = parse_ints(text)

@@ -17,7 +17,7 @@ setup may be what makes that folder).
 from __future__ import annotations
 
 from controller.errors import AgentError
-from controller.spec import Command, TuningSpec
+from controller.spec import Command, Service, TuningSpec
 
 EXIT_KEY = "workload"
 SETUP_REQUEST_MARGIN_S = 30.0
@@ -30,21 +30,20 @@ def _step(what: str, command: Command, timeout: float, cwd: str | None) -> dict:
     return step
 
 
-def _start(spec: TuningSpec) -> list[dict]:
-    service = spec.service
+def _start(service: Service) -> list[dict]:
     steps = [_step(f"{service.name} start", service.start, service.timeout, None)]
     if service.ready:
         steps.append({"what": f"{service.name} ready", "wait_tcp": service.ready, "timeout": service.timeout})
     return steps
 
 
-def _stop(spec: TuningSpec) -> dict:
-    return _step(f"{spec.service.name} stop", spec.service.stop, spec.service.timeout, None)
+def _stop(service: Service) -> dict:
+    return _step(f"{service.name} stop", service.stop, service.timeout, None)
 
 
 def restart_steps(spec: TuningSpec) -> list[dict]:
     """The service stopped and started again (it listens anew), waiting until it is ready."""
-    return [_stop(spec), *_start(spec)] if spec.service is not None else []
+    return [_stop(spec.service), *_start(spec.service)] if spec.service is not None else []
 
 
 def before_each_run(spec: TuningSpec, restart: bool) -> list[dict]:
@@ -59,14 +58,14 @@ def before_each_run(spec: TuningSpec, restart: bool) -> list[dict]:
 
 def at_exit(spec: TuningSpec) -> list[dict]:
     """What undoes the run's setup on a host: the service stopped, then each teardown command."""
-    steps = [_stop(spec)] if spec.service is not None else []
+    steps = [_stop(spec.service)] if spec.service is not None else []
     return steps + [_step(f"teardown {i + 1}", c, spec.step_timeout, None) for i, c in enumerate(spec.teardown)]
 
 
 def at_start(spec: TuningSpec) -> list[dict]:
     """Once per host before the baseline: each setup command, then the service started."""
     steps = [_step(f"setup {i + 1}", c, spec.step_timeout, None) for i, c in enumerate(spec.setup)]
-    return steps + (_start(spec) if spec.service is not None else [])
+    return steps + (_start(spec.service) if spec.service is not None else [])
 
 
 def has_steps(spec: TuningSpec) -> bool:

@@ -7,8 +7,12 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import TYPE_CHECKING, Any
 
 from controller.learn.evaluation import Trial
+
+if TYPE_CHECKING:
+    from rich.live import Live
 
 
 class LiveReporter:
@@ -22,10 +26,11 @@ class LiveReporter:
         self.started = self.phase_started = time.monotonic()
         self.phase_done = 0
         self.verbose = verbose
-        self.rows = {h: {"last": None, "best": None, "raw": None, "evals": 0, "fail": 0, "note": ""} for h in hosts}
+        self.rows: dict[str, dict[str, Any]] = {
+            h: {"last": None, "best": None, "raw": None, "evals": 0, "fail": 0, "note": ""} for h in hosts}
         self.search_done = 0
         self._lock = threading.Lock()
-        self._live = None
+        self._live: Live | None = None
 
     # -- Reporter protocol
     def phase(self, name: str, detail: str = "") -> None:
@@ -39,7 +44,8 @@ class LiveReporter:
     def trial(self, t: Trial) -> None:
         with self._lock:
             self.phase_done += 1
-            row = self.rows.setdefault(t.host, {"last": None, "best": None, "raw": None, "evals": 0, "fail": 0, "note": ""})
+            row = self.rows.setdefault(t.host, {"last": None, "best": None, "raw": None, "evals": 0, "fail": 0,
+                                                "note": ""})
             if t.phase == "search":
                 self.search_done += 1
                 row["evals"] += 1
@@ -65,7 +71,7 @@ class LiveReporter:
         self.console.print(f"[yellow]{text}[/]")
 
     # -- display
-    def __enter__(self) -> "LiveReporter":
+    def __enter__(self) -> LiveReporter:
         if self.console.is_terminal:
             from rich.live import Live
 

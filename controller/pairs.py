@@ -14,8 +14,12 @@ from __future__ import annotations
 import ipaddress
 import socket
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from controller.errors import SpecError
+
+if TYPE_CHECKING:
+    from controller.spec import TuningSpec
 
 
 @dataclass(frozen=True)
@@ -31,9 +35,10 @@ class Pairing:
         return ", ".join(f"{c} -> {s}" for c, s in self.pairs.items())
 
 
-def pair(spec, names: list[str]) -> Pairing:
+def pair(spec: TuningSpec, names: list[str]) -> Pairing:
     """The pairs of ``spec.peer`` among the hosts ``names`` (inventory order); SpecError when they
     cannot be made."""
+    assert spec.peer is not None  # only a spec with a peer is paired
     wanted = spec.peer.pairs
     if wanted == "auto":
         if len(names) < 2:

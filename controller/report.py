@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+from controller import pairs
+from controller.errors import SpecError
 from controller.fleet.fleet import Fleet
 
+if TYPE_CHECKING:
+    from controller.spec import TuningSpec
 
 _ROW_KEYS = ("name", "address", "ok", "error", "hostname", "kernel", "boot_id", "shares_kernel_with", "distro",
              "python", "cpus", "mem_total_mb", "user", "agent_hash", "uploaded", "tools", "services", "recovered",
@@ -68,7 +74,8 @@ def print_check(console, rows: list[dict], elapsed: float) -> None:
                           + ", ".join(f"{k} = {v}" for k, v in r["recovered"].items()))
 
 
-def print_plan(console, spec, *, reason: str = "", rationale: dict | None = None, warnings=(), hosts=()) -> None:
+def print_plan(console, spec: TuningSpec, *, reason: str = "", rationale: dict | None = None, warnings=(),
+               hosts=()) -> None:
     """What is about to run, before anything changes."""
     from rich.table import Table
 
@@ -99,14 +106,11 @@ def print_plan(console, spec, *, reason: str = "", rationale: dict | None = None
         console.print(f"[yellow]warning:[/] {w}")
 
 
-def print_steps(console, spec, hosts: list[str]) -> None:
+def print_steps(console, spec: TuningSpec, hosts: list[str]) -> None:
     """What a run does besides the benchmark: its pairs, its service and steps, its bounds."""
     from rich.markup import escape
 
-    if getattr(spec, "peer", None) is not None:
-        from controller import pairs
-        from controller.errors import SpecError
-
+    if spec.peer is not None:
         try:
             pairing = pairs.pair(spec, hosts) if hosts else None
             shown = pairing.describe() + "".join(f"; {h} sits out" for h in pairing.left_out) if pairing else "auto"
@@ -188,7 +192,8 @@ def print_result(console, result: dict) -> None:
     console.print(table)
     if result.get("pairs"):
         console.print("pairs (client -> server): " + ", ".join(f"{c} -> {s}" for c, s in result["pairs"].items()))
-    console.print("[bold]best configuration[/]: " + ", ".join(f"{k} = {val}" for k, val in result["best_config"].items()))
+    best = ", ".join(f"{k} = {val}" for k, val in result["best_config"].items())
+    console.print(f"[bold]best configuration[/]: {best}")
     confirm = result.get("confirm") or {}
     if confirm.get("confirmed"):
         console.print(f"(chosen after re-measuring the search's top {len(confirm['candidates'])} configurations "
@@ -265,8 +270,8 @@ def print_measured(console, result: dict) -> None:
     for col in ("profile", "applied", "vs original (95% CI)", "tunefleet vs it (95% CI)", ""):
         table.add_column(col)
     for name, a in arms.items():
-        values = a["values"] if isinstance(a["values"], dict) and all(isinstance(v, str) for v in a["values"].values()) \
-            else {}
+        given = a["values"]
+        values = given if isinstance(given, dict) and all(isinstance(v, str) for v in given.values()) else {}
         applied = ", ".join(f"{k} = {v}" for k, v in values.items()) or "(per host)"
         table.add_row(name, applied, _change_text(a.get("verification")), _change_text(a.get("best_vs")),
                       versus(a.get("best_vs")))

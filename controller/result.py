@@ -21,6 +21,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from controller.errors import UserError
+from controller.runs import write_json_atomic
 
 SCHEMA_VERSION = 2   # 1: folders written before result.json carried schema_version and status
 FILE = "result.json"
@@ -57,7 +58,8 @@ class HostResult(BaseModel):
     verification: Comparison | None = None
 
 
-def succeeded(verification: Comparison | dict | None, constraints: list[dict] | None = None) -> bool:
+def succeeded(verification: Comparison | dict[str, Any] | None,
+              constraints: list[dict[str, Any]] | None = None) -> bool:
     """The one rule for success: the verified change is significant and better, and the best
     configuration keeps every bound (its whole 95% interval within the limit)."""
     if verification is None:
@@ -117,14 +119,12 @@ class RunResult(BaseModel):
 
     def write(self, folder: str | os.PathLike[str]) -> Path:
         """result.json in the run folder, atomically (a reader never sees half of it)."""
-        from controller.runs import write_json_atomic
-
         path = Path(folder) / FILE
         write_json_atomic(path, self.to_dict())
         return path
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "RunResult":
+    def from_dict(cls, data: dict[str, Any]) -> RunResult:
         """A result as written by any version: one without schema_version is version 1."""
         upgraded = dict(data)
         upgraded.setdefault("schema_version", 1)
@@ -132,7 +132,7 @@ class RunResult(BaseModel):
         return cls.model_validate(upgraded)
 
     @classmethod
-    def load(cls, folder: str | os.PathLike[str]) -> "RunResult | None":
+    def load(cls, folder: str | os.PathLike[str]) -> RunResult | None:
         """The folder's result, None when it has none (an interrupted run); a UserError when
         result.json is there but unreadable."""
         path = Path(folder) / FILE

@@ -33,10 +33,15 @@ import json
 from collections import deque
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from controller.errors import UserError
+from controller.fleet.fleet import read_originals
 from controller.learn.evaluation import HostEvaluator, Recorder, Trial
 from controller.runs import RunDir
+
+if TYPE_CHECKING:
+    from controller.spec import TuningSpec
 
 OPTIONS = "options.json"
 BASELINE = "baseline.json"
@@ -62,7 +67,8 @@ def check_options(stored: dict, given: dict) -> list[str]:
     against the run's: one of BINDING that differs is refused (a UserError naming each), one of
     FREE is taken and said (the lines returned)."""
     recorded = {**stored, "persist": stored.get("persist_file") is not None}
-    refused, notes = [], []
+    refused: list[str] = []
+    notes: list[str] = []
     for option, value in given.items():
         key = BINDING.get(option) or FREE.get(option)
         if key is None:
@@ -131,7 +137,7 @@ class Resume:
     notes: list[str] = field(default_factory=list)  # what was repaired or changed, one line each
 
     @classmethod
-    def load(cls, path: Path) -> "Resume":
+    def load(cls, path: Path) -> Resume:
         """The run folder's record, or a UserError saying why it cannot be resumed."""
         path = Path(path)
         if not path.is_dir():
@@ -171,7 +177,7 @@ class Resume:
             return "confirm"
         return "search"
 
-    def check_fleet(self, fleet, spec) -> None:
+    def check_fleet(self, fleet, spec: TuningSpec) -> None:
         """The same hosts and knobs as the run that died, each back on its recorded originals."""
         gone = [n for n in self.hosts if n not in fleet.hosts]
         if gone:
@@ -184,8 +190,6 @@ class Resume:
             raise UserError(f"--resume: knob(s) not in the run's hosts.json: {', '.join(missing)}")
         for name, host in fleet.hosts.items():
             self.restored[name] = dict(host.facts.get("recovered") or {})
-        from controller.tuner import read_originals
-
         for attempt in ("restore", "check"):
             now = read_originals(fleet, spec.knob_names)  # a knob gone from a host is refused here
             differ = {n: {k: (v, now[n].get(k)) for k, v in self.hosts[n]["originals"].items()
@@ -212,7 +216,7 @@ class Resume:
         recorded = (self.hosts.get(name) or {}).get("facts") or {}
         if not recorded.get("boot_id") or host.facts.get("boot_id") == recorded.get("boot_id"):
             return
-        earlier = {}
+        earlier: dict[str, str] = {}
         for journal in (host.facts.get("discarded") or {}).values():
             if journal.get("boot_id") == recorded["boot_id"]:
                 earlier.update(journal.get("originals") or {})
@@ -237,7 +241,8 @@ class Resume:
             return
         for name, ev in evaluators.items():
             b = self.baseline.get(name) or {}
-            replay = ConfirmReplay(ev.host, ev.spec, recorder, [t for t in self.of("confirm") if t.host == name], ev.measure)
+            recorded = [t for t in self.of("confirm") if t.host == name]
+            replay = ConfirmReplay(ev.host, ev.spec, recorder, recorded, ev.measure)
             replay.baseline, replay.baseline_aggregates = b.get("median"), b.get("aggregates") or {}
             replay.dropped = b.get("dropped")
             evaluators[name] = replay
@@ -269,7 +274,7 @@ class ConfirmReplay(HostEvaluator):
     """Hands back this host's recorded confirm measurements while they match what is asked, in order
     (pick_best asks in a fixed order); past the first mismatch everything is measured."""
 
-    def __init__(self, host, spec, recorder: Recorder, recorded: list[Trial], measure=None):
+    def __init__(self, host, spec: TuningSpec, recorder: Recorder, recorded: list[Trial], measure=None):
         super().__init__(host, spec, recorder, measure)
         self.recorded = deque(recorded)
 

@@ -13,10 +13,13 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
+from typing import Literal
 
 from controller.errors import SpecError
+
+Goal = Literal["maximize", "minimize"]
 
 NUMBER = r"([0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?)"
 
@@ -37,8 +40,8 @@ class RewardParseError(SpecError):
 @dataclass(frozen=True)
 class Metric:
     name: str
-    goal: str  # "maximize" | "minimize"
-    parse: Callable[[str], "float | None"]
+    goal: Goal
+    parse: Callable[[str], float | None]
     example: str  # what the parser looks for, for error messages
     tools: tuple[str, ...] = ()
 
@@ -177,8 +180,8 @@ def _fio(direction: str, field: str) -> Callable[[str], float | None]:
         if not sides:
             return None
         if field == "lat_ms":
-            ios = [(s.get("total_ios") or 0, (s.get("lat_ns") or {}).get("mean")) for s in sides]
-            ios = [(n, m) for n, m in ios if n and m is not None]
+            found = [(s.get("total_ios") or 0, (s.get("lat_ns") or {}).get("mean")) for s in sides]
+            ios = [(n, m) for n, m in found if n and m is not None]
             total = sum(n for n, _ in ios)
             return sum(n * m for n, m in ios) / total / 1e6 if total else None
         return float(sum(float(s.get(field) or 0) for s in sides))
@@ -188,7 +191,7 @@ def _fio(direction: str, field: str) -> Callable[[str], float | None]:
 METRICS: dict[str, Metric] = {}
 
 
-def _register(names: tuple[str, ...], goal: str, parse, example: str, tools: tuple[str, ...] = ()) -> None:
+def _register(names: tuple[str, ...], goal: Goal, parse, example: str, tools: tuple[str, ...] = ()) -> None:
     for name in names:
         METRICS[name] = Metric(name, goal, parse, example, tools)
 
@@ -228,7 +231,7 @@ def get(name: str) -> Metric | None:
     return METRICS.get(name)
 
 
-def default_goal(name: str) -> str:
+def default_goal(name: str) -> Goal:
     metric = METRICS.get(name)
     return metric.goal if metric else "maximize"
 

@@ -23,7 +23,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from controller.errors import UserError
 
@@ -61,11 +61,11 @@ class RunDir:
     def __init__(self, path: Path):
         self.path = path
         self._lock = threading.Lock()
-        self._trials = None
+        self._trials: TextIO | None = None
 
     @classmethod
     def create(cls, workload: str, run_dir: str | os.PathLike | None = None,
-               root: str = DEFAULT_ROOT) -> "RunDir":
+               root: str = DEFAULT_ROOT) -> RunDir:
         if run_dir is not None:
             path = Path(run_dir)
             if path.exists() and any(path.iterdir()):
@@ -80,7 +80,7 @@ class RunDir:
         try:
             path.mkdir(parents=True, exist_ok=True)
         except OSError as e:
-            raise UserError(f"cannot create run folder {path}: {e.strerror or e}")
+            raise UserError(f"cannot create run folder {path}: {e.strerror or e}") from None
         return cls(path)
 
     def write(self, name: str, data: Any) -> Path:

@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from controller import coupled, rewards
+from controller import coupled, priors, rewards, statemetrics, training
 from controller.errors import SpecError
 from controller.knob import FieldError, Knob
 from controller.rewards import RewardParseError
@@ -42,7 +42,7 @@ class StateMetric(BaseModel):
     source: str | None = None
 
 
-Command = Union[str, list[str]]
+Command = str | list[str]
 
 
 def check_command(v: Command) -> Command:
@@ -96,10 +96,12 @@ class Constraint(BaseModel):
 
     @property
     def limit(self) -> float:
-        return self.max if self.max is not None else self.min
+        limit = self.max if self.max is not None else self.min
+        assert limit is not None  # _check: exactly one of max and min
+        return limit
 
     def holds(self, value: float) -> bool:
-        return value <= self.max if self.max is not None else value >= self.min
+        return value <= self.max if self.max is not None else value >= self.limit
 
     def excess(self, value: float) -> float:
         """How far ``value`` is past the limit, as a log ratio (0 when it holds)."""
@@ -135,7 +137,7 @@ class Peer(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    pairs: Union[Literal["auto"], list[tuple[str, str]]] = "auto"
+    pairs: Literal["auto"] | list[tuple[str, str]] = "auto"
     link: Link | None = None
 
 
@@ -145,14 +147,14 @@ class TuningSpec(BaseModel):
     Optional: description, state_space, training_config, reward_pattern (regex, group 1 is the
     number), reward_goal (default: the metric's own, see controller.rewards), benchmark_cwd,
     benchmark_timeout (s), baseline_repeats, initial_candidates (expert priors every strategy
-    evaluates first, see controller/learn/priors.py). Anything else is kept as given.
+    evaluates first, see controller/priors.py). Anything else is kept as given.
     """
 
     model_config = ConfigDict(extra="allow")
 
     workload_name: str = Field(min_length=1)
     reward_metric: str = Field(min_length=1)
-    benchmark_command: Union[str, list[str]]
+    benchmark_command: str | list[str]
     action_space: list[Knob]
     state_space: list[StateMetric] = Field(default_factory=list)
     training_config: dict[str, Any] = Field(default_factory=dict)
@@ -210,17 +212,13 @@ class TuningSpec(BaseModel):
     @field_validator("training_config")
     @classmethod
     def _training(cls, v):
-        from controller.learn import training
-
         training.validate(v)  # honoured by PPO, or refused here: never ignored
         return v
 
     @field_validator("state_space")
     @classmethod
     def _state(cls, v):
-        from controller.learn import features
-
-        for index, name, problem in features.check_state_space(v):
+        for index, name, problem in statemetrics.check_state_space(v):
             error = FieldError(name, problem)
             error.path = [index, name]
             raise error
@@ -242,8 +240,6 @@ class TuningSpec(BaseModel):
             self.reward_goal = rewards.default_goal(self.reward_metric)
         if self.action_dim < 1:
             raise FieldError("action_space", "every knob is fixed (min == max): nothing to tune")
-        from controller.learn import priors
-
         for path, problem in priors.problems(self.initial_candidates, self.action_space)[:1]:
             error = FieldError("initial_candidates", problem)
             error.path = ["initial_candidates", *path]
@@ -254,7 +250,7 @@ class TuningSpec(BaseModel):
     # --- shape --------------------------------------------------------------------------
 
     @property
-    def goal(self) -> str:
+    def goal(self) -> Goal:
         return self.reward_goal or "maximize"
 
     @property
@@ -303,7 +299,7 @@ class TuningSpec(BaseModel):
     # --- I/O --------------------------------------------------------------------------------
 
     @classmethod
-    def from_dict(cls, data: Any, source: str = "spec") -> "TuningSpec":
+    def from_dict(cls, data: Any, source: str = "spec") -> TuningSpec:
         if not isinstance(data, dict):
             raise SpecError(f"{source}: must be an object with workload_name, reward_metric, "
                             f"benchmark_command and action_space (got {type(data).__name__})")
@@ -316,7 +312,7 @@ class TuningSpec(BaseModel):
         return self.model_dump(mode="json", exclude_none=True)
 
     @classmethod
-    def load(cls, path: str | Path) -> "TuningSpec":
+    def load(cls, path: str | Path) -> TuningSpec:
         path = Path(path)
         try:
             text = path.read_text(encoding="utf-8")

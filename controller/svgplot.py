@@ -103,8 +103,8 @@ class Panel:
                  title: str = "", xlabel: str = "", ylabel: str = "", left: int = 58):
         self.w, self.h, self.title, self.xlabel, self.ylabel = width, height, title, xlabel, ylabel
         self.x0, self.x1, self.y0, self.y1 = left, width - 12, height - 40, 26 if title else 10
-        self.x = x if isinstance(x, Scale) else Scale(*x[:2], self.x0, self.x1, *x[2:])
-        self.y = y if isinstance(y, Scale) else Scale(*y[:2], self.y0, self.y1, *y[2:])
+        self.x = x if isinstance(x, Scale) else Scale(x[0], x[1], self.x0, self.x1, *x[2:])
+        self.y = y if isinstance(y, Scale) else Scale(y[0], y[1], self.y0, self.y1, *y[2:])
         self.x.a, self.x.b, self.y.a, self.y.b = self.x0, self.x1, self.y0, self.y1
         self.marks: list[str] = []
 

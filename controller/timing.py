@@ -95,7 +95,7 @@ def unseen(spec: TuningSpec, catalog: Catalog, names=None) -> dict[str, str]:
 def needs_restart(spec: TuningSpec, catalog: Catalog, names=()) -> bool:
     """Whether measured runs restart the service: ``always``; or ``auto`` when a knob of the spec
     (or of another arm the run measures, ``names``) takes effect at listen() or process start."""
-    if not restarts_service(spec):
+    if spec.service is None or not restarts_service(spec):
         return False
     if spec.service.restart == "always":
         return True

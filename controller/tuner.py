@@ -11,22 +11,30 @@ from __future__ import annotations
 
 import functools
 import statistics
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Protocol
+from pathlib import Path
+from threading import Event
+from typing import Any, Protocol
 
-from controller import lifecycle, profiles, timing
+from controller import lifecycle, profiles, timing, training
+from controller import resume as resuming
 from controller.catalog import Catalog
-from controller.errors import SpecError, TunefleetError
+from controller.errors import AgentError, SpecError, TunefleetError
 from controller.fleet.executor import ThreadExecutor, gather
-from controller.fleet.fleet import Fleet
+from controller.fleet.fleet import Fleet, read_originals
+from controller.fleet.rejoin import Rejoiner
 from controller.learn import arms, features, paired, stats
 from controller.learn.arms import Arm
 from controller.learn.evaluation import HostEvaluator, Measure, Recorder, Trial
 from controller.learn.importance import knob_importance
-from controller.learn.search import STRATEGIES, SearchContext, auto_choice
+from controller.learn.policystore import PolicyStore, fleet_kernel_family
+from controller.learn.search import STRATEGIES, SearchContext, auto_choice, bring_back, say_drift
 from controller.learn.select import pick_best
 from controller.rewards import change_pct
 from controller.runs import RunDir
+from controller.spec import TuningSpec
+from node_agent.protocol import E_DRIFT
 
 
 @dataclass
@@ -41,12 +49,12 @@ class RunOptions:
     confirm_repeats: int | None = None    # runs per candidate per host (default: >= 3 per candidate in all)
     min_effect_pct: float = 5.0           # smallest change worth finding: warn when the noise hides it
     policy: str | None = None             # ppo: None = the store's compatible policy, "none" = cold, else a path
-    policy_store: object = None           # a PolicyStore (default: controller.learn.policystore.default_root())
-    tensorboard_dir: object = None        # --tensorboard: RUN_DIR/tensorboard (see controller/tblog.py)
+    policy_store: PolicyStore | None = None  # default: controller.learn.policystore.default_root()
+    tensorboard_dir: Path | None = None   # --tensorboard: RUN_DIR/tensorboard (see controller/tblog.py)
     invocation: dict | None = None        # how the run was started (inventory, --limit, ...): options.json
-    cancel: object = None                 # a threading.Event: once set, no evaluation starts (controller/job.py)
+    cancel: Event | None = None           # once set, no evaluation starts (controller/job.py)
     compare: tuple[str, ...] = ()         # expert profiles measured beside the winner (controller/learn/arms.py)
-    catalog: object = None                # a Catalog (default: the built-in one): when knobs take effect
+    catalog: Catalog | None = None        # default: the built-in one; says when knobs take effect
     rejoin_window: float = 180.0          # a lost host is reconnected for this long (seconds) ...
     rejoin_interval: float = 3.0          # ... trying every this many seconds (controller/fleet/rejoin.py)
 
@@ -68,18 +76,6 @@ class QuietReporter:
         pass
 
 
-def read_originals(fleet: Fleet, names: list[str]) -> dict[str, dict[str, str]]:
-    outcomes = fleet.map(lambda h: h.request("read", {"names": names}))
-    originals = {}
-    for name, out in outcomes.items():
-        if not out.ok:
-            raise out.error
-        if out.value.get("missing"):
-            raise SpecError(f"{name}: knob(s) missing on the host: {', '.join(out.value['missing'])}")
-        originals[name] = out.value["values"]
-    return originals
-
-
 @dataclass
 class Setup:
     """What a run prepared before its first measurement: the hosts' originals, the compared arms,
@@ -89,15 +85,13 @@ class Setup:
     arms: list[Arm]
     recorder: Recorder
     evaluators: dict[str, HostEvaluator]
-    prepared: object = None  # re-prepares a host that rejoins (its service is gone after a reboot)
+    prepared: Callable[..., Any] | None = None  # re-prepares a host that rejoins (its service is gone after a reboot)
     pairs: dict | None = None  # client -> server, for a benchmark with a partner
 
 
-def tune(spec, fleet: Fleet, run: RunDir, options: RunOptions, reporter: Reporter | None = None,
-         resume=None) -> dict:
+def tune(spec: TuningSpec, fleet: Fleet, run: RunDir, options: RunOptions, reporter: Reporter | None = None,
+         resume: resuming.Resume | None = None) -> dict:
     """`resume`: a controller.resume.Resume whose finished phases are taken from the run folder."""
-    from controller import resume as resuming
-
     reporter = reporter or QuietReporter()
     if options.strategy not in STRATEGIES:
         raise SpecError(f"unknown strategy '{options.strategy}' (known: {', '.join(STRATEGIES)})")
@@ -132,6 +126,7 @@ def tune(spec, fleet: Fleet, run: RunDir, options: RunOptions, reporter: Reporte
         if not any(t.ok for t in setup.recorder.search_trials()):
             raise TunefleetError("the search produced no successful evaluation; see trials.jsonl in " + str(run.path))
         selection = pick_best(ctx, top_k=options.confirm_top, repeats=options.confirm_repeats, phase=reporter.phase)
+        assert selection is not None  # the search had a successful evaluation (above)
         summary = _verify_phase(ctx, setup, selection.trial.values, options, reporter)
     finally:
         executor.shutdown()
@@ -150,7 +145,7 @@ def tune(spec, fleet: Fleet, run: RunDir, options: RunOptions, reporter: Reporte
     return result
 
 
-def _set_up(spec, fleet: Fleet, run: RunDir, options: RunOptions, reporter: Reporter) -> Setup:
+def _set_up(spec: TuningSpec, fleet: Fleet, run: RunDir, options: RunOptions, reporter: Reporter) -> Setup:
     """Originals of every knob the run may touch, the compared arms, the steps before every measured
     run, and each host prepared (setup commands, its service started); a host whose preparation
     fails is left out, saying why."""
@@ -160,11 +155,13 @@ def _set_up(spec, fleet: Fleet, run: RunDir, options: RunOptions, reporter: Repo
     run.write("hosts.json", {n: {"facts": h.facts, "originals": originals[n]} for n, h in fleet.hosts.items()})
     restart = timing.needs_restart(spec, catalog, arms.knobs_of(profile_arms))
     if restart:
+        assert spec.service is not None  # only a spec's service is restarted
         reporter.message(f"{spec.service.name} is restarted before every measured run (a knob of this run takes "
                          "effect only when a server listens again)")
     recorder = Recorder(_trial_sink(run, fleet), [reporter.trial])
     if spec.peer is not None:  # the evaluated hosts are the clients; their servers follow their values
-        reporter.phase("setup", "pairs, the service on every server" + (", the emulated link" if spec.peer.link else ""))
+        link = ", the emulated link" if spec.peer.link else ""
+        reporter.phase("setup", "pairs, the service on every server" + link)
         measures, _ = paired.set_up(spec, fleet, originals, restart, reporter.message)
         evaluators = {n: HostEvaluator(fleet.hosts[n], spec, recorder, m, options.cancel) for n, m in measures.items()}
         if not evaluators:
@@ -178,7 +175,7 @@ def _set_up(spec, fleet: Fleet, run: RunDir, options: RunOptions, reporter: Repo
         reporter.phase("setup", "setup and service start on every host")
         prepare = functools.partial(lifecycle.prepare_host, spec=spec)
         for name, out in fleet.map(prepare).items():
-            if not out.ok:
+            if out.error is not None:
                 evaluators[name].dropped = out.error.message
                 reporter.message(f"dropping {name} from the run: {out.error.message}")
     return Setup(originals, profile_arms, recorder, evaluators, prepare)
@@ -204,11 +201,9 @@ def _plan_arms(fleet: Fleet, names, catalog: Catalog, reporter: Reporter) -> lis
     return out
 
 
-def _baseline_phase(evaluators, executor, options: RunOptions, spec, run: RunDir, reporter: Reporter, resume,
-                    rejoiner=None, prepare=None):
+def _baseline_phase(evaluators, executor, options: RunOptions, spec: TuningSpec, run: RunDir, reporter: Reporter,
+                    resume: resuming.Resume | None, rejoiner=None, prepare=None):
     """The baseline, with repeats, each host on its own original values; and what its noise means."""
-    from controller import resume as resuming
-
     repeats = options.baseline_repeats or spec.baseline_repeats
     reporter.phase("baseline", f"{repeats} runs per host")
     if resume is not None and resume.baseline is not None:
@@ -236,10 +231,8 @@ def _verify_phase(ctx: SearchContext, setup: Setup, best: dict[str, str], option
     return arms.summarize(samples, everyone, ctx.spec, options.seed)
 
 
-def _resolve_auto(spec, fleet: Fleet, options: RunOptions, reporter: Reporter) -> RunOptions:
+def _resolve_auto(spec: TuningSpec, fleet: Fleet, options: RunOptions, reporter: Reporter) -> RunOptions:
     """--strategy auto: ppo from a trained policy when there is one, bo otherwise (search.auto_choice)."""
-    from controller.learn.policystore import PolicyStore, fleet_kernel_family
-
     store = options.policy_store or PolicyStore()
     kernel = fleet_kernel_family({n: h.facts for n, h in fleet.hosts.items()})
     strategy, why = auto_choice(spec, kernel, options.policy, store)
@@ -247,20 +240,16 @@ def _resolve_auto(spec, fleet: Fleet, options: RunOptions, reporter: Reporter) -
     return replace(options, strategy=strategy, policy_store=store)
 
 
-def _policy_plan(spec, fleet: Fleet, options: RunOptions, reporter: Reporter) -> dict:
+def _policy_plan(spec: TuningSpec, fleet: Fleet, options: RunOptions, reporter: Reporter) -> dict:
     """Which saved policy PPO starts from (--policy PATH, the store's compatible one, or none) and
     where it saves the one it trains. Other strategies have no policy."""
     if options.strategy != "ppo":
         return {}
-    from pathlib import Path
-
-    from controller.learn import training
-    from controller.learn.policystore import PolicyStore, fleet_kernel_family
-    from controller.learn.ppo import check_policy
+    from controller.learn.ppo import check_policy  # here: torch and stable-baselines3, for ppo runs only
 
     store = options.policy_store or PolicyStore()
     kernel = fleet_kernel_family({n: h.facts for n, h in fleet.hosts.items()})
-    mode = training.action_mode(spec)
+    mode = training.action_mode(spec.training_config)
     plan = {"store": store, "kernel": kernel, "path_out": store.new_path(), "started_from": None, "saved": None,
             "action_mode": mode}
     if options.policy and options.policy != "none":
@@ -279,13 +268,14 @@ def _policy_plan(spec, fleet: Fleet, options: RunOptions, reporter: Reporter) ->
     return plan
 
 
-def _store_policy(plan: dict, spec, run: RunDir, recorder: Recorder, reporter: Reporter) -> None:
+def _store_policy(plan: dict, spec: TuningSpec, run: RunDir, recorder: Recorder, reporter: Reporter) -> None:
     """Index the policy the run trained, so the next run on these knobs starts from it."""
     path = plan.get("path_out")
     if path is None or not path.exists():
         return
-    plan["store"].add(path, spec, plan["kernel"], action_mode=plan["action_mode"], evaluations=recorder.search_evaluations,
-                      run_dir=str(run.path), started_from=plan["started_from"])
+    plan["store"].add(path, spec, plan["kernel"], action_mode=plan["action_mode"],
+                      evaluations=recorder.search_evaluations, run_dir=str(run.path),
+                      started_from=plan["started_from"])
     plan["saved"] = str(path)
 
 
@@ -294,8 +284,6 @@ def _rejoiner(fleet: Fleet, originals: dict[str, dict[str, str]], options: RunOp
     the fleet connected them (threads or Ray actors), within the run's rejoin window."""
     if fleet.options is None:  # a fleet that was not connected here (a simulated one) cannot be reconnected
         return None
-    from controller.fleet.rejoin import Rejoiner
-
     return Rejoiner(fleet, originals, within=options.rejoin_window, every=options.rejoin_interval)
 
 
@@ -303,15 +291,11 @@ def _watch(fleet: Fleet, originals: dict[str, dict[str, str]], evaluators: dict[
            reporter: Reporter) -> None:
     """Tell every agent the values its baseline is measured on: from now on any other value of a
     tuned knob that tunefleet did not write is someone else's change (node_agent/drift.py)."""
-    from controller.errors import AgentError
-    from controller.learn.search import say_drift
-    from node_agent.protocol import E_DRIFT
-
     if fleet.options is None:  # a simulated fleet has no agents
         return
     outcomes = fleet.map(lambda h: h.request("watch", {"values": originals[h.name]}))
     for name, out in outcomes.items():
-        if out.ok:
+        if out.error is None:
             continue
         if isinstance(out.error, AgentError) and out.error.etype == E_DRIFT:
             evaluators[name].stop_for_drift(out.error.details.get("drift") or {})
@@ -335,10 +319,8 @@ def _trial_sink(run: RunDir, fleet: Fleet):
 
 def _baseline(evaluators: dict[str, HostEvaluator], executor, repeats: int, reporter: Reporter,
               rejoiner=None, prepare=None) -> dict[str, dict]:
-    from controller.learn.search import bring_back
-
     def measure(ev: HostEvaluator) -> dict:
-        trials = []
+        trials: list[Trial] = []
         while len(trials) < repeats and not ev.dropped:
             t = ev.evaluate(None, phase="baseline")
             if ev.lost or ev.drift is not None:  # measured again once the host is back on its originals
@@ -353,7 +335,7 @@ def _baseline(evaluators: dict[str, HostEvaluator], executor, repeats: int, repo
             ev.dropped = f"the baseline benchmark failed: {trials[-1].error}"
             reporter.message(f"dropping {ev.name} from the run: {ev.dropped}")
             return {}
-        raws = [t.raw for t in good]
+        raws = [t.raw for t in good if t.raw is not None]  # every good run has its figure
         ev.baseline = statistics.median(raws)
         ev.baseline_aggregates = features.mean_aggregates([t.aggregates for t in good])
         summary = stats.summarize(raws)
@@ -376,7 +358,7 @@ def _noise_warnings(baselines: dict[str, dict], options: RunOptions) -> list[str
     return out
 
 
-def _importance(recorder: Recorder, spec) -> dict[str, float]:
+def _importance(recorder: Recorder, spec: TuningSpec) -> dict[str, float]:
     """Which knobs mattered, from the search's evaluations with the rewards the search saw (relative
     to each host's baseline, so hosts pool; a setting that makes the benchmark fail scores the
     floor, which is an effect too). Re-measurements of the top candidates are left out: they
@@ -385,17 +367,14 @@ def _importance(recorder: Recorder, spec) -> dict[str, float]:
     return {k: round(v, 4) for k, v in knob_importance(trials, spec.knob_names).items()}
 
 
-def _result(spec, options: RunOptions, run: RunDir, recorder: Recorder, ctx: SearchContext,
+def _result(spec: TuningSpec, options: RunOptions, run: RunDir, recorder: Recorder, ctx: SearchContext,
             baselines: dict, best: Trial, summary: dict) -> dict:
     goal = spec.goal
     per_host = {}
     for name, ev in ctx.evaluators.items():
-        host_trials = [t for t in recorder.search_trials(name) if t.ok]
-        host_best = max(host_trials, key=lambda t: t.reward) if host_trials else None
         entry = {
             "baseline": baselines.get(name, {}).get("summary"),
-            "best_seen": ({"values": host_best.values, "raw": host_best.raw, "reward": round(host_best.reward, 4),
-                           "change_pct": _change(host_best.raw, ev.baseline, goal)} if host_best else None),
+            "best_seen": _best_seen(recorder.search_trials(name), ev.baseline, goal),
             "evaluations": len(recorder.search_trials(name)),
             "failures": sum(1 for t in recorder.search_trials(name) if not t.ok),
             "dropped": ev.dropped,
@@ -447,13 +426,24 @@ def _result(spec, options: RunOptions, run: RunDir, recorder: Recorder, ctx: Sea
     return result
 
 
-def _change(raw: float, baseline: float | None, goal: str) -> float | None:
+def _best_seen(trials: list[Trial], baseline: float | None, goal: str) -> dict | None:
+    """A host's best search sample, unverified (None when none succeeded)."""
+    scored = [(t.reward, t.raw, t) for t in trials if t.ok and t.reward is not None and t.raw is not None]
+    if not scored:
+        return None
+    reward, raw, best = max(scored, key=lambda s: s[0])
+    return {"values": best.values, "raw": raw, "reward": round(reward, 4), "change_pct": _change(raw, baseline, goal)}
+
+
+def _change(raw: float | None, baseline: float | None, goal: str) -> float | None:
     """Percent change of the raw metric against the host's baseline (not of the log reward)."""
+    if raw is None:
+        return None
     pct = change_pct(raw, baseline or 0.0, goal)
     return None if pct is None else round(pct, 2)
 
 
-def _verdict(v: dict | None, constraints: list[dict] = ()) -> str:
+def _verdict(v: dict | None, constraints: Sequence[dict] = ()) -> str:
     if not v:
         return "not verified: no host completed the verification"
     broken = [(c, (c["arms"].get(arms.BEST) or {})) for c in constraints]

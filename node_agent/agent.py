@@ -16,8 +16,21 @@ import signal
 import time
 import traceback
 
-from node_agent import (drift, exits, facts, invariants, journal, link, metrics, persist, protocol, runner, sources,
-                        steps, sysctl)
+from node_agent import (
+    drift,
+    exits,
+    facts,
+    invariants,
+    journal,
+    link,
+    metrics,
+    persist,
+    protocol,
+    runner,
+    sources,
+    steps,
+    sysctl,
+)
 from node_agent.channel import Channel
 
 log = logging.getLogger("tunefleet.agent")
@@ -52,7 +65,8 @@ class Agent:
         self.boot_id = journal.read_boot_id()
         self.journal = journal.Journal(self.state_dir, self.boot_id, coupled=sysctl.COUPLED)
         self.locked_out = None  # message when another agent owns the state folder
-        self.recovery = {"restored": {}, "unchanged": {}, "errors": {}, "foreign": {}, "discarded": {}}  # of a stale journal
+        # what the start did with a stale journal
+        self.recovery: dict = {"restored": {}, "unchanged": {}, "errors": {}, "foreign": {}, "discarded": {}}
         self.watch = drift.Watch(_current)  # someone else writing a knob tunefleet tunes (node_agent/drift.py)
         self._drift = None  # a Drift found while a command ran
         self.exits = exits.Exits(self.state_dir)
@@ -175,7 +189,7 @@ class Agent:
         restored; a failure is logged, never stops the restore."""
         try:
             return self.link.cleanup_stale() if stale else self.link.down()
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 - logged: it never stops the restore
             log.error("could not take the link down: %s", e)
             return {"error": str(e)}
 
@@ -240,7 +254,7 @@ class Agent:
             raise
         except OSError as e:
             return _os_failure(rid, e.errno, e.strerror or str(e))
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 - a request that fails unexpectedly is answered; the agent serves on
             log.error("%s failed:\n%s", op, traceback.format_exc())
             return protocol.failure(rid, protocol.E_INTERNAL, "%s: %s" % (type(e).__name__, e))
 
@@ -290,7 +304,7 @@ class Agent:
         try:
             self.watch.watch(dict((n, protocol.normalize_value(v)) for n, v in values.items()))
         except ValueError as e:
-            raise BadArgs(str(e))
+            raise BadArgs(str(e)) from None
         self._check()
         return {"watching": sorted(self._expected())}
 
@@ -301,7 +315,7 @@ class Agent:
             try:
                 extra = {"path": persist.check_path(extra.get("path")), "values": dict(extra.get("values") or {})}
             except (persist.BadPath, AttributeError, TypeError, ValueError) as e:
-                raise BadArgs("extra: %s" % e)
+                raise BadArgs("extra: %s" % e) from None
         return sources.scan(_names(args), extra=extra)
 
     def _expected(self):
@@ -375,6 +389,7 @@ class Agent:
         return self.restore_all(_names(args, required=False), bool(args.get("kept")))
 
     def op_sample(self, _rid, _args):
+        assert self.sampler is not None  # set when the agent starts serving
         return self.sampler.sample()
 
     def op_run(self, rid, args):
@@ -433,7 +448,7 @@ class Agent:
         except runner.Interrupted:
             found, self._drift = self._drift, None
             if found is not None:
-                raise found  # the command was killed: what it measured is not tunefleet's values
+                raise found from None  # the command was killed: what it measured is not tunefleet's values
             raise
         self._check()  # a change while it ran makes its figure someone else's too
         return result
@@ -458,19 +473,19 @@ class Agent:
             return persist.persist(args.get("values"), args.get("path"), args.get("note", ""),
                                    originals=originals, force=bool(args.get("force")))
         except persist.BadPath as e:
-            raise BadArgs(str(e))
+            raise BadArgs(str(e)) from None
 
     def op_unpersist(self, _rid, args):
         try:
             return persist.unpersist(args.get("path"), read=_current, write=sysctl.write)
         except persist.BadPath as e:
-            raise BadArgs(str(e))
+            raise BadArgs(str(e)) from None
 
     def op_link_up(self, _rid, args):
         try:
             return self.link.up(args)
         except link.BadArgs as e:
-            raise BadArgs(str(e))
+            raise BadArgs(str(e)) from None
 
     def op_link_down(self, _rid, _args):
         return self.link.down()

@@ -148,7 +148,7 @@ def stream_round(mb, timeout=20.0):
     size = int(mb * (1 << 20))
     chunk = memoryview(b"\0" * (1 << 18))
     server = _listener(0)
-    done = []
+    done: list = []
     thread = threading.Thread(target=_drain, args=(server, done, timeout))
     thread.daemon = True
     thread.start()
@@ -165,7 +165,7 @@ def stream_round(mb, timeout=20.0):
             except socket.timeout:
                 elapsed = time.monotonic() - start
                 raise RoundTimeout(sent / float(1 << 20) / elapsed,
-                                   "sent %.1f of %s MiB" % (sent / float(1 << 20), mb))
+                                   "sent %.1f of %s MiB" % (sent / float(1 << 20), mb)) from None
         elapsed = time.monotonic() - start
     finally:
         thread.join(timeout)

@@ -11,7 +11,6 @@ import time
 
 from node_agent import protocol
 
-
 _HEARTBEAT = protocol.encode(protocol.HEARTBEAT).rstrip(b"\n")
 
 
@@ -21,7 +20,7 @@ class Channel:
     def __init__(self, in_fd, out_fd):
         self.in_fd, self.out_fd = in_fd, out_fd
         self.buf = bytearray()
-        self.lines = collections.deque()  # bytes, or None for a line over MAX_LINE
+        self.lines: collections.deque = collections.deque()  # bytes, or None for a line over MAX_LINE
         self.skipping = False
         self.eof = False
         self.last_heard = time.monotonic()  # when the controller last sent anything

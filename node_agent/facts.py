@@ -34,7 +34,7 @@ def search_dirs():
     return out
 
 
-_found = {}  # bare name -> where it was found: the benchmark runs at every evaluation
+_found: dict = {}  # bare name -> where it was found: the benchmark runs at every evaluation
 
 
 def find_program(name):

@@ -186,7 +186,7 @@ class Instance:
             proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=fd, stderr=fd, cwd=self.cwd, env=env,
                                     close_fds=True, start_new_session=True, preexec_fn=preexec)
         except OSError as e:
-            raise ServiceError("cannot start %s: %s" % (argv[0], e.strerror or e))
+            raise ServiceError("cannot start %s: %s" % (argv[0], e.strerror or e)) from None
         finally:
             os.close(fd)
         journal.write_file_atomic(self.file(PIDFILE), b"%d\n" % proc.pid, 0o644)

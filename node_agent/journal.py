@@ -57,7 +57,7 @@ def take_lock(state_dir):
             raise
         holder = os.read(fd, 64).decode("ascii", "replace").strip() or "unknown"
         os.close(fd)
-        raise Locked(errno.EBUSY, "another agent (pid %s) holds %s" % (holder, path))
+        raise Locked(errno.EBUSY, "another agent (pid %s) holds %s" % (holder, path)) from e
     os.ftruncate(fd, 0)
     os.write(fd, ("%d\n" % os.getpid()).encode("ascii"))
     return fd
@@ -242,7 +242,7 @@ class Journal:
         ``recovering`` (a stale journal of a crashed agent) a value written just before the crash may
         not have reached the kernel: what tunefleet had there before counts as its own too.
         """
-        report = {"restored": {}, "unchanged": {}, "errors": {}, "foreign": {}}
+        report: dict = {"restored": {}, "unchanged": {}, "errors": {}, "foreign": {}}
         keep = []
         wanted = None if names is None else set(names)
         if wanted is not None:  # a coupled pair is restored together
@@ -269,7 +269,7 @@ class Journal:
                     continue
                 write(name, original)
                 report["restored"][name] = original
-            except Exception as e:  # one knob failing never stops the others
+            except Exception as e:  # noqa: BLE001 - one knob failing never stops the others
                 code = getattr(e, "errno", None)
                 report["errors"][name] = {"errno": code, "message": str(e)}
                 if code != errno.ENOENT:

@@ -79,7 +79,7 @@ def egress_device(peer):
     try:
         address = ipaddress.IPv4Address(peer)
     except ValueError:
-        raise BadArgs("peer must be an IPv4 address, got %r" % peer[:80])
+        raise BadArgs("peer must be an IPv4 address, got %r" % peer[:80]) from None
     if (address.is_loopback or address.is_multicast or address.is_unspecified
             or address.is_reserved or address == ipaddress.IPv4Address("255.255.255.255")):
         raise BadArgs("peer %s is not the address of another host" % peer)
@@ -95,7 +95,7 @@ def egress_device(peer):
     try:
         words = linktc.tool("ip", "-4", "-o", "route", "get", peer).split()
     except OSError as e:
-        raise BadArgs("no route to peer %s: %s" % (peer, e.strerror))
+        raise BadArgs("no route to peer %s: %s" % (peer, e.strerror)) from None
     if not words or words[0] in ("local", "broadcast", "multicast", "unreachable", "prohibit", "blackhole"):
         raise BadArgs("peer %s is not the address of another host (route: %s)" % (peer, " ".join(words)))
     device = words[words.index("dev") + 1] if "dev" in words else None
@@ -152,7 +152,7 @@ class Link:
         try:
             with open(self.path) as f:
                 entry = json.load(f)
-            entry["device"], entry["tap"], entry["pref"]  # noqa: B018 (a journal we can act on)
+            entry["device"], entry["tap"], entry["pref"]  # a KeyError unless it is a journal we can act on
             return entry
         except OSError as e:
             if e.errno == errno.ENOENT:
@@ -165,7 +165,9 @@ class Link:
     def describe(self):
         """What is up. ``in_flight_frames``: full-size frames the link holds at its rate during
         its delay; a ``limit`` below it caps the throughput under the rate (netem's too)."""
-        e, s = self.entry, self.entry["settings"]
+        e = self.entry
+        assert e is not None  # described while a link is up
+        s = e["settings"]
         described = dict((k, e[k]) for k in ("peer", "device", "tap", "pref", "qdisc_added", "pid", "settings"))
         described["in_flight_frames"] = int(s["rate_mbit"] * 1e6 * s["delay_ms"] / 1000.0 / 8 / FULL_FRAME)
         return described
@@ -221,6 +223,7 @@ class Link:
                 "--parent", str(os.getpid()), "--journal", self.path]
         self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd="/",
                                      start_new_session=True, close_fds=True)
+        assert self.entry is not None  # journaled before the forwarder starts
         self.entry["pid"], self.entry["pid_start"] = self.proc.pid, _start_time(self.proc.pid)
         self._save()
         line = _read_line(self.proc, READY_TIMEOUT_S)

@@ -83,9 +83,9 @@ class Forwarder:
         self.delay_s, self.rate_bps = delay_s, rate_bps
         self.loss_pct, self.limit = loss_pct, limit
         self.rng = random.Random(seed)
-        self.queue = collections.deque()
+        self.queue: collections.deque = collections.deque()
         self.free_at = 0.0  # when the emulated link finishes sending the last frame taken in
-        self.counters = dict.fromkeys(
+        self.counters: dict = dict.fromkeys(
             ("frames_in", "forwarded", "bytes_forwarded", "lost", "queue_drops", "send_errors",
              "not_ipv4", "max_queue"), 0)
 

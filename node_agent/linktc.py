@@ -23,7 +23,7 @@ def tool(name, *argv):
     path = facts.find_program(name)
     if path is None:
         raise OSError(errno.ENOENT, "%s not found: the link emulator needs iproute2's %s" % (name, name))
-    p = subprocess.run([path] + list(argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=10)
+    p = subprocess.run([path] + list(argv), capture_output=True, timeout=10)
     if p.returncode != 0:
         message = (p.stderr.decode("utf-8", "replace").strip().splitlines() or ["exit %d" % p.returncode])[0]
         raise OSError(errno.EIO, "%s %s: %s" % (name, " ".join(argv), message))

@@ -26,7 +26,7 @@ GAUGES = ("procs_running", "load1", "mem_used_pct", "mem_available_mb",
 
 def parse_stat(text):
     """/proc/stat -> {"cpu": {field: jiffies}, "ctxt": n, "procs_running": n, "procs_blocked": n}"""
-    out = {}
+    out: dict = {}
     for line in text.splitlines():
         if not line.startswith(("cpu ", "ctxt", "procs_")):  # skips the intr line: thousands of numbers on a big host
             continue
@@ -154,7 +154,7 @@ _PROC = _Proc("/proc")  # the agent's own /proc; other roots (test fixtures) are
 
 
 def _table_parser(table):
-    keys = {}
+    keys: dict = {}
     for _, t, group, key, _ in COUNTERS:
         if t == table:
             keys.setdefault(group, []).append(key)

@@ -103,7 +103,8 @@ def persist(values, path=None, note="", originals=None, force=False):
 
 def read_dropin(path):
     """(values, originals) of a drop-in tunefleet wrote; ({}, {}) when there is none."""
-    values, originals = {}, {}
+    values: dict = {}
+    originals: dict = {}
     try:
         with open(path, errors="replace") as f:
             text = f.read()
@@ -152,6 +153,6 @@ def unpersist(path=None, read=None, write=None):
             try:
                 write(name, target)
                 report["restored"][name] = target
-            except Exception as e:  # one knob failing never stops the others
+            except Exception as e:  # noqa: BLE001 - one knob failing never stops the others
                 report["errors"][name] = {"errno": getattr(e, "errno", None), "message": str(e)}
     return report

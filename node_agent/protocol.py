@@ -42,7 +42,7 @@ class ProtocolError(ValueError):
     """A line that is not a valid protocol message."""
 
 
-def is_sysctl_name(name):
+def is_sysctl_name(name: object) -> bool:
     return isinstance(name, str) and len(name) < 256 and bool(SYSCTL_NAME_RE.match(name))
 
 
@@ -53,7 +53,7 @@ def sysctl_path(name, root="/proc/sys"):
     return root + "/" + name.replace(".", "/")
 
 
-def normalize_value(value):
+def normalize_value(value: object) -> str:
     """Canonical text of a sysctl value: words separated by one space.
 
     ``4096\t87380\t6291456`` (how the kernel prints vectors) and ``[4096, 87380, 6291456]``
@@ -81,14 +81,14 @@ def decode(line):
         try:
             line = line.decode("utf-8")
         except UnicodeDecodeError as e:
-            raise ProtocolError("line is not UTF-8: %s" % e)
+            raise ProtocolError("line is not UTF-8: %s" % e) from None
     line = line.strip()
     if not line:
         raise ProtocolError("empty line")
     try:
         message = json.loads(line)
     except ValueError as e:
-        raise ProtocolError("line is not JSON: %s" % e)
+        raise ProtocolError("line is not JSON: %s" % e) from None
     if not isinstance(message, dict):
         raise ProtocolError("message is not a JSON object")
     return message

@@ -83,13 +83,13 @@ def stream_round(address, mb=None, seconds=None, timeout=20.0, omit=0.0):
             acked = _bytes_acked(sock)
             acked = sent if acked is None else min(acked, sent)
             raise Censored(acked / float(1 << 20) / elapsed,
-                           "the receiver acknowledged %.1f MiB in %.1f s" % (acked / float(1 << 20), elapsed))
+                           "the receiver acknowledged %.1f MiB in %.1f s" % (acked / float(1 << 20), elapsed)) from None
     try:
         answer = json.loads(report.decode("ascii"))
         received, spent = int(answer["bytes"]), float(answer["seconds"])
         marks = [(float(t), int(b)) for t, b in answer.get("marks") or []]
     except (ValueError, KeyError, TypeError, UnicodeDecodeError):
-        raise OSError("the sink at %s:%d gave no count (%r)" % (address[0], address[1], report[:80]))
+        raise OSError("the sink at %s:%d gave no count (%r)" % (address[0], address[1], report[:80])) from None
     if received != sent or spent <= 0:
         raise OSError("the sink counted %d of %d bytes in %.3f s" % (received, sent, spent))
     if omit > 0:
@@ -108,7 +108,8 @@ def _count(conn, max_seconds):
             start = time.monotonic()
             conn.settimeout(IDLE_S)
             buf = bytearray(1 << 18)
-            total, marks, next_mark = 0, [], start + MARK_EVERY_S
+            marks: list = []
+            total, next_mark = 0, start + MARK_EVERY_S
             while time.monotonic() - start < max_seconds:
                 n = conn.recv_into(buf)
                 now = time.monotonic()

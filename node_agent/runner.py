@@ -40,7 +40,7 @@ def parse_args(args):
         try:
             argv = shlex.split(cmd)
         except ValueError as e:
-            raise BadArgs("cannot split cmd: %s" % e)
+            raise BadArgs("cannot split cmd: %s" % e) from None
     elif isinstance(cmd, list) and all(isinstance(a, str) for a in cmd):
         argv = list(cmd)
     else:
@@ -125,90 +125,130 @@ def prepare(args):
 def run(prepared, emit, watch, interrupted):
     """Run the command that prepare() made of a ``run`` request; ``emit(data)`` sends a sample event.
 
-    ``watch`` maps file descriptors the agent must keep serving (its stdin, its signal pipe)
-    to callbacks (which may remove their own entry); ``interrupted()`` returns a reason when the agent must stop, and then the
-    command's group is killed and Interrupted raised.
+    ``watch`` maps file descriptors the agent must keep serving (its stdin, its signal pipe) to
+    callbacks (which may remove their own entry); ``interrupted()`` returns a reason when the agent
+    must stop, and then the command's group is killed and Interrupted raised.
     """
     argv, timeout, interval, cwd, env = prepared
     entry = facts.invoker()  # started through sudo: the command runs as the user who asked
-    child_env = None  # the agent's own environment, passed on as it is (not copied and re-encoded)
-    if env or entry:
-        child_env = dict(os.environ)
-        child_env.update(env)
-        if entry:
-            child_env.update(HOME=entry.pw_dir, USER=entry.pw_name, LOGNAME=entry.pw_name)
-    snaps = [metrics.snapshot()]
+    child_env = _child_env(env, entry)
+    first = metrics.snapshot()
     start = time.monotonic()
+    proc = _start(argv, cwd, child_env, entry)
+    running = _Running(proc, first, start, timeout, interval, emit)
     try:
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+        running.follow(watch, interrupted)
+    finally:
+        running.close()
+    return running.result()
+
+
+def _child_env(env, entry):
+    """The command's environment: None (the agent's own, passed on as it is, not copied and
+    re-encoded) unless the request adds variables or the command runs as the user who asked."""
+    if not env and not entry:
+        return None
+    child_env = dict(os.environ)
+    child_env.update(env)
+    if entry:
+        child_env.update(HOME=entry.pw_dir, USER=entry.pw_name, LOGNAME=entry.pw_name)
+    return child_env
+
+
+def _start(argv, cwd, child_env, entry):
+    """The command in a session (process group) of its own, as ``entry`` (a passwd entry) when one
+    is given, its stdin empty and its stdout and stderr piped."""
+    try:
+        return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, cwd=cwd, env=child_env,
                                 start_new_session=True, close_fds=True,
                                 preexec_fn=(lambda: facts.become(entry)) if entry else None)
     except OSError as e:
-        raise OSError(e.errno, "cannot start %s: %s" % (argv[0], e.strerror or e))
-    out_tail, err_tail = _Tail(), _Tail()
-    tails = {proc.stdout.fileno(): out_tail, proc.stderr.fileno(): err_tail}
-    open_fds = set(tails)
-    exit_fd = _pidfd(proc.pid)  # readable once the command exits: no polling for its end
-    deadline, next_sample = start + timeout, start + interval
-    timed_out, samples, exited_at, end = False, 0, None, None
-    reap_step = 0.001
-    try:
+        raise OSError(e.errno, "cannot start %s: %s" % (argv[0], e.strerror or e)) from None
+
+
+class _Running:
+    """One started command until it ends: its output tails, a sample every interval, the deadline,
+    and the agent's own file descriptors served meanwhile."""
+
+    def __init__(self, proc, first, start, timeout, interval, emit):
+        self.proc, self.start, self.interval, self.emit = proc, start, interval, emit
+        self.snaps = [first]
+        self.out_tail, self.err_tail = _Tail(), _Tail()
+        self.tails = {proc.stdout.fileno(): self.out_tail, proc.stderr.fileno(): self.err_tail}
+        self.open_fds = set(self.tails)
+        self.exit_fd = _pidfd(proc.pid)  # readable once the command exits: no polling for its end
+        self.deadline, self.next_sample = start + timeout, start + interval
+        self.timed_out, self.samples, self.exited_at, self.end = False, 0, None, None
+        self.reap_step = 0.001
+
+    def follow(self, watch, interrupted):
+        """Until the command exited and its pipes are drained (or a straggler had DRAIN_GRACE_S)."""
         while True:
             now = time.monotonic()
-            if exited_at is None and proc.poll() is not None:
-                exited_at, end = now, metrics.snapshot()
-            if exited_at is not None and (not open_fds or now - exited_at > DRAIN_GRACE_S):
-                break
+            if self.exited_at is None and self.proc.poll() is not None:
+                self.exited_at, self.end = now, metrics.snapshot()
+            if self.exited_at is not None and (not self.open_fds or now - self.exited_at > DRAIN_GRACE_S):
+                return
             reason = interrupted()
             if reason:
-                _kill_group(proc)
+                _kill_group(self.proc)
                 raise Interrupted(reason)
-            if exited_at is None and now >= deadline:
-                timed_out = True
-                _kill_group(proc)
+            if self.exited_at is None and now >= self.deadline:
+                self.timed_out = True
+                _kill_group(self.proc)
                 continue
-            if exited_at is None and now >= next_sample:
-                snap = metrics.snapshot()
-                emit({"t": round(snap["mono"] - start, 3), "metrics": metrics.derive(snaps[-1], snap)})
-                snaps.append(snap)
-                samples += 1
-                while next_sample <= now:
-                    next_sample += interval
+            if self.exited_at is None and now >= self.next_sample:
+                self._sample(now)
                 continue
-            wait = min(deadline, next_sample) - now
-            if exited_at is None and not open_fds and exit_fd is None:
-                # Pipes closed: the exit follows within microseconds for a command that ends.
-                # Poll from 1 ms up, not a flat 50 ms that a short benchmark would pay every time.
-                wait, reap_step = min(wait, reap_step), min(reap_step * 2, 0.05)
-            elif exited_at is not None:
-                wait = min(wait, 0.05)  # draining what a leftover child still writes
-            exiting = [exit_fd] if exit_fd is not None and exited_at is None else []
-            ready, _, _ = select.select(list(open_fds) + list(watch) + exiting, [], [], max(0.0, min(wait, 0.5)))
-            for fd in ready:
-                if fd == exit_fd:
-                    continue  # proc.poll() above sees the exit
-                if fd in tails:
-                    chunk = os.read(fd, 65536)
-                    if chunk:
-                        tails[fd].add(chunk)
-                    else:
-                        open_fds.discard(fd)
+            self._serve(now, watch)
+
+    def _sample(self, now):
+        snap = metrics.snapshot()
+        self.emit({"t": round(snap["mono"] - self.start, 3), "metrics": metrics.derive(self.snaps[-1], snap)})
+        self.snaps.append(snap)
+        self.samples += 1
+        while self.next_sample <= now:
+            self.next_sample += self.interval
+
+    def _serve(self, now, watch):
+        """Wait for output, the exit, or one of the agent's descriptors, until the next sample is due."""
+        wait = min(self.deadline, self.next_sample) - now
+        if self.exited_at is None and not self.open_fds and self.exit_fd is None:
+            # Pipes closed: the exit follows within microseconds for a command that ends.
+            # Poll from 1 ms up, not a flat 50 ms that a short benchmark would pay every time.
+            wait, self.reap_step = min(wait, self.reap_step), min(self.reap_step * 2, 0.05)
+        elif self.exited_at is not None:
+            wait = min(wait, 0.05)  # draining what a leftover child still writes
+        exiting = [self.exit_fd] if self.exit_fd is not None and self.exited_at is None else []
+        ready, _, _ = select.select(list(self.open_fds) + list(watch) + exiting, [], [], max(0.0, min(wait, 0.5)))
+        for fd in ready:
+            if fd == self.exit_fd:
+                continue  # proc.poll() in follow() sees the exit
+            if fd in self.tails:
+                chunk = os.read(fd, 65536)
+                if chunk:
+                    self.tails[fd].add(chunk)
                 else:
-                    watch[fd]()
-    finally:
-        if proc.poll() is None:
-            _kill_group(proc)
-        if exit_fd is not None:
-            os.close(exit_fd)
-        proc.stdout.close()
-        proc.stderr.close()
-    return {
-        "exit_code": proc.returncode,
-        "duration_s": round(exited_at - start, 4),
-        "timed_out": timed_out,
-        "stdout_tail": out_tail.text(),
-        "stderr_tail": err_tail.text(),
-        "metrics": metrics.summarize(snaps + [end]),
-        "samples": samples,
-    }
+                    self.open_fds.discard(fd)
+            else:
+                watch[fd]()
+
+    def close(self):
+        if self.proc.poll() is None:
+            _kill_group(self.proc)
+        if self.exit_fd is not None:
+            os.close(self.exit_fd)
+        self.proc.stdout.close()
+        self.proc.stderr.close()
+
+    def result(self):
+        return {
+            "exit_code": self.proc.returncode,
+            "duration_s": round(self.exited_at - self.start, 4),
+            "timed_out": self.timed_out,
+            "stdout_tail": self.out_tail.text(),
+            "stderr_tail": self.err_tail.text(),
+            "metrics": metrics.summarize(self.snaps + [self.end]),
+            "samples": self.samples,
+        }

@@ -139,7 +139,7 @@ def setup(inst, opts):
     test = subprocess.run(_argv(inst, state) + ["-t", "-q"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                           timeout=30, cwd=inst.path)
     if test.returncode != 0:
-        lines = [l for l in test.stdout.decode("utf-8", "replace").splitlines() if l.strip()]
+        lines = [ln for ln in test.stdout.decode("utf-8", "replace").splitlines() if ln.strip()]
         raise ServiceError("nginx -t refused the config: %s" % (lines[-1] if lines else "exit %d" % test.returncode))
     return state, changed
 
@@ -166,5 +166,6 @@ def launch(inst, state):
 
 
 def describe(state):
-    workers = os.cpu_count() if state["workers"] == "auto" else int(state["workers"])
+    # auto: as nginx counts CPUs
+    workers = (os.cpu_count() or 1) if state["workers"] == "auto" else int(state["workers"])
     return "nginx %s on 127.0.0.1:%d" % (state["version"], state["port"]), "%d workers" % workers

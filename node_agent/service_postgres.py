@@ -58,7 +58,7 @@ def server_user():
         return pwd.getpwnam("postgres")
     except KeyError:
         raise ServiceError("PostgreSQL refuses to run as root and there is no user postgres to run it as: "
-                           "create it (useradd --system postgres)")
+                           "create it (useradd --system postgres)") from None
 
 
 def _superuser():
@@ -99,13 +99,14 @@ def run(inst, argv, what, timeout=TIMEOUT_S):
     line it wrote."""
     user = server_user()
     try:
-        p = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                           env=_env(user), cwd=inst.path, timeout=timeout, preexec_fn=_preexec(user))
+        p = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, env=_env(user), cwd=inst.path,
+                           timeout=timeout, preexec_fn=_preexec(user))
     except subprocess.TimeoutExpired:
-        raise ServiceError("%s did not finish within %g s" % (what, timeout))
+        raise ServiceError("%s did not finish within %g s" % (what, timeout)) from None
     if p.returncode != 0:
-        lines = [l for l in (p.stderr or p.stdout).decode("utf-8", "replace").splitlines() if l.strip()]
-        raise ServiceError("%s failed (exit %d): %s" % (what, p.returncode, lines[-1].strip() if lines else "no output"))
+        lines = [ln for ln in (p.stderr or p.stdout).decode("utf-8", "replace").splitlines() if ln.strip()]
+        last = lines[-1].strip() if lines else "no output"
+        raise ServiceError("%s failed (exit %d): %s" % (what, p.returncode, last))
     return p.stdout.decode("utf-8", "replace")
 
 

@@ -74,7 +74,7 @@ def sysctl_files(dirs=SYSCTL_DIRS, conf=SYSCTL_CONF):
 
 def parse_sysctl_file(path):
     """``[(key, value, line number)]`` of one sysctl.d file (``-key = v``: failure ignored)."""
-    out = []
+    out: list = []
     try:
         with open(path, errors="replace") as f:
             lines = f.read().splitlines()
@@ -120,7 +120,7 @@ def _tuned_conf(name, dirs=TUNED_DIRS):
 def _read_ini(path):
     parser = configparser.ConfigParser(interpolation=None, strict=False, delimiters=("=",),
                                        comment_prefixes=("#", ";"), inline_comment_prefixes=None)
-    parser.optionxform = str  # sysctl names keep their case
+    parser.optionxform = str  # type: ignore[assignment,method-assign]  # sysctl names keep their case
     try:
         parser.read(path)
     except (configparser.Error, OSError, UnicodeDecodeError):
@@ -211,7 +211,7 @@ def _netns(proc, pid):
 def running_daemons(proc="/proc"):
     """{daemon: [pids]} for tuned and bpftune processes on this host (by process name). A daemon
     in another network namespace (a container, another host of a local fleet) tunes that one."""
-    found = {}
+    found: dict = {}
     try:
         pids = [p for p in os.listdir(proc) if p.isdigit()]
     except OSError:

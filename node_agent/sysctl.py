@@ -51,7 +51,7 @@ def path_of(name, root=PROC_SYS):
     try:
         return protocol.sysctl_path(name, root)
     except ValueError:
-        raise _invalid(str(name)[:80], "not a plain sysctl name")
+        raise _invalid(str(name)[:80], "not a plain sysctl name") from None
 
 
 def check_allowed(name):
@@ -72,7 +72,7 @@ def read(name, root=PROC_SYS):
         with open(path, "rb", buffering=0) as f:  # unbuffered: no buffer to allocate per read
             raw = f.readall()
     except OSError as e:
-        raise _os_refusal(name, "reading", e)
+        raise _os_refusal(name, "reading", e) from None
     return protocol.normalize_value(raw.decode("utf-8", "replace"))
 
 
@@ -100,7 +100,7 @@ def normalize(name, value):
     try:
         text = protocol.normalize_value(value)
     except ValueError as e:
-        raise _invalid(name, str(e))
+        raise _invalid(name, str(e)) from None
     if any(ord(c) < 32 or ord(c) == 127 for c in text):
         raise _invalid(name, "value contains control characters")
     if len(text) > 4096:
@@ -112,7 +112,7 @@ def _as_int(name, word, what):
     try:
         return int(word)
     except ValueError:
-        raise _invalid(name, "%s %r is not an integer" % (what, word))
+        raise _invalid(name, "%s %r is not an integer" % (what, word)) from None
 
 
 def _bound_int(name, bound, label):
@@ -147,7 +147,7 @@ def check_bounds(name, text, bounds):
         try:
             allowed = [protocol.normalize_value(c) for c in choices]
         except ValueError as e:
-            raise _invalid(name, "bad choices: %s" % e)
+            raise _invalid(name, "bad choices: %s" % e) from None
         if text not in allowed:
             raise _invalid(name, "%r is not one of %s" % (text, ", ".join(allowed)))
     words = text.split()
@@ -189,11 +189,11 @@ def write(name, text, root=PROC_SYS):
     try:
         fd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW)
     except OSError as e:
-        raise _os_refusal(name, "opening", e)
+        raise _os_refusal(name, "opening", e) from None
     try:
         written = os.write(fd, data)
     except OSError as e:
-        raise _os_refusal(name, "writing %r to" % text, e)
+        raise _os_refusal(name, "writing %r to" % text, e) from None
     finally:
         os.close(fd)
     if written != len(data):

@@ -2,9 +2,10 @@
 protocol (POST /v1/chat/completions) and answers from a script.
 
 Each script entry is one answer: a chat completion built with `reply()` / `call()` / `text()`,
-an HTTP failure built with `status()`, or a function of the request body returning either. Every request is recorded (parsed body and headers)
-so tests can count them and read what the model was sent; GET /v1/models answers `models`. When the script runs out the server
-answers 500 "script exhausted" (or repeats the last entry with ``repeat_last=True``).
+an HTTP failure built with `status()`, or a function of the request body returning either. Every
+request is recorded (parsed body and headers) so tests can count them and read what the model was
+sent; GET /v1/models answers `models`. When the script runs out the server answers 500 "script
+exhausted" (or repeats the last entry with ``repeat_last=True``).
 """
 
 from __future__ import annotations
@@ -92,7 +93,7 @@ class FakeLLM:
     def tool_results(self, i: int = -1) -> list[str]:
         return [m["content"] for m in self.messages(i) if m.get("role") == "tool"]
 
-    def __enter__(self) -> "FakeLLM":
+    def __enter__(self) -> FakeLLM:
         self._thread.start()
         return self
 

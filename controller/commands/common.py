@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -67,7 +66,7 @@ def _error(message: str) -> None:
 
 
 def _reach(accept_new: bool = False, connect_timeout: float = 5.0, workers: str = "threads",
-           ssh_config: Optional[Path] = None, heartbeat_timeout: float = 30.0):
+           ssh_config: Path | None = None, heartbeat_timeout: float = 30.0):
     """The command line's connection options as the library takes them (controller/frontend.py)."""
     from controller.frontend import Reach
 
@@ -75,27 +74,27 @@ def _reach(accept_new: bool = False, connect_timeout: float = 5.0, workers: str 
                  workers=workers, heartbeat_timeout=heartbeat_timeout)
 
 
-def _select(hosts: Path, limit: Optional[str]):
+def _select(hosts: Path, limit: str | None):
     from controller.frontend import select
 
     return select(hosts, limit)
 
 
-def _connect(hosts: Path, limit: Optional[str], accept_new: bool, connect_timeout: float, knobs=(),
-             workers: str = "threads", ssh_config: Optional[Path] = None, heartbeat_timeout: float = 30.0):
+def _connect(hosts: Path, limit: str | None, accept_new: bool, connect_timeout: float, knobs=(),
+             workers: str = "threads", ssh_config: Path | None = None, heartbeat_timeout: float = 30.0):
     """The selected hosts, connected with their agents started: (host specs, Fleet)."""
     from controller.frontend import connect
 
     return connect(hosts, limit, _reach(accept_new, connect_timeout, workers, ssh_config, heartbeat_timeout), knobs)
 
 
-def _load_catalog(extra: Optional[Path]):
+def _load_catalog(extra: Path | None):
     from controller.frontend import load_catalog
 
     return load_catalog(extra)
 
 
-def _run_folder(run_name: str, runs_dir: Optional[Path]) -> Path:
+def _run_folder(run_name: str, runs_dir: Path | None) -> Path:
     from controller.history import DEFAULT_ROOT, resolve_run
 
     return resolve_run(run_name, runs_dir or DEFAULT_ROOT)
@@ -110,8 +109,8 @@ def _reachable_facts(fleet) -> dict:
     return reachable_facts(fleet)
 
 
-def _host_facts(hosts: Path, limit: Optional[str], accept_new: bool, connect_timeout: float,
-                knobs=(), strict: bool = True, ssh_config: Optional[Path] = None, workers: str = "threads") -> dict:
+def _host_facts(hosts: Path, limit: str | None, accept_new: bool, connect_timeout: float,
+                knobs=(), strict: bool = True, ssh_config: Path | None = None, workers: str = "threads") -> dict:
     """hello from every host, describing `knobs`, with what else manages them (controller/frontend.py)."""
     from controller.frontend import host_facts
 

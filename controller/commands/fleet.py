@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -28,11 +27,11 @@ from controller.errors import UserError
 
 def check(
     hosts: Path = HostsOpt,
-    limit: Optional[str] = LimitOpt,
+    limit: str | None = LimitOpt,
     as_json: bool = typer.Option(False, "--json", help="Print a JSON list of host objects."),
     accept_new_host_keys: bool = AcceptOpt,
     connect_timeout: float = TimeoutOpt,
-    ssh_config: Optional[Path] = SSHConfigOpt,
+    ssh_config: Path | None = SSHConfigOpt,
     workers: str = WorkersOpt,
 ) -> None:
     """Connect to every host, deploy the agent and show what each host is."""
@@ -63,12 +62,12 @@ def check(
 
 def install(
     hosts: Path = HostsOpt,
-    limit: Optional[str] = LimitOpt,
+    limit: str | None = LimitOpt,
     accept_new_host_keys: bool = AcceptOpt,
     connect_timeout: float = TimeoutOpt,
-    ssh_config: Optional[Path] = SSHConfigOpt,
-    user: Optional[str] = typer.Option(None, "--user", "-u", help="Log in as this user instead of the inventory's "
-                                       "(root, or an administrator with sudo: the tuning user's rule cannot install)."),
+    ssh_config: Path | None = SSHConfigOpt,
+    user: str | None = typer.Option(None, "--user", "-u", help="Log in as this user instead of the inventory's "
+                                    "(root, or an administrator with sudo: the tuning user's rule cannot install)."),
 ) -> None:
     """Install this agent root-owned on each host for a non-root user's sudo rule (also the upgrade step)."""
     # As root over SSH, or through the SSH user's own sudo once: `sudo -n`, else its password
@@ -110,7 +109,7 @@ def install(
 
 def hosts(
     hosts: Path = HostsOpt,
-    limit: Optional[str] = LimitOpt,
+    limit: str | None = LimitOpt,
     as_json: bool = typer.Option(False, "--json", help="Print a JSON list of host objects."),
 ) -> None:
     """Show the hosts an inventory and --limit select, and how each is reached, without connecting."""
@@ -127,19 +126,20 @@ def hosts(
 
 def restore(
     hosts: Path = HostsOpt,
-    limit: Optional[str] = LimitOpt,
+    limit: str | None = LimitOpt,
     as_json: bool = typer.Option(False, "--json", help="Print the restored values as JSON."),
     unpersist: bool = typer.Option(False, "--unpersist", help="Also delete the sysctl.d drop-in that --persist wrote, "
                                    "and put its knobs back on their originals now (not only at the next boot)."),
-    persist_file: str = typer.Option("/etc/sysctl.d/90-tunefleet.conf", "--persist-file", help="The drop-in to delete."),
+    persist_file: str = typer.Option("/etc/sysctl.d/90-tunefleet.conf", "--persist-file",
+                                     help="The drop-in to delete."),
     accept_new_host_keys: bool = AcceptOpt,
     connect_timeout: float = TimeoutOpt,
-    ssh_config: Optional[Path] = SSHConfigOpt,
+    ssh_config: Path | None = SSHConfigOpt,
     workers: str = WorkersOpt,
 ) -> None:
     """Write back every original value an agent journaled (after a crash, or after --keep-best).
 
-    Says per host and knob: restored, already original, left as someone else set it (never overwritten), or failed (with the errno); exits 1 when a host is unreachable or anything is left changed (it stays journaled on the host)."""
+    Says per host and knob: restored, already original, left as someone else set it (never overwritten), or failed (with the errno); exits 1 when a host is unreachable or anything is left changed (it stays journaled on the host)."""  # noqa: E501 - the help keeps a docstring's line breaks: one paragraph, one line
     from controller.frontend import restore as restoring
 
     doc = _json_stdout(as_json)
@@ -162,19 +162,19 @@ def restore(
 
 
 def audit(
-    run_name: Optional[str] = typer.Argument(None, metavar="[RUN]", help="Compare with this past run's verified winner "
-                                             "(a run folder, or its name under the runs folder)."),
+    run_name: str | None = typer.Argument(None, metavar="[RUN]", help="Compare with this past run's verified winner "
+                                          "(a run folder, or its name under the runs folder)."),
     hosts: Path = HostsOpt,
-    limit: Optional[str] = LimitOpt,
-    spec_file: Optional[Path] = typer.Option(None, "--spec", help="Audit the knobs of this spec."),
-    profile: Optional[str] = typer.Option(None, "--profile", help="Compare with a TuneD profile as each host has it "
-                                          "(NAME or tuned:NAME; 'active': the one TuneD runs there)."),
+    limit: str | None = LimitOpt,
+    spec_file: Path | None = typer.Option(None, "--spec", help="Audit the knobs of this spec."),
+    profile: str | None = typer.Option(None, "--profile", help="Compare with a TuneD profile as each host has it "
+                                       "(NAME or tuned:NAME; 'active': the one TuneD runs there)."),
     as_json: bool = typer.Option(False, "--json", help="Print the audit as JSON."),
-    runs_dir: Optional[Path] = typer.Option(None, "--runs-dir", help="Where runs are kept (default: ./runs, or "
-                                            "TUNEFLEET_RUNS)."),
+    runs_dir: Path | None = typer.Option(None, "--runs-dir", help="Where runs are kept (default: ./runs, or "
+                                         "TUNEFLEET_RUNS)."),
     accept_new_host_keys: bool = AcceptOpt,
     connect_timeout: float = TimeoutOpt,
-    ssh_config: Optional[Path] = SSHConfigOpt,
+    ssh_config: Path | None = SSHConfigOpt,
 ) -> None:
     """Read each host's knobs and say who manages them, against a run or a profile; changes nothing.
 

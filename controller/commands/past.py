@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -16,7 +15,7 @@ from controller.errors import UserError
 def report(
     run_name: str = typer.Argument(..., metavar="RUN", help="Run folder, or its name under the runs folder."),
     open_it: bool = typer.Option(False, "--open", help="Open the report in a web browser."),
-    runs_dir: Optional[Path] = RunsDirOpt,
+    runs_dir: Path | None = RunsDirOpt,
 ) -> None:
     """Rebuild a run's report.html (one self-contained page) from its run folder."""
     from controller.htmlreport import write_report
@@ -32,8 +31,8 @@ def report(
 
 
 def runs(
-    runs_dir: Optional[Path] = typer.Option(None, "--runs-dir", help="List the runs in this folder only (default: "
-                                            "every run this user started, wherever its folder is)."),
+    runs_dir: Path | None = typer.Option(None, "--runs-dir", help="List the runs in this folder only (default: "
+                                         "every run this user started, wherever its folder is)."),
     as_json: bool = typer.Option(False, "--json", help="Print the runs as JSON."),
     prune: bool = typer.Option(False, "--prune", help="Forget recorded runs whose folders are gone."),
 ) -> None:
@@ -68,7 +67,7 @@ def runs(
 
 def show(
     run_name: str = typer.Argument(..., metavar="RUN", help="Run folder, or its name under the runs folder."),
-    runs_dir: Optional[Path] = RunsDirOpt,
+    runs_dir: Path | None = RunsDirOpt,
     as_json: bool = typer.Option(False, "--json", help="Print the result JSON."),
 ) -> None:
     """Print one run's result the way `run` printed it."""
@@ -89,13 +88,13 @@ def show(
 def export(
     run_name: str = typer.Argument(..., metavar="RUN", help="Run folder, or its name under the runs folder."),
     fmt: str = typer.Option(..., "--format", "-f", help="sysctl.d, tuned, ansible, shell or json."),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write here (tuned: a profile directory) "
-                                          "instead of printing."),
-    include: Optional[str] = typer.Option(None, "--include", help="tuned: the profile the hosts run today, to build on "
-                                          "(default: the one the hosts reported, if any)."),
+    output: Path | None = typer.Option(None, "--output", "-o", help="Write here (tuned: a profile directory) "
+                                       "instead of printing."),
+    include: str | None = typer.Option(None, "--include", help="tuned: the profile the hosts run today, to build on "
+                                       "(default: the one the hosts reported, if any)."),
     force: bool = typer.Option(False, "--force", help="Export a result that is not a verified improvement, and "
                                "replace an existing --output."),
-    runs_dir: Optional[Path] = RunsDirOpt,
+    runs_dir: Path | None = RunsDirOpt,
 ) -> None:
     """Write a run's verified best configuration as a sysctl.d drop-in, TuneD profile, Ansible playbook,
     shell script or JSON."""

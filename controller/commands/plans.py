@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -23,14 +23,17 @@ from controller.commands.common import (
 )
 from controller.frontend import origin, plan_record
 
+if TYPE_CHECKING:
+    from controller.spec import TuningSpec
+
 
 def profiles(
-    name: Optional[str] = typer.Argument(None, metavar="NAME", help="A profile to show in full, e.g. "
-                                         "tuned:throughput-performance or redis:docs."),
-    workload: Optional[str] = typer.Option(None, "--workload", "-w", help="Only the profiles that fit this "
-                                           "workload (pg-oltp, web, redis, stream, ...)."),
-    profile_file: Optional[Path] = typer.Option(None, "--profile-file", help="Also read your own profile: a TuneD "
-                                                "tuned.conf (or its folder) or a YAML file shaped like servers.yaml."),
+    name: str | None = typer.Argument(None, metavar="NAME", help="A profile to show in full, e.g. "
+                                      "tuned:throughput-performance or redis:docs."),
+    workload: str | None = typer.Option(None, "--workload", "-w", help="Only the profiles that fit this "
+                                        "workload (pg-oltp, web, redis, stream, ...)."),
+    profile_file: Path | None = typer.Option(None, "--profile-file", help="Also read your own profile: a TuneD "
+                                             "tuned.conf (or its folder) or a YAML file shaped like servers.yaml."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON: a list of profiles, or the one named."),
 ) -> None:
     """List the expert settings tunefleet compares with (TuneD profiles, servers' documentation), or show one.
@@ -55,8 +58,8 @@ def profiles(
         print_profiles(_console(), found)
 
 
-def _make_plan(goal: Optional[str], spec_file: Optional[Path], facts: dict | None = None,
-               model: Optional[str] = None, catalog=None):
+def _make_plan(goal: str | None, spec_file: Path | None, facts: dict | None = None,
+               model: str | None = None, catalog=None):
     """A spec from a file, or from the goal through the strategist (its progress on stderr)."""
     from controller.frontend import make_plan
 
@@ -64,22 +67,22 @@ def _make_plan(goal: Optional[str], spec_file: Optional[Path], facts: dict | Non
 
 
 def plan(
-    goal: Optional[str] = typer.Argument(None, help="What the hosts are for, in plain words."),
-    hosts: Optional[Path] = typer.Option(None, "--hosts", "-i", help="Inventory: check the plan against these hosts."),
-    limit: Optional[str] = LimitOpt,
-    spec_file: Optional[Path] = typer.Option(None, "--spec", help="Validate this spec file instead of planning."),
-    catalog_file: Optional[Path] = typer.Option(None, "--catalog", help="Extra tunables (YAML/JSON)."),
-    output: Optional[Path] = typer.Option(None, "-o", "--output", help="Write the spec to this file (JSON)."),
+    goal: str | None = typer.Argument(None, help="What the hosts are for, in plain words."),
+    hosts: Path | None = typer.Option(None, "--hosts", "-i", help="Inventory: check the plan against these hosts."),
+    limit: str | None = LimitOpt,
+    spec_file: Path | None = typer.Option(None, "--spec", help="Validate this spec file instead of planning."),
+    catalog_file: Path | None = typer.Option(None, "--catalog", help="Extra tunables (YAML/JSON)."),
+    output: Path | None = typer.Option(None, "-o", "--output", help="Write the spec to this file (JSON)."),
     as_json: bool = typer.Option(False, "--json", help="Print the plan as JSON."),
     list_workloads: bool = typer.Option(False, "--list", help="List the built-in workloads."),
-    model: Optional[str] = ModelOpt,
+    model: str | None = ModelOpt,
     accept_new_host_keys: bool = AcceptOpt,
     connect_timeout: float = TimeoutOpt,
-    ssh_config: Optional[Path] = SSHConfigOpt,
+    ssh_config: Path | None = SSHConfigOpt,
     workers: str = WorkersOpt,
 ) -> None:
     """Turn a goal into a tuning spec (benchmark, reward, knobs and ranges) and show why."""
-    from controller.catalog import validate
+    from controller.gate import validate
 
     if list_workloads:
         from controller.strategist.builtin import workloads
@@ -113,18 +116,19 @@ def plan(
         console = _console()
         _show_plan(console, spec, chosen, spec_file, facts or {})
         for name, m in managed.items():
-            for line in conflicts.host_lines(m, spec.knob_names) + conflicts.daemon_refusals({name: m}, spec.knob_names):
+            said = conflicts.host_lines(m, spec.knob_names) + conflicts.daemon_refusals({name: m}, spec.knob_names)
+            for line in said:
                 console.print(f"{name}: {line}" if not line.startswith(f"{name}: ") else line, soft_wrap=True)
         if output is not None:
             console.print(f"spec written to {output}")
 
 
-def _show_plan(console, spec, chosen, spec_file, hosts) -> None:
+def _show_plan(console, spec: TuningSpec, chosen, spec_file, hosts) -> None:
     """The plan, the exact argv the agents will exec, and what the planner left out and why."""
     from rich.markup import escape
 
+    from controller.benchcheck import record
     from controller.report import print_plan
-    from controller.strategist.benchcheck import record
 
     print_plan(console, spec, reason=chosen.reason if chosen else f"from {spec_file}",
                rationale=chosen.rationale if chosen else None, warnings=chosen.warnings if chosen else (),

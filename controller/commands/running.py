@@ -10,7 +10,7 @@ import json
 import sys
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Optional
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -37,30 +37,35 @@ from controller.commands.plans import _make_plan, _show_plan
 from controller.errors import UserError
 from controller.frontend import budget_for, origin, plan_record, profiles_to_compare
 
+if TYPE_CHECKING:
+    from controller.spec import TuningSpec
+
 STRATEGY_HELP = ("Search strategy: auto (ppo from a well-trained stored policy, else bo; docs/strategies.md), ppo, bo "
                  "(Bayesian, optuna), random.")
 
 
 def run(
     ctx: typer.Context,
-    goal: Optional[str] = typer.Argument(None, help="What the hosts are for, in plain words."),
-    hosts: Optional[Path] = typer.Option(None, "--hosts", "-i", help=HostsOpt.help + " Required unless --resume."),
-    limit: Optional[str] = LimitOpt,
-    spec_file: Optional[Path] = typer.Option(None, "--spec", help="Run this spec file (JSON or YAML) instead of planning."),
+    goal: str | None = typer.Argument(None, help="What the hosts are for, in plain words."),
+    hosts: Path | None = typer.Option(None, "--hosts", "-i", help=HostsOpt.help + " Required unless --resume."),
+    limit: str | None = LimitOpt,
+    spec_file: Path | None = typer.Option(None, "--spec",
+                                          help="Run this spec file (JSON or YAML) instead of planning."),
     strategy: str = typer.Option("auto", "--strategy", help=STRATEGY_HELP),
-    budget: Optional[int] = typer.Option(None, "--budget", min=1, help="Benchmark evaluations to spend on the search, across "
-                                         "the fleet (default: the spec's training_config.total_timesteps, else 24)."),
-    policy: Optional[str] = typer.Option(None, "--policy", help="ppo: start from this saved policy (PATH), or 'none' to "
-                                         "start cold (default: the policy store's compatible policy, if any)."),
+    budget: int | None = typer.Option(None, "--budget", min=1, help="Benchmark evaluations to spend on the search, "
+                                      "across the fleet (default: the spec's training_config.total_timesteps, "
+                                      "else 24)."),
+    policy: str | None = typer.Option(None, "--policy", help="ppo: start from this saved policy (PATH), or 'none' to "
+                                      "start cold (default: the policy store's compatible policy, if any)."),
     seed: int = typer.Option(0, "--seed", help="Seed for the search (runs are repeatable up to benchmark noise)."),
     verify_repeats: int = typer.Option(5, "--verify-repeats", min=2, help="Original-vs-best pairs measured per host "
                                        "(a single host needs 4 or more to reach p < 0.05)."),
-    baseline_repeats: Optional[int] = typer.Option(None, "--baseline-repeats", min=1, help="Baseline runs per host "
-                                                   "(default: the spec's)."),
+    baseline_repeats: int | None = typer.Option(None, "--baseline-repeats", min=1, help="Baseline runs per host "
+                                                "(default: the spec's)."),
     confirm_top: int = typer.Option(3, "--confirm-top", min=0, help="Re-measure the search's top K configurations "
                                     "before choosing the best (0: trust the best sample)."),
-    catalog_file: Optional[Path] = typer.Option(None, "--catalog", help="Extra tunables (YAML/JSON)."),
-    run_dir: Optional[Path] = typer.Option(None, "--run-dir", help="Run folder (default runs/<time>-<workload>)."),
+    catalog_file: Path | None = typer.Option(None, "--catalog", help="Extra tunables (YAML/JSON)."),
+    run_dir: Path | None = typer.Option(None, "--run-dir", help="Run folder (default runs/<time>-<workload>)."),
     keep_best: bool = typer.Option(False, "--keep-best", help="Leave the best configuration applied (not persisted "
                                    "across reboots)."),
     persist: bool = typer.Option(False, "--persist", help="If the improvement is significant, keep the best "
@@ -72,16 +77,16 @@ def run(
     dry_run: bool = typer.Option(False, "--dry-run", help="Plan and validate against the hosts, change nothing."),
     tensorboard: bool = typer.Option(False, "--tensorboard", help="Log the search's results (and PPO's training "
                                      "curves) to RUN_DIR/tensorboard (needs tensorboard)."),
-    model: Optional[str] = ModelOpt,
+    model: str | None = ModelOpt,
     accept_new_host_keys: bool = AcceptOpt,
     connect_timeout: float = TimeoutOpt,
-    ssh_config: Optional[Path] = SSHConfigOpt,
+    ssh_config: Path | None = SSHConfigOpt,
     workers: str = WorkersOpt,
-    resume_dir: Optional[Path] = typer.Option(None, "--resume", help="Continue the run in this folder that was killed "
-                                              "or interrupted, with its spec and options (--hosts: another inventory)."),
-    heartbeat_timeout: float = typer.Option(30.0, "--heartbeat-timeout", min=3.0, max=86400.0, help="Seconds of silence "
-                                            "after which a host's agent restores its originals and exits, and the run "
-                                            "drops that host."),
+    resume_dir: Path | None = typer.Option(None, "--resume", help="Continue the run in this folder that was killed "
+                                           "or interrupted, with its spec and options (--hosts: another inventory)."),
+    heartbeat_timeout: float = typer.Option(30.0, "--heartbeat-timeout", min=3.0, max=86400.0,
+                                            help="Seconds of silence after which a host's agent restores its "
+                                            "originals and exits, and the run drops that host."),
     compare: list[str] = typer.Option([], "--compare", help="Also measure an expert profile (tuned:NAME, redis:docs, "
                                       "...; `tunefleet profiles` lists them) beside the winner, in the same "
                                       "interleaved verification; 'auto': those that fit the built-in workload."),
@@ -143,7 +148,7 @@ def _resumed(a: SimpleNamespace, given: dict, out):
 
 def _planned(a: SimpleNamespace, catalog):
     """The spec (from --spec, or the goal through a strategist) checked as far as no host is needed."""
-    from controller.catalog import validate
+    from controller.gate import validate
     from controller.learn.search import STRATEGIES
 
     facts = None
@@ -162,7 +167,7 @@ def _planned(a: SimpleNamespace, catalog):
     return spec, chosen
 
 
-def _request(a: SimpleNamespace, spec, chosen, catalog, resumed):
+def _request(a: SimpleNamespace, spec: TuningSpec, chosen, catalog, resumed):
     """The run as the library takes it (controller/job.py), with how it was started (options.json)."""
     from controller.job import JobRequest
     from controller.tuner import RunOptions
@@ -184,10 +189,10 @@ def _request(a: SimpleNamespace, spec, chosen, catalog, resumed):
                       tensorboard=a.tensorboard)
 
 
-def _ready(a: SimpleNamespace, spec, chosen, catalog, fleet, resumed, out) -> bool:
+def _ready(a: SimpleNamespace, spec: TuningSpec, chosen, catalog, fleet, resumed, out) -> bool:
     """The hosts checked against the spec, the plan shown, and consent: False for a dry run."""
     from controller import conflicts
-    from controller.catalog import validate
+    from controller.gate import validate
 
     facts = _reachable_facts(fleet)
     validate(spec, catalog, facts, origin=origin(chosen))
@@ -254,19 +259,20 @@ def _report(a: SimpleNamespace, result, restored, fleet, doc) -> None:
 
 def chat(
     hosts: Path = HostsOpt,
-    limit: Optional[str] = LimitOpt,
-    model: Optional[str] = ModelOpt,
+    limit: str | None = LimitOpt,
+    model: str | None = ModelOpt,
     strategy: str = typer.Option("auto", "--strategy", help=STRATEGY_HELP),
-    budget: Optional[int] = typer.Option(None, "--budget", min=1, help="Benchmark evaluations per optimization, across "
-                                         "the fleet (default: the spec's training_config.total_timesteps, else 24)."),
+    budget: int | None = typer.Option(None, "--budget", min=1, help="Benchmark evaluations per optimization, across "
+                                      "the fleet (default: the spec's training_config.total_timesteps, else 24)."),
     seed: int = typer.Option(0, "--seed", help="Seed for the search."),
     verify_repeats: int = typer.Option(5, "--verify-repeats", min=2, help="Original-vs-best pairs measured per host "
                                        "(a single host needs 4 or more to reach p < 0.05)."),
-    catalog_file: Optional[Path] = typer.Option(None, "--catalog", help="Extra tunables (YAML/JSON)."),
-    yes: bool = typer.Option(False, "--yes", "-y", help="Run every validated plan without asking (never keeps results)."),
+    catalog_file: Path | None = typer.Option(None, "--catalog", help="Extra tunables (YAML/JSON)."),
+    yes: bool = typer.Option(False, "--yes", "-y",
+                             help="Run every validated plan without asking (never keeps results)."),
     accept_new_host_keys: bool = AcceptOpt,
     connect_timeout: float = TimeoutOpt,
-    ssh_config: Optional[Path] = SSHConfigOpt,
+    ssh_config: Path | None = SSHConfigOpt,
     workers: str = WorkersOpt,
 ) -> None:
     """Talk to the strategist: it plans, asks before it runs, tunes the hosts and reports what it measured."""
@@ -296,7 +302,7 @@ def chat(
 
 def _converse(config, fleet, catalog, kept: list, a: SimpleNamespace) -> None:
     """The conversation: every plan the user accepts runs through the same run API as `run`."""
-    from controller.catalog import validate
+    from controller.gate import validate
     from controller.job import JobRequest, keep
     from controller.report import print_result
     from controller.strategist.chat import ChatIO
@@ -330,7 +336,8 @@ def _converse(config, fleet, catalog, kept: list, a: SimpleNamespace) -> None:
         run=run_plan, show_result=lambda r: print_result(console, r),
         keep=lambda r: kept.append(keep(fleet, r)))
     summary = converse(config, facts, io, catalog=catalog, hosts=len(fleet.hosts), on_event=_strategist_events())
-    out.print(f"[dim]{config.describe()}: {summary.usage['requests']} requests, {summary.usage['total_tokens']} tokens[/]")
+    out.print(f"[dim]{config.describe()}: {summary.usage['requests']} requests, {summary.usage['total_tokens']} "
+              "tokens[/]")
 
 
 def _given(ctx: typer.Context, **values) -> dict:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import signal
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -26,7 +25,7 @@ from controller.errors import UserError
 
 
 def mcp(
-    hosts: Optional[Path] = typer.Option(None, "--hosts", "-i", help="The inventory a tool uses when the client "
+    hosts: Path | None = typer.Option(None, "--hosts", "-i", help="The inventory a tool uses when the client "
                                          "names none."),
     read_only: bool = typer.Option(False, "--read-only", help="Offer only the tools that change nothing on any host "
                                    "(no start_run, cancel_run or restore)."),
@@ -34,13 +33,13 @@ def mcp(
                                   "(streamable HTTP on --bind:--port)."),
     bind: str = typer.Option("127.0.0.1", "--bind", help="http: the address to listen on."),
     port: int = typer.Option(8000, "--port", min=1, max=65535, help="http: the port to listen on."),
-    runs_dir: Optional[Path] = typer.Option(None, "--runs-dir", help="Where runs are kept (default: ./runs, or "
+    runs_dir: Path | None = typer.Option(None, "--runs-dir", help="Where runs are kept (default: ./runs, or "
                                             "TUNEFLEET_RUNS)."),
-    catalog_file: Optional[Path] = typer.Option(None, "--catalog", help="Extra tunables (YAML/JSON)."),
-    model: Optional[str] = ModelOpt,
+    catalog_file: Path | None = typer.Option(None, "--catalog", help="Extra tunables (YAML/JSON)."),
+    model: str | None = ModelOpt,
     accept_new_host_keys: bool = AcceptOpt,
     connect_timeout: float = TimeoutOpt,
-    ssh_config: Optional[Path] = SSHConfigOpt,
+    ssh_config: Path | None = SSHConfigOpt,
     workers: str = WorkersOpt,
 ) -> None:
     """Serve tunefleet to AI agents over MCP: plan, start, watch, cancel and export runs (docs/mcp.md)."""

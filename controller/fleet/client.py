@@ -15,7 +15,8 @@ import itertools
 import queue
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from controller.errors import AgentError, AgentGone, AgentTimeout
 from controller.fleet.deploy import HEARTBEAT_TIMEOUT
@@ -89,7 +90,7 @@ class AgentClient:
                 self._send(protocol.encode(protocol.request(rid, op, args)))
             except (OSError, ValueError, EOFError) as e:
                 self._proc.wait(EXIT_GRACE_S)  # an agent that exited meanwhile: its reason may still be on the way
-                raise self._lost(f"cannot send to the agent: {e}")
+                raise self._lost(f"cannot send to the agent: {e}") from None
             deadline = time.monotonic() + timeout
             heard = time.monotonic()
             while True:
@@ -113,7 +114,7 @@ class AgentClient:
                 try:
                     msg = protocol.decode(raw)
                 except protocol.ProtocolError as e:
-                    raise self._lost(f"agent sent a malformed line ({e}): {raw[:200]!r}")
+                    raise self._lost(f"agent sent a malformed line ({e}): {raw[:200]!r}") from None
                 if "event" in msg:
                     if msg.get("id") == rid and on_event is not None:
                         on_event(msg)
@@ -168,6 +169,6 @@ class AgentClient:
         errors = (result or {}).get("errors") or {}
         if errors:
             raise AgentError("left changed: " + "; ".join(
-                f"{name} ({err.get('message') if isinstance(err, dict) else err})" for name, err in sorted(errors.items())),
-                self.host, "OSError")
+                f"{name} ({err.get('message') if isinstance(err, dict) else err})"
+                for name, err in sorted(errors.items())), self.host, "OSError")
         return result

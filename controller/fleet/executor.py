@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import importlib
-from typing import Any, Callable, Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
 from controller.errors import HostError, TunefleetError, UserError
 from controller.fleet.session import connect_host
@@ -82,7 +83,7 @@ def as_data(fn: Callable[[], Any], name: str) -> Any:
     except TunefleetError as e:
         e.host = e.host or name
         return e
-    except Exception as e:
+    except Exception as e:  # noqa: BLE001 - results as data: whatever one host raises is that host's error
         return HostError(f"{type(e).__name__}: {e}", name)
 
 
@@ -109,7 +110,7 @@ def gather(futures: list) -> list[Any]:
     `wait_all` (Ray's actor calls: one ray.wait over the round's ObjectRefs, no thread each)."""
     inner = [f.inner if isinstance(f, Then) else f for f in futures]
     cf.wait([f for f in inner if isinstance(f, cf.Future)])
-    kinds: dict[type, list] = {}
+    kinds: dict[Any, list] = {}  # a future's type -> its futures (the type has wait_all)
     for f in inner:
         if not isinstance(f, cf.Future):
             kinds.setdefault(type(f), []).append(f)
@@ -119,7 +120,7 @@ def gather(futures: list) -> list[Any]:
     for f in futures:  # every result taken (a Then records its trial) before an error is raised
         try:
             results.append(f.result())
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 - the first is raised below, once every result is taken
             error = error or e
             results.append(None)
     if error is not None:

@@ -4,11 +4,13 @@ and one host failing never hides the others."""
 from __future__ import annotations
 
 import concurrent.futures as cf
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any
 
-from controller.errors import TunefleetError
+from controller.errors import SpecError, TunefleetError
 from controller.fleet.executor import as_data, workers_for
+from controller.fleet.facts import shared_kernels
 from controller.fleet.inventory import HostSpec
 from controller.fleet.options import ConnectOptions
 from controller.fleet.session import Host, connect_host, start_agent  # noqa: F401  (the fleet's public names)
@@ -34,7 +36,7 @@ class Fleet:
     options: ConnectOptions | None = None  # how the hosts were connected (a lost one is reconnected so)
 
     @classmethod
-    def connect(cls, specs: Iterable[HostSpec], options: ConnectOptions | None = None) -> "Fleet":
+    def connect(cls, specs: Iterable[HostSpec], options: ConnectOptions | None = None) -> Fleet:
         options = options or ConnectOptions()
         fleet = cls(options=options)
         for name, got in workers_for(options.workers).connect(list(specs), options).items():
@@ -62,7 +64,7 @@ class Fleet:
         if host is not None:
             try:
                 host.close(keep=keep)
-            except Exception:
+            except Exception:  # noqa: BLE001 - a host being dropped may fail to close in any way; it is dropped
                 pass
 
     def close(self, keep: bool = False) -> dict[str, Outcome]:
@@ -71,7 +73,7 @@ class Fleet:
         self.hosts.clear()
         return outcomes
 
-    def __enter__(self) -> "Fleet":
+    def __enter__(self) -> Fleet:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -91,13 +93,17 @@ def round_trip_ms(host, n: int = 20) -> float:
     return statistics.median(times)
 
 
-def shared_kernels(facts: dict[str, dict]) -> dict[str, list[str]]:
-    """boot_id -> host names, for every kernel that more than one host runs on."""
-    by_boot: dict[str, list[str]] = {}
-    for name, f in facts.items():
-        if f.get("boot_id"):
-            by_boot.setdefault(f["boot_id"], []).append(name)
-    return {b: names for b, names in by_boot.items() if len(names) > 1}
+def read_originals(fleet: Fleet, names: list[str]) -> dict[str, dict[str, str]]:
+    """Each host's current values of ``names``; a host that failed, or lacks one of them, raises."""
+    outcomes = fleet.map(lambda h: h.request("read", {"names": names}))
+    originals = {}
+    for name, out in outcomes.items():
+        if out.error is not None:
+            raise out.error
+        if out.value.get("missing"):
+            raise SpecError(f"{name}: knob(s) missing on the host: {', '.join(out.value['missing'])}")
+        originals[name] = out.value["values"]
+    return originals
 
 
 def _fan_out(fn: Callable[[Any], Any], items: dict[str, Any]) -> list[Outcome]:

@@ -20,6 +20,8 @@ import socket
 import time
 from typing import Any
 
+import controller
+import node_agent
 from controller.errors import AgentTimeout, HostError, TunefleetError
 from controller.fleet.inventory import HostSpec
 from controller.fleet.ray_hosts import HostsWorker, RayHost, SharedActor, _unwrap
@@ -40,9 +42,6 @@ def init_ray() -> None:
 
     if ray.is_initialized():
         return
-    import controller
-    import node_agent
-
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     runtime_env = {"py_modules": [controller, node_agent]}
     address = os.environ.get("RAY_ADDRESS")

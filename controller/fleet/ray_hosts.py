@@ -21,12 +21,15 @@ import threading
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from controller import errors
 from controller.errors import TunefleetError
 from controller.fleet.inventory import HostSpec
 from controller.fleet.session import connect_host
+
+if TYPE_CHECKING:
+    from concurrent.futures import ThreadPoolExecutor
 
 
 class HostsWorker:
@@ -45,7 +48,7 @@ class HostsWorker:
         self.hosts: dict[str, Any] = {}
         self.procedures: dict[int, Any] = {}  # installed once per actor, then run by key (see SharedActor)
         self.served: dict[str, Counter] = defaultdict(Counter)  # calls served per host: round trips per evaluation
-        self._pool = None  # call_many's threads, one per host, started with the first batch
+        self._pool: ThreadPoolExecutor | None = None  # call_many's threads, one per host, started with the first batch
 
     def connect(self, spec: HostSpec) -> tuple:
         return _as_data(lambda: self._connect(spec))
@@ -121,7 +124,7 @@ class SharedActor:
     """The driver's end of one actor and the hosts it holds: a procedure is installed once per
     actor, a lost actor is lost for all its hosts, and the actor is stopped with its last host."""
 
-    def __init__(self, handle):
+    def __init__(self, handle: Any) -> None:  # a Ray actor handle
         self.handle = handle
         self.members: set[str] = set()
         self.gone = False  # the actor died under a call: closing its hosts only kills what is left
@@ -191,10 +194,10 @@ class RayHost:
         try:
             return fn()
         except ray.exceptions.GetTimeoutError:
-            raise errors.AgentTimeout(f"host worker did not answer within {timeout:g} s", self.name)
+            raise errors.AgentTimeout(f"host worker did not answer within {timeout:g} s", self.name) from None
         except ray.exceptions.RayError as e:
             self.actor.gone = True
-            raise errors.AgentGone(f"host worker lost: {str(e).splitlines()[0]}", self.name)
+            raise errors.AgentGone(f"host worker lost: {str(e).splitlines()[0]}", self.name) from None
 
 
 class RayCall:
@@ -211,7 +214,9 @@ class RayCall:
     def result(self) -> Any:
         if self.batch is None:
             RayCall.send([self])
-        batch, left = self.batch, max(0.0, self.batch.deadline - time.monotonic())
+        batch = self.batch
+        assert batch is not None  # send() gave it one
+        left = max(0.0, batch.deadline - time.monotonic())
         return _unwrap(self.host._guard(lambda: batch.fetch(left), left)[self.index])
 
     @staticmethod
@@ -223,7 +228,7 @@ class RayCall:
                 by_actor.setdefault(id(call.host.actor), []).append(call)
         for group in by_actor.values():
             handle = group[0].host.actor.handle
-            ref = group[0].host._guard(lambda: handle.call_many.remote([c.packed for c in group]))
+            ref = group[0].host._guard(lambda: handle.call_many.remote([c.packed for c in group]))  # noqa: B023 - called at once
             batch = _Batch(ref, max(c.deadline for c in group))
             for i, call in enumerate(group):
                 call.batch, call.index = batch, i
@@ -235,7 +240,7 @@ class RayCall:
         import ray
 
         RayCall.send(calls)
-        batches = list({id(c.batch): c.batch for c in calls}.values())
+        batches = list({id(c.batch): c.batch for c in calls if c.batch is not None}.values())  # send() gave each one
         timeout = max(0.0, max(b.deadline for b in batches) - time.monotonic())
         ray.wait([b.ref for b in batches], num_returns=len(batches), timeout=timeout)
 
@@ -260,4 +265,5 @@ class _Batch:
                 self._error = e
         if self._error is not None:
             raise self._error
+        assert self._replies is not None  # got above, or the error was raised
         return self._replies

@@ -168,5 +168,6 @@ class Rejoiner:
             host.request("watch", {"values": originals})
         except TunefleetError as e:
             host.close()
-            return Rejoin(None, f"{what}, values back on the run's originals, but {e.message}; left out of the rest of the run")
+            return Rejoin(None, f"{what}, values back on the run's originals, but {e.message}; left out of the rest "
+                                "of the run")
         return Rejoin(host, f"{what}, values back on the run's originals; rejoined")

@@ -27,7 +27,8 @@ class HostRestore:
     failed: dict[str, dict] = field(default_factory=dict)     # name -> {"errno", "message"}
     left: list[str] = field(default_factory=list)             # still journaled: left changed
     removed: str | None = None                                # the sysctl.d drop-in deleted
-    discarded: dict[str, dict] = field(default_factory=dict)  # name -> {"original", "boot_id", "written", "kept", "now"}
+    # name -> {"original", "boot_id", "written", "kept", "now"}
+    discarded: dict[str, dict] = field(default_factory=dict)
     foreign: dict[str, dict] = field(default_factory=dict)    # name -> {"found", "ours", "original"}: someone else's
 
     @property

@@ -11,8 +11,17 @@ from typing import Any
 
 from controller.errors import AgentError, AgentGone, HostError, NoPython, SudoPasswordRequired
 from controller.fleet.client import HEARTBEAT_EVERY, AgentClient
-from controller.fleet.deploy import (EXIT_NO_PAYLOAD, EXIT_NO_PYTHON, EXIT_NOT_INSTALLED, INSTALL_PATH, Payload,
-                                     agent_command, build_payload, install_command, upload_command)
+from controller.fleet.deploy import (
+    EXIT_NO_PAYLOAD,
+    EXIT_NO_PYTHON,
+    EXIT_NOT_INSTALLED,
+    INSTALL_PATH,
+    Payload,
+    agent_command,
+    build_payload,
+    install_command,
+    upload_command,
+)
 from controller.fleet.inventory import HostSpec
 from controller.fleet.options import ConnectOptions
 from controller.fleet.transport import SSHTransport, Transport
@@ -77,7 +86,8 @@ def start_agent(name: str, transport: Transport, *, sudo: bool | None = None, py
             raise
         if facts.get("protocol") != protocol.PROTOCOL_VERSION:
             agent.close()
-            raise HostError(f"agent speaks protocol {facts.get('protocol')}, controller {protocol.PROTOCOL_VERSION}", name)
+            raise HostError(f"agent speaks protocol {facts.get('protocol')}, controller {protocol.PROTOCOL_VERSION}",
+                            name)
         if sudo and facts.get("agent_hash") != payload.digest:
             agent.close()
             raise HostError(f"the agent installed at {INSTALL_PATH} is {str(facts.get('agent_hash'))[:16]}, "

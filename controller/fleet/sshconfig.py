@@ -115,9 +115,9 @@ def _ssh_g(ssh: str, host: str, args: list[str]) -> dict:
         p = subprocess.run([ssh, "-G", *args, "--", host], capture_output=True, text=True, timeout=15,
                            stdin=subprocess.DEVNULL)
     except subprocess.TimeoutExpired:
-        raise UserError(f"ssh -G {host} did not answer within 15 s (a Match exec in the ssh config?)")
+        raise UserError(f"ssh -G {host} did not answer within 15 s (a Match exec in the ssh config?)") from None
     if p.returncode != 0:
-        lines = [l for l in p.stderr.splitlines() if l.strip()]
+        lines = [ln for ln in p.stderr.splitlines() if ln.strip()]
         raise UserError(f"ssh -G {host}: {lines[-1] if lines else f'exit status {p.returncode}'}")
     raw: dict = {"identityfile": []}
     for line in p.stdout.splitlines():

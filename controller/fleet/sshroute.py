@@ -13,9 +13,8 @@ import os
 import socket
 import time
 
-from controller.errors import AuthFailed, HostError, Unreachable, UnknownHostKey, UserError
+from controller.errors import AuthFailed, HostError, UnknownHostKey, Unreachable, UserError
 from controller.fleet.sshconfig import SSHOptions, resolve_hop
-
 
 RETRY_DELAYS = (0.5, 1.0)  # seconds before the 2nd and 3rd attempt
 
@@ -87,13 +86,13 @@ class Route:
         where = self._where(o, hop)
         try:
             sock = socket.create_connection((o.hostname, o.port), timeout=timeout)
-        except socket.timeout:
-            raise _transient(Unreachable(f"cannot reach {where}: no answer within {timeout:g} s", self.host))
+        except TimeoutError:
+            raise _transient(Unreachable(f"cannot reach {where}: no answer within {timeout:g} s", self.host)) from None
         except OSError as e:
             err = Unreachable(f"cannot reach {where}: {e.strerror or e}", self.host)
             if e.errno in (errno.ECONNREFUSED, errno.ENETUNREACH, errno.EHOSTUNREACH, errno.ETIMEDOUT):
                 _transient(err)
-            raise err
+            raise err from e
         # paramiko leaves Nagle on: every small request would wait ~40 ms for a delayed ACK.
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return sock
@@ -108,10 +107,10 @@ class Route:
                                      timeout=o.connect_timeout or self.timeout)
         except paramiko.ChannelException as e:
             raise _transient(Unreachable(
-                f"jump host {via.tunefleet_alias} cannot reach {o.hostname}:{o.port}: {e.text}", self.host))
+                f"jump host {via.tunefleet_alias} cannot reach {o.hostname}:{o.port}: {e.text}", self.host)) from None
         except (paramiko.SSHException, OSError, EOFError) as e:
             raise Unreachable(f"jump host {via.tunefleet_alias} gave no channel to {o.hostname}:{o.port}: {e}",
-                              self.host)
+                              self.host) from None
 
     def _login(self, o: SSHOptions, sock, hop: bool):
         """SSH handshake, host-key check and authentication over `sock`."""
@@ -128,7 +127,7 @@ class Route:
                 client.load_host_keys(user_files[0])
         except (OSError, paramiko.SSHException) as e:
             sock.close()
-            raise HostError(f"{where}: cannot read a known_hosts file: {e}", self.host)
+            raise HostError(f"{where}: cannot read a known_hosts file: {e}", self.host) from None
         accept = self.accept_new or o.strict_host_key_checking in ("accept-new", "no")
         record_in = o.user_known_hosts[0] if o.user_known_hosts else os.path.expanduser("~/.ssh/known_hosts")
         client.set_missing_host_key_policy(_HostKeyPolicy(accept, record_in, self.host, where))
@@ -147,16 +146,16 @@ class Route:
             raise UnknownHostKey(
                 f"host key for {where} does NOT match known_hosts ({', '.join(user_files)}): "
                 f"got {_fingerprint(e.key)}; if the host was reinstalled, remove the old line "
-                f"(ssh-keygen -R {o.hostname}), otherwise do not connect", self.host)
+                f"(ssh-keygen -R {o.hostname}), otherwise do not connect", self.host) from None
         except paramiko.AuthenticationException as e:
             sock.close()
-            raise AuthFailed(f"authentication refused for {o.user}@{where}: {e}", self.host)
+            raise AuthFailed(f"authentication refused for {o.user}@{where}: {e}", self.host) from None
         except (paramiko.SSHException, OSError, EOFError) as e:
             sock.close()
             if "No authentication methods available" in str(e):
                 raise AuthFailed(f"no key for {o.user}@{where} (IdentityFile: none of "
-                                 f"{', '.join(o.identity_files) or '-'} exists; no agent)", self.host)
-            raise Unreachable(f"SSH handshake with {where} failed: {e}", self.host)
+                                 f"{', '.join(o.identity_files) or '-'} exists; no agent)", self.host) from e
+            raise Unreachable(f"SSH handshake with {where} failed: {e}", self.host) from None
         client.get_transport().set_keepalive(15)
         return client
 

@@ -11,18 +11,34 @@ import getpass
 import logging
 import subprocess
 import threading
-from typing import IO, Protocol
+from typing import Protocol
 
 from controller.fleet.inventory import HostSpec
 from controller.fleet.sshconfig import config_file_of, resolve
 from controller.fleet.sshroute import Route, retrying
 
 
+class Reader(Protocol):
+    """What is read of a command's stdout or stderr: lines of bytes, b"" at the end."""
+
+    def readline(self) -> bytes: ...
+
+
+class Writer(Protocol):
+    """What is written to a command's stdin."""
+
+    def write(self, data: bytes, /) -> int: ...
+    def flush(self) -> None: ...
+    def close(self) -> None: ...
+
+
 class Process(Protocol):
     """A started command: write its stdin, read its stdout lines, collect its stderr."""
 
-    stdin: IO[bytes]
-    stdout: IO[bytes]
+    @property
+    def stdin(self) -> Writer: ...
+    @property
+    def stdout(self) -> Reader: ...
 
     def stderr_tail(self) -> str: ...
     def close_stdin(self) -> None: ...
@@ -42,12 +58,12 @@ class Transport(Protocol):
 class _StderrTail:
     """Drains a stderr stream in the background, keeping its last lines for error messages."""
 
-    def __init__(self, stream: IO[bytes], lines: int = 50):
+    def __init__(self, stream: Reader, lines: int = 50):
         self._lines: collections.deque[str] = collections.deque(maxlen=lines)
         self._thread = threading.Thread(target=self._drain, args=(stream,), daemon=True)
         self._thread.start()
 
-    def _drain(self, stream: IO[bytes]) -> None:
+    def _drain(self, stream: Reader) -> None:
         try:
             for raw in iter(stream.readline, b""):
                 self._lines.append(raw.decode("utf-8", "replace").rstrip())
@@ -65,6 +81,7 @@ class _StderrTail:
 
 class LocalProcess:
     def __init__(self, popen: subprocess.Popen):
+        assert popen.stdin is not None and popen.stdout is not None and popen.stderr is not None  # all piped
         self._p = popen
         self.stdin = popen.stdin
         self.stdout = popen.stdout
@@ -109,7 +126,8 @@ class LocalTransport:
         return LocalProcess(popen)
 
     def run(self, command: str, stdin: bytes = b"", timeout: float = 30.0) -> tuple[int, str, str]:
-        p = subprocess.run([*self._wrap, "/bin/sh", "-c", command], input=stdin, capture_output=True, timeout=timeout, env=self._env)
+        p = subprocess.run([*self._wrap, "/bin/sh", "-c", command], input=stdin, capture_output=True, timeout=timeout,
+                           env=self._env)
         return p.returncode, p.stdout.decode("utf-8", "replace"), p.stderr.decode("utf-8", "replace")
 
     def close(self) -> None:

@@ -18,13 +18,19 @@ starting from the other end, so a drift over the verification favours none of th
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
-from controller.catalog import Catalog, shared_kernels
+from controller import profiles
+from controller.catalog import Catalog
 from controller.fleet.executor import gather
+from controller.fleet.facts import shared_kernels
 from controller.learn import stats
 from controller.learn.evaluation import HostEvaluator, Trial
 from node_agent.denylist import refusal as denied
 from node_agent.sysctl import COUPLED
+
+if TYPE_CHECKING:
+    from controller.spec import TuningSpec
 
 ORIGINAL, BEST = "original", "best"
 LABELS = {ORIGINAL: "A", BEST: "B"}  # trials.jsonl's labels; a profile arm is labelled with its name
@@ -35,7 +41,7 @@ class Arm:
     name: str
     values: dict[str, dict[str, str]] = field(default_factory=dict)   # host -> every knob of the comparison
     own: dict[str, dict[str, str]] = field(default_factory=dict)      # host -> what this arm itself sets
-    bounds: dict | None = None         # checked by the agent: None = the spec's ranges, {} = none
+    bounds: dict[str, Any] | None = None  # checked by the agent: None = the spec's ranges, {} = none
     left_out: dict[str, str] = field(default_factory=dict)            # knob -> why the arm does not set it
     source: str = ""
     not_sysctl: dict[str, str] = field(default_factory=dict)
@@ -45,9 +51,10 @@ class Arm:
         return LABELS.get(self.name, self.name)
 
 
-def safe_bounds(catalog: Catalog, name: str) -> dict:
+def safe_bounds(catalog: Catalog, name: str) -> dict[str, Any]:
     """The catalog's safe bounds of a knob as the agent checks them (docs/protocol.md, apply)."""
     t = catalog.get(name)
+    assert t is not None, f"{name} is not in the catalog"  # callers pass the catalog's knobs only
     if t.kind == "choice":
         return {"choices": list(t.choices)}
     if t.kind == "int":
@@ -58,17 +65,16 @@ def safe_bounds(catalog: Catalog, name: str) -> dict:
 def plan_profile(name: str, facts: dict[str, dict], catalog: Catalog) -> Arm:
     """Which of a profile's sysctls these hosts can take (``own`` is filled per host later, from
     the originals, since a TuneD floor such as somaxconn ``>2048`` writes only where it raises)."""
-    from controller import profiles
-
     profile = profiles.get(name)
-    arm = Arm(name, source=profile.source, bounds={}, not_sysctl=dict(profile.not_sysctl))
+    bounds: dict[str, Any] = {}
+    arm = Arm(name, source=profile.source, bounds=bounds, not_sysctl=dict(profile.not_sysctl))
     shared = shared_kernels(facts)
     for knob, value in profile.values.items():
         why = _why_not(knob, value, profile, facts, catalog, shared)
         if why:
             arm.left_out[knob] = why
         else:
-            arm.bounds[knob] = safe_bounds(catalog, knob)
+            bounds[knob] = safe_bounds(catalog, knob)
     return arm
 
 
@@ -113,7 +119,7 @@ def complete(arms: list[Arm], spec_knobs: list[str], originals: dict[str, dict[s
             else:
                 own = {k: v for k, v in profiles.get(arm.name).to_apply(orig).items() if k in (arm.bounds or {})}
             arm.own[host] = own
-            values = {k: own.get(k, orig.get(k)) for k in touched if k in own or k in orig}
+            values = {k: own[k] if k in own else orig[k] for k in touched if k in own or k in orig}
             arm.values[host] = _coupled(values, own)
 
 
@@ -215,15 +221,16 @@ def _observed(samples: dict, arm: str, metric: str) -> dict[str, list[float]]:
     return out
 
 
-def summarize(samples: dict[str, dict[str, list[Trial]]], arms: list[Arm], spec, seed: int) -> dict:
+def summarize(samples: dict[str, dict[str, list[Trial]]], arms: list[Arm], spec: TuningSpec, seed: int) -> dict:
     """The verification's verdicts: the winner against the original (``verification``, per host and
     for the fleet), every profile arm against the original and the winner against it (``arms``), and
     every constraint on every arm (``constraints``)."""
     goal = spec.goal
     pairs = _pairs(samples, ORIGINAL, BEST)
-    out = {"verification": stats.fleet_change(pairs, goal=goal, seed=seed).to_dict() if pairs else None,
-           "per_host": {h: stats.relative_change(a, b, goal=goal, seed=seed).to_dict() for h, (a, b) in pairs.items()},
-           "arms": {}, "constraints": []}
+    out: dict[str, Any] = {
+        "verification": stats.fleet_change(pairs, goal=goal, seed=seed).to_dict() if pairs else None,
+        "per_host": {h: stats.relative_change(a, b, goal=goal, seed=seed).to_dict() for h, (a, b) in pairs.items()},
+        "arms": {}, "constraints": []}
     for arm in arms:
         if arm.name in (ORIGINAL, BEST):
             continue
@@ -237,7 +244,8 @@ def summarize(samples: dict[str, dict[str, list[Trial]]], arms: list[Arm], spec,
             # the winner against this arm: positive = the winner is better
             "best_vs": stats.fleet_change(vs_best, goal=goal, seed=seed).to_dict() if vs_best else None}
     for c in spec.constraints:
-        entry = {"metric": c.metric, **({"max": c.max} if c.max is not None else {"min": c.min}), "arms": {}}
+        entry: dict[str, Any] = {"metric": c.metric, **({"max": c.max} if c.max is not None else {"min": c.min}),
+                                 "arms": {}}
         for arm in arms:
             per_host = _observed(samples, arm.name, c.metric)
             if per_host:

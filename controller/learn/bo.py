@@ -19,13 +19,20 @@ from __future__ import annotations
 
 import contextlib
 import warnings
-from typing import Hashable
+from collections.abc import Hashable, Iterable
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 
 from controller.learn.evaluation import FAILURE_REWARD
 from controller.learn.search import SearchContext, evaluate_priors
 from controller.learn.strategies import register
+
+if TYPE_CHECKING:
+    from optuna.distributions import BaseDistribution
+    from optuna.trial import Trial
+
+K = TypeVar("K", bound=Hashable)
 
 SAMPLERS = ("tpe", "gp")
 
@@ -66,11 +73,11 @@ class BoxStudy:
 
         optuna.logging.set_verbosity(optuna.logging.ERROR)
         self.dim = dim
-        self.distributions = {_param(i): FloatDistribution(-1.0, 1.0) for i in range(dim)}
+        self.distributions: dict[str, BaseDistribution] = {_param(i): FloatDistribution(-1.0, 1.0) for i in range(dim)}
         with _quiet():
             self.study = optuna.create_study(direction="maximize", sampler=make_sampler(sampler, seed, n_startup))
         self.constrained = constrained
-        self._pending: dict[Hashable, object] = {}
+        self._pending: dict[Hashable, Trial] = {}
 
     def add_known(self, point, value: float, constraints=None, **attrs) -> bool:
         """Record a point measured elsewhere (e.g. the baseline). False when it is not in the box."""
@@ -80,12 +87,12 @@ class BoxStudy:
         if p.shape != (self.dim,) or not np.all(np.isfinite(p)):
             return False
         params = {_param(i): float(x) for i, x in enumerate(np.clip(p, -1.0, 1.0))}
-        extra = {"constraints": _constraint_keys(constraints or [0.0])} if self.constrained else {}
+        bounds = _constraint_keys(constraints or [0.0]) if self.constrained else None
         self.study.add_trial(optuna.trial.create_trial(params=params, distributions=self.distributions,
-                                                       value=float(value), user_attrs=attrs, **extra))
+                                                       value=float(value), user_attrs=attrs, constraints=bounds))
         return True
 
-    def ask(self, keys) -> dict[Hashable, np.ndarray]:
+    def ask(self, keys: Iterable[K]) -> dict[K, np.ndarray]:
         out = {}
         with _quiet():
             for key in keys:
@@ -154,12 +161,12 @@ def bo_search(ctx: SearchContext, sampler: str = "tpe") -> None:
         points = study.ask([ev.name for ev in ctx.live()[: ctx.remaining]])
         results = ctx.evaluate_round({name: ctx.spec.to_values(p) for name, p in points.items()})
         for name in points:
-            t = results.get(name)
-            if t is None:
+            got = results.get(name)
+            if got is None:
                 study.tell(name, None)
             else:
-                study.tell(name, t.reward if t.ok and t.reward is not None else FAILURE_REWARD,
-                           violations(t, constraints))
+                study.tell(name, got.reward if got.ok and got.reward is not None else FAILURE_REWARD,
+                           violations(got, constraints))
 
 
 def violations(trial, constraints) -> list[float]:

@@ -24,12 +24,16 @@ members, whole configurations chose better ones at budgets 12 and 24, so they ar
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import gymnasium as gym
 import numpy as np
 
 from controller.learn import features
 from controller.learn.evaluation import HostEvaluator, Trial
+
+if TYPE_CHECKING:
+    from controller.spec import TuningSpec
 
 MAX_FAILURES = 3
 MOVE_SCALE = 1.0  # "move": an action coordinate of 1 moves the knob by half its unit box
@@ -40,7 +44,7 @@ class Incumbent:
     point each move starts from. Starts at the originals (reward 0, features 0, as the baseline
     measured them); a search evaluation replaces it when its reward is higher."""
 
-    def __init__(self, spec, originals: dict[str, str]):
+    def __init__(self, spec: TuningSpec, originals: dict[str, str]):
         self.spec = spec
         self.values = dict(originals)
         self.reward = 0.0
@@ -77,8 +81,10 @@ def observation(knobs: np.ndarray, named: dict[str, float] | None, reward: float
 
 class HostEnv(gym.Env):
     metadata = {"render_modes": []}
+    # gymnasium's Env.spec (a registration EnvSpec, None for an env made directly) holds the tuning spec here
+    spec: TuningSpec  # type: ignore[assignment]
 
-    def __init__(self, evaluator: HostEvaluator, spec, *, originals: dict[str, str], episode_steps: int = 4,
+    def __init__(self, evaluator: HostEvaluator, spec: TuningSpec, *, originals: dict[str, str], episode_steps: int = 4,
                  incumbent: Incumbent | None = None):
         """``incumbent``: "move" mode, the fleet's shared best; None: "config" mode."""
         super().__init__()
@@ -139,9 +145,11 @@ class HostEnv(gym.Env):
             self.episodes += 1
         self._steps += 1
         self._failures = 0 if trial.ok else self._failures + 1
+        reward = trial.reward
+        assert reward is not None  # a search evaluation has one, a failed one FAILURE_REWARD
         # A failed run still has features (a timed-out storm shows its overflows).
         self._obs = (self.incumbent.observation() if self.incumbent is not None
-                     else self._observe(trial.reward, trial.features, trial.values))
+                     else self._observe(reward, trial.features, trial.values))
         terminated = self._failures > MAX_FAILURES or self.evaluator.lost is not None
         truncated = self._steps >= self.episode_steps
-        return self._obs.copy(), float(trial.reward), terminated, truncated, {"trial": trial}
+        return self._obs.copy(), float(reward), terminated, truncated, {"trial": trial}

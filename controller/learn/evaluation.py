@@ -7,8 +7,9 @@ from __future__ import annotations
 import math
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Callable
+from typing import TYPE_CHECKING, Any
 
 from controller.errors import AgentError, AgentGone, Cancelled, SpecError, TunefleetError
 from controller.fleet.executor import Executor, Then
@@ -16,6 +17,9 @@ from controller.fleet.fleet import Host
 from controller.learn import features as feat
 from controller.rewards import change_pct
 from node_agent.protocol import E_DRIFT as DRIFT
+
+if TYPE_CHECKING:
+    from controller.spec import TuningSpec
 
 # The reward is the log of the ratio to the host's own baseline (sign flipped for a minimized
 # metric): 0 = as good as the original, ln 2 = twice as good, and a 100x gain scores twice a 10x
@@ -87,7 +91,7 @@ def relative_reward(raw: float, baseline: float, goal: str) -> float:
 CONSTRAINT_PENALTY = 1.0
 
 
-def penalized(reward: float, trial: "Trial", constraints) -> float:
+def penalized(reward: float, trial: Trial, constraints) -> float:
     """The reward a search sees for a run that breaks a constraint: below the original's, however
     good its objective, and lower the further past the limit (so PPO and random search have a
     direction back); above FAILURE_REWARD. Bo sees the constraints themselves (controller/learn/bo.py)."""
@@ -152,7 +156,7 @@ class Measure:
     Never raises for a failed apply or benchmark: the returned `error` says so, and `lost` says
     the agent is gone."""
 
-    def __init__(self, spec, before: list[dict] | None = None):
+    def __init__(self, spec: TuningSpec, before: list[dict] | None = None):
         """``before``: the steps before every measured run (controller/lifecycle.py)."""
         self.spec = spec
         self.command = spec.benchmark_command  # a paired benchmark's has its partner's address filled in
@@ -163,7 +167,7 @@ class Measure:
         # the request's own bound (steps + run + 30 s), with a margin: what a caller waits at most
         self.timeout = steps + self.run_timeout + 60.0
 
-    def __call__(self, host, values: dict[str, str] | None, bounded: "bool | dict" = True) -> dict:
+    def __call__(self, host, values: dict[str, str] | None, bounded: bool | dict = True) -> dict:
         """``bounded``: True checks the spec's ranges, False none (a host's own originals), a dict
         those bounds (an expert profile's values against the catalog's safe bounds)."""
         out = {"metrics": {}, "aggregates": {}, "samples": 0, "raw": None, "error": None, "lost": None,
@@ -185,7 +189,7 @@ class Measure:
         out["duration_s"] = round(time.monotonic() - started, 4)
         return out
 
-    def _staged(self, values: dict[str, str], bounded: "bool | dict") -> dict:
+    def _staged(self, values: dict[str, str], bounded: bool | dict) -> dict:
         """The `apply` that the agent does before the benchmark, in the same request."""
         if isinstance(bounded, dict):
             bounds = {k: b for k, b in bounded.items() if k in values}
@@ -195,14 +199,14 @@ class Measure:
 
     def _benchmark(self, host, out: dict, staged: dict | None) -> None:
         timeout = self.run_timeout
-        args = {"cmd": self.command, "timeout": timeout, "interval": 1.0}
+        args: dict[str, Any] = {"cmd": self.command, "timeout": timeout, "interval": 1.0}
         if getattr(self.spec, "benchmark_cwd", None):
             args["cwd"] = self.spec.benchmark_cwd
         if staged:
             args["apply"] = staged
         if self.before:
             args["before"] = self.before
-        samples: list[dict] = []
+        samples: list[dict[str, float]] = []
 
         def on_event(msg: dict) -> None:  # the agent's per-second samples while the benchmark runs
             data = msg.get("data") or {}
@@ -212,6 +216,7 @@ class Measure:
         result = host.request("run", args, timeout=self.timeout - 30.0, on_event=on_event)
         refused = (result.get("apply") or {}).get("refused") or {}
         if refused:  # nothing was run
+            assert staged is not None  # only what was staged can be refused
             values = staged["values"]
             why = "; ".join(f"{k} = {values.get(k)!r}: {v.get('message', v)}" for k, v in refused.items())
             raise AgentError(f"apply refused: {why}", host.name, "ValidationError")
@@ -233,7 +238,7 @@ class Measure:
             for name in getattr(self.spec, "constraints", ()):  # a bounded metric must be there
                 out["observed"][name.metric] = float(self.spec.parse_metric(name.metric, stdout))
         except SpecError as e:
-            raise AgentError(str(e.message), host.name, "ValidationError")
+            raise AgentError(str(e.message), host.name, "ValidationError") from None
         for name in getattr(self.spec, "report_metrics", ()):  # a reported one may be missing
             try:
                 out["observed"].setdefault(name, float(self.spec.parse_metric(name, stdout)))
@@ -246,7 +251,7 @@ class HostEvaluator:
     numbering and recording) around one Measure of the host side. Never raises for a failed
     benchmark: the trial says so."""
 
-    def __init__(self, host: Host, spec, recorder: Recorder, measure: Measure | None = None, cancel=None):
+    def __init__(self, host: Host, spec: TuningSpec, recorder: Recorder, measure: Measure | None = None, cancel=None):
         """``cancel``: a threading.Event; once it is set, evaluate() raises Cancelled instead of
         starting an evaluation (the ones in flight finish)."""
         self.cancel = cancel
@@ -256,11 +261,13 @@ class HostEvaluator:
         self.recorder = recorder
         self.measure = measure or Measure(spec)
         self.baseline: float | None = None
+        self.drift_said = False  # the drift was said (search.say_drift)
         self.baseline_aggregates: dict[str, float] = {}  # the reference for every trial's features
         self.lost: str | None = None  # set when the agent is gone: no further evaluation is possible
         self.dropped: str | None = None  # set when the run gave up on this host (why)
         self.rejoined: str | None = None  # set when it came back after its agent was lost (how)
-        self.drift: dict | None = None  # knobs someone else changed ({name: {"expected", "found", "since", "detected"}})
+        # knobs someone else changed ({name: {"expected", "found", "since", "detected"}})
+        self.drift: dict | None = None
         self.released: dict | None = None  # what its agent restored when the run let go of the host
 
     def evaluate(self, values: dict[str, str] | None, phase: str = "search", label: str = "",
@@ -286,8 +293,10 @@ class HostEvaluator:
         self._check_cancel()
         remote = getattr(self.host, "submit", None)
         if remote is None:
+            assert executor is not None  # a host without a submit of its own runs in the executor's threads
             return executor.submit(self.evaluate, values, phase, label, original, bounds)
-        call = remote(self.measure, values, bounds if bounds is not None else not original, timeout=self.measure.timeout)
+        call = remote(self.measure, values, bounds if bounds is not None else not original,
+                      timeout=self.measure.timeout)
         return Then(call, lambda result: self._finish(values, phase, label, result))
 
     def stop_for_drift(self, drift: dict) -> None:
@@ -327,7 +336,7 @@ class HostEvaluator:
         constraints = getattr(self.spec, "constraints", ())
         if trial.ok and constraints:
             trial.feasible = all(c.holds(trial.observed[c.metric]) for c in constraints)
-        if trial.ok and self.baseline is not None and phase != "baseline":
+        if trial.ok and trial.raw is not None and self.baseline is not None and phase != "baseline":
             trial.reward = penalized(relative_reward(trial.raw, self.baseline, self.spec.goal), trial, constraints)
             pct = change_pct(trial.raw, self.baseline, self.spec.goal)
             trial.change_pct = None if pct is None else round(pct, 3)

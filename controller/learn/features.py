@@ -16,13 +16,14 @@ peak of the per-second samples (the run's figure when no sample arrived: runs un
 The vector has the same names, order and length whatever the spec lists in ``state_space`` and
 whatever the host offers (a metric the host does not have, such as PSI without /proc/pressure, is
 0): a policy trained on one spec or host can act on another. ``state_space`` entries are checked
-against the metrics the agent reads (``check_state_space``), never silently ignored.
+against the metrics the agent reads (controller/statemetrics.py), never silently ignored.
 """
 
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Iterable, Mapping
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import numpy as np
@@ -59,48 +60,7 @@ FEATURES: tuple[tuple[str, str, str], ...] = (
 NAMES: tuple[str, ...] = tuple(name for name, _, _ in FEATURES)
 SIZE = len(FEATURES)
 
-# Where the agent reads each metric (node_agent/metrics.py). A state_space `source` must name it.
-SOURCES: dict[str, str] = {
-    **{m: "/proc/stat" for m in ("cpu_util", "cpu_user", "cpu_system", "cpu_iowait", "cpu_steal",
-                                 "ctxt_per_s", "procs_running")},
-    "load1": "/proc/loadavg",
-    "mem_used_pct": "/proc/meminfo", "mem_available_mb": "/proc/meminfo",
-    "psi_cpu_some": "/proc/pressure/cpu",
-    "psi_io_some": "/proc/pressure/io", "psi_io_full": "/proc/pressure/io",
-    "psi_mem_some": "/proc/pressure/memory", "psi_mem_full": "/proc/pressure/memory",
-    **{m: "/proc/net/snmp" for m in ("tcp_retrans_per_s", "tcp_active_opens_per_s", "tcp_passive_opens_per_s")},
-    **{m: "/proc/net/netstat" for m in ("tcp_listen_overflows", "tcp_listen_drops", "tcp_backlog_drops")},
-    "net_rx_mb_per_s": "/proc/net/dev", "net_tx_mb_per_s": "/proc/net/dev",
-}
-
-# The seed's metric names -> the agent's.
-ALIASES = {
-    "cpu_utilization": "cpu_util", "cpu_usage": "cpu_util", "io_wait": "cpu_iowait", "iowait": "cpu_iowait",
-    "mem_utilization": "mem_used_pct", "memory_utilization": "mem_used_pct", "mem_pressure": "psi_mem_some",
-    "memory_pressure": "psi_mem_some", "io_pressure": "psi_io_some", "cpu_pressure": "psi_cpu_some",
-    "context_switches": "ctxt_per_s", "load_average": "load1", "tcp_retransmits": "tcp_retrans_per_s",
-    "listen_overflows": "tcp_listen_overflows", "listen_drops": "tcp_listen_drops",
-    "backlog_drops": "tcp_backlog_drops",
-}
-
-
-def check_state_space(items: Iterable) -> list[tuple[int, str, str]]:
-    """(index, field, problem) per state_space entry naming a metric the agent does not read, or a
-    `source` other than the file the agent reads it from ('proc/net/netstat/' is the same file)."""
-    problems = []
-    for i, item in enumerate(items):
-        metric = item.metric if hasattr(item, "metric") else item.get("metric")
-        source = item.source if hasattr(item, "source") else item.get("source")
-        name = ALIASES.get(metric, metric)
-        if name not in SOURCES:
-            problems.append((i, "metric", f"{metric!r} is not a metric the agent reads "
-                                          f"(known: {', '.join(sorted(SOURCES))})"))
-        elif source is not None and "/" + str(source).strip().strip("/") != SOURCES[name]:
-            problems.append((i, "source", f"the agent reads {metric} from {SOURCES[name]}, not {source!r}"))
-    return problems
-
-
-def aggregate(samples: list[Mapping[str, float]], run: Mapping[str, float]) -> dict[str, float]:
+def aggregate(samples: Sequence[Mapping[str, float]], run: Mapping[str, float]) -> dict[str, float]:
     """Absolute aggregates of one benchmark run: ``samples`` are the per-second metrics the agent
     streamed, ``run`` its whole-run summary. Only metrics the host reported appear."""
     out = {}

@@ -48,7 +48,8 @@ average (this method: below 1 %).
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from scipy.stats import f as f_dist

@@ -13,12 +13,13 @@ from __future__ import annotations
 from controller import lifecycle, pairs
 from controller.errors import AgentError, AgentGone, SpecError
 from controller.learn.evaluation import Measure
+from controller.spec import TuningSpec
 
 LINK_TIMEOUT_S = 30.0
 
 
 class PairMeasure(Measure):
-    def __init__(self, spec, before, server, server_before, own: dict[str, str], theirs: dict[str, str]):
+    def __init__(self, spec: TuningSpec, before, server, server_before, own: dict[str, str], theirs: dict[str, str]):
         super().__init__(spec, before)
         self.server, self.server_before = server, list(server_before)
         self.own, self.theirs = own, theirs
@@ -48,7 +49,7 @@ class PairMeasure(Measure):
         super()._benchmark(host, out, staged)
 
 
-def set_up(spec, fleet, originals: dict[str, dict[str, str]], restart: bool, log) -> tuple[dict, list[str]]:
+def set_up(spec: TuningSpec, fleet, originals: dict[str, dict[str, str]], restart: bool, log) -> tuple[dict, list[str]]:
     """Pairs the hosts and prepares them: the service (setup, start) on every server, the emulated
     link on every client. Returns ({client: PairMeasure}, [hosts left out, each said])."""
     if fleet.options is not None and fleet.options.workers != "threads":
@@ -62,20 +63,21 @@ def set_up(spec, fleet, originals: dict[str, dict[str, str]], restart: bool, log
     server_steps = lifecycle.restart_steps(spec) if restart else []
     measures = {c: PairMeasure(spec, client_steps, fleet.hosts[s], server_steps, originals[c], originals[s])
                 for c, s in pairing.pairs.items()}
-    failed = {}
+    failed: dict[str, str] = {}
     for name, out in fleet.map(lambda h: lifecycle.prepare_host(h, spec), pairing.servers).items():
-        if not out.ok:
+        if out.error is not None:
             failed[name] = out.error.message
+    assert spec.peer is not None  # a paired run's spec has its peer
     if spec.peer.link is not None:
         link = spec.peer.link.model_dump()
         up = fleet.map(lambda h: h.request("link_up", {"peer": pairs.address(fleet.hosts[pairing.pairs[h.name]]),
                                                         **link}, timeout=LINK_TIMEOUT_S), list(pairing.pairs))
-        failed.update({n: f"the emulated link: {o.error.message}" for n, o in up.items() if not o.ok})
+        failed.update({n: f"the emulated link: {o.error.message}" for n, o in up.items() if o.error is not None})
     dropped = []
     for client, server in pairing.pairs.items():
-        why = failed.get(client) or (f"its server {server}: {failed[server]}" if server in failed else None)
-        if why:
-            log(f"dropping {client} from the run: {why}")
+        reason = failed.get(client) or (f"its server {server}: {failed[server]}" if server in failed else None)
+        if reason:
+            log(f"dropping {client} from the run: {reason}")
             measures.pop(client)
             dropped.append(client)
     return measures, list(pairing.left_out) + dropped

@@ -23,6 +23,12 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from controller.errors import SpecError
+
+if TYPE_CHECKING:
+    from controller.spec import TuningSpec
 
 INDEX = "index.json"
 
@@ -35,7 +41,7 @@ def default_root() -> Path:
     return Path(base) / "tunefleet" / "policies"
 
 
-def knob_set(spec) -> list[dict]:
+def knob_set(spec: TuningSpec) -> list[dict]:
     """What a policy's actions mean: each knob's name, range, scale and choices, in order."""
     out = []
     for k in spec.action_space:
@@ -43,7 +49,7 @@ def knob_set(spec) -> list[dict]:
     return out
 
 
-def knob_signature(spec) -> str:
+def knob_signature(spec: TuningSpec) -> str:
     text = json.dumps(knob_set(spec), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -88,18 +94,16 @@ class PolicyStore:
         except FileNotFoundError:
             return []
         except (OSError, ValueError) as e:
-            from controller.errors import SpecError
-
             raise SpecError(f"policy store {self.root}: {INDEX} cannot be read: {e}") from None
         out = []
         for item in raw.get("policies", []):
-            e = Entry(item["id"], item["file"], item["knobs"], item.get("workload", ""),
-                      item.get("kernel_family", ""), float(item.get("created", 0)), item)
-            if (self.root / e.file).exists():
-                out.append(e)
+            entry = Entry(item["id"], item["file"], item["knobs"], item.get("workload", ""),
+                          item.get("kernel_family", ""), float(item.get("created", 0)), item)
+            if (self.root / entry.file).exists():
+                out.append(entry)
         return out
 
-    def find(self, spec, kernel: str, action_mode: str = "config") -> Entry | None:
+    def find(self, spec: TuningSpec, kernel: str, action_mode: str = "config") -> Entry | None:
         """The best compatible policy for this spec, kernel family and action mode (training_config
         ``action``; policies indexed before it existed act with whole configurations), or None."""
         sig = knob_signature(spec)
@@ -114,7 +118,7 @@ class PolicyStore:
         self.root.mkdir(parents=True, exist_ok=True)
         return self.root / f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}.zip"
 
-    def add(self, path: Path, spec, kernel: str, **extra) -> Entry:
+    def add(self, path: Path, spec: TuningSpec, kernel: str, **extra) -> Entry:
         """Index a saved policy (a file inside the store)."""
         path = Path(path)
         item = {"id": path.stem, "file": path.name, "knobs": knob_signature(spec), "knob_set": knob_set(spec),

@@ -4,7 +4,7 @@ Every step is a real benchmark on a real host, so the usual PPO settings (2048 s
 would never finish. Here a rollout is a handful of fleet steps (batch = steps x hosts), the
 network is small, and the learning rate is high enough to move within a few updates. The budget
 is enforced by a callback that stops learning once the fleet has spent it. The spec's
-training_config overrides any of these settings (controller/learn/training.py).
+training_config overrides any of these settings (controller/training.py).
 
 A run may start from a policy saved by an earlier run (``ctx.policy_in``): its weights, its
 exploration noise and its network shape; the rest of the settings are this run's. It must have
@@ -20,9 +20,9 @@ from stable_baselines3 import PPO
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.logger import Logger, make_output_format
 
+from controller import training
 from controller.errors import SpecError
 from controller.fleet.executor import ThreadExecutor
-from controller.learn import training
 from controller.learn.env import HostEnv, Incumbent, observation_size
 from controller.learn.search import SearchContext, evaluate_priors
 from controller.learn.strategies import register
@@ -73,6 +73,8 @@ def saved_shapes(path: Path) -> dict:
         data, _, _ = load_from_zip_file(str(path), device="cpu")
     except (OSError, ValueError, KeyError) as e:
         raise SpecError(f"policy {path}: cannot be read as a saved PPO policy: {e}") from None
+    if data is None:
+        raise SpecError(f"policy {path}: cannot be read as a saved PPO policy: it holds no data")
     return {"observation": int(data["observation_space"].shape[0]), "action": int(data["action_space"].shape[0]),
             "net_arch": list((data.get("policy_kwargs") or {}).get("net_arch") or []),
             # policies saved before moves existed acted with whole configurations
@@ -158,7 +160,7 @@ def ppo_search(ctx: SearchContext) -> None:
     if ctx.policy_in is not None:
         model.set_parameters(str(ctx.policy_in), exact_match=True, device="cpu")
     setattr(model, ACTION_MODE_ATTR, settings["action"])
-    callbacks = [BudgetCallback(ctx, hosts)]
+    callbacks: list[BaseCallback] = [BudgetCallback(ctx, hosts)]
     outputs = []
     if ctx.checkpoint_dir is not None:
         outputs.append(make_output_format("csv", str(ctx.checkpoint_dir)))

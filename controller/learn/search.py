@@ -7,17 +7,22 @@ A strategy is a function `search(ctx)`; it spends at most `ctx.budget` benchmark
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from controller import training
 from controller.errors import TunefleetError
 from controller.fleet.executor import Executor, gather
-from controller.learn import training
 from controller.learn.evaluation import HostEvaluator, Recorder, Trial
 from controller.learn.strategies import STRATEGIES, register
+
+if TYPE_CHECKING:
+    from controller.fleet.rejoin import Rejoiner
+    from controller.spec import TuningSpec
 
 # A host whose evaluations keep failing this many times in a row is dropped from the run.
 DROP_AFTER_FAILURES = 6
@@ -25,7 +30,7 @@ DROP_AFTER_FAILURES = 6
 
 @dataclass
 class SearchContext:
-    spec: object
+    spec: TuningSpec
     evaluators: dict[str, HostEvaluator]
     originals: dict[str, dict[str, str]]
     baseline_metrics: dict[str, dict[str, float]]
@@ -33,15 +38,15 @@ class SearchContext:
     recorder: Recorder
     budget: int
     seed: int = 0
-    checkpoint_dir: object = None
+    checkpoint_dir: Path | None = None
     episode_steps: int = 4
     log: Callable[[str], None] = print
-    training: dict | None = None        # the spec's training_config, validated (controller/learn/training.py)
+    training: dict | None = None        # the spec's training_config, validated (controller/training.py)
     policy_in: Path | None = None       # a saved PPO policy to start from (None: cold start)
     policy_out: Path | None = None      # where PPO saves the policy it trained
     episodes: int | None = None         # set by strategies that run episodes (PPO): how many began
     tensorboard_dir: Path | None = None  # --tensorboard: PPO's training curves go here (stable-baselines3's logger)
-    rejoiner: object = None             # reconnects hosts whose agent was lost (controller/fleet/rejoin.py)
+    rejoiner: Rejoiner | None = None    # reconnects hosts whose agent was lost (controller/fleet/rejoin.py)
     prepare: Callable | None = None     # prepares a rejoining host's workload (controller/lifecycle.py)
 
     @property
@@ -148,7 +153,7 @@ def say_drift(ev: HostEvaluator, log: Callable[[str], None]) -> None:
 
 
 def evaluate_priors(ctx: SearchContext) -> None:
-    """The spec's initial candidates (expert priors, controller/learn/priors.py) before anything a
+    """The spec's initial candidates (expert priors, controller/priors.py) before anything a
     strategy proposes: one per live host per round, counted in the budget. Every strategy starts
     with this, so none ends worse than the expert's guess."""
     queue = [c["values"] for c in getattr(ctx.spec, "initial_candidates", None) or []]
@@ -195,7 +200,7 @@ def trained_evaluations(store, entry) -> int:
     return total
 
 
-def auto_choice(spec, kernel: str, policy: str | None, store) -> tuple[str, str]:
+def auto_choice(spec: TuningSpec, kernel: str, policy: str | None, store) -> tuple[str, str]:
     """What ``--strategy auto`` runs, and why: PPO from a well-trained policy when there is one (the
     given --policy PATH, or the store's policy for this knob set with AUTO_MIN_TRAINED evaluations
     behind it), Bayesian optimization otherwise: a cold PPO never beat bo on the simulated family."""
@@ -203,7 +208,7 @@ def auto_choice(spec, kernel: str, policy: str | None, store) -> tuple[str, str]
         return "bo", "--policy none: no trained policy, so bo"
     if policy:
         return "ppo", f"ppo from the policy {policy}"
-    entry = store.find(spec, kernel, training.action_mode(spec))
+    entry = store.find(spec, kernel, training.action_mode(spec.training_config))
     if entry is None:
         return "bo", "no trained policy for this knob set in the policy store, so bo"
     trained = trained_evaluations(store, entry)

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import math
 import statistics
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
 
 from controller.fleet.executor import gather
 from controller.learn.evaluation import FAILURE_REWARD, Trial, log_ratio
@@ -100,7 +100,7 @@ def top_candidates(trials: Sequence[Trial], top_k: int) -> list[Candidate]:
             groups[key] = Candidate(dict(t.values), t, [t.reward])
         else:
             c.search_rewards.append(t.reward)
-            if t.reward > c.trial.reward:
+            if c.trial.reward is None or t.reward > c.trial.reward:  # a kept trial has its reward
                 c.trial = t
     ranked = sorted(groups.values(), key=lambda c: -c.search_mean)  # stable: first found wins ties
     return ranked[: max(1, top_k)]
@@ -155,7 +155,7 @@ def pick_best(ctx: SearchContext, top_k: int = 3, repeats: int | None = None,
     for ev, results in zip(live, gather(futures)):
         ctx.note_outcome(ev.name)
         for i, t in results:
-            if t.ok and t.reward is not None:
+            if t.ok and t.reward is not None and t.raw is not None and ev.baseline is not None:
                 # The raw metric against this host's baseline, unbounded: medians of these order the
                 # candidates as their raw ratios do (the reward's far-out squash plays no part).
                 ranked[i].confirm_rewards.append(log_ratio(t.raw, ev.baseline, ctx.spec.goal))

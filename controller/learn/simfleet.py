@@ -34,10 +34,14 @@ import math
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 
 from node_agent import protocol, sysctl
+
+if TYPE_CHECKING:
+    from controller.fleet.session import Host
 
 REQUEST_RATE = 20000.0  # connections per second the simulated clients open at the optimum
 OVERSIZE = 0.1          # queues and buffers far beyond the need cost a little (latency, memory)
@@ -101,7 +105,7 @@ class Member:
         }
 
     def spec(self):
-        from controller.spec import TuningSpec
+        from controller.spec import TuningSpec  # here: pydantic (~0.15 s), which the simulated hosts need not
 
         return TuningSpec.from_dict(self.spec_dict(), f"simulated member {self.index}")
 
@@ -318,11 +322,11 @@ def sim_fleet(m: Member | list[Member], hosts: int = 3, seed: int = 0, delay_s: 
     """A controller.fleet.fleet.Fleet of ``hosts`` simulated hosts, all running member ``m``, or
     host i running ``m[i % len(m)]`` when ``m`` is a list (members with the same knobs: a fleet
     of different servers, for training a policy across the family at once)."""
-    from controller.fleet.fleet import Fleet
+    from controller.fleet.fleet import Fleet  # here: the SSH stack, which simulated hosts need not
 
     members = m if isinstance(m, list) else [m]
     if len({x.dims for x in members}) != 1:
         raise ValueError("the members of one simulated fleet must have the same knobs")
-    return Fleet(hosts={f"sim{i + 1}": SimHost(f"sim{i + 1}", members[i % len(members)], seed=seed * 1000 + i,
-                                               delay_s=delay_s)
-                        for i in range(hosts)})
+    sims = {f"sim{i + 1}": SimHost(f"sim{i + 1}", members[i % len(members)], seed=seed * 1000 + i, delay_s=delay_s)
+            for i in range(hosts)}
+    return Fleet(hosts=cast("dict[str, Host]", sims))  # a SimHost answers as a Host does (request, facts, close)

@@ -23,8 +23,9 @@ Everything here is a pure function of its inputs and a seed.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Literal, Sequence
+from typing import Literal
 
 import numpy as np
 from scipy import stats as sps
@@ -212,7 +213,7 @@ def _van_elteren_p(strata: list[tuple[np.ndarray, np.ndarray]]) -> float:
 
 
 def fleet_change(
-    per_host_samples: dict[str, tuple[Sequence[float], Sequence[float]]], goal: Goal = "maximize",
+    per_host_samples: Mapping[str, tuple[Sequence[float], Sequence[float]]], goal: Goal = "maximize",
     confidence: float = 0.95, n_boot: int = 10_000, seed: int = 0,
 ) -> Comparison:
     """The fleet-level verdict from ``{host: (baseline_samples, candidate_samples)}``.
@@ -304,7 +305,7 @@ def noise_warning(summary: Summary, min_effect_pct: float, repeats: int | None =
 
 
 def median_interval(
-    per_host_samples: dict[str, Sequence[float]], confidence: float = 0.95, n_boot: int = 10_000, seed: int = 0,
+    per_host_samples: Mapping[str, Sequence[float]], confidence: float = 0.95, n_boot: int = 10_000, seed: int = 0,
 ) -> tuple[float, float, float]:
     """The median of every host's samples pooled, and a bootstrap percentile interval for it that
     resamples within each host (a host's share of the pool stays fixed). For a bound on a metric

@@ -10,8 +10,7 @@ defines the strategy, by name, the first time it is asked for.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Mapping
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 
 # name -> the module that registers it; the only place a new strategy has to be named
 MODULES = {

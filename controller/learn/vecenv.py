@@ -11,6 +11,7 @@ the point its next move starts from, is the best configuration the fleet has fou
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from copy import deepcopy
 
 import numpy as np
@@ -20,24 +21,31 @@ from controller.fleet.executor import Executor, gather
 from controller.learn.env import HostEnv
 
 
+def _made(env: HostEnv) -> Callable[[], HostEnv]:
+    """DummyVecEnv builds its envs from functions: one that gives back an env made already."""
+    return lambda: env
+
+
 class FleetVecEnv(DummyVecEnv):
     def __init__(self, envs: list[HostEnv], executor: Executor):
-        super().__init__([(lambda e=e: e) for e in envs])
+        super().__init__([_made(e) for e in envs])
         self.executor = executor
+        self.host_envs = envs  # self.envs, as HostEnvs
 
     def step_async(self, actions: np.ndarray) -> None:
         self._actions = actions
         self._futures = {}
-        for i, env in enumerate(self.envs):
+        for i, env in enumerate(self.host_envs):
             if not env.evaluator.dropped:  # a dropped host's env answers its step without a benchmark
                 self._futures[i] = env.evaluator.submit(self.executor, env.values_for(actions[i]))
 
     def step_wait(self):
         trials = dict(zip(self._futures, gather(list(self._futures.values()))))
         for i, trial in trials.items():  # "move": the round's best becomes every host's next start
-            if self.envs[i].incumbent is not None:
-                self.envs[i].incumbent.offer(trial)
-        results = [env.step(self._actions[i], trial=trials.get(i)) for i, env in enumerate(self.envs)]
+            incumbent = self.host_envs[i].incumbent
+            if incumbent is not None:
+                incumbent.offer(trial)
+        results = [env.step(self._actions[i], trial=trials.get(i)) for i, env in enumerate(self.host_envs)]
         for i, (obs, reward, terminated, truncated, info) in enumerate(results):
             self.buf_rews[i] = reward
             self.buf_dones[i] = terminated or truncated

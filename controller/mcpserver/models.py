@@ -100,7 +100,8 @@ class RunStarted(BaseModel):
     run_id: str
     state: RunState
     hosts: str
-    budget: int | None = Field(default=None, description="None until a goal is planned (the spec's default then applies).")
+    budget: int | None = Field(default=None,
+                               description="None until a goal is planned (the spec's default then applies).")
     strategy: str
     next: str = Field(description="What to call next.")
 
@@ -109,7 +110,8 @@ class BestSoFar(BaseModel):
     host: str
     values: dict[str, str]
     raw: float | None = None
-    change_pct: float | None = Field(default=None, description="Against that host's baseline; one sample, not verified.")
+    change_pct: float | None = Field(default=None,
+                                     description="Against that host's baseline; one sample, not verified.")
     verified: bool = False
 
 
@@ -124,13 +126,15 @@ class RunStatus(BaseModel):
     best_so_far: BestSoFar | None = None
     verdict: str | None = None
     success: bool | None = Field(default=None, description="A verified, significant improvement within every bound.")
-    verification: Comparison | None = Field(default=None, description="Original vs best: change and its 95% CI, in percent.")
+    verification: Comparison | None = Field(default=None,
+                                            description="Original vs best: change and its 95% CI, in percent.")
     run_dir: str | None = None
     error: str | None = None
     messages: list[str] = Field(default_factory=list, description="The run's last messages.")
     restore: RestoreReport | None = Field(default=None, description="Once the run is over: what every host put back.")
     seconds: float = Field(default=0.0, description="Since start_run.")
-    events: int = Field(default=0, description="Events the run has published so far (watch_run's since= resumes after them).")
+    events: int = Field(default=0,
+                        description="Events the run has published so far (watch_run's since= resumes after them).")
 
 
 class RunRow(BaseModel):

@@ -51,7 +51,7 @@ class Launch:
     spec: Any = None                 # a TuningSpec; None: plan `goal` first
     goal: str | None = None
     model: str | None = None
-    written_by: str = "model"        # who wrote the spec's commands (controller/strategist/benchcheck.py)
+    written_by: str = "model"        # who wrote the spec's commands (controller/benchcheck.py)
     budget: int | None = None        # None: the spec's training_config.total_timesteps, else 24
     keep_best: bool = False
     persist_file: str | None = None
@@ -187,13 +187,13 @@ class ServedRun:
     def _plan(self):
         """The spec to run: the one given (already through the hostless gate), or the goal planned
         for these hosts (hello only) by the strategist, then the same gate."""
-        from controller.catalog import validate
         from controller.frontend import (
             host_facts,
             make_plan,
             origin,
             profiles_to_compare,
         )
+        from controller.gate import validate
 
         la = self.launch
         if la.spec is not None:
@@ -219,8 +219,8 @@ class ServedRun:
     def _check(self, spec, fleet) -> None:
         """The gate again, now with the hosts' facts, and what else manages the knobs (as `run`)."""
         from controller import conflicts
-        from controller.catalog import validate
         from controller.frontend import reachable_facts
+        from controller.gate import validate
 
         la = self.launch
         validate(spec, la.catalog, reachable_facts(fleet), origin=la.written_by)

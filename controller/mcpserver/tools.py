@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import io
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 from controller.errors import UserError
 from controller.frontend import Reach
@@ -66,8 +67,8 @@ class Tools:
 
     def plan(self, goal: str, hosts: str | None = None, limit: str | None = None) -> models.Plan:
         from controller import conflicts
-        from controller.catalog import validate
         from controller.frontend import host_facts, make_plan, origin, plan_record
+        from controller.gate import validate
 
         catalog = self._catalog()
         facts = None
@@ -94,10 +95,11 @@ class Tools:
     def start_run(self, goal: str | None = None, spec: dict[str, Any] | None = None, hosts: str | None = None,
                   limit: str | None = None, budget: int | None = None, strategy: str = "auto", seed: int = 0,
                   verify_repeats: int = 5, baseline_repeats: int | None = None, confirm_top: int = 3,
-                  compare: list[str] | None = None, keep_best: bool = False, persist: bool = False) -> models.RunStarted:
+                  compare: list[str] | None = None, keep_best: bool = False,
+                  persist: bool = False) -> models.RunStarted:
         """Checks all that can be refused without a host, then hands the run to a thread of its own."""
-        from controller.catalog import validate
         from controller.frontend import profiles_to_compare, select
+        from controller.gate import validate
         from controller.learn.search import STRATEGIES
         from controller.spec import TuningSpec
         from controller.tuner import RunOptions
@@ -221,10 +223,12 @@ class Tools:
         return models.Export(format=fmt, text=text)
 
     # -- the hosts' settings
-    def restore(self, hosts: str | None = None, limit: str | None = None, unpersist: bool = False) -> models.RestoreReport:
+    def restore(self, hosts: str | None = None, limit: str | None = None,
+                unpersist: bool = False) -> models.RestoreReport:
         from controller.frontend import restore
 
-        reports, failed = restore(self._inventory(hosts), limit, self.settings.reach, PERSIST_FILE if unpersist else None)
+        reports, failed = restore(self._inventory(hosts), limit, self.settings.reach,
+                                  PERSIST_FILE if unpersist else None)
         out = {n: models.HostRestore(restored=r.restored, unchanged=r.unchanged, failed=r.failed, foreign=r.foreign,
                                      left=r.left) for n, r in reports.items()}
         out.update({n: models.HostRestore(error=str(e)) for n, e in failed.items()})
@@ -236,7 +240,7 @@ class Tools:
         import threading
 
         def load() -> None:
-            import controller.job  # noqa: F401
+            import controller.job
             import controller.learn.search  # noqa: F401
 
         threading.Thread(target=load, name="tunefleet-warm", daemon=True).start()

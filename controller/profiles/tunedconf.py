@@ -23,8 +23,8 @@ from __future__ import annotations
 import configparser
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from controller.errors import UserError
 from node_agent.protocol import is_sysctl_name, normalize_value
@@ -55,7 +55,7 @@ class Unit:
     options: dict[str, str] = field(default_factory=dict)
 
     @classmethod
-    def from_section(cls, name: str, section: dict[str, str]) -> "Unit":
+    def from_section(cls, name: str, section: dict[str, str]) -> Unit:
         opts = dict(section)
         drop = opts.pop("drop", None)
         return cls(name, opts.pop("type", name), opts.pop("enabled", "True") in TRUE,
@@ -84,7 +84,7 @@ def parse(text: str, where: str) -> dict[str, dict[str, str]]:
     is the file's path (``${i:PROFILE_DIR}`` and ``script=`` are relative to its folder)."""
     parser = configparser.ConfigParser(delimiters=("=",), inline_comment_prefixes=("#",), strict=False,
                                        interpolation=None)
-    parser.optionxform = str
+    parser.optionxform = str  # type: ignore[assignment,method-assign]  # configparser's way to keep names' case
     try:
         parser.read_string(text, where)
     except configparser.Error as e:

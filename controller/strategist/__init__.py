@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
-from typing import Callable, Mapping
+from collections.abc import Callable, Mapping
+
+from controller.strategist.config import BUILTIN, resolve
 
 
 def choose(goal: str, facts: dict | None = None, *, model: str | None = None, catalog=None,
@@ -14,17 +16,15 @@ def choose(goal: str, facts: dict | None = None, *, model: str | None = None, ca
     facts: host name -> hello facts (tools, services, knobs), or None when planning without hosts.
     model: --model (`builtin` forces the built-in catalog). config: a resolved LLMConfig (tests).
     """
-    from controller.strategist.config import BUILTIN, resolve
-
     cfg = config if config is not None else resolve(model, env)
     if cfg is None:
-        from controller.strategist.builtin import plan
+        from controller.strategist.builtin import plan  # here: the spec's pydantic and numpy
 
         if on_event:
             on_event("fallback", "planned with the built-in workload catalog (--model builtin)" if model == BUILTIN
                      else "no model endpoint configured (OPENAI_BASE_URL / OPENAI_API_KEY): planned with the "
                           "built-in workload catalog")
         return plan(goal, facts, catalog)
-    from controller.strategist import llm
+    from controller.strategist import llm  # here: the spec's pydantic and numpy, and the model client
 
     return llm.plan(goal, facts, config=cfg, catalog=catalog, on_event=on_event)

@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import copy
 import re
-from fnmatch import fnmatch
 from dataclasses import dataclass, field
+from fnmatch import fnmatch
 
-from controller.catalog import Catalog, shared_kernels
+from controller.catalog import Catalog, offered
 from controller.errors import SpecError
+from controller.fleet.facts import shared_kernels
+from controller.priors import MAX_REASON
 from controller.spec import TuningSpec
 from controller.strategist.workloads import WORKLOADS, Workload, workloads  # noqa: F401 (the catalog's public names)
 
@@ -109,7 +111,7 @@ def bounds_in(goal: str) -> list[tuple[str, float]]:
     average latency below 5 ms"); a latency without a percentile is the mean."""
     out = []
     for m in _BOUND.finditer(goal):
-        which, number, unit = (m.group(1), m.group(2), m.group(3)) if m.group(2) else (m.group(4), m.group(5), m.group(6))
+        which, number, unit = m.group(1, 2, 3) if m.group(2) else m.group(4, 5, 6)
         metric = _BOUND_METRIC.get((which or "").lower(), "latency_avg_ms")
         value = float(number) * (1000.0 if unit.lower().startswith("s") else 1.0)
         out.append((metric, value))
@@ -145,8 +147,6 @@ def narrow_choices(workload: Workload, facts: dict | None) -> tuple[Workload, li
     those its first namespace allows); a prior that picks a value gone from the list is dropped.
     Returns the workload and a note per narrowed knob."""
     from dataclasses import replace
-
-    from controller.catalog import offered
 
     if not facts:
         return workload, []
@@ -219,7 +219,7 @@ def single_host(facts) -> str:
     return next(iter(shared_kernels(facts or {}).values()))[0]
 
 
-def leave_out_kernel_wide(spec, facts: dict | None, catalog: Catalog | None = None) -> dict[str, str]:
+def leave_out_kernel_wide(spec: TuningSpec, facts: dict | None, catalog: Catalog | None = None) -> dict[str, str]:
     """Knob -> why it must stay out of ``spec`` on these hosts: the catalog's kernel-wide knobs, when
     two or more hosts share one kernel. Empty when every knob fits (or the hosts were not given)."""
     if not shared_kernels(facts or {}):
@@ -230,7 +230,7 @@ def leave_out_kernel_wide(spec, facts: dict | None, catalog: Catalog | None = No
     return {n: why for n in catalog.kernel_wide(spec.knob_names) if n in catalog}
 
 
-def leave_out_missing(spec, facts: dict | None, catalog: Catalog | None = None) -> dict[str, str]:
+def leave_out_missing(spec: TuningSpec, facts: dict | None, catalog: Catalog | None = None) -> dict[str, str]:
     """Knob -> why it must stay out of ``spec``: hosts that lack it (hello described it as absent),
     with the catalog's word on which kernels have it (the CFS tunables went to debugfs in 5.13)."""
     catalog = catalog if catalog is not None else Catalog.default()
@@ -241,7 +241,7 @@ def leave_out_missing(spec, facts: dict | None, catalog: Catalog | None = None) 
         if not lacking:
             continue
         tunable = catalog.get(name)
-        kernel = (facts[lacking[0]] or {}).get("kernel", "")
+        kernel = ((facts or {}).get(lacking[0]) or {}).get("kernel", "")
         why = tunable.kernels.why_missing(kernel) if tunable is not None and tunable.kernels else (
             tunable.note if tunable is not None and tunable.note else "not in /proc/sys there")
         out[name] = f"missing on {', '.join(lacking)}: {why}"
@@ -268,8 +268,6 @@ def _prior_without(candidate: dict, names) -> dict:
     gone = [k for k in candidate["values"] if k in names]
     if not gone:
         return candidate
-    from controller.learn.priors import MAX_REASON
-
     reason = candidate.get("reason") or ""
     tail = f" (without its {', '.join(gone)}: left out of this plan)"
     if len(reason) + len(tail) > MAX_REASON:  # the note on what went matters more than the end of the reason

@@ -9,14 +9,18 @@ stand-in model and no hosts. Limits hold per user message: `max_turns` model req
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING
 
 from controller.errors import TunefleetError
 from controller.strategist import prompts
 from controller.strategist.config import LLMConfig
 from controller.strategist.llm import Event, Session, finish
 from controller.strategist.toolbox import Toolbox
+
+if TYPE_CHECKING:
+    from controller.strategist.builtin import Plan
 
 QUIT = {"quit", "exit", "bye", "q", ":q"}
 
@@ -26,10 +30,10 @@ class ChatIO:
     ask: Callable[[], str | None]            # the user's next message; None at end of input
     say: Callable[[str], None]               # the model's words
     note: Callable[[str], None]              # tunefleet's own remarks
-    show_plan: Callable[[object], None]
+    show_plan: Callable[[Plan], None]
     confirm_run: Callable[[str], bool]
     confirm_keep: Callable[[str], bool]
-    run: Callable[[object], dict]            # run a validated plan on the hosts -> result
+    run: Callable[[Plan], dict]              # run a validated plan on the hosts -> result
     show_result: Callable[[dict], None]
     keep: Callable[[dict], None]             # leave the result's best configuration applied
 

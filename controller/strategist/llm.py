@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any
 
 from controller.errors import TunefleetError, UserError
 from controller.strategist import prompts
@@ -100,7 +101,8 @@ def _root_cause(e: BaseException) -> str:
         seen.add(id(cause))
         if isinstance(cause, OSError) and cause.strerror:
             return cause.strerror.lower()
-        nxt = cause.__cause__ or cause.__context__ or next((a for a in cause.args if isinstance(a, BaseException)), None)
+        nxt = (cause.__cause__ or cause.__context__
+               or next((a for a in cause.args if isinstance(a, BaseException)), None))
         if nxt is None:
             break
         cause = nxt
@@ -132,7 +134,7 @@ class Session:
     config: LLMConfig
     toolbox: Toolbox
     on_event: Event | None = None
-    client: object = None
+    client: Any = None  # an OpenAI client (openai is imported only when a model is used)
     messages: list = field(default_factory=list)
     usage: Usage = field(default_factory=Usage)
     served_model: str | None = None
@@ -229,6 +231,7 @@ def plan(goal: str, facts: dict | None, *, config: LLMConfig, catalog=None, on_e
     for _ in range(config.max_turns):
         step = session.step()
         if step.plan is not None:
+            assert step.call_id is not None  # set with the plan
             session.answer(step.call_id, "accepted")
             return finish(step.plan, session)
         if len(toolbox.rejections) >= config.max_invalid:

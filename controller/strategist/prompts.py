@@ -5,12 +5,14 @@ call, the task, and the messages that steer it back when it wanders."""
 from __future__ import annotations
 
 import json
+from typing import Any
 
-from controller.strategist.benchcheck import tools_summary
+from controller import rewards
+from controller.benchcheck import tools_summary
 
 OPTIMIZE = "optimize_workload"
 
-TOOLS = [
+TOOLS: list[dict[str, Any]] = [
     {"type": "function", "function": {
         "name": "inspect_hosts",
         "description": "The hosts to tune, as their agents reported them: kernel, distro, CPUs, memory, "
@@ -32,7 +34,8 @@ TOOLS = [
                        "ranges within safe bounds, a known benchmark tool without shell syntax); problems come "
                        "back as the result and you submit a corrected design.",
         "parameters": {"type": "object", "properties": {
-            "config_json": {"type": "string", "description": "The whole configuration as one JSON object, encoded as a string."},
+            "config_json": {"type": "string", "description": "The whole configuration as one JSON object, encoded as "
+                                                             "a string."},
         }, "required": ["config_json"], "additionalProperties": False},
     }},
 ]
@@ -80,8 +83,6 @@ for THIS workload on THESE hosts. Knobs with no plausible effect waste benchmark
 
 
 def reward_metrics() -> str:
-    from controller import rewards
-
     return "\n".join(f"- {m.name} ({m.goal}): {m.example}" for m in rewards.METRICS.values())
 
 

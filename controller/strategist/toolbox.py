@@ -18,12 +18,17 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from typing import Any
 
-from controller import timing
-from controller.catalog import shared_kernels
+from pydantic import ValidationError
+
+from controller import benchcheck, rewards, timing
+from controller.catalog import Catalog
 from controller.errors import SpecError
-from controller.strategist import benchcheck, prompts
-from controller.strategist.builtin import leave_out_kernel_wide, left_out_note, without
+from controller.fleet.facts import shared_kernels
+from controller.spec import TuningSpec, validation_problems
+from controller.strategist import prompts
+from controller.strategist.builtin import Plan, leave_out_kernel_wide, left_out_note, without, workloads
 
 MAX_KNOBS = 8
 RATIONALE_KEYS = ("rationale", "why", "reason")
@@ -38,8 +43,6 @@ class ToolResult:
 
 class Toolbox:
     def __init__(self, goal: str, facts: dict | None, catalog=None, max_invalid: int = 3):
-        from controller.catalog import Catalog
-
         self.goal = goal
         self.facts = {h: f for h, f in (facts or {}).items() if isinstance(f, dict)}
         self.catalog = catalog if catalog is not None else Catalog.default()
@@ -49,8 +52,6 @@ class Toolbox:
     # --- what the model sees first ---------------------------------------------------------
 
     def examples(self) -> list[dict]:
-        from controller.strategist.builtin import workloads
-
         return [{"workload": w.key, "description": w.description,
                  "config": {"workload_name": w.name, **w.spec_data}} for w in workloads()]
 
@@ -62,7 +63,8 @@ class Toolbox:
         for name, f in self.facts.items():
             distro = (f.get("distro") or {}).get("name") or "Linux"
             parts.append(f"{name} ({distro}, kernel {f.get('kernel')}, {f.get('cpus')} CPUs)")
-        return f"{len(parts)}: " + ", ".join(parts) + ". " + self.shared_kernel_fact() + "Call inspect_hosts for details."
+        return (f"{len(parts)}: " + ", ".join(parts) + ". " + self.shared_kernel_fact()
+                + "Call inspect_hosts for details.")
 
     def excluded(self) -> list[str]:
         """Catalog knobs these hosts cannot tune in parallel: kernel-wide ones, when they share a kernel."""
@@ -146,7 +148,7 @@ class Toolbox:
             if values:
                 entry["current"] = values if len(set(values.values())) > 1 else next(iter(values.values()))
             out.append(entry)
-        result = {"tunables": out}
+        result: dict[str, Any] = {"tunables": out}
         if unavailable:
             result["not_available_on_these_hosts"] = unavailable
         if self.facts and not any((f.get("knobs") or {}) for f in self.facts.values()):
@@ -157,6 +159,7 @@ class Toolbox:
         data, problems = self._parse(config_json)
         if problems:
             return self._reject(problems)
+        assert data is not None  # _parse gives the data or its problems
         rationale = _pop_rationale(data)
         spec, problems = self._spec(data)
         if spec is None:
@@ -207,16 +210,12 @@ class Toolbox:
         return data, []
 
     def _spec(self, data: dict):
-        from pydantic import ValidationError
-
-        from controller.spec import TuningSpec
-
         try:
             return TuningSpec.model_validate(data), []
         except ValidationError as e:
             return None, _pydantic_problems(e)
 
-    def _check(self, spec) -> list[str]:
+    def _check(self, spec: TuningSpec) -> list[str]:
         unknown = [n for n in spec.knob_names if n not in self.catalog]
         problems = [f"{n}: no such tunable (made up, or not in tunefleet's safety catalog); use only names "
                     "that list_tunables returns" for n in dict.fromkeys(unknown)]
@@ -235,9 +234,7 @@ class Toolbox:
         self.rejections.append(problems)
         return ToolResult(prompts.rejected(problems, len(self.rejections), self.max_invalid), problems=problems)
 
-    def _plan(self, spec, rationale: dict):
-        from controller.strategist.builtin import Plan
-
+    def _plan(self, spec: TuningSpec, rationale: dict):
         warnings = list(self.catalog.advice(spec))
         missing = [n for n in spec.knob_names if not rationale.get(n)]
         if missing:
@@ -268,9 +265,7 @@ def _pop_rationale(data: dict) -> dict[str, str]:
     return out
 
 
-def _reward_fits_tool(spec) -> list[str]:
-    from controller import rewards
-
+def _reward_fits_tool(spec: TuningSpec) -> list[str]:
     metric = rewards.get(spec.reward_metric)
     cmd = spec.benchmark_command
     argv = cmd if isinstance(cmd, list) else cmd.split()
@@ -282,6 +277,4 @@ def _reward_fits_tool(spec) -> list[str]:
 
 
 def _pydantic_problems(e) -> list[str]:
-    from controller.spec import validation_problems
-
     return validation_problems(e, root="config")

@@ -14,7 +14,10 @@ starts by measuring what an administrator would apply instead (docs/workloads.md
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
+from controller import profiles
+from controller.knob import Knob
 from controller.spec import TuningSpec
 
 SERVICE = "tunefleet-service"
@@ -31,7 +34,7 @@ def _knob(param: str, rationale: str, **range_) -> dict:
 
 
 def _prior(reason: str, **values) -> dict:
-    """An expert's first configuration for a workload (controller/learn/priors.py)."""
+    """An expert's first configuration for a workload (controller/priors.py)."""
     return {"values": values, "reason": reason}
 
 
@@ -74,15 +77,12 @@ class Workload:
 def profile_priors(key: str, data: dict) -> list[dict]:
     """The matching expert profiles as priors: each one's values for this workload's knobs (where
     they fall in the knob's range), the workload's own prior for the rest."""
-    from controller import profiles
-    from controller.knob import Knob
-
     knobs = {k["param"]: Knob.model_validate({n: v for n, v in k.items() if n != "rationale"})
              for k in data["action_space"]}
     own = data.get("initial_candidates") or []
     if not own:
         return []
-    out = []
+    out: list[dict[str, Any]] = []
     for profile in profiles.for_workload(key) if key in profiles.workload_keys() else []:
         values = {n: v for n, v in profile.values.items() if n in knobs and knobs[n].contains(v)}
         if values and len(out) < MAX_PROFILE_PRIORS:
@@ -330,7 +330,8 @@ WORKLOADS: tuple[Workload, ...] = (
         "built-in: 64 MiB TCP transfers over loopback, median of 3; reward: MB/s.",
         {"throughput": 2, "network throughput": 4, "bulk": 3, "transfer": 3, "bandwidth": 3, "download": 2,
          "upload": 2, "tcp buffer": 4, "rmem": 4, "wmem": 4, "stream": 3, "network": 2},
-        {"reward_metric": "throughput_mb_s", "benchmark_command": "tunefleet-bench stream --mb 32 --rounds 3 --timeout 5",
+        {"reward_metric": "throughput_mb_s", "benchmark_command": "tunefleet-bench stream --mb 32 --rounds 3 "
+                                                                  "--timeout 5",
          "benchmark_timeout": 60,
          "action_space": [
              _knob("net.ipv4.tcp_rmem", "receive buffer default and ceiling bound the TCP window",

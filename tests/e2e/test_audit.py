@@ -3,9 +3,10 @@
 Nothing changes: every /proc/sys setting (a writable file) of every host, and the machine's
 kernel-wide ones, reads the same before and after, except those the kernel changes by itself
 (measured, not listed by hand: the values that already differ between two snapshots taken before,
-such as kernel.ns_last_pid), and no file in the agent's state folder is added or touched. What it says: the current values, a past run's persisted winner and the drift
-from it (a value changed by hand, a drop-in edited away), a TuneD profile's values as the host has
-the profile, and who manages each knob.
+such as kernel.ns_last_pid), and no file in the agent's state folder is added or touched. What it
+says: the current values, a past run's persisted winner and the drift from it (a value changed by
+hand, a drop-in edited away), a TuneD profile's values as the host has the profile, and who manages
+each knob.
 """
 
 from __future__ import annotations
@@ -106,7 +107,7 @@ def test_audit_of_a_persisted_run_reports_drift_since(fleet_inventory, tmp_path)
         assert knob["drift"] == f"/etc/sysctl.d/90-tunefleet.conf now sets 999, the run persisted {best}"
         text = subprocess.run([*TUNEFLEET, "audit", "--hosts", str(fleet_inventory), "--limit", "h1", run],
                               capture_output=True, text=True, timeout=60).stdout
-        assert f"drift since the persisted run: /etc/sysctl.d/90-tunefleet.conf now sets 999" in text, text
+        assert "drift since the persisted run: /etc/sysctl.d/90-tunefleet.conf now sets 999" in text, text
     finally:
         drop_in.unlink(missing_ok=True)
         ns_write("h1", SOMAXCONN, original)

@@ -24,7 +24,8 @@ pytestmark = pytest.mark.fleet
 ROOT = Path(__file__).resolve().parents[2]
 FLEET = ROOT / "deploy" / ".fleet"
 if conftest.FLEET.name:
-    pytest.skip(f"the named fleet {conftest.FLEET.name!r} (TUNEFLEET_TEST_FLEET) has no bastion", allow_module_level=True)
+    pytest.skip(f"the named fleet {conftest.FLEET.name!r} (TUNEFLEET_TEST_FLEET) has no bastion",
+                allow_module_level=True)
 INVENTORY = ROOT / "inventory" / "local-bastion.yml"
 SSH_CONFIG = FLEET / "ssh_config"
 TUNEFLEET = [sys.executable, "-m", "controller.cli"]
@@ -102,7 +103,7 @@ def test_wrong_key_on_the_bastion_names_the_hop_and_is_not_retried(bastion, tmp_
     before = log.read_text().count("authenticating user root")
     p = tunefleet("check", "--hosts", str(inv), "--ssh-config", str(cfg))
     assert p.returncode == 1 and "Traceback" not in p.stderr
-    err = [l for l in p.stderr.splitlines() if l.startswith("error:")]
+    err = [ln for ln in p.stderr.splitlines() if ln.startswith("error:")]
     assert len(err) == 1 and "authentication refused" in err[0] and "jump host tf-j1" in err[0], p.stderr
     # exactly one attempt reached the bastion's sshd: authentication failures are not retried.
     # sshd logs the closed attempt from its own process, a moment after the client has gone.
@@ -135,7 +136,7 @@ def test_short_run_through_one_hop_restores_the_host(bastion, tmp_path):
     assert p.returncode == 0, p.stderr[-3000:]
     result = json.loads(p.stdout)
     assert set(result["hosts"]) == {"p1"} and result["evaluations"] == 3
-    trials = [json.loads(l) for l in (tmp_path / "r" / "trials.jsonl").read_text().splitlines()]
+    trials = [json.loads(ln) for ln in (tmp_path / "r" / "trials.jsonl").read_text().splitlines()]
     assert trials and all(t["host"] == "p1" and t["error"] is None for t in trials)
     assert somaxconn("p1") == before
 
@@ -170,7 +171,7 @@ def test_unknown_host_key_of_a_hop_is_refused_naming_it(bastion, tmp_path):
     inv = tmp_path / "inv.yml"
     inv.write_text(yaml.safe_dump({"hosts": {"p1": {"host": "tf-p1"}}}))
     p = tunefleet("check", "--hosts", str(inv), "--ssh-config", str(cfg))
-    err = [l for l in p.stderr.splitlines() if l.startswith("error:")]
+    err = [ln for ln in p.stderr.splitlines() if ln.startswith("error:")]
     assert p.returncode == 1 and len(err) == 1, p.stderr
     assert "jump host tf-j1" in err[0] and "unknown host key" in err[0]
     assert empty.read_text() == ""
@@ -194,7 +195,7 @@ def test_a_refused_connection_is_retried(bastion, tmp_path):
         srv.settimeout(5)  # without a retry nobody comes
         try:
             conn, _ = srv.accept()
-        except socket.timeout:
+        except TimeoutError:
             return
         finally:
             srv.close()
@@ -202,8 +203,8 @@ def test_a_refused_connection_is_retried(bastion, tmp_path):
         for a, b in ((conn, up), (up, conn)):
             threading.Thread(target=_pump, args=(a, b), daemon=True).start()
 
-    j1_key = next(l.split(" ", 1)[1] for l in (FLEET / "known_hosts").read_text().splitlines()
-                  if l.startswith("10.87.77.241 "))
+    j1_key = next(ln.split(" ", 1)[1] for ln in (FLEET / "known_hosts").read_text().splitlines()
+                  if ln.startswith("10.87.77.241 "))
     known = tmp_path / "known_hosts"
     known.write_text(f"[127.0.0.1]:{port} {j1_key}\n")
     timer = threading.Timer(0.2, relay)

@@ -71,7 +71,8 @@ def test_ansible_inventory(fleet_inventory, tmp_path):
     env_home = tmp_path / "home"
     (env_home / ".ssh").mkdir(parents=True)
     (env_home / ".ssh" / "config").write_text(cfg.read_text())
-    p = subprocess.run([*TUNEFLEET, "check", "--hosts", str(inv), "--limit", "tuned", "--json", "--ssh-config", str(cfg)],
+    p = subprocess.run([*TUNEFLEET, "check", "--hosts", str(inv), "--limit", "tuned", "--json",
+                        "--ssh-config", str(cfg)],
                        capture_output=True, text=True, timeout=60, env={"HOME": str(env_home), "PATH": "/usr/bin:/bin"})
     assert p.returncode == 0, p.stderr
     assert [r["ok"] for r in json.loads(p.stdout)] == [True, True, True]
@@ -96,7 +97,7 @@ def test_changed_host_key_is_refused(fleet_inventory, tmp_path):
     wrong = tmp_path / "known_hosts"
     # h2's key listed for h1's address: a host key mismatch
     lines = Path(data["defaults"]["known_hosts"]).read_text().splitlines()
-    h2_key = next(l for l in lines if l.startswith(data["hosts"]["h2"]["host"] + " "))
+    h2_key = next(ln for ln in lines if ln.startswith(data["hosts"]["h2"]["host"] + " "))
     wrong.write_text(h1 + " " + h2_key.split(" ", 1)[1] + "\n")
     p = tunefleet("check", "--hosts", str(variant(tmp_path, fleet_inventory, known_hosts=str(wrong))))
     assert "does NOT match" in one_line_error(p)

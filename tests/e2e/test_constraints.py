@@ -38,7 +38,8 @@ def spec(folder: Path, constraints, low: int) -> Path:
 
 
 def run(fleet_inventory, folder: Path, strategy: str, constraints, low: int = 30) -> dict:
-    p = subprocess.run([*TUNEFLEET, "run", "--spec", str(spec(folder, constraints, low)), "--hosts", str(fleet_inventory),
+    p = subprocess.run([*TUNEFLEET, "run", "--spec", str(spec(folder, constraints, low)),
+                        "--hosts", str(fleet_inventory),
                         "--yes", "--json", "--strategy", strategy, "--budget", "9", "--seed", "3",
                         "--verify-repeats", "4", "--confirm-top", "2", "--run-dir", str(folder / "run")],
                        capture_output=True, text=True, timeout=300)

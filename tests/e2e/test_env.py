@@ -7,12 +7,11 @@ import numpy as np
 import pytest
 
 from controller.fleet.executor import ThreadExecutor
-from controller.fleet.fleet import ConnectOptions, Fleet
+from controller.fleet.fleet import ConnectOptions, Fleet, read_originals
 from controller.learn import features
 from controller.learn.env import HostEnv
 from controller.learn.evaluation import HostEvaluator, Recorder
 from controller.spec import TuningSpec
-from controller.tuner import read_originals
 
 SPEC = {
     "workload_name": "small storm",

@@ -13,14 +13,14 @@ here to show why). With the restart before every measured run the gain appears.
 from __future__ import annotations
 
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
 
-from controller.catalog import Catalog, validate
+from controller.catalog import Catalog
 from controller.errors import SpecError
 from controller.fleet.fleet import ConnectOptions, Fleet
+from controller.gate import validate
 from controller.runs import RunDir
 from controller.spec import TuningSpec
 from controller.tuner import RunOptions, tune

@@ -132,7 +132,7 @@ def test_the_installed_agent_cannot_be_changed(fleet, probe, attempt):
     f"sudo -n {ALLOWED} --state ~/lp",
     f"sudo -n {ALLOWED} bench stream",
     f"sudo -n /usr/bin/python3 {INSTALL_PATH}",
-    f"sudo -n /usr/bin/python3 -c 'exec(open(\"/home/tfuser/lp/x.py\").read())'",
+    "sudo -n /usr/bin/python3 -c 'exec(open(\"/home/tfuser/lp/x.py\").read())'",
     "sudo -n /usr/bin/python3 ~/lp/x.py",
     "sudo -n /usr/bin/python3 -I ~/lp/x.py",
     "sudo -n /usr/bin/python3 -I ~/lp/agent.pyz",
@@ -144,8 +144,8 @@ def test_the_installed_agent_cannot_be_changed(fleet, probe, attempt):
     f"PYTHONPATH=~/lp sudo -n -E {ALLOWED}",
     f"PYTHONPATH=~/lp sudo -n --preserve-env=PYTHONPATH {ALLOWED}",
     # symlinks to the user's code at paths that look like the agent
-    f"ln -sf ~/lp/agent.pyz ~/lp/link.pyz && sudo -n /usr/bin/python3 -I ~/lp/link.pyz",
-    f"ln -sfn ~/lp /tmp/tf-lp-link && sudo -n /usr/bin/python3 -I /tmp/tf-lp-link/agent.pyz",
+    "ln -sf ~/lp/agent.pyz ~/lp/link.pyz && sudo -n /usr/bin/python3 -I ~/lp/link.pyz",
+    "ln -sfn ~/lp /tmp/tf-lp-link && sudo -n /usr/bin/python3 -I /tmp/tf-lp-link/agent.pyz",
     # other ways into root
     f"sudo -n -e {INSTALL_PATH}",
     "sudo -n -s",
@@ -206,9 +206,11 @@ def test_the_agent_refuses_root_writes_the_user_could_aim(fleet, probe):
         replies = agent_as_tfuser(
             fleet,
             {"op": "apply", "args": {"values": {"kernel.core_pattern": "|/home/tfuser/lp/x.py"}}},
-            {"op": "persist", "args": {"values": {"net.core.somaxconn": "4096"}, "path": "/home/tfuser/lp/sysctl.d/x.conf"}},
+            {"op": "persist", "args": {"values": {"net.core.somaxconn": "4096"},
+                                       "path": "/home/tfuser/lp/sysctl.d/x.conf"}},
             {"op": "unpersist", "args": {"path": "/home/tfuser/lp/sysctl.d/keep.conf"}},
-            {"op": "persist", "args": {"values": {"net.core.somaxconn": "4096"}, "path": "/home/tfuser/lp/own/sysctl.d/x.conf"}},
+            {"op": "persist", "args": {"values": {"net.core.somaxconn": "4096"},
+                                       "path": "/home/tfuser/lp/own/sysctl.d/x.conf"}},
         )
         core = replies[1]
         assert not core["ok"] or "kernel.core_pattern" in core["result"]["refused"], core

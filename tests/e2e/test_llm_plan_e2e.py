@@ -45,7 +45,8 @@ def design(request: dict) -> dict:
     else:
         command, metric = "tunefleet-bench accept-storm --clients 128", "elapsed_ms"
     knobs = [{"param": "net.ipv4.tcp_max_syn_backlog", "min": 16, "max": 4096, "rationale": "SYN queue for bursts"},
-             {"param": "net.ipv4.tcp_fin_timeout", "min": 5, "max": 60, "rationale": "FIN_WAIT_2 of closed connections"}]
+             {"param": "net.ipv4.tcp_fin_timeout", "min": 5, "max": 60,
+              "rationale": "FIN_WAIT_2 of closed connections"}]
     if not shared and "vm.swappiness" in tunables:
         knobs.append({"param": "vm.swappiness", "min": 0, "max": 60, "rationale": "keep backends in memory"})
     return reply(optimize({"workload_name": "PostgreSQL connections", "benchmark_command": command,

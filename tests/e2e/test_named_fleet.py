@@ -41,7 +41,8 @@ def test_a_named_fleet_comes_and_goes_beside_the_default_one(fleet_inventory, tm
     before = _default_fleet()
     assert before[1], "the default fleet is up"
     try:
-        up = subprocess.run([str(ROOT / "deploy" / "fleet-up.sh")], env=env, capture_output=True, text=True, timeout=120)
+        up = subprocess.run([str(ROOT / "deploy" / "fleet-up.sh")], env=env, capture_output=True, text=True,
+                            timeout=120)
         assert up.returncode == 0, up.stderr[-2000:]
         assert {f"tf{name}-h1", f"tf{name}-h2"} <= _netns()
         route = subprocess.run(["ip", "route", "show", f"{net}.0/24"], capture_output=True, text=True).stdout

@@ -15,13 +15,12 @@ import time
 
 import pytest
 
-from tests.conftest import FLEET
-
 from controller.errors import AgentGone
 from controller.fleet.client import AgentClient
 from controller.fleet.deploy import agent_command, build_payload
 from controller.fleet.fleet import start_agent
 from controller.fleet.transport import SSHTransport
+from tests.conftest import FLEET
 
 NS, KNOB, BOUND = FLEET.ns("h2"), "net.core.somaxconn", 3.0
 
@@ -57,7 +56,7 @@ def test_a_partitioned_host_restores_itself_and_the_controller_lets_go(inventory
             try:
                 outcome["result"] = client.request("run", {"cmd": "sleep 120", "timeout": 150, "interval": 0.5},
                                                    timeout=200)
-            except Exception as e:  # what the controller sees
+            except Exception as e:  # noqa: BLE001 - what the controller sees
                 outcome["error"] = e
                 outcome["at"] = time.monotonic()
 

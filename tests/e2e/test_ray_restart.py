@@ -84,6 +84,7 @@ def test_a_host_whose_actor_died_mid_run_rejoins_in_a_new_actor(fleet_inventory,
     assert "h1" not in result["dropped"]
     trials = [json.loads(x) for x in trials_file.read_text().splitlines()]
     later = [t for t in trials if t["host"] == "h1" and t["error"] is None and t["worker"]["pid"] != killed]
-    assert later and all(t["worker"]["kind"] == "ray" for t in later), [t["worker"] for t in trials if t["host"] == "h1"]
+    assert later and all(t["worker"]["kind"] == "ray" for t in later), \
+        [t["worker"] for t in trials if t["host"] == "h1"]
     assert result["hosts"]["h1"]["worker"]["pid"] not in (killed, run.pid)
     assert knob_values(inventory) == before

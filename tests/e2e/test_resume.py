@@ -16,7 +16,6 @@ from collections import Counter
 import pytest
 
 from tests.conftest import FLEET
-
 from tests.e2e.test_tuning import PPO_STORM, STORM, TUNEFLEET, knob_values, run_cli
 
 BUDGET = 12

@@ -33,4 +33,5 @@ def test_the_scale_benchmark_measures_threads_ray_and_the_naive_loop(fleet_inven
     assert "| cores busy (echo runs) |" in header and all(r.count("|") == header.count("|") for r in rows), rows
     assert all(re.search(r"\| \d+% \|", r) for r in rows if "naive" not in r), rows
     # whether Ray's extra time was waiting or computing, from the machine's busy cores
-    assert re.search(r"at 3 hosts the machine's cores were busy \d+% of the time with threads and \d+% with Ray: ", text)
+    assert re.search(r"at 3 hosts the machine's cores were busy \d+% of the time with threads and \d+% with Ray: ",
+                     text)

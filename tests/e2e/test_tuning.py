@@ -56,7 +56,7 @@ def finished(run: subprocess.Popen, timeout: float = 400) -> dict:
 
 def knob_values(inventory) -> dict[str, dict[str, str]]:
     out = {}
-    for name, spec in inventory.hosts.items():
+    for name in inventory.hosts:
         ns = FLEET.ns(name)
         out[name] = {
             k: subprocess.run(["ip", "netns", "exec", ns, "cat", "/proc/sys/" + k.replace(".", "/")],
@@ -110,7 +110,7 @@ def test_ppo_learns_the_accept_queue_fix_and_restores_every_host(fleet_inventory
     assert result["evaluations"] == 12
 
     # the run folder has every evaluation, as it happened
-    trials = [json.loads(l) for l in (run_dir / "trials.jsonl").read_text().splitlines()]
+    trials = [json.loads(ln) for ln in (run_dir / "trials.jsonl").read_text().splitlines()]
     phases = [t["phase"] for t in trials]
     assert phases.count("baseline") == 2 * 3 and phases.count("search") == 12 and phases.count("verify") == 6 * 3
     assert {t["host"] for t in trials} == {"h1", "h2", "h3"}
@@ -276,8 +276,8 @@ def test_originals_outside_the_searched_range_are_still_measured(fleet_inventory
                 "--budget", "2", "--verify-repeats", "4", "--confirm-top", "0", "--run-dir", str(run_dir), "--yes",
                 "--json")
     assert p.returncode == 0, p.stderr[-3000:]
-    verify = [json.loads(l) for l in (run_dir / "trials.jsonl").read_text().splitlines()
-              if json.loads(l)["phase"] == "verify"]
+    verify = [json.loads(ln) for ln in (run_dir / "trials.jsonl").read_text().splitlines()
+              if json.loads(ln)["phase"] == "verify"]
     assert [t["error"] for t in verify] == [None] * 8
     assert {t["values"]["net.core.somaxconn"] for t in verify if t["label"] == "A"} == {"128"}
     assert json.loads(p.stdout)["success"] is True
@@ -296,7 +296,8 @@ def test_a_host_that_keeps_failing_is_dropped_and_the_others_carry_on(fleet_inve
         assert blocker.stdout.readline().strip() == "up"
         before = knob_values(inventory)
         spec = tmp_path / "port.json"
-        spec.write_text(json.dumps({**STORM, "benchmark_command": f"tunefleet-bench accept-storm --clients 256 --port {port}"}))
+        spec.write_text(json.dumps({**STORM, "benchmark_command": "tunefleet-bench accept-storm --clients 256 --port "
+                                                                  f"{port}"}))
         p = run_cli("run", "--hosts", str(fleet_inventory), "--spec", str(spec), "--strategy", "random",
                     "--budget", "6", "--verify-repeats", "2", "--confirm-top", "0", "--run-dir", str(tmp_path / "d"),
                     "--yes", "--json")

@@ -31,7 +31,8 @@ SHORTER = {
     "nginx-keepalive": [("-d 10s", "-d 3s")],
     "redis": [("-n 200000", "-n 40000")],
     "link": [("--seconds 3 --omit 2", "--seconds 1 --omit 1")],
-    "fileio": [("--time=10", "--time=3"), ("--file-total-size=2G", "--file-total-size=256M"), ("--size 2G", "--size 256M")],
+    "fileio": [("--time=10", "--time=3"), ("--file-total-size=2G", "--file-total-size=256M"),
+               ("--size 2G", "--size 256M")],
 }
 
 
@@ -68,8 +69,9 @@ def run_workload(fleet_inventory, tmp_path: Path, key: str, limit: str | None = 
     knobs = [k["param"] for k in spec["action_space"]]
     before = {h: {k: sysctl(h, k) for k in knobs} for h in hosts}
     args = ["run", "--spec", str(tmp_path / "spec.json"), "--hosts", str(fleet_inventory), "--yes", "--json",
-            "--budget", str(3 if key != "link" else 2), "--strategy", "random", "--seed", "1", "--baseline-repeats", "2",
-            "--verify-repeats", "2", "--confirm-top", "1", "--run-dir", str(tmp_path / "run"), *extra]
+            "--budget", str(3 if key != "link" else 2), "--strategy", "random", "--seed", "1",
+            "--baseline-repeats", "2", "--verify-repeats", "2", "--confirm-top", "1",
+            "--run-dir", str(tmp_path / "run"), *extra]
     if limit:
         args += ["--limit", limit]
     p = subprocess.run([*TUNEFLEET, *args], capture_output=True, text=True, timeout=600)
@@ -101,7 +103,8 @@ def test_nginx_under_a_burst_is_measured_beside_a_tuned_profile(fleet_inventory,
     verification as the original and the winner, with its kernel-wide part left out on this shared
     kernel and said. (Whether ab's burst outruns nginx's accepts is scheduling luck here, so the
     size of the effect is measured by make bench-real, not asserted.)"""
-    spec, result, log = run_workload(fleet_inventory, tmp_path, "nginx", None, "--compare", "tuned:throughput-performance")
+    spec, result, log = run_workload(fleet_inventory, tmp_path, "nginx", None,
+                                     "--compare", "tuned:throughput-performance")
     arm = result["arms"]["tuned:throughput-performance"]
     assert arm["values"] == {"net.core.somaxconn": "2048"}
     assert set(arm["left_out"]) == {"vm.dirty_ratio", "vm.dirty_background_ratio", "vm.swappiness"}

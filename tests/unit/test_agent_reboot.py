@@ -67,7 +67,8 @@ def test_after_a_reboot_the_old_journal_is_discarded_not_replayed(payload, tmp_p
     state = tmp_path / "state"
     before = Netns()
     try:
-        subprocess.run(before.wrap(["sh", "-c", "echo 300 > /proc/sys/net/core/somaxconn"]), check=True)  # boot A's config
+        # boot A's config
+        subprocess.run(before.wrap(["sh", "-c", "echo 300 > /proc/sys/net/core/somaxconn"]), check=True)
         crashed = Agent(before, state, payload)
         old_boot = crashed.call("hello")["boot_id"]
         crashed.call("apply", {"values": {SOMAXCONN: "555"}})

@@ -88,7 +88,8 @@ def test_exit_steps_run_at_bye_newest_first_and_before_the_knobs_go_back(netns, 
     agent = agents()
     log = tmp_path / "exits"
     agent.call("apply", {"values": {SOMAXCONN: 2345}})
-    assert agent.call("on_exit", {"key": "teardown", "steps": [_exit_step(log, "teardown")]})["registered"] == ["teardown"]
+    teardown = agent.call("on_exit", {"key": "teardown", "steps": [_exit_step(log, "teardown")]})
+    assert teardown["registered"] == ["teardown"]
     assert agent.call("on_exit", {"key": "service", "steps": [_exit_step(log, "service")]})["registered"] == [
         "teardown", "service"]
     agent.call("bye")

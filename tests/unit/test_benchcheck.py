@@ -2,7 +2,7 @@
 
 import pytest
 
-from controller.strategist.benchcheck import problems
+from controller.benchcheck import problems
 
 GOOD = [
     "pgbench -h 127.0.0.1 -U postgres -C -c 8 -j 2 -T 10 pgbench",
@@ -69,8 +69,9 @@ def test_a_tool_missing_on_some_hosts():
 
 
 def test_hand_written_specs_go_through_the_same_check():
-    from controller.catalog import Catalog, validate
+    from controller.catalog import Catalog
     from controller.errors import SpecError
+    from controller.gate import validate
     from controller.spec import TuningSpec
 
     spec = TuningSpec.from_dict({"workload_name": "x", "reward_metric": "elapsed_ms",
@@ -126,8 +127,8 @@ def test_the_users_catalog_widens_the_tools_a_model_may_use():
 
 
 def test_user_commands_are_recorded_with_their_argv_and_origin():
+    from controller.benchcheck import record
     from controller.spec import TuningSpec
-    from controller.strategist.benchcheck import record
 
     spec = TuningSpec.from_dict({"workload_name": "x", "reward_metric": "rps", "reward_pattern": r"rps=(\d+)",
                                  "benchmark_command": "python3 'load test.py' --n 5", "benchmark_cwd": "/srv",
@@ -137,8 +138,9 @@ def test_user_commands_are_recorded_with_their_argv_and_origin():
 
 
 def test_validate_trusts_the_users_program_and_says_one_line(tmp_path):
-    from controller.catalog import Catalog, validate
+    from controller.catalog import Catalog
     from controller.errors import SpecError
+    from controller.gate import validate
     from controller.spec import TuningSpec
 
     data = {"workload_name": "mine", "reward_metric": "rps", "reward_pattern": r"rps=(\d+)",
@@ -182,8 +184,8 @@ def test_benchmark_tools_beside_tunables(tmp_path):
 
 
 def test_a_plans_other_steps_may_only_drive_the_tools_own_servers():
+    from controller.benchcheck import step_problems
     from controller.spec import TuningSpec
-    from controller.strategist.benchcheck import step_problems
 
     base = {"workload_name": "x", "reward_metric": "tps", "benchmark_command": "pgbench -p 15432 pgbench",
             "action_space": [{"param": "net.ipv4.tcp_fin_timeout", "min": 5, "max": 60}]}

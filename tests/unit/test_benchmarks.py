@@ -30,7 +30,7 @@ def bench_in_netns(sysctls, *args, timeout=60):
     argv = ["unshare", "-n", "sh", "-c",
             " && ".join(setup) + ' && exec "$0" -I "$@"', PYTHON, str(ROOT / "node_agent"), "bench"]
     argv += [str(a) for a in args]
-    return subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout)
+    return subprocess.run(argv, capture_output=True, timeout=timeout)
 
 
 def figure(out, name):
@@ -80,8 +80,7 @@ def test_arguments_are_checked():
 
 def in_ns(netns, *args, **kw):
     return subprocess.run(["ip", "netns", "exec", netns, PYTHON, "-I", str(ROOT / "node_agent"), "bench"]
-                          + [str(a) for a in args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          timeout=kw.get("timeout", 60))
+                          + [str(a) for a in args], capture_output=True, timeout=kw.get("timeout", 60))
 
 
 @pytest.fixture()

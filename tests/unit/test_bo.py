@@ -36,7 +36,7 @@ def test_same_seed_same_proposals():
     def run(seed):
         study = BoxStudy(dim=2, seed=seed, n_startup=3)
         out = []
-        for r in range(4):
+        for _ in range(4):
             pts = study.ask(["a", "b", "c"])
             for k, p in pts.items():
                 out.append(p)

@@ -2,8 +2,9 @@
 
 import pytest
 
-from controller.catalog import Catalog, validate
+from controller.catalog import Catalog
 from controller.errors import SpecError
+from controller.gate import validate
 from controller.strategist import builtin
 from controller.strategist.builtin import plan, workloads
 

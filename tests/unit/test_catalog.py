@@ -4,8 +4,10 @@ import json
 
 import pytest
 
-from controller.catalog import Catalog, validate
+from controller.catalog import Catalog
 from controller.errors import SpecError
+from controller.fleet.facts import shared_kernels
+from controller.gate import validate
 from controller.spec import TuningSpec
 
 BOOT = "9434e2c1-5d7a-4c8e-9f00-1b2c3d4e5f60"
@@ -126,6 +128,15 @@ def test_only_hosts_that_share_a_kernel_are_named(catalog):
              "c": host(boot_id="bbbb2222", vm__swappiness=(True, True))}
     [problem] = catalog.check_hosts(spec_with(SWAPPINESS), facts)
     assert problem.startswith("b, c share one kernel (boot_id bbbb2222…)")
+
+
+def test_shared_kernels_name_hosts_in_one_order_whatever_order_the_facts_came_in():
+    """One function decides which hosts share a kernel (the catalog, the planners, the fleet's tables):
+    hosts by name, so a refusal or a plan names them alike from run to run; no facts, no sharing."""
+    facts = {"web2": {"boot_id": "b"}, "db1": {"boot_id": "a"}, "web1": {"boot_id": "b"}, "db2": {"boot_id": "a"},
+             "lone": {"boot_id": "c"}, "lost": None, "old": {}}
+    assert shared_kernels(facts) == {"a": ["db1", "db2"], "b": ["web1", "web2"]}
+    assert list(shared_kernels(dict(reversed(facts.items())))) == ["a", "b"]
 
 
 def test_missing_or_read_only_knob_on_a_host(catalog):

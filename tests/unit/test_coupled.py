@@ -9,8 +9,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from controller import coupled
-from controller.catalog import Catalog, validate
+from controller.catalog import Catalog
 from controller.errors import SpecError
+from controller.gate import validate
 from controller.knob import Knob
 from controller.spec import TuningSpec
 from node_agent import invariants

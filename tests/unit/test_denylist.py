@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from controller.catalog import DEFAULTS, Catalog, Tunable, validate
+from controller.catalog import DEFAULTS, Catalog, Tunable
 from controller.errors import SpecError
+from controller.gate import validate
 from controller.spec import TuningSpec
 from node_agent import denylist, journal
 from tests.unit.test_agent_process import Agent, Netns, payload, state  # noqa: F401 (fixtures)
@@ -117,7 +118,7 @@ needs_ns = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (network nam
 
 
 @pytest.fixture()
-def agent(state, payload):  # noqa: F811
+def agent(state, payload):
     netns = Netns()
     started = Agent(netns, state, payload)
     yield started
@@ -145,7 +146,7 @@ def test_the_agent_refuses_core_pattern_even_with_bounds(agent, state):
 
 
 @needs_ns
-def test_a_journal_edited_to_hold_a_denied_knob_is_not_written_back(state, payload):  # noqa: F811
+def test_a_journal_edited_to_hold_a_denied_knob_is_not_written_back(state, payload):
     value = current_core_pattern()
     state.mkdir()
     boot_id = Path("/proc/sys/kernel/random/boot_id").read_text().strip()

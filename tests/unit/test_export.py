@@ -108,5 +108,6 @@ def test_cli_writes_files_refuses_overwrite_and_unverified(tmp_path):
     assert p.returncode != 0 and p.stdout == ""
     assert p.stderr.strip().count("\n") == 0 and "--force" in p.stderr
     script = tmp_path / "apply.sh"
-    p = subprocess.run([*TUNEFLEET, "export", run, "--format", "shell", "-o", str(script)], capture_output=True, text=True)
+    p = subprocess.run([*TUNEFLEET, "export", run, "--format", "shell", "-o", str(script)],
+                       capture_output=True, text=True)
     assert p.returncode == 0 and script.stat().st_mode & 0o111

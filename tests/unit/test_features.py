@@ -6,6 +6,7 @@ import math
 import numpy as np
 import pytest
 
+from controller import statemetrics
 from controller.errors import SpecError
 from controller.learn import features
 from controller.spec import TuningSpec
@@ -42,15 +43,16 @@ def test_the_vector_has_one_order_and_length_whatever_is_present():
     assert features.vector(None).shape == (features.SIZE,)
     assert len(set(features.NAMES)) == features.SIZE
     # every feature reads a metric whose source the state_space check knows
-    assert {m for _, m, _ in features.FEATURES} <= set(features.SOURCES)
+    assert {m for _, m, _ in features.FEATURES} <= set(statemetrics.SOURCES)
 
 
 def test_state_space_sources_are_honoured_or_refused():
     base = {"workload_name": "w", "reward_metric": "tps", "benchmark_command": "pgbench -T 5 pgbench",
             "action_space": [{"param": "net.core.somaxconn", "min": 16, "max": 4096}]}
-    ok = TuningSpec.from_dict({**base, "state_space": [{"metric": "cpu_utilization", "source": "/proc/stat"},
-                                                       {"metric": "tcp_listen_overflows", "source": "/proc/net/netstat"},
-                                                       {"metric": "psi_io_full"}]})
+    ok = TuningSpec.from_dict({**base, "state_space": [
+        {"metric": "cpu_utilization", "source": "/proc/stat"},
+        {"metric": "tcp_listen_overflows", "source": "/proc/net/netstat"},
+        {"metric": "psi_io_full"}]})
     assert len(ok.state_space) == 3
     with pytest.raises(SpecError, match=r"state_space\[0\]\.source: the agent reads cpu_utilization from /proc/stat"):
         TuningSpec.from_dict({**base, "state_space": [{"metric": "cpu_utilization", "source": "/proc/meminfo"}]})

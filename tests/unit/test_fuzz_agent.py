@@ -110,7 +110,8 @@ def requests(draw, current):
     """One request line (bytes, no newline)."""
     kind = draw(st.integers(0, 9))
     if kind in (8, 9):
-        return json.dumps({"id": draw(st.integers(0, 1 << 40)), "op": "apply", "args": draw(plausible_apply())}).encode()
+        request = {"id": draw(st.integers(0, 1 << 40)), "op": "apply", "args": draw(plausible_apply())}
+        return json.dumps(request).encode()
     if kind == 0:  # raw bytes
         line = draw(st.binary(max_size=200)).replace(b"\n", b"")
         return line
@@ -202,7 +203,7 @@ class Fuzzer:
 
 
 @pytest.mark.parametrize("seed", [1, 2])
-def test_fuzzed_requests_never_crash_the_agent_nor_write_unvalidated(state, payload, seed):  # noqa: F811
+def test_fuzzed_requests_never_crash_the_agent_nor_write_unvalidated(state, payload, seed):
     netns = Netns()
     fuzzer = Fuzzer(netns, state, payload)
     started = time.monotonic()
@@ -226,11 +227,12 @@ def test_fuzzed_requests_never_crash_the_agent_nor_write_unvalidated(state, payl
     assert "Traceback" not in stderr
 
 
-def test_oversized_lines_are_refused_and_the_agent_keeps_going(state, payload):  # noqa: F811
+def test_oversized_lines_are_refused_and_the_agent_keeps_going(state, payload):
     netns = Netns()
     agent = Agent(netns, state, payload)
     try:
-        huge = json.dumps({"id": 5, "op": "apply", "args": {"values": {"net.core.somaxconn": "1" * (protocol.MAX_LINE)}}})
+        huge = json.dumps({"id": 5, "op": "apply",
+                           "args": {"values": {"net.core.somaxconn": "1" * (protocol.MAX_LINE)}}})
         agent.send(huge.encode() + b"\n")  # over the limit by its JSON: one BadRequest, id unknown
         assert agent.next_reply(timeout=60) == {"id": None, "ok": False, "error": {
             "type": "BadRequest", "message": "line longer than %d bytes" % protocol.MAX_LINE}}

@@ -137,7 +137,8 @@ def test_host_ranges(pattern, names):
 
 
 @pytest.mark.parametrize("pattern,message", [
-    ("web[01:3]", "equal length"), ("web[1]", "begin:end"), ("web[1:]", "must give an end"), ("web[c:a]", "begin <= end"),
+    ("web[01:3]", "equal length"), ("web[1]", "begin:end"), ("web[1:]", "must give an end"),
+    ("web[c:a]", "begin <= end"),
 ])
 def test_bad_host_ranges(pattern, message):
     with pytest.raises(InventoryError, match=message):
@@ -145,8 +146,9 @@ def test_bad_host_ranges(pattern, message):
 
 
 @pytest.mark.parametrize("key,expected", [
-    ("web1:2222", ("web1", 2222)), ("192.0.2.1:22", ("192.0.2.1", 22)), ("[2001:db8::1]:2200", ("2001:db8::1", 2200)),
-    ("2001:db8::1", ("2001:db8::1", None)), ("web[01:03]:2222", ("web[01:03]", 2222)), ("web[01:03]", ("web[01:03]", None)),
+    ("web1:2222", ("web1", 2222)), ("192.0.2.1:22", ("192.0.2.1", 22)),
+    ("[2001:db8::1]:2200", ("2001:db8::1", 2200)), ("2001:db8::1", ("2001:db8::1", None)),
+    ("web[01:03]:2222", ("web[01:03]", 2222)), ("web[01:03]", ("web[01:03]", None)),
 ])
 def test_host_port_keys(key, expected):
     assert split_port(key) == expected
@@ -154,7 +156,8 @@ def test_host_port_keys(key, expected):
 
 @pytest.mark.parametrize("limit,terms", [
     ("a,b", ["a", "b"]), ("a:b", ["a", "b"]), ("web:&db:!db2", ["web", "&db", "!db2"]), ("g[0:2]", ["g[0:2]"]),
-    ("g[0:2]:h", ["g[0:2]", "h"]), ("db1:2222", ["db1:2222"]), ("2001:db8::1", ["2001:db8::1"]), (" a , b ", ["a", "b"]),
+    ("g[0:2]:h", ["g[0:2]", "h"]), ("db1:2222", ["db1:2222"]), ("2001:db8::1", ["2001:db8::1"]),
+    (" a , b ", ["a", "b"]),
 ])
 def test_pattern_terms_split_as_ansible_splits_them(limit, terms):
     assert split(limit) == terms
@@ -217,7 +220,8 @@ def test_builtin_reader_directory_with_group_and_host_vars(tmp_path):
     inv_dir = tmp_path / "inventory"
     (inv_dir / "group_vars").mkdir(parents=True)
     (inv_dir / "host_vars").mkdir()
-    (inv_dir / "hosts.yml").write_text("web:\n  vars: {ansible_user: inline}\n  hosts: {w1: {ansible_port: 2201}, w2: }\n")
+    (inv_dir / "hosts.yml").write_text("web:\n  vars: {ansible_user: inline}\n  hosts: "
+                                       "{w1: {ansible_port: 2201}, w2: }\n")
     (inv_dir / "more.ini").write_text("[db]\nd1\n")
     (inv_dir / "group_vars" / "web.yml").write_text("ansible_user: from_file\n")
     (inv_dir / "group_vars" / "all").write_text("ansible_become: true\n")
@@ -229,7 +233,8 @@ def test_builtin_reader_directory_with_group_and_host_vars(tmp_path):
 
 
 @pytest.mark.parametrize("text,feature", [
-    ("all:\n  hosts:\n    a:\n      ansible_user: !vault |\n        $ANSIBLE_VAULT;1.1;AES256\n        3131\n", "!vault"),
+    ("all:\n  hosts:\n    a:\n      ansible_user: !vault |\n        $ANSIBLE_VAULT;1.1;AES256\n        3131\n",
+     "!vault"),
     ("all:\n  hosts:\n    a: {ansible_host: '{{ lookup(\"env\", \"X\") }}'}\n", "Jinja2 template"),
     ("plugin: amazon.aws.aws_ec2\nregions: [eu-west-1]\n", "inventory plugin"),
 ])

@@ -150,7 +150,8 @@ def test_chat_plans_asks_runs_presents_and_keeps():
                                           "net.core.somaxconn = 4096. Keep it?")]
     fake, summary = converse(script, term)
     assert fake.count == 2
-    assert len(term.plans) == 1 and term.plans[0].spec.knob_names == ["net.ipv4.tcp_max_syn_backlog", "net.ipv4.tcp_fin_timeout"]
+    assert len(term.plans) == 1
+    assert term.plans[0].spec.knob_names == ["net.ipv4.tcp_max_syn_backlog", "net.ipv4.tcp_fin_timeout"]
     assert term.asked[0].startswith("Run this benchmark") and term.asked[1].startswith("Keep the best")
     assert len(term.runs) == 1 and term.kept == [RESULT]
     assert "improved by 12.0%" in term.said[0]

@@ -129,8 +129,8 @@ def test_choosing_prefers_a_candidate_that_kept_the_bounds_when_measured_again()
 
 SERVED = spec(setup=["tunefleet-service nginx setup"], teardown=["tunefleet-service nginx teardown"],
               reset="tunefleet-service nginx reset", warmup="wrk -d 1 http://x/",
-              service={"name": "nginx", "start": "tunefleet-service nginx start", "stop": "tunefleet-service nginx stop",
-                       "ready": "127.0.0.1:18080"})
+              service={"name": "nginx", "start": "tunefleet-service nginx start",
+                       "stop": "tunefleet-service nginx stop", "ready": "127.0.0.1:18080"})
 
 
 def test_every_measured_run_is_prepared_alike_with_the_restart_first():

@@ -95,7 +95,8 @@ def test_a_prior_at_the_optimum_wins_at_budget_3(strategy, tmp_path):
 
 
 def test_builtin_priors_pass_the_gate_and_survive_leaving_knobs_out():
-    from controller.catalog import Catalog, validate
+    from controller.catalog import Catalog
+    from controller.gate import validate
     from controller.strategist.builtin import WORKLOADS, without
 
     with_priors = [w for w in WORKLOADS if w.spec.initial_candidates]

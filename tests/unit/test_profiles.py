@@ -189,7 +189,8 @@ def test_a_users_yaml_profile(tmp_path):
                     "    sysctl:\n      vm.swappiness: 5\n"
                     "      net.core.somaxconn: {value: '>1024', from: guide, why: Bursts of clients.}\n")
     [p] = profiles.load_file(path)
-    assert p.values == {"vm.swappiness": "5", "net.core.somaxconn": "1024"} and p.modifiers == {"net.core.somaxconn": ">"}
+    assert p.values == {"vm.swappiness": "5", "net.core.somaxconn": "1024"}
+    assert p.modifiers == {"net.core.somaxconn": ">"}
     assert p.why == {"net.core.somaxconn": "Bursts of clients."} and "Ops guide" in p.source and p.version == "3"
     path.write_text("profiles:\n  x:\n    sysctl:\n      vm.swappiness: {value: 5, from: nowhere}\n")
     with pytest.raises(profiles.ProfileError, match="from: 'nowhere' is not one of references"):

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from controller import profiles
-from controller.profiles import tunedconf
+from controller.profiles import shipped, tunedconf
 
 TUNED_DIR = Path("/usr/lib/tuned")
 SYSTEM_PYTHON = "/usr/bin/python3"
@@ -120,17 +120,17 @@ def test_every_shipped_tuned_profile_is_what_tuned_loads_from_the_installed_file
 
 def test_the_comparison_sees_one_changed_shipped_value(monkeypatch):
     """A shipped value edited by hand (a typo, a version bump without a re-read) must be caught."""
-    data = copy.deepcopy(profiles.tuned_data())
+    data = copy.deepcopy(shipped.tuned_data())
     data["profiles"]["throughput-performance"]["sections"]["sysctl"]["vm.swappiness"] = "11"
-    monkeypatch.setattr(profiles, "tuned_data", lambda: data)
-    profiles._shipped.cache_clear()
+    monkeypatch.setattr(shipped, "tuned_data", lambda: data)
+    shipped.profiles.cache_clear()
     try:
         oracle = tuned_oracle(["throughput-performance", "network-throughput"])
         for name in ("throughput-performance", "network-throughput"):  # the include carries it too
             found = differences(profiles.get(f"tuned:{name}"), oracle[name])
             assert len(found) == 1 and "'vm.swappiness', '11'" in found[0]
     finally:
-        profiles._shipped.cache_clear()
+        shipped.profiles.cache_clear()
 
 
 def test_tunefleet_reads_every_installed_tuned_profile_as_tuned_does_or_says_why_not():
@@ -146,7 +146,7 @@ def test_tunefleet_reads_every_installed_tuned_profile_as_tuned_does_or_says_why
     refused = {}
     for name in names:
         try:
-            p = profiles.tuned_profile(name, lookup, name, "", "", label=lambda n: n)
+            p = shipped.tuned_profile(name, lookup, name, "", "", label=lambda n: n)
         except tunedconf.ProfileError as e:
             refused[name] = str(e)
             # only what TuneD evaluates on the host: an include or a value it could not load here

@@ -41,7 +41,8 @@ def test_values_are_normalized_to_kernel_text(value, text):
     assert protocol.normalize_value(value) == text
 
 
-@pytest.mark.parametrize("value", [True, False, 1.5, [1, 2.5], float("inf"), float("-inf"), float("nan")])  # JSON readers take Infinity, NaN
+# JSON readers take Infinity and NaN
+@pytest.mark.parametrize("value", [True, False, 1.5, [1, 2.5], float("inf"), float("-inf"), float("nan")])
 def test_values_that_are_not_sysctl_text_are_refused(value):
     with pytest.raises(ValueError):
         protocol.normalize_value(value)

@@ -79,7 +79,8 @@ def test_hosts_share_an_actor_k_at_a_time_and_only_with_hosts_of_the_same_resour
         assert len({s.ray_resource for s in group}) == 1
 
 
-@pytest.mark.parametrize("value,parsed", [("threads", ("threads", None)), ("ray", ("ray", None)), ("ray:8", ("ray", 8))])
+@pytest.mark.parametrize("value,parsed", [("threads", ("threads", None)), ("ray", ("ray", None)),
+                                          ("ray:8", ("ray", 8))])
 def test_workers_name_the_executor_and_for_ray_the_hosts_per_actor(value, parsed):
     assert parse_workers(value) == parsed
 

@@ -143,7 +143,8 @@ def test_a_trials_file_cut_mid_line_is_repaired_and_said(tmp_path):
     assert Resume.load(killed).notes == []  # nothing left to repair
     result = _run(m, None, "random", 12, resume=resume)
     assert result["evaluations"] == 12
-    assert [json.loads(line)["phase"] for line in (killed / "trials.jsonl").read_text().splitlines()].count("search") == 12
+    phases = [json.loads(line)["phase"] for line in (killed / "trials.jsonl").read_text().splitlines()]
+    assert phases.count("search") == 12
 
 
 def test_a_line_broken_before_the_last_is_still_refused(tmp_path):

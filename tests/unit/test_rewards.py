@@ -9,8 +9,7 @@ import pytest
 from controller import rewards
 from controller.errors import SpecError
 from controller.learn.evaluation import FAILURE_REWARD, SOFT_BOUND, log_ratio, relative_reward
-from controller.rewards import change_pct
-from controller.rewards import RewardParseError
+from controller.rewards import RewardParseError, change_pct
 
 BENCH = Path(__file__).resolve().parents[1] / "fixtures" / "bench"
 

@@ -310,8 +310,8 @@ def test_a_tuning_user_runs_its_own_servers_as_itself(hosts):
 def _helper(host, *args, **kw):
     """The helper run directly in ``host`` (not through an agent), for its errors."""
     argv = kw.get("prefix", []) + [PYTHON, "-I", str(kw["payload"]), "service"] + list(args)
-    return subprocess.run(host.wrap(argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=120,
-                          universal_newlines=True)
+    return subprocess.run(host.wrap(argv), capture_output=True, timeout=120,
+                          text=True)
 
 
 def _one_line_error(p, text):
@@ -376,7 +376,7 @@ def test_postgres_as_root_without_a_postgres_user_is_refused_in_one_line(hosts, 
     _need("postgres")
     host, _agent = hosts()
     passwd = tmp_path / "passwd"
-    passwd.write_text("".join(l for l in open("/etc/passwd") if not l.startswith("postgres:")))
+    passwd.write_text("".join(ln for ln in open("/etc/passwd") if not ln.startswith("postgres:")))
     prefix = ["unshare", "-m", "sh", "-c", 'mount --bind "$0" /etc/passwd && exec "$@"', str(passwd)]
     _one_line_error(_helper(host, "postgres", "setup", payload=payload, prefix=prefix), "no user postgres")
     assert not host.folder().exists()

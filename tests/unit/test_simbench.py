@@ -22,7 +22,7 @@ def test_quick_benchmark_tells_bo_from_random(tmp_path):
     out = tmp_path / "benchmarks.md"
     out.write_text("# page\n\n<!-- section:other -->\nkept\n<!-- /section:other -->\n")
     json_path = tmp_path / "benchmarks-sim.json"
-    simreport.write_section(data, table, out, json_path)
+    simreport.write_section(data, table, out, json_path, simbench.HELD_OUT)
     text = out.read_text()
     assert "kept" in text and "## Strategies on the simulated fleet" in text and "| bo | " in text
     assert (tmp_path / "benchmarks-sim.png").stat().st_size > 1000

@@ -14,7 +14,8 @@ def layout(tmp_path, files: dict[str, str]):
         path = tmp_path / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
-    dirs = tuple(str(tmp_path / d) for d in ("etc/sysctl.d", "run/sysctl.d", "usr/local/lib/sysctl.d", "usr/lib/sysctl.d"))
+    dirs = tuple(str(tmp_path / d)
+                 for d in ("etc/sysctl.d", "run/sysctl.d", "usr/local/lib/sysctl.d", "usr/lib/sysctl.d"))
     return dirs, str(tmp_path / "etc/sysctl.conf")
 
 
@@ -32,7 +33,8 @@ def test_files_apply_by_name_across_folders_and_sysctl_conf_comes_last(tmp_path)
                         "etc/sysctl.conf": ""})
     knob = s["knobs"][K]
     assert [(f["path"].split(str(tmp_path))[1], f["value"]) for f in knob["files"]] == [
-        ("/etc/sysctl.d/60-admin.conf", "600"), ("/run/sysctl.d/65-run.conf", "650"), ("/usr/lib/sysctl.d/70-vendor.conf", "700")]
+        ("/etc/sysctl.d/60-admin.conf", "600"), ("/run/sysctl.d/65-run.conf", "650"),
+        ("/usr/lib/sysctl.d/70-vendor.conf", "700")]
     assert knob["boot"]["value"] == "700"
     s = scan(tmp_path, {"etc/sysctl.conf": f"{K} = 900\n"})
     assert s["knobs"][K]["boot"]["value"] == "900"

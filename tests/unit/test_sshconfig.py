@@ -169,7 +169,8 @@ CASES = {
                ({"host": "kh", "known_hosts": "/srv/inventory_known_hosts"},
                 ["-o", "UserKnownHostsFile=\"/srv/inventory_known_hosts\""])]),
     "explicit_file_skips_the_others": dict(
-        home={"config": "Host *\n  User from-user-config\n", "my.conf": "Host f\n  HostName 1.2.3.4\n  Include extra.conf\n",
+        home={"config": "Host *\n  User from-user-config\n", "my.conf": "Host f\n  HostName 1.2.3.4\n  Include "
+                                                                        "extra.conf\n",
               "extra.conf": "Port 2121\n"},
         system="Host *\n  User from-system\n",
         config="{home}/.ssh/my.conf",

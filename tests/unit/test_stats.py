@@ -129,7 +129,8 @@ def test_fleet_pools_hosts_of_different_speed():
     assert c.ci_low_pct <= 5 <= c.ci_high_pct
     ratios = [np.median(cand) / np.median(base) for base, cand in per_host.values()]
     assert c.change_pct == pytest.approx((np.exp(np.mean(np.log(ratios))) - 1) * 100)
-    assert c.repeats == 18 and c.baseline_median == pytest.approx(np.median([np.median(b) for b, _ in per_host.values()]))
+    assert c.repeats == 18
+    assert c.baseline_median == pytest.approx(np.median([np.median(b) for b, _ in per_host.values()]))
     # Same data, other dict order: same answer.
     assert fleet_change(dict(reversed(per_host.items())), n_boot=2000) == c
 
@@ -143,7 +144,8 @@ def test_fleet_is_stronger_than_each_host_and_null_stays_null():
     assert fleet.ci_high_pct - fleet.ci_low_pct < min(widths)
     assert fleet.verdict == "improvement"
     hits = sum(
-        fleet_change({f"vm{i}": (noisy(rng, 100, 5), noisy(rng, 100, 5)) for i in range(3)}, n_boot=300, seed=s).significant
+        fleet_change({f"vm{i}": (noisy(rng, 100, 5), noisy(rng, 100, 5)) for i in range(3)}, n_boot=300,
+                     seed=s).significant
         for s in range(60)
     )
     assert hits <= 5

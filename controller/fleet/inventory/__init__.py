@@ -59,7 +59,7 @@ def _own_format(p: Path):
     try:
         data = load_yaml(p.read_text(), str(p))
     except (OSError, UnicodeDecodeError) as e:
-        raise InventoryError(f"{p}: cannot read: {e}")
+        raise InventoryError(f"{p}: cannot read: {e}") from None
     except InventoryError:
         if p.suffix in builtin.YAML_EXTS:
             raise

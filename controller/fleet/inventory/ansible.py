@@ -9,8 +9,8 @@ holds one, `ansible -m debug` renders those variables for the hosts that need it
 from __future__ import annotations
 
 import json
-import re
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -41,9 +41,9 @@ def _run(argv: list[str], source: str) -> str:
         proc = subprocess.run(argv, capture_output=True, text=True, timeout=TIMEOUT, env=_env(),
                               stdin=subprocess.DEVNULL)
     except subprocess.TimeoutExpired:
-        raise InventoryError(f"{source}: {Path(argv[0]).name} did not answer within {TIMEOUT:.0f} s")
+        raise InventoryError(f"{source}: {Path(argv[0]).name} did not answer within {TIMEOUT:.0f} s") from None
     except OSError as e:
-        raise InventoryError(f"{source}: cannot run {argv[0]}: {e}")
+        raise InventoryError(f"{source}: cannot run {argv[0]}: {e}") from None
     if proc.returncode != 0:
         raise InventoryError(f"{source}: {Path(argv[0]).name} failed: {_reason(proc.stderr or proc.stdout, source)}")
     return proc.stdout
@@ -72,7 +72,7 @@ def list_inventory(tool: str, source: str) -> dict:
     try:
         data = json.loads(out)
     except json.JSONDecodeError as e:
-        raise InventoryError(f"{source}: ansible-inventory printed something that is not JSON: {e}")
+        raise InventoryError(f"{source}: ansible-inventory printed something that is not JSON: {e}") from None
     hostvars = data.get("_meta", {}).get("hostvars", {})
     unresolved = sorted(h for h, hv in hostvars.items() if any(_unresolved(hv.get(v)) for v in USED_VARS))
     if unresolved:

@@ -48,7 +48,7 @@ def _check_settings() -> None:
         try:
             cfg.read(cfg_file)
         except configparser.Error as e:
-            raise InventoryError(f"{cfg_file}: cannot read: {e}".splitlines()[0])
+            raise InventoryError(f"{cfg_file}: cannot read: {e}".splitlines()[0]) from None
     for name, (keys, env) in _SETTINGS.items():
         if env in os.environ:
             raise NeedsAnsible(env, f"the Ansible setting {name}")
@@ -106,7 +106,7 @@ def _read_file(graph: Graph, path: Path) -> None:
     try:
         text = path.read_text()
     except (OSError, UnicodeDecodeError) as e:
-        raise InventoryError(f"{source}: cannot read: {e}")
+        raise InventoryError(f"{source}: cannot read: {e}") from None
     if path.suffix in YAML_EXTS:
         read_yaml(graph, load_yaml(text, source), source)
     elif path.suffix == "" and _yaml_inventory(text, source) is not None:

@@ -66,7 +66,7 @@ class Graph:
             try:
                 self.groups[group].priority = int(value)
             except (TypeError, ValueError):
-                raise InventoryError(f"group {group}: ansible_group_priority must be a number, got {value!r}")
+                raise InventoryError(f"group {group}: ansible_group_priority must be a number, got {value!r}") from None
         else:
             self.groups[group].vars[key] = value
 

@@ -42,7 +42,7 @@ def expand(pattern: str) -> list[str]:
     try:
         step = int(bounds[2]) if len(bounds) == 3 else 1
     except ValueError:
-        raise InventoryError(f"host range [{spec}] in '{pattern}': step must be a number")
+        raise InventoryError(f"host range [{spec}] in '{pattern}': step must be a number") from None
     width = len(beg) if beg[0] == "0" and len(beg) > 1 else 0
     if width and len(end) != width:
         raise InventoryError(f"host range [{spec}] in '{pattern}' must give begin and end of equal length")
@@ -56,7 +56,7 @@ def expand(pattern: str) -> list[str]:
         try:
             seq = [str(n).zfill(width) for n in range(int(beg), int(end) + 1, step)]
         except ValueError:
-            raise InventoryError(f"host range [{spec}] in '{pattern}' must be numbers or single letters")
+            raise InventoryError(f"host range [{spec}] in '{pattern}' must be numbers or single letters") from None
     return [name for s in seq for name in expand(f"{head}{s}{tail}")]
 
 

@@ -63,7 +63,7 @@ def port_number(value, label: str) -> int:
     try:
         port = int(value)
     except (TypeError, ValueError):
-        raise InventoryError(f"{label} must be a number, got {value!r}")
+        raise InventoryError(f"{label} must be a number, got {value!r}") from None
     if not 0 < port < 65536:
         raise InventoryError(f"{label} {port} out of range")
     return port
@@ -94,7 +94,7 @@ def host_from_vars(name: str, hostvars: dict, groups: tuple[str, ...] = ()) -> H
             try:
                 ssh_args.extend(shlex.split(str(value)))
             except ValueError as e:
-                raise InventoryError(f"host {name}: {var}: {e}")
+                raise InventoryError(f"host {name}: {var}: {e}") from None
     return HostSpec(name=name, host=fields.pop("host", name), ssh_args=tuple(ssh_args), groups=groups, **fields)
 
 

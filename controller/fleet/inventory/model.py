@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from controller.errors import InventoryError
+from controller.fleet.inventory.patterns import select
 
 
 @dataclass(frozen=True)
@@ -79,8 +80,6 @@ class Inventory:
 
     def select(self, limit: str | None) -> list[HostSpec]:
         """Hosts matching an Ansible host pattern (see patterns.py); every host when no limit."""
-        from controller.fleet.inventory.patterns import select
-
         names = select(self, limit)
         other = [n for n in names if n in self.not_ssh]
         if other:

@@ -15,13 +15,27 @@ from __future__ import annotations
 import fnmatch
 import ipaddress
 import re
+from collections.abc import Mapping
+from typing import Protocol
 
 from controller.errors import InventoryError
 from controller.fleet.inventory.hostnames import split_port
-from controller.fleet.inventory.model import Inventory
 
 _SUBSCRIPT = re.compile(r"^(.+)\[(?:(-?[0-9]+)|([0-9]+)([:-])([0-9]*))\]$")
 _COLON_TERMS = re.compile(r"(?:[^\s:\[\]]|\[[^\]]*\])+")
+
+
+class Inventory(Protocol):
+    """What a pattern is matched against (model.Inventory): host names in inventory order, the
+    groups with their direct child groups (`all` and `ungrouped` among them), a group's hosts."""
+
+    @property
+    def hosts(self) -> Mapping[str, object]: ...
+
+    @property
+    def children(self) -> Mapping[str, list[str]]: ...
+
+    def group_hosts(self, group: str) -> list[str]: ...
 
 
 def split(limit: str) -> list[str]:
@@ -85,7 +99,7 @@ def _match(inv: Inventory, pattern: str, limit: str) -> list[str]:
         return hosts[start:(len(hosts) - 1 if end == -1 else end) + 1]
     except IndexError:
         raise InventoryError(f"--limit '{limit}': '{pattern}' has no host at index {start} "
-                             f"('{expr}' has {len(hosts)}: {', '.join(hosts)})")
+                             f"('{expr}' has {len(hosts)}: {', '.join(hosts)})") from None
 
 
 def _split_subscript(pattern: str) -> tuple[str, tuple[int, int | None] | None]:
@@ -104,7 +118,7 @@ def _compile(pattern: str):
     try:
         return re.compile(pattern[1:] if pattern.startswith("~") else fnmatch.translate(pattern))
     except re.error as e:
-        raise InventoryError(f"--limit: invalid pattern '{pattern}': {e}")
+        raise InventoryError(f"--limit: invalid pattern '{pattern}': {e}") from None
 
 
 def _enumerate(inv: Inventory, pattern: str) -> list[str]:

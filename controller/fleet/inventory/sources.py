@@ -18,7 +18,6 @@ from controller.fleet.inventory.graph import Graph
 from controller.fleet.inventory.hostnames import parse_host_key
 from controller.fleet.inventory.hostvars import UNSAFE
 
-
 # Ansible's ini plugin: [group] or [group:type], then an optional comment
 _SECTION = re.compile(r"^\[([^:\]\s]+)(?::(\w+))?\]\s*(?:#.*)?$")
 
@@ -52,7 +51,7 @@ def load_yaml(text: str, source: str):
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark else ""
-        raise InventoryError(f"{source}: not valid YAML{where}: {getattr(e, 'problem', None) or e}")
+        raise InventoryError(f"{source}: not valid YAML{where}: {getattr(e, 'problem', None) or e}") from None
 
 
 def check_resolvable(value, source: str) -> None:
@@ -116,7 +115,7 @@ def _add_child(graph: Graph, parent: str, child: str, where: str) -> None:
     try:
         graph.add_child(parent, child)
     except InventoryError as e:
-        raise InventoryError(f"{where}: {e}")
+        raise InventoryError(f"{where}: {e}") from None
 
 
 def _add_hosts(graph: Graph, pattern, hvars, group: str, source: str) -> None:
@@ -189,7 +188,7 @@ def _ini_hosts(graph: Graph, line: str, group: str, where: str) -> None:
     try:
         tokens = shlex.split(line, comments=True)
     except ValueError as e:
-        raise InventoryError(f"{where}: cannot parse host line: {e}")
+        raise InventoryError(f"{where}: cannot parse host line: {e}") from None
     if not tokens:
         return
     if tokens[0].endswith(":") or tokens[0] == "---":

@@ -22,6 +22,10 @@ from __future__ import annotations
 import os
 import re
 import shlex
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from controller.spec import TuningSpec
 
 KNOWN_TOOLS = {
     "pgbench": "PostgreSQL TPC-B style load (pgbench -c CLIENTS -j THREADS -T SECONDS [-S] [-C] DBNAME)",
@@ -105,7 +109,7 @@ def argv_of(cmd) -> list[str]:
     return [str(a) for a in cmd] if isinstance(cmd, (list, tuple)) else shlex.split(cmd)
 
 
-def record(spec, origin: str) -> dict:
+def record(spec: TuningSpec, origin: str) -> dict:
     """What the run folder keeps about the benchmark: the exact argv, where it runs, who wrote it."""
     return {"argv": argv_of(spec.benchmark_command), "cwd": spec.benchmark_cwd, "shell": False, "origin": origin}
 
@@ -173,7 +177,7 @@ def problems(cmd, facts: dict | None = None, *, origin: str = MODEL, tools=(), c
 SERVICE_PROGRAM = "tunefleet-service"
 
 
-def spec_steps(spec) -> list[tuple[str, object]]:
+def spec_steps(spec: TuningSpec) -> list[tuple[str, str | list[str]]]:
     """(field, command) of every command a spec runs besides its benchmark."""
     out = [(f"setup[{i}]", c) for i, c in enumerate(spec.setup or [])]
     out += [(f"teardown[{i}]", c) for i, c in enumerate(spec.teardown or [])]
@@ -183,7 +187,7 @@ def spec_steps(spec) -> list[tuple[str, object]]:
     return out
 
 
-def step_problems(spec, origin: str = MODEL, tools=()) -> list[str]:
+def step_problems(spec: TuningSpec, origin: str = MODEL, tools=()) -> list[str]:
     """What is wrong with a spec's other commands, one line each. Nothing runs them through a shell.
     A strategist's warm-up is held to the benchmark's rules; its setup, reset, service and teardown
     may only drive the tool's own private servers (tunefleet-service), never a host's own: a plan

@@ -83,9 +83,9 @@ def validate(config: dict | None) -> dict[str, Any]:
     return out
 
 
-def action_mode(spec) -> str:
-    """How PPO reads its actions for this spec (training_config ``action``): "config" or "move"."""
-    return validate(getattr(spec, "training_config", None))["action"]
+def action_mode(config: dict | None) -> str:
+    """How PPO reads its actions under a spec's training_config (its ``action``): "config" or "move"."""
+    return validate(config)["action"]
 
 
 def _net_arch(value: Any) -> list[int]:

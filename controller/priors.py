@@ -28,7 +28,8 @@ def _text(value: Any) -> str | None:
         value = int(value)
     if isinstance(value, (list, tuple)):
         parts = [_text(v) for v in value]
-        return None if not parts or any(p is None or " " in p for p in parts) else " ".join(parts)
+        words = [p for p in parts if p is not None and " " not in p]
+        return " ".join(words) if parts and len(words) == len(parts) else None
     if isinstance(value, (int, str)):
         text = " ".join(str(value).split())
         return text or None
@@ -42,7 +43,7 @@ def problems(candidates: Any, action_space) -> list[tuple[list, str]]:
     if len(candidates) > MAX_CANDIDATES:
         return [([], f"at most {MAX_CANDIDATES} candidates (got {len(candidates)})")]
     knobs = {k.param: k for k in action_space}
-    out = []
+    out: list[tuple[list[Any], str]] = []
     for i, c in enumerate(candidates):
         if not isinstance(c, dict) or not isinstance(c.get("values"), dict):
             out.append(([i], "must be an object with values (knob -> value) and reason"))
