@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -34,9 +35,25 @@ PLACES = {
 SECTION = "real-workloads"
 
 
+def reused(key: str, run_dir: Path) -> dict | None:
+    """A finished run of this workload from an earlier invocation (--reuse): its result.json, and the
+    minutes from its spec (written when the run starts) to its result (written when it ends)."""
+    result, spec = run_dir / "result.json", run_dir / "spec.json"
+    if not result.is_file() or not spec.is_file():
+        return None
+    minutes = (result.stat().st_mtime - spec.stat().st_mtime) / 60
+    options = json.loads((run_dir / "options.json").read_text()) if (run_dir / "options.json").is_file() else {}
+    return {"key": key, "minutes": round(minutes, 1), "hosts": PLACES[key] or "all", "reused": True,
+            "result": json.loads(result.read_text()), "options": options}
+
+
 def run_workload(key: str, args, run_root: Path) -> dict:
     """One run; its result.json with the minutes it took."""
     run_dir = run_root / key
+    if args.reuse and (earlier := reused(key, run_dir)) is not None:
+        return earlier
+    if run_dir.exists():  # an earlier invocation's folder, unfinished or not to be reused: this run replaces it
+        shutil.rmtree(run_dir)
     cmd = [sys.executable, "-m", "controller.cli", "run", key, "--hosts", str(args.hosts), "--yes", "--json",
            "--strategy", "bo", "--policy", "none", "--budget", str(args.budget), "--seed", str(args.seed),
            "--verify-repeats", str(args.verify_repeats), "--compare", "auto", "--run-dir", str(run_dir)]
@@ -112,6 +129,10 @@ def section(data: dict) -> str:
         lines += rows(entry)
     lines += ["", f"Command: `{data['command']}` ({data['minutes']:.0f} minutes in all; raw results in "
                   f"`{data['json']}`)."]
+    kept = [e["key"] for e in data["runs"] if e.get("reused")]
+    if kept:
+        lines[-1] += (f" The runs of {', '.join(kept)} come from an earlier invocation of the same command, "
+                      "kept with `--reuse` (their result.json, unchanged).")
     return "\n".join(lines) + "\n"
 
 
@@ -126,6 +147,8 @@ def main(argv=None) -> int:
     parser.add_argument("--json", type=Path, default=ROOT / "docs" / "benchmarks-real.json")
     parser.add_argument("--from-json", action="store_true", help="rebuild the section from --json, no fleet")
     parser.add_argument("--runs", type=Path, default=ROOT / "runs" / "bench-real")
+    parser.add_argument("--reuse", action="store_true",
+                        help="keep the workloads whose run folder under --runs finished earlier (their result.json)")
     args = parser.parse_args(argv)
     if args.from_json:
         data = json.loads(args.json.read_text())
@@ -134,13 +157,14 @@ def main(argv=None) -> int:
         unknown = [k for k in keys if k not in PLACES]
         if unknown:
             parser.error(f"unknown workload(s) {', '.join(unknown)} (known: {', '.join(PLACES)})")
-        started = time.monotonic()
         runs = []
         for key in keys:
             print(f"{key} ...", flush=True)
             runs.append(run_workload(key, args, args.runs))
-            print(f"  {runs[-1].get('error') or runs[-1]['result']['verdict']} ({runs[-1]['minutes']} min)", flush=True)
-        data = {"runs": runs, "verify_repeats": args.verify_repeats, "minutes": (time.monotonic() - started) / 60,
+            again = " (reused: an earlier invocation's run)" if runs[-1].get("reused") else ""
+            print(f"  {runs[-1].get('error') or runs[-1]['result']['verdict']} ({runs[-1]['minutes']} min){again}",
+                  flush=True)
+        data = {"runs": runs, "verify_repeats": args.verify_repeats, "minutes": sum(r["minutes"] for r in runs),
                 "json": str(args.json.relative_to(ROOT)) if args.json.is_relative_to(ROOT) else str(args.json),
                 "command": ".venv/bin/python bench/real.py --hosts inventory/local.yml --out docs/benchmarks.md"}
         args.json.write_text(json.dumps(data, indent=1))
