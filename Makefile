@@ -60,6 +60,7 @@ bench: fleet-up
 	$(BIN)/python bench/strategies.py --out docs/benchmarks.md
 	$(BIN)/python bench/simbench.py --out docs/benchmarks.md
 	$(BIN)/python bench/eval_rate.py --hosts inventory/local.yml --evaluations 150 --out docs/benchmarks.md
+	$(BIN)/python bench/transfer.py --hosts inventory/local.yml --out docs/benchmarks.md
 
 # real services (PostgreSQL, nginx, Redis, a long-distance link, file writes, the CPU control) tuned at
 # budget 24 against the expert profiles, in one interleaved verification each (about two hours)
