@@ -50,7 +50,7 @@ lint: venv
 
 test: setup lint
 	BASTION=1 HOSTS=3 PG=1 deploy/fleet-up.sh
-	$(BIN)/python -m pytest -q -p no:cacheprovider tests; rc=$$?; deploy/fleet-down.sh; exit $$rc
+	$(BIN)/python -m pytest -q -p no:cacheprovider --durations=20 tests; rc=$$?; deploy/fleet-down.sh; exit $$rc
 
 test-unit: venv
 	$(BIN)/python -m pytest -q tests/unit
