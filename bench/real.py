@@ -111,6 +111,52 @@ def _values(values) -> str:
     return "<br>".join(f"{k.split('.', 1)[1]}={v}" for k, v in values.items()) or "-"
 
 
+def _gain(c: dict | None) -> bool:
+    return bool(c and c["significant"] and c["change_pct"] > 0)
+
+
+def _link_rate(entry: dict) -> float:
+    """The emulated link's rate: the run's spec.json says it, else the built-in workload's."""
+    from controller.strategist.workloads import LINK
+
+    spec = Path(entry["result"].get("run_dir") or "/nonexistent") / "spec.json"
+    link = (json.loads(spec.read_text()).get("peer") or {}).get("link") if spec.is_file() else None
+    return float((link or LINK)["rate_mbit"])
+
+
+def findings(data: dict) -> list[str]:
+    """What the rows say against the targets: tunefleet against the best profile wherever any arm
+    gained, the workloads where nothing could be told from noise, the profiles that cost, the
+    control, and the long link's throughput against its rate."""
+    out, quiet = [], []
+    for entry in (e for e in data["runs"] if "error" not in e):
+        r, key = entry["result"], entry["key"]
+        arms = r.get("arms") or {}
+        if _gain(r["verification"]) or any(_gain(a["verification"]) for a in arms.values()):
+            best = max(arms.items(), key=lambda kv: kv[1]["verification"]["change_pct"], default=None)
+            against = (f"; the best profile, {best[0]}, {_pct(best[1]['verification'])}: "
+                       f"{_versus(best[1].get('best_vs'))}" if best else "")
+            out.append(f"- **{key}**: tunefleet {_pct(r['verification'])}{against}.")
+        else:
+            widest = max([r["verification"]] + [a["verification"] for a in arms.values()],
+                         key=lambda c: c["ci_high_pct"] - c["ci_low_pct"])
+            quiet.append(f"{key} (widest interval {widest['ci_low_pct']:+.0f} to {widest['ci_high_pct']:+.0f}%)")
+        for name, arm in arms.items():
+            c = arm["verification"]
+            if c["significant"] and c["change_pct"] < 0:
+                out.append(f"- **{key}**: {name} costs {_pct(c)} against the original.")
+        if r["reward_metric"] == "throughput_mbit_s" and r["verification"].get("best_median"):
+            rate = _link_rate(entry)
+            out.append(f"- **{key}**: the winner's verified median is {r['verification']['best_median']:.0f} Mbit/s "
+                       f"on a link emulated at {rate:g} Mbit/s ({100 * r['verification']['best_median'] / rate:.0f}%;"
+                       f" the original {r['verification']['baseline_median']:.0f}).")
+    if quiet:
+        control = any(q.startswith("cpu ") for q in quiet)
+        control_says = " (cpu is the control: no knob should matter there)" if control else ""
+        out.append("- No arm shows a significant gain on " + ", ".join(quiet) + control_says + ".")
+    return out
+
+
 def section(data: dict) -> str:
     lines = ["## Real workloads", "",
              "tunefleet at budget 24 (bo from nothing) against the original settings and the expert profiles that "
@@ -127,6 +173,7 @@ def section(data: dict) -> str:
             lines.append(f"| {entry['key']} | failed: {entry['error']} | | | | |")
             continue
         lines += rows(entry)
+    lines += ["", "Findings, read from the table by the script:", ""] + findings(data)
     lines += ["", f"Command: `{data['command']}` ({data['minutes']:.0f} minutes in all; raw results in "
                   f"`{data['json']}`)."]
     kept = [e["key"] for e in data["runs"] if e.get("reused")]
