@@ -25,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.sections import update_section  # noqa: E402
+from bench.sections import publish  # noqa: E402
 
 # workload -> the hosts it runs on here (None: every host of the inventory)
 PLACES = {
@@ -42,9 +42,8 @@ def reused(key: str, run_dir: Path) -> dict | None:
     if not result.is_file() or not spec.is_file():
         return None
     minutes = (result.stat().st_mtime - spec.stat().st_mtime) / 60
-    options = json.loads((run_dir / "options.json").read_text()) if (run_dir / "options.json").is_file() else {}
     return {"key": key, "minutes": round(minutes, 1), "hosts": PLACES[key] or "all", "reused": True,
-            "result": json.loads(result.read_text()), "options": options}
+            "result": json.loads(result.read_text())}
 
 
 def run_workload(key: str, args, run_root: Path) -> dict:
@@ -214,9 +213,7 @@ def main(argv=None) -> int:
         data = {"runs": runs, "verify_repeats": args.verify_repeats, "minutes": sum(r["minutes"] for r in runs),
                 "json": str(args.json.relative_to(ROOT)) if args.json.is_relative_to(ROOT) else str(args.json),
                 "command": ".venv/bin/python bench/real.py --hosts inventory/local.yml --out docs/benchmarks.md"}
-        args.json.write_text(json.dumps(data, indent=1))
-    update_section(args.out, SECTION, section(data))
-    print(f"wrote the {SECTION} section of {args.out}")
+    publish(args.out, SECTION, section(data), None if args.from_json else data, args.json)
     return 0
 
 

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
+
+from controller.runs import write_json_atomic, write_text_atomic
 
 _SECTION = re.compile(r"<!-- section:(?P<name>[\w-]+) -->\n.*?<!-- /section:(?P=name) -->\n", re.S)
 
@@ -30,4 +33,13 @@ def update_section(path: Path, name: str, body: str) -> None:
         text = pattern.sub(lambda _: block, text)
     else:
         text = text.rstrip("\n") + ("\n\n" if text else "") + block
-    path.write_text(text)
+    write_text_atomic(path, text)
+
+
+def publish(out: Path, name: str, body: str, data: Any = None, data_path: Path | None = None) -> None:
+    """A benchmark's last step: its raw results to data_path (when given), then its section of the
+    page, each written whole (a reader never sees half a file), and one line saying where."""
+    if data is not None and data_path is not None:
+        write_json_atomic(data_path, data)
+    update_section(out, name, body)
+    print(f"wrote the {name} section of {out}")

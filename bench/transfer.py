@@ -30,7 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.sections import update_section  # noqa: E402
+from bench.sections import publish  # noqa: E402
 from bench.workloads import STREAM  # noqa: E402
 
 SECTION = "transfer"
@@ -113,9 +113,10 @@ def measure(args) -> dict:
         for name, (strategy, priors, stored, where) in arms.items():
             result, trials = run(args, "h3", START_B, strategy, args.budget, seed, priors=priors, policy=stored,
                                  confirm_top=0, verify_repeats=2, folder=work / f"{where}-{seed}")
-            rows[name].append({"seed": seed, "needed": needed(searched(trials), target), "search": searched(trials),
-                               "baseline": trials[0]["raw"],
-                               "policy": (result.get("policy") or {}).get("started_from")})
+            search = searched(trials)
+            started_from = (result.get("policy") or {}).get("started_from")
+            rows[name].append({"seed": seed, "needed": needed(search, target), "search": search,
+                               "baseline": trials[0]["raw"], "policy": started_from})
             print(f"  {name} seed {seed}: {rows[name][-1]['needed']}", flush=True)
     return {"level": {"median": median, "low": low, "high": high, "fraction": args.level, "target": target,
                       "config": ref["best_config"]},
@@ -178,9 +179,7 @@ def main(argv=None) -> int:
     else:
         args.store = args.store or Path(tempfile.mkdtemp(prefix="tunefleet-policies-"))
         data = measure(args)
-        args.json.write_text(json.dumps(data, indent=1))
-    update_section(args.out, SECTION, section(data))
-    print(f"wrote the {SECTION} section of {args.out}")
+    publish(args.out, SECTION, section(data), None if args.from_json else data, args.json)
     return 0
 
 
