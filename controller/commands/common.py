@@ -74,24 +74,12 @@ def _reach(accept_new: bool = False, connect_timeout: float = 5.0, workers: str 
                  workers=workers, heartbeat_timeout=heartbeat_timeout)
 
 
-def _select(hosts: Path, limit: str | None):
-    from controller.frontend import select
-
-    return select(hosts, limit)
-
-
 def _connect(hosts: Path, limit: str | None, accept_new: bool, connect_timeout: float, knobs=(),
              workers: str = "threads", ssh_config: Path | None = None, heartbeat_timeout: float = 30.0):
     """The selected hosts, connected with their agents started: (host specs, Fleet)."""
     from controller.frontend import connect
 
     return connect(hosts, limit, _reach(accept_new, connect_timeout, workers, ssh_config, heartbeat_timeout), knobs)
-
-
-def _load_catalog(extra: Path | None):
-    from controller.frontend import load_catalog
-
-    return load_catalog(extra)
 
 
 def _run_folder(run_name: str, runs_dir: Path | None) -> Path:

@@ -20,9 +20,9 @@ from controller.commands.common import (
     _json_stdout,
     _reach,
     _run_folder,
-    _select,
 )
 from controller.errors import UserError
+from controller.frontend import select
 
 
 def check(
@@ -80,7 +80,7 @@ def install(
     from controller.fleet.session import install_agent
     from controller.fleet.transport import SSHTransport
 
-    specs = [dataclasses.replace(s, user=user) if user else s for s in _select(hosts, limit)]
+    specs = [dataclasses.replace(s, user=user) if user else s for s in select(hosts, limit)]
     if ssh_config is not None and not ssh_config.exists():
         raise UserError(f"--ssh-config {ssh_config}: no such file")
     password, failed = None, []
@@ -195,7 +195,7 @@ def audit(
         raise UserError(f"--spec {spec_file}: no such file")
     if ssh_config is not None and not ssh_config.exists():
         raise UserError(f"--ssh-config {ssh_config}: no such file")
-    specs = _select(hosts, limit)
+    specs = select(hosts, limit)
     options = ConnectOptions(connect_timeout=connect_timeout, accept_new_host_keys=accept_new_host_keys,
                              ssh_config=str(ssh_config) if ssh_config else None)
     report = auditing.audit(specs, auditing.knob_names(spec_file, run, profile), options, run=run, profile=profile)

@@ -18,10 +18,9 @@ from controller.commands.common import (
     _console,
     _host_facts,
     _json_stdout,
-    _load_catalog,
     _strategist_events,
 )
-from controller.frontend import origin, plan_record
+from controller.frontend import load_catalog, origin, plan_record
 
 if TYPE_CHECKING:
     from controller.spec import TuningSpec
@@ -91,7 +90,7 @@ def plan(
             print(f"{w.key:18} {w.description}")
         return
     doc = _json_stdout(as_json)
-    catalog = _load_catalog(catalog_file)
+    catalog = load_catalog(catalog_file)
     facts = None
     if hosts is not None:
         facts = _host_facts(hosts, limit, accept_new_host_keys, connect_timeout, knobs=catalog.names(),

@@ -28,14 +28,12 @@ from controller.commands.common import (
     _error,
     _host_facts,
     _json_stdout,
-    _load_catalog,
     _reachable_facts,
-    _select,
     _strategist_events,
 )
 from controller.commands.plans import _make_plan, _show_plan
 from controller.errors import UserError
-from controller.frontend import budget_for, origin, plan_record, profiles_to_compare
+from controller.frontend import budget_for, load_catalog, origin, plan_record, profiles_to_compare, select
 
 if TYPE_CHECKING:
     from controller.spec import TuningSpec
@@ -115,8 +113,8 @@ def run_command(a: SimpleNamespace, given: dict) -> None:
     resumed = _resumed(a, given, out) if a.resume_dir is not None else None
     if a.hosts is None:
         raise UserError("--hosts is required (or --resume RUN_DIR)")
-    catalog = _load_catalog(a.catalog_file)
-    _select(a.hosts, a.limit)  # a bad inventory or --limit fails before any planning
+    catalog = load_catalog(a.catalog_file)
+    select(a.hosts, a.limit)  # a bad inventory or --limit fails before any planning
     spec, chosen = _planned(a, catalog)
     request = _request(a, spec, chosen, catalog, resumed)
     _, fleet = _connect(a.hosts, a.limit, a.accept_new_host_keys, a.connect_timeout, spec.knob_names, a.workers,
@@ -284,7 +282,7 @@ def chat(
                         "or use `tunefleet run GOAL` with the built-in strategist")
     if not yes and not sys.stdin.isatty():
         raise UserError("chat asks before it changes hosts: run it in a terminal, or pass --yes")
-    catalog = _load_catalog(catalog_file)
+    catalog = load_catalog(catalog_file)
     _, fleet = _connect(hosts, limit, accept_new_host_keys, connect_timeout, catalog.names(), workers,
                         ssh_config=ssh_config)
     kept: list = []
